@@ -1,0 +1,51 @@
+"""Settings of container_manager: one ``CONTAINER_MANAGER`` dict, every key with a default.
+
+Read a value with ``setting("KEY")``; the defaults below are the documented ones.
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Where steps are sent: a dotted path to a dispatch backend and its options.
+    "DISPATCH": {
+        "BACKEND": "container_manager.dispatch.local.LocalBackend",
+        "OPTIONS": {},
+    },
+    # Extra executor types: {"my-type": "dotted.path.MyExecutor"}.
+    "EXECUTORS": {},
+    # Limits applied to every job on top of the model validators.
+    "MAX_MEMORY_LIMIT_MB": 2048,
+    "MIN_MEMORY_LIMIT_MB": 6,
+    "MAX_CPU_LIMIT": 32.0,
+    "MAX_TIMEOUT_SECONDS": 7 * 24 * 3600,
+    # Launch attempts per job and the backoff between them (seconds).
+    "DEFAULT_MAX_ATTEMPTS": 3,
+    "RETRY_BACKOFF_BASE": 5.0,
+    "RETRY_BACKOFF_MAX": 600.0,
+    # How long a launch may take before the sweep takes it over (seconds).
+    "LAUNCH_LEASE_SECONDS": 120,
+    # Delay between status checks of a running job: starts small, grows to the max.
+    "CHECK_DELAY_INITIAL": 0.5,
+    "CHECK_DELAY_MAX": 30.0,
+    "CHECK_DELAY_FACTOR": 2.0,
+    # How long a job stopped for timeout or cancel is given before it is killed.
+    "STOP_GRACE_SECONDS": 5,
+    # Each of stdout and stderr is kept up to this many bytes (the tail is kept).
+    "LOG_MAX_BYTES": 1024 * 1024,
+    # How many due jobs one sweep re-sends at most, per kind of work.
+    "SWEEP_BATCH_SIZE": 500,
+}
+
+
+def setting(name: str) -> Any:
+    """Return ``CONTAINER_MANAGER[name]`` or its documented default.
+
+    >>> setting("DEFAULT_MAX_ATTEMPTS")
+    3
+    """
+    configured = getattr(settings, "CONTAINER_MANAGER", {}) or {}
+    if name in configured:
+        return configured[name]
+    return DEFAULTS[name]

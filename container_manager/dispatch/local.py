@@ -1,0 +1,147 @@
+"""The embedded default dispatch: worker threads, a timer heap for delayed sends, a sweep timer.
+
+For runserver, the demo and single-machine deployments; nothing outside the process is needed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from django.db import close_old_connections, connections
+
+from container_manager.dispatch.base import DispatchBackend
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class LocalBackend(DispatchBackend):
+    """Run steps on in-process worker threads, started at the first send.
+
+    Options:
+        ``WORKERS`` (4): threads running steps.
+        ``SWEEP_INTERVAL`` (30): seconds between sweeps; 0 turns the sweep timer off.
+        ``RETRIES`` (3): times a step that raised is sent again, one second later.
+    """
+
+    def __init__(self, options: dict[str, Any]):
+        super().__init__(options)
+        self.workers = int(self.options.get("WORKERS", 4))
+        self.sweep_interval = float(self.options.get("SWEEP_INTERVAL", 30))
+        self.retries = int(self.options.get("RETRIES", 3))
+        self._ready: queue.Queue = queue.Queue()
+        self._timers: list[tuple[float, int, str, str, int]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._closing = False
+        self._next_sweep = 0.0
+
+    def send(self, step: str, job_id: str, delay: float) -> None:
+        self._send(step, job_id, delay, tries=0)
+
+    def start(self) -> None:
+        """Start the threads now (the first send does it otherwise)."""
+        with self._cond:
+            if self._threads or self._closing:
+                return
+            self._next_sweep = time.monotonic() + self.sweep_interval
+            self._threads = [
+                threading.Thread(target=self._work, name=f"cm-dispatch-{n}", daemon=True)
+                for n in range(self.workers)
+            ]
+            self._threads.append(threading.Thread(target=self._tick, name="cm-timer", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no step is queued, running or scheduled; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._busy or self._timers or not self._ready.empty():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._timers.clear()
+            self._cond.notify_all()
+        for _ in range(self.workers):
+            self._ready.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+
+    # -- threads --------------------------------------------------------------
+
+    def _send(self, step: str, job_id: str, delay: float, tries: int) -> None:
+        self.start()
+        with self._cond:
+            if self._closing:
+                return
+            if delay > 0:
+                item = (time.monotonic() + delay, next(self._order), step, job_id, tries)
+                heapq.heappush(self._timers, item)
+                self._cond.notify_all()
+                return
+            self._busy += 1  # counted from queueing, so wait_idle never sees a gap
+        self._ready.put((step, job_id, tries))
+
+    def _tick(self) -> None:
+        while True:
+            with self._cond:
+                if self._closing:
+                    return
+                now = time.monotonic()
+                due = []
+                while self._timers and self._timers[0][0] <= now:
+                    due.append(heapq.heappop(self._timers))
+                sweep_due = self.sweep_interval > 0 and now >= self._next_sweep
+                if sweep_due:
+                    self._next_sweep = now + self.sweep_interval
+                self._busy += len(due) + sweep_due
+                waits = [self._timers[0][0] - now] if self._timers else []
+                if self.sweep_interval > 0:
+                    waits.append(self._next_sweep - now)
+                if not due and not sweep_due:
+                    self._cond.wait(min(waits + [1.0]))
+                    continue
+            for _, _, step, job_id, tries in due:
+                self._ready.put((step, job_id, tries))
+            if sweep_due:
+                self._ready.put(("sweep", "", 0))
+
+    def _work(self) -> None:
+        from container_manager.steps import run_step
+
+        try:
+            while True:
+                item = self._ready.get()
+                if item is _STOP:
+                    return
+                step, job_id, tries = item
+                try:
+                    close_old_connections()
+                    run_step(step, job_id)
+                except Exception:  # noqa: BLE001 - a message is a hint: log, retry, the sweep backs it
+                    logger.exception("step %s for job %s raised", step, job_id)
+                    if tries < self.retries and step != "sweep":
+                        self._send(step, job_id, 1.0, tries + 1)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+                        self._cond.notify_all()
+        finally:
+            connections.close_all()

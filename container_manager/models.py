@@ -1,0 +1,1095 @@
+"""The four models: executor hosts, environment templates, jobs and their execution attempts.
+
+Rows are the truth. Status changes only through ``container_manager.transitions``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from container_manager import status as st
+from container_manager.conf import setting
+from container_manager.envtext import format_env_text, parse_env_text, validate_env_text
+from container_manager.logtext import strip_timestamps
+
+BUILTIN_EXECUTOR_TYPES = [
+    ("docker", "Docker"),
+    ("cloudrun", "Google Cloud Run"),
+    ("fargate", "AWS Fargate"),
+    ("scaleway", "Scaleway Containers"),
+    ("mock", "Mock (tests and demos)"),
+]
+
+
+def executor_choices() -> list[tuple[str, str]]:
+    """Executor types a host may name: the built-in ones and those added in settings."""
+    extra = [(name, name) for name in setting("EXECUTORS") if name not in dict(BUILTIN_EXECUTOR_TYPES)]
+    return BUILTIN_EXECUTOR_TYPES + extra
+
+
+def default_max_attempts() -> int:
+    """``CONTAINER_MANAGER["DEFAULT_MAX_ATTEMPTS"]``, read when a job is created."""
+    return setting("DEFAULT_MAX_ATTEMPTS")
+
+
+class ExecutorHostQuerySet(models.QuerySet):
+    """Queries over hosts."""
+
+    def available(self) -> ExecutorHostQuerySet:
+        """Active hosts with a free slot."""
+        return self.filter(is_active=True, current_job_count__lt=F("max_concurrent_jobs"))
+
+    def choose(self, executor_type: str | None = None) -> ExecutorHost | None:
+        """Pick an active host for a new job, weighted by ``weight``.
+
+        Hosts with a free slot are preferred; when every active host is full,
+        one is still chosen and the job waits there for a slot. None when no
+        host is active.
+        """
+        active = self.filter(is_active=True)
+        if executor_type:
+            active = active.filter(executor_type=executor_type)
+        hosts = list(active.only("id", "weight", "current_job_count", "max_concurrent_jobs"))
+        free = [h for h in hosts if h.current_job_count < h.max_concurrent_jobs]
+        pool = free or hosts
+        if not pool:
+            return None
+        chosen = random.choices(pool, weights=[h.weight for h in pool])[0]
+        return self.get(pk=chosen.pk)
+
+
+class ExecutorHost(models.Model):
+    """
+    Represents an execution environment for containerized jobs.
+
+    ExecutorHost defines where and how jobs are executed: a Docker daemon, a
+    Cloud Run project and region, an ECS cluster, a Scaleway project, or the
+    Mock executor. ``executor_type`` chooses the executor class
+    (``container_manager.executors.factory``) and ``executor_config`` holds its
+    platform settings (documented per executor in ``docs/executors.md``).
+
+    Supported Executor Types:
+        - ``docker``: local or remote Docker daemon
+        - ``cloudrun``: Google Cloud Run Jobs
+        - ``fargate``: AWS ECS on Fargate
+        - ``scaleway``: Scaleway Serverless Jobs
+        - ``mock``: a simulated executor for tests and demos (says so in its output)
+        - any type added in ``CONTAINER_MANAGER["EXECUTORS"]``
+
+    Connection String Formats:
+        Docker:
+        - ``unix:///var/run/docker.sock`` (local Unix socket)
+        - ``tcp://docker.example.com:2376`` (remote TCP; TLS with ``tls_enabled``)
+
+        Cloud Run:
+        - ``projects/PROJECT_ID/locations/REGION``
+
+        Mock:
+        - ``mock://localhost``
+
+    Capacity:
+        ``current_job_count`` counts the jobs that hold a slot (``launching`` or
+        ``running``). It is changed only in the same transaction as the job's
+        status, with a conditional update, so a host never runs more than
+        ``max_concurrent_jobs`` jobs even when many launches race. Saving a
+        host never writes ``current_job_count``.
+
+    Health Monitoring:
+        ``health_check()`` asks the executor to reach the platform and records
+        the answer in ``last_health_check_at``, ``last_health_ok`` and
+        ``last_health_error``. Inactive hosts are excluded from scheduling.
+
+    Example Usage:
+        >>> host = ExecutorHost.objects.create(
+        ...     name="doc-mock-host",
+        ...     executor_type="mock",
+        ...     connection_string="mock://localhost",
+        ...     max_concurrent_jobs=2,
+        ... )
+        >>> host.get_display_name()
+        'doc-mock-host (Mock (tests and demos))'
+        >>> host.is_available()
+        True
+        >>> host.health_check()
+        True
+        >>> job = ContainerJob.objects.create(
+        ...     docker_image="alpine:latest", command="echo hi", docker_host=host,
+        ... )
+        >>> host.jobs.count()
+        1
+    """
+
+    HOST_TYPE_CHOICES = [("tcp", "TCP"), ("unix", "Unix socket")]
+    EXECUTOR_CHOICES = BUILTIN_EXECUTOR_TYPES
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Unique, human-readable name of the host."
+    )
+    host_type = models.CharField(
+        max_length=10,
+        choices=HOST_TYPE_CHOICES,
+        default="unix",
+        help_text="How a Docker host is reached: 'unix' socket or 'tcp'. Ignored by cloud executors.",
+    )
+    connection_string = models.CharField(
+        max_length=500,
+        help_text=(
+            "Where the platform is: 'unix:///var/run/docker.sock', 'tcp://host:2376', "
+            "'projects/P/locations/R' for Cloud Run, 'mock://localhost' for the mock."
+        ),
+    )
+    tls_enabled = models.BooleanField(
+        default=False, help_text="Use TLS for a TCP Docker connection."
+    )
+    tls_verify = models.BooleanField(
+        default=False, help_text="Verify the Docker daemon's TLS certificate."
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive hosts get no new jobs; running jobs finish."
+    )
+    auto_pull_images = models.BooleanField(
+        default=True, help_text="Pull an image the host does not have before launching."
+    )
+    executor_type = models.CharField(
+        max_length=50,
+        choices=executor_choices,
+        default="docker",
+        help_text="Which executor runs jobs on this host.",
+    )
+    executor_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Executor settings as a JSON object; keys are documented per executor.",
+    )
+    max_concurrent_jobs = models.PositiveIntegerField(
+        default=10, help_text="At most this many jobs launch or run here at once."
+    )
+    weight = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Share of new jobs this host gets among active hosts (1-1000).",
+    )
+    current_job_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Jobs launching or running here now. Maintained by the status machine.",
+    )
+    last_health_check_at = models.DateTimeField(
+        null=True, blank=True, help_text="When health_check() last ran."
+    )
+    last_health_ok = models.BooleanField(
+        null=True, blank=True, help_text="What the last health check found."
+    )
+    last_health_error = models.TextField(
+        blank=True, default="", help_text="The error of the last failed health check."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExecutorHostQuerySet.as_manager()
+
+    #: Fields written by the system, never by ``save()`` of an existing host.
+    SYSTEM_FIELDS = frozenset(
+        {"current_job_count", "last_health_check_at", "last_health_ok", "last_health_error"}
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "executor host"
+
+    def __str__(self) -> str:
+        return self.get_display_name()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the host's settings; ``current_job_count`` and health are never overwritten."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = _editable_field_names(self, self.SYSTEM_FIELDS)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """Check the executor type is known; its config is checked by the executor."""
+        super().clean()
+        if self.executor_config is not None and not isinstance(self.executor_config, dict):
+            raise ValidationError({"executor_config": "must be a JSON object"})
+
+    def is_available(self) -> bool:
+        """True when the host is active and below ``max_concurrent_jobs``.
+
+        >>> ExecutorHost(is_active=True, max_concurrent_jobs=1, current_job_count=1).is_available()
+        False
+        """
+        return self.is_active and self.current_job_count < self.max_concurrent_jobs
+
+    def get_display_name(self) -> str:
+        """``"name (Executor label)"``, as shown in lists and the admin."""
+        label = dict(executor_choices()).get(self.executor_type, self.executor_type)
+        return f"{self.name} ({label})"
+
+    def health_check(self) -> bool:
+        """Ask the executor whether the platform answers; record and return the result."""
+        from container_manager.executors.factory import ExecutorFactory
+
+        try:
+            health = ExecutorFactory().get_executor(self).get_health_status()
+        except Exception as exc:  # noqa: BLE001 - a broken config is an unhealthy host
+            health = {"healthy": False, "error": str(exc)}
+        ExecutorHost.objects.filter(pk=self.pk).update(
+            last_health_check_at=timezone.now(),
+            last_health_ok=health["healthy"],
+            last_health_error=health.get("error") or "",
+        )
+        self.last_health_ok = health["healthy"]
+        self.last_health_error = health.get("error") or ""
+        return bool(health["healthy"])
+
+
+class EnvironmentVariableTemplate(models.Model):
+    """
+    Template for reusable environment variable configurations across jobs.
+
+    Provides a way to define and reuse common environment variable sets,
+    promoting consistency and reducing duplication in job configurations.
+
+    Format (parsed by ``get_environment_variables_dict``):
+        - One variable per line: ``KEY=VALUE``; the first ``=`` splits, so
+          values may contain ``=``
+        - Lines starting with ``#`` are comments; empty lines are ignored
+        - A value wrapped in matching quotes loses them: ``KEY="two words"``
+        - Keys are letters, digits and ``_``, not starting with a digit;
+          anything else is a validation error naming the line
+
+    Variable Resolution:
+        A job's environment is the template's variables overlaid with the
+        job's ``override_environment``, resolved when the job launches, so
+        editing a template changes jobs that have not launched yet.
+
+    Example Usage:
+        >>> env_template = EnvironmentVariableTemplate.objects.create(
+        ...     name="python-production",
+        ...     description="Production Python application environment",
+        ...     environment_variables_text='''
+        ... # application
+        ... PYTHONPATH=/app
+        ... ENV=production
+        ... DEBUG=False
+        ... DATABASE_URL=postgresql://user:pass@db:5432/app?sslmode=require
+        ... GREETING="Hello World"
+        ... ''',
+        ... )
+        >>> env_dict = env_template.get_environment_variables_dict()
+        >>> env_dict["ENV"], env_dict["DEBUG"], env_dict["GREETING"]
+        ('production', 'False', 'Hello World')
+        >>> env_dict["DATABASE_URL"]
+        'postgresql://user:pass@db:5432/app?sslmode=require'
+        >>> job = ContainerJob.objects.create_job(
+        ...     image="alpine:latest", command="env", docker_host=docker_host,
+        ...     environment_template="python-production",
+        ...     environment_vars={"DEBUG": "True"},
+        ... )
+        >>> job.get_all_environment_variables()["DEBUG"]
+        'True'
+
+    Security Considerations:
+        Template text is stored in plain text in the database. Keep secrets in
+        a secret manager; the admin masks values whose names look secret.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="Unique template name.")
+    description = models.TextField(blank=True, default="", help_text="What the template is for.")
+    environment_variables_text = models.TextField(
+        blank=True,
+        default="",
+        validators=[validate_env_text],
+        help_text=(
+            "One KEY=value per line. '#' starts a comment line, blank lines are ignored, "
+            "values may contain '=' and may be quoted."
+        ),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who created the template.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "environment variable template"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_environment_variables_dict(self) -> dict[str, str]:
+        """Parse ``environment_variables_text`` into ``{KEY: value}``."""
+        return parse_env_text(self.environment_variables_text)
+
+
+class JobQuerySet(models.QuerySet):
+    """Queries over jobs; every method returns a QuerySet that can be chained."""
+
+    def pending(self) -> JobQuerySet:
+        """
+        Jobs waiting for execution (status ``pending``).
+
+        >>> ContainerJob.objects.pending().filter(docker_image="nothing:here").count()
+        0
+        """
+        return self.filter(status=st.PENDING)
+
+    def active(self) -> JobQuerySet:
+        """
+        Jobs launching or running: they hold a slot on their host.
+
+        >>> isinstance(ContainerJob.objects.active().count(), int)
+        True
+        """
+        return self.filter(status__in=st.HOLDS_SLOT)
+
+    def live(self) -> JobQuerySet:
+        """Jobs not yet terminal: pending, launching or running."""
+        return self.filter(status__in=st.LIVE)
+
+    def terminal(self) -> JobQuerySet:
+        """Jobs that finished: completed, failed, timeout or cancelled."""
+        return self.filter(status__in=st.TERMINAL)
+
+
+class JobManager(models.Manager.from_queryset(JobQuerySet)):
+    """
+    Manager of ``ContainerJob``: the query shortcuts plus ``create_job``.
+
+    ``pending()`` and ``active()`` return QuerySets; ``create_job()`` is the
+    convenient, validated way to submit a job.
+    """
+
+    def create_job(
+        self,
+        image: str,
+        command: str = "",
+        name: str = "",
+        environment_template: EnvironmentVariableTemplate | str | None = None,
+        environment_vars: dict[str, str] | None = None,
+        docker_host: ExecutorHost | None = None,
+        **kwargs: Any,
+    ) -> ContainerJob:
+        """
+        Validate and submit a job; it is sent to launch when the transaction commits.
+
+        Args:
+            image: container image, e.g. ``"python:3.11-slim"``
+            command: shell-form command (or a JSON array for exec form)
+            name: human-readable name
+            environment_template: a template instance or its name
+            environment_vars: variables overlaid on the template (and on an
+                ``override_environment`` text given in ``kwargs``)
+            docker_host: where to run; when omitted an active host is chosen,
+                weighted by ``weight``, preferring hosts with a free slot
+            **kwargs: any other ``ContainerJob`` field (``memory_limit``,
+                ``cpu_limit``, ``timeout_seconds``, ``working_directory``,
+                ``network_configuration``, ``priority``, ``max_attempts``,
+                ``run_after``, ``created_by`` …)
+
+        Raises:
+            ValidationError: naming the field at fault; nothing is stored.
+
+        >>> job = ContainerJob.objects.create_job(
+        ...     image="python:3.11-slim",
+        ...     command="python -c 'print(1)'",
+        ...     name="Example Job",
+        ...     memory_limit=256,
+        ...     cpu_limit=1.0,
+        ...     timeout_seconds=600,
+        ...     environment_vars={"PYTHONPATH": "/app", "LOG_LEVEL": "INFO"},
+        ... )
+        >>> job.get_override_environment_variables_dict()
+        {'PYTHONPATH': '/app', 'LOG_LEVEL': 'INFO'}
+        >>> ContainerJob.objects.create_job(image="", docker_host=docker_host)
+        Traceback (most recent call last):
+        ...
+        django.core.exceptions.ValidationError: {'docker_image': ['docker_image: an image is required.']}
+        """
+        template = _resolve_template(environment_template)
+        override_text = kwargs.pop("override_environment", "") or ""
+        if environment_vars:
+            merged = _parse_field(override_text, "override_environment")
+            merged.update({str(k): str(v) for k, v in environment_vars.items()})
+            override_text = format_env_text(merged)
+        if docker_host is None:
+            docker_host = ExecutorHost.objects.choose()
+            if docker_host is None:
+                raise ValidationError({"docker_host": "docker_host: no active executor host exists."})
+        job = self.model(
+            docker_image=image,
+            command=command,
+            name=name,
+            environment_template=template,
+            override_environment=override_text,
+            docker_host=docker_host,
+            **kwargs,
+        )
+        job.full_clean()
+        with transaction.atomic(using=self.db):
+            job.save(using=self.db)
+        return job
+
+
+class ContainerJob(models.Model):
+    """
+    Represents a containerized job execution request with full lifecycle tracking.
+
+    This is the core model: an image, a command, limits and environment, the
+    host to run on, and everything that happened: status, exit code, logs,
+    timings and resource use. Each launch attempt also writes a
+    ``ContainerExecution`` row, so a retried job keeps its history.
+
+    Key Features:
+        - Multi-executor support (Docker, Cloud Run, Fargate, Scaleway, Mock)
+        - Resource limits (``memory_limit`` in MB, ``cpu_limit`` in cores),
+          bounded by ``CONTAINER_MANAGER`` settings
+        - Environment from a template plus per-job overrides
+        - Logs harvested and stored (stdout, stderr, timestamp-free output),
+          each capped at ``LOG_MAX_BYTES`` with a visible marker
+        - Status changed only by compare-and-set transitions
+          (``container_manager.transitions``); a ``save()`` that changes
+          ``status`` raises ``InvalidTransition``
+
+    How a job runs:
+        Saving a new job sends a ``launch`` step when the transaction commits
+        (``container_manager.dispatch``). Launch reserves a slot on the host
+        and starts the container; ``check`` steps poll it, stop it at
+        ``timeout_seconds`` and stop it on a cancel request; ``harvest``
+        stores the results. A scheduled sweep re-sends any step that is due,
+        so lost messages only delay a job.
+
+    Typical Usage:
+        >>> job = ContainerJob.objects.create(
+        ...     image="python:3.9",
+        ...     command='python -c "print(42)"',
+        ...     docker_host=docker_host,
+        ...     memory_limit=128,
+        ...     cpu_limit=0.5,
+        ... )
+        >>> job.launch()
+        True
+        >>> while not job.is_terminal_status:
+        ...     time.sleep(0.1)
+        ...     job.refresh_from_db()
+        >>> job.status, job.exit_code
+        ('completed', 0)
+        >>> job.get_logs()
+        'mock executor: simulated run, no container was started\\n'
+
+    Status Lifecycle:
+        pending -> launching -> running -> completed | failed | timeout;
+        cancelled from any of the first three. A retryable launch error sends
+        the job back to pending with a later ``run_after`` until
+        ``max_attempts`` is used up.
+
+    Related Models:
+        - ExecutorHost: where the job executes (``docker_host``, reverse ``host.jobs``)
+        - EnvironmentVariableTemplate: base environment (reverse ``template.jobs``)
+        - ContainerExecution: one row per launch attempt (``containerexecution_set``)
+    """
+
+    STATUS_CHOICES = st.STATUS_CHOICES
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    docker_host = models.ForeignKey(
+        ExecutorHost,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        help_text="The executor host that runs the job.",
+    )
+    name = models.CharField(max_length=200, blank=True, default="", help_text="Human-readable name.")
+    status = models.CharField(
+        max_length=20,
+        choices=STATUS_CHOICES,
+        default=st.PENDING,
+        help_text=(
+            "Current status. pending -> launching -> running -> completed/failed/timeout; "
+            "cancelled from any live status. Terminal statuses never change."
+        ),
+    )
+    description = models.TextField(blank=True, default="", help_text="What the job does.")
+    docker_image = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text=(
+            "Image in standard form: 'python:3.11', 'nginx:latest', "
+            "'registry.example.com/app:v1.2.3'. Required to submit a job."
+        ),
+    )
+    command = models.TextField(
+        blank=True,
+        default="",
+        help_text=(
+            "Command to run. Shell form (sh -c \"echo hello\") is split like a shell would; "
+            'exec form is a JSON array (["echo", "hello"]). Empty: the image\'s default.'
+        ),
+    )
+    working_directory = models.CharField(
+        max_length=500, blank=True, default="", help_text="Working directory inside the container."
+    )
+    memory_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Memory limit in megabytes (MB). The container is killed if it exceeds it. "
+            "Blank for no limit; bounded by MIN/MAX_MEMORY_LIMIT_MB."
+        ),
+    )
+    cpu_limit = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(32.0)],
+        help_text="CPU limit in cores (1.0 = one core, 0.5 = half). Usage is throttled to it.",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        default=3600,
+        help_text="Seconds the container may run; then it is stopped and the job is 'timeout'.",
+    )
+    environment_template = models.ForeignKey(
+        EnvironmentVariableTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        help_text="Template giving the base environment variables.",
+    )
+    network_configuration = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Networks to join: [{"network_name": "app-net", "aliases": ["worker"]}].',
+    )
+    override_environment = models.TextField(
+        blank=True,
+        default="",
+        validators=[validate_env_text],
+        help_text="KEY=value lines that override the template's variables.",
+    )
+    execution_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The platform's id of the current execution (container id, execution name, task ARN).",
+    )
+    exit_code = models.IntegerField(null=True, blank=True, help_text="The process's exit code.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the container started.")
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When the job finished.")
+    executor_metadata = models.JSONField(
+        default=dict, blank=True, help_text="Platform details kept by the executor."
+    )
+    max_memory_usage = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Peak memory seen while running, in bytes."
+    )
+    cpu_usage_percent = models.FloatField(
+        null=True, blank=True, help_text="Average CPU use while running (100 = one core)."
+    )
+    stdout_log = models.TextField(blank=True, default="", help_text="Standard output, with timestamps.")
+    stderr_log = models.TextField(blank=True, default="", help_text="Standard error, with timestamps.")
+    docker_log = models.TextField(
+        blank=True, default="", help_text="What the platform said about the execution."
+    )
+    clean_output = models.TextField(
+        blank=True, default="", help_text="Standard output without timestamps."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Who submitted the job.",
+    )
+    priority = models.IntegerField(
+        default=0, help_text="Higher runs first among jobs waiting for the same host."
+    )
+    max_attempts = models.PositiveIntegerField(
+        default=default_max_attempts,
+        validators=[MinValueValidator(1)],
+        help_text="Launch attempts allowed before a retryable error fails the job.",
+    )
+    attempt_count = models.PositiveIntegerField(default=0, help_text="Launch attempts so far.")
+    run_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Earliest time of the next launch; moved later by retry backoff.",
+    )
+    next_check_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a running job is next checked."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A launch not finished by then is taken over by the sweep."
+    )
+    last_error = models.TextField(blank=True, default="", help_text="The last error met.")
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a cancel was requested."
+    )
+
+    objects = JobManager()
+
+    #: Fields written only by the steps; ``save()`` of an existing job leaves them alone.
+    SYSTEM_FIELDS = frozenset(
+        {
+            "status", "execution_id", "exit_code", "started_at", "completed_at",
+            "executor_metadata", "max_memory_usage", "cpu_usage_percent", "stdout_log",
+            "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
+            "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
+        }
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "container job"
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="cjob_status_created_idx"),
+            models.Index(fields=["created_by", "status"], name="cjob_created_by_status_idx"),
+            models.Index(fields=["docker_host", "status"], name="cjob_host_status_idx"),
+            models.Index(fields=["status"], name="cjob_status_idx"),
+            models.Index(fields=["status", "run_after"], name="cjob_due_launch_idx"),
+            models.Index(fields=["status", "next_check_at"], name="cjob_due_check_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="cjob_due_lease_idx"),
+            models.Index(
+                fields=["cancel_requested_at"],
+                name="cjob_cancel_requested_idx",
+                condition=Q(cancel_requested_at__isnull=False),
+            ),
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded_status = self.__dict__.get("status")
+
+    def __str__(self) -> str:
+        return f"{self.name or self.docker_image} ({self.status})"
+
+    # -- saving -------------------------------------------------------------
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the job's request fields; status and results belong to the steps.
+
+        A new job must be ``pending``. On an existing job a changed ``status``
+        raises ``InvalidTransition``, and the system fields are never written,
+        so an edit made from a stale copy cannot undo a step's work.
+        """
+        current = self.__dict__.get("status")
+        if self._state.adding:
+            if current != st.PENDING:
+                raise st.InvalidTransition(f"status: a new job starts as 'pending', not {current!r}")
+        elif current != self._loaded_status:
+            raise st.InvalidTransition(
+                f"status: {self._loaded_status!r} -> {current!r} is not done by save(); "
+                "use job.cancel(), job.launch() or the steps in container_manager.steps"
+            )
+        elif kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = _editable_field_names(self, self.SYSTEM_FIELDS)
+        super().save(*args, **kwargs)
+        self._loaded_status = current
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        """Reload from the database (the truth), status included."""
+        super().refresh_from_db(*args, **kwargs)
+        self._loaded_status = self.__dict__.get("status")
+
+    def clean(self) -> None:
+        """Check what the field validators cannot: limits from settings, networks, host."""
+        super().clean()
+        errors: dict[str, str] = {}
+        if not (self.docker_image or "").strip():
+            errors["docker_image"] = "docker_image: an image is required."
+        low, high = setting("MIN_MEMORY_LIMIT_MB"), setting("MAX_MEMORY_LIMIT_MB")
+        if self.memory_limit is not None and not low <= self.memory_limit <= high:
+            errors["memory_limit"] = f"memory_limit: must be between {low} and {high} MB."
+        max_cpu = setting("MAX_CPU_LIMIT")
+        if self.cpu_limit is not None and self.cpu_limit > max_cpu:
+            errors["cpu_limit"] = f"cpu_limit: must be at most {max_cpu} cores."
+        max_timeout = setting("MAX_TIMEOUT_SECONDS")
+        if self.timeout_seconds is not None and not 1 <= self.timeout_seconds <= max_timeout:
+            errors["timeout_seconds"] = f"timeout_seconds: must be between 1 and {max_timeout}."
+        network_error = _network_configuration_error(self.network_configuration)
+        if network_error:
+            errors["network_configuration"] = network_error
+        if self.docker_host_id is not None:
+            host = self.docker_host
+            if not host.is_active:
+                errors["docker_host"] = f"docker_host: host {host.name!r} is inactive."
+            elif host.executor_type not in dict(executor_choices()):
+                errors["docker_host"] = (
+                    f"docker_host: host {host.name!r} has unknown executor type "
+                    f"{host.executor_type!r}."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    # -- the request --------------------------------------------------------
+
+    @property
+    def image(self) -> str:
+        """The container image; another name for ``docker_image``."""
+        return self.docker_image
+
+    @image.setter
+    def image(self, value: str) -> None:
+        self.docker_image = value
+
+    def get_all_environment_variables(self) -> dict[str, str]:
+        """
+        The job's environment: the template's variables overlaid with the overrides.
+
+        >>> job = ContainerJob(override_environment="B=2\\nC=3")
+        >>> job.environment_template = EnvironmentVariableTemplate(environment_variables_text="A=1\\nB=1")
+        >>> job.get_all_environment_variables()
+        {'A': '1', 'B': '2', 'C': '3'}
+        """
+        result = {}
+        if self.environment_template_id is not None or self.environment_template is not None:
+            result.update(self.environment_template.get_environment_variables_dict())
+        result.update(self.get_override_environment_variables_dict())
+        return result
+
+    def get_override_environment_variables_dict(self) -> dict[str, str]:
+        """Parse ``override_environment`` into ``{KEY: value}``."""
+        return parse_env_text(self.override_environment or "")
+
+    def get_network_names(self) -> list[str]:
+        """
+        Names of the networks in ``network_configuration``.
+
+        >>> ContainerJob(network_configuration=[
+        ...     {"network_name": "app-network", "aliases": ["worker"]},
+        ...     {"network_name": "data-network", "aliases": ["processor"]},
+        ... ]).get_network_names()
+        ['app-network', 'data-network']
+        """
+        return [n["network_name"] for n in self.network_configuration or [] if n.get("network_name")]
+
+    def get_execution_identifier(self) -> str:
+        """The platform's id of the current execution, or ``""`` before launch."""
+        return self.execution_id
+
+    def set_execution_identifier(self, execution_id: str) -> None:
+        """Set the execution id on this instance (the launch step stores it)."""
+        self.execution_id = execution_id
+
+    def can_use_executor(self, executor_type: str) -> bool:
+        """
+        True when an executor of that type can honour this job's request.
+
+        A job with networks needs an executor that supports networking; one
+        with limits needs one that supports resource limits.
+
+        >>> job = ContainerJob(network_configuration=[{"network_name": "n"}])
+        >>> job.can_use_executor("docker"), job.can_use_executor("cloudrun")
+        (True, False)
+        """
+        from container_manager.executors.factory import ExecutorFactory
+
+        try:
+            capabilities = ExecutorFactory.executor_class(executor_type).capabilities
+        except Exception:  # noqa: BLE001 - an unknown or broken type cannot be used
+            return False
+        if self.network_configuration and not capabilities.get("supports_networking"):
+            return False
+        has_limits = self.memory_limit is not None or self.cpu_limit is not None
+        return not (has_limits and not capabilities.get("supports_resource_limits"))
+
+    # -- what happened -------------------------------------------------------
+
+    @property
+    def is_terminal_status(self) -> bool:
+        """
+        True when the job reached a terminal status: completed, failed, timeout or cancelled.
+
+        Terminal statuses never change. ``pending``, ``launching`` and
+        ``running`` are not terminal.
+
+        >>> ContainerJob(status="timeout").is_terminal_status
+        True
+        >>> ContainerJob(status="running").is_terminal_status
+        False
+        """
+        return self.status in st.TERMINAL
+
+    @property
+    def duration(self) -> timedelta | None:
+        """
+        Time from start to finish, or None until the job has finished.
+
+        >>> from datetime import datetime, timezone as tz
+        >>> ContainerJob(
+        ...     started_at=datetime(2024, 1, 1, 12, 0, tzinfo=tz.utc),
+        ...     completed_at=datetime(2024, 1, 1, 12, 1, 30, tzinfo=tz.utc),
+        ... ).duration
+        datetime.timedelta(seconds=90)
+        """
+        if self.started_at and self.completed_at:
+            return self.completed_at - self.started_at
+        return None
+
+    @property
+    def runtime_duration(self) -> timedelta | None:
+        """
+        How long the job has run: start to finish, or start to now while running.
+
+        None before the container starts.
+
+        >>> ContainerJob().runtime_duration is None
+        True
+        >>> running = ContainerJob(started_at=timezone.now() - timedelta(seconds=5))
+        >>> running.runtime_duration >= timedelta(seconds=5)
+        True
+        """
+        if not self.started_at:
+            return None
+        return (self.completed_at or timezone.now()) - self.started_at
+
+    @property
+    def clean_output_processed(self) -> str:
+        """Standard output without timestamps (``clean_output``, or computed from ``stdout_log``)."""
+        return self.clean_output or strip_timestamps(self.stdout_log)
+
+    @property
+    def parsed_output(self) -> Any:
+        """
+        The output parsed as JSON: the whole text, else its last line; None if neither parses.
+
+        >>> ContainerJob(clean_output='starting\\n{"rows": 3}\\n').parsed_output
+        {'rows': 3}
+        >>> ContainerJob(clean_output="plain text").parsed_output is None
+        True
+        """
+        text = self.clean_output_processed.strip()
+        if not text:
+            return None
+        for candidate in (text, text.splitlines()[-1]):
+            try:
+                return json.loads(candidate)
+            except ValueError:
+                continue
+        return None
+
+    # -- actions (each goes through the steps) -------------------------------
+
+    def launch(self) -> bool:
+        """
+        Launch the job now, in this process, instead of waiting for its message.
+
+        Runs the ``launch`` step: reserve a slot on the host, create a
+        ``ContainerExecution``, start the container, record the execution id.
+        Safe to call more than once and alongside the dispatcher: a job that
+        is already launched is left as it is.
+
+        Returns:
+            bool: True when the job has launched (now or before); False when
+            it could not (its host is full, a retry is scheduled, or the
+            launch failed: see ``last_error``).
+        """
+        from container_manager import steps
+
+        steps.launch(self.pk)
+        self.refresh_from_db()
+        return self.status != st.PENDING and self.attempt_count > 0 and bool(
+            self.execution_id or self.status in (st.LAUNCHING, st.CANCELLED)
+        )
+
+    def harvest(self) -> bool:
+        """
+        Collect final results if the execution has finished.
+
+        Runs the ``check`` step, which harvests a finished execution: exit
+        code, logs, timings and resource use are stored and the status
+        becomes terminal. A job that is already terminal is left as it is.
+
+        Returns:
+            bool: True when the job is terminal afterwards.
+        """
+        from container_manager import steps
+
+        if not self.is_terminal_status:
+            steps.check(self.pk)
+        self.refresh_from_db()
+        return self.is_terminal_status
+
+    def cancel(self) -> bool:
+        """
+        Ask for the job to be cancelled; the container is stopped by the ``cancel`` step.
+
+        Returns:
+            bool: True when the request was recorded (the job was live).
+        """
+        from container_manager import steps
+
+        accepted = steps.request_cancel(self.pk)
+        self.refresh_from_db()
+        return accepted
+
+    def get_logs(self) -> str:
+        """
+        The job's logs: every attempt's stored output, oldest first.
+
+        For a running job the current execution's output is read live from
+        the platform. stdout comes before stderr within an attempt.
+        """
+        parts = [e.logs for e in self.containerexecution_set.order_by("attempt") if e.logs]
+        if self.status == st.RUNNING and self.execution_id:
+            from container_manager.executors.factory import ExecutorFactory
+
+            stdout, stderr = ExecutorFactory().get_executor(self).get_logs(self.execution_id)
+            parts.append(_join_logs(stdout, stderr))
+        return "".join(parts)
+
+
+class ContainerExecution(models.Model):
+    """
+    Tracks individual execution attempts for a ContainerJob.
+
+    While ContainerJob represents the job request and overall status,
+    ContainerExecution records each launch attempt: which host, which
+    platform execution, when it started and finished, its exit code, logs and
+    resource use. A job retried after a launch error keeps every attempt.
+
+    Execution Lifecycle:
+        1. Created by the launch step when an attempt begins (``launching``)
+        2. ``execution_id`` recorded when the platform accepts the launch
+        3. Logs, exit code and usage recorded when the job is harvested
+        4. ``status`` and ``finished_at`` recorded when the attempt ends
+
+    Relationship to ContainerJob:
+        - One-to-many: ``job.containerexecution_set``, one row per ``attempt``
+        - Cascade delete: executions are deleted with their job
+        - Written in the same transaction as the job's status move
+
+    Log Management:
+        ``stdout_log`` and ``stderr_log`` are capped at ``LOG_MAX_BYTES`` each
+        with a visible marker; ``logs`` joins them.
+
+    Example Usage:
+        >>> job = ContainerJob.objects.create_job(
+        ...     image="alpine:latest", command="echo done", docker_host=docker_host,
+        ... )
+        >>> latest_execution = job.containerexecution_set.latest("started_at")
+        >>> latest_execution.attempt, latest_execution.status
+        (1, 'completed')
+        >>> latest_execution.container_id == job.execution_id
+        True
+        >>> "simulated run" in latest_execution.logs
+        True
+        >>> for execution in job.containerexecution_set.all():
+        ...     duration = execution.finished_at - execution.started_at
+    """
+
+    job = models.ForeignKey(ContainerJob, on_delete=models.CASCADE, help_text="The job.")
+    attempt = models.PositiveIntegerField(help_text="Launch attempt number, from 1.")
+    host = models.ForeignKey(
+        ExecutorHost,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="executions",
+        help_text="Where the attempt ran.",
+    )
+    execution_id = models.CharField(
+        max_length=255, blank=True, default="", help_text="The platform's id of this execution."
+    )
+    status = models.CharField(
+        max_length=20, choices=st.STATUS_CHOICES, default=st.LAUNCHING, help_text="How the attempt ended."
+    )
+    started_at = models.DateTimeField(default=timezone.now, help_text="When the attempt began.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When the attempt ended.")
+    exit_code = models.IntegerField(null=True, blank=True)
+    stdout_log = models.TextField(blank=True, default="")
+    stderr_log = models.TextField(blank=True, default="")
+    docker_log = models.TextField(blank=True, default="")
+    max_memory_usage = models.PositiveBigIntegerField(null=True, blank=True)
+    cpu_usage_percent = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="", help_text="Why the attempt failed, if it did.")
+
+    class Meta:
+        ordering = ["job", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt"], name="cexec_job_attempt_unique")
+        ]
+        verbose_name = "container execution"
+
+    def __str__(self) -> str:
+        return f"{self.job_id} attempt {self.attempt} ({self.status})"
+
+    @property
+    def container_id(self) -> str:
+        """The platform's execution id (a container id on Docker)."""
+        return self.execution_id
+
+    @property
+    def logs(self) -> str:
+        """stdout followed by stderr of this attempt."""
+        return _join_logs(self.stdout_log, self.stderr_log)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Time from the start of the attempt to its end, None while it goes on."""
+        return self.finished_at - self.started_at if self.finished_at else None
+
+
+def _join_logs(stdout: str, stderr: str) -> str:
+    return stdout + stderr
+
+
+def _editable_field_names(instance: models.Model, system_fields: frozenset[str]) -> list[str]:
+    deferred = instance.get_deferred_fields()
+    return [
+        f.attname
+        for f in instance._meta.concrete_fields
+        if not f.primary_key and f.name not in system_fields and f.attname not in deferred
+    ]
+
+
+def _resolve_template(
+    template: EnvironmentVariableTemplate | str | None,
+) -> EnvironmentVariableTemplate | None:
+    if template is None or isinstance(template, EnvironmentVariableTemplate):
+        return template
+    try:
+        return EnvironmentVariableTemplate.objects.get(name=template)
+    except EnvironmentVariableTemplate.DoesNotExist:
+        raise ValidationError(
+            {"environment_template": f"environment_template: no template named {template!r}."}
+        ) from None
+
+
+def _parse_field(text: str, field: str) -> dict[str, str]:
+    try:
+        return parse_env_text(text)
+    except ValidationError as exc:
+        raise ValidationError({field: [f"{field}: {m}" for m in exc.messages]}) from None
+
+
+def _network_configuration_error(config: Any) -> str | None:
+    if config in (None, []):
+        return None
+    if not isinstance(config, list):
+        return "network_configuration: must be a list of {'network_name': ..., 'aliases': [...]}."
+    for index, entry in enumerate(config):
+        if not isinstance(entry, dict) or not isinstance(entry.get("network_name"), str):
+            return f"network_configuration[{index}]: needs a 'network_name' string."
+        if not entry["network_name"].strip():
+            return f"network_configuration[{index}]: 'network_name' is empty."
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            return f"network_configuration[{index}]: 'aliases' must be a list of strings."
+    return None

@@ -1,0 +1,59 @@
+"""Job statuses and the moves between them; nothing else may change a job's status.
+
+Terminal statuses never change again. ``check_move`` is the one rule book.
+"""
+
+from django.core.exceptions import ValidationError
+
+PENDING = "pending"
+LAUNCHING = "launching"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+
+STATUS_CHOICES = [
+    (PENDING, "Pending"),
+    (LAUNCHING, "Launching"),
+    (RUNNING, "Running"),
+    (COMPLETED, "Completed"),
+    (FAILED, "Failed"),
+    (TIMEOUT, "Timeout"),
+    (CANCELLED, "Cancelled"),
+]
+
+TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED})
+LIVE = frozenset({PENDING, LAUNCHING, RUNNING})
+#: Statuses in which a job holds one of its host's ``max_concurrent_jobs`` slots.
+HOLDS_SLOT = frozenset({LAUNCHING, RUNNING})
+
+MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({LAUNCHING, FAILED, CANCELLED}),
+    # launching -> launching: the sweep takes over a launch whose lease expired.
+    # launching -> pending: a retryable launch error, tried again later.
+    LAUNCHING: frozenset({LAUNCHING, RUNNING, PENDING, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED}),
+}
+
+
+class InvalidTransition(ValidationError):
+    """A status change the machine does not allow (a terminal job, a skipped step)."""
+
+
+def check_move(old: str, new: str) -> None:
+    """Raise ``InvalidTransition`` unless ``old -> new`` is a move of the machine.
+
+    >>> check_move("pending", "launching")
+    >>> check_move("completed", "running")
+    Traceback (most recent call last):
+    ...
+    container_manager.status.InvalidTransition: ["status: 'completed' is terminal and never \
+changes (asked to move to 'running')"]
+    """
+    if old in TERMINAL:
+        raise InvalidTransition(
+            f"status: {old!r} is terminal and never changes (asked to move to {new!r})"
+        )
+    if new not in MOVES.get(old, ()):
+        raise InvalidTransition(f"status: {old!r} cannot move to {new!r}")

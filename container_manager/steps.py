@@ -1,0 +1,404 @@
+"""The steps that move a job: launch, check, harvest, cancel, and the sweep that re-sends them.
+
+Each step reloads the row, acts only if the row says so, and is safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from container_manager import dispatch
+from container_manager import status as st
+from container_manager.conf import setting
+from container_manager.executors import base as ex
+from container_manager.executors.exceptions import ExecutorError
+from container_manager.executors.factory import ExecutorFactory
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.transitions import HostFull, begin_launch, move
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the sweep leaves a due job alone, so it does not race the message already on its way.
+SWEEP_GRACE_SECONDS = 2
+
+
+def launch(job_id: Any) -> str:
+    """Start the job's container, or take over a launch whose lease expired."""
+    job = _load(job_id)
+    if job is None:
+        return "missing"
+    now = timezone.now()
+    lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
+    if job.status == st.PENDING:
+        if job.cancel_requested_at:
+            return _cancel_pending(job)
+        if job.run_after and job.run_after > now:
+            return "not-due"
+        try:
+            if not begin_launch(job, lease):
+                return "taken"
+        except HostFull:
+            return "waiting-for-slot"
+    elif job.status == st.LAUNCHING:
+        if job.lease_expires_at and job.lease_expires_at > now:
+            return "in-progress"
+        guard = {"attempt_count": job.attempt_count, "lease_expires_at": job.lease_expires_at}
+        if not move(job, st.LAUNCHING, st.LAUNCHING, guard=guard, lease_expires_at=lease):
+            return "taken"
+    else:
+        return "nothing-to-do"
+    return _start(job)
+
+
+def check(job_id: Any) -> str:
+    """Look at a running job: finish it if it exited, timed out or was cancelled; else re-check."""
+    job = _load(job_id)
+    if job is None or job.status != st.RUNNING:
+        return "nothing-to-do"
+    executor = ExecutorFactory().get_executor(job)
+    now = timezone.now()
+    if job.cancel_requested_at:
+        return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
+    deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
+    if now >= deadline:
+        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
+        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
+    try:
+        state = executor.check_status(job.execution_id)
+    except ExecutorError as exc:
+        if not exc.retryable:
+            return _fail_running(job, f"status check failed: {exc}")
+        _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
+        return "check-error"
+    if state == ex.RUNNING:
+        _schedule_check(job, now, deadline, usage=_sample(executor, job))
+        return "running"
+    if state == ex.NOT_FOUND:
+        return _fail_running(job, _vanished(job))
+    return _harvest(job, executor)
+
+
+def harvest(job_id: Any) -> str:
+    """Store the results of a job whose execution has finished; a running one is left alone."""
+    job = _load(job_id)
+    if job is None or job.status != st.RUNNING:
+        return "nothing-to-do"
+    executor = ExecutorFactory().get_executor(job)
+    state = executor.check_status(job.execution_id)
+    if state == ex.RUNNING:
+        return "not-finished"
+    if state == ex.NOT_FOUND:
+        return _fail_running(job, _vanished(job))
+    return _harvest(job, executor)
+
+
+def cancel(job_id: Any) -> str:
+    """Carry out a cancel request: a pending job ends at once, a running one is stopped."""
+    job = _load(job_id)
+    if job is None or not job.cancel_requested_at:
+        return "nothing-to-do"
+    if job.status == st.PENDING:
+        return _cancel_pending(job)
+    if job.status == st.RUNNING:
+        return check(job_id)
+    # A launching job is cancelled as soon as its launch records the execution.
+    return "after-launch"
+
+
+def request_cancel(job_id: Any) -> bool:
+    """Record a cancel request and send the cancel step; False if the job is already terminal."""
+    now = timezone.now()
+    recorded = ContainerJob.objects.filter(
+        pk=job_id, status__in=st.LIVE, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now, updated_at=now)
+    if not recorded:
+        return ContainerJob.objects.filter(pk=job_id, status__in=st.LIVE).exists()
+    dispatch.send_on_commit("cancel", job_id)
+    return True
+
+
+def sweep(now: Any = None) -> dict[str, int]:
+    """Find every job with work due, from the rows alone, and send its step again.
+
+    Pending jobs that are due and whose host has a free slot; launches whose
+    lease expired; running jobs whose check is due (timeouts included, as a
+    check is always due by the deadline); cancel requests. A fixed number of
+    indexed queries, whatever the table size.
+    """
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
+    batch = setting("SWEEP_BATCH_SIZE")
+    jobs = ContainerJob.objects
+    due = {
+        "launch": jobs.filter(
+            Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
+            status=st.PENDING,
+            docker_host__is_active=True,
+            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
+        ).order_by("-priority", "created_at"),
+        "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now),
+        "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled),
+        "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE),
+    }
+    sent = {}
+    for kind, queryset in due.items():
+        ids = list(queryset.values_list("pk", flat=True)[:batch])
+        step = "launch" if kind == "relaunch" else kind
+        for job_id in ids:
+            dispatch.send_on_commit(step, job_id)
+        sent[kind] = len(ids)
+    return sent
+
+
+STEPS: dict[str, Callable[[Any], str]] = {
+    "launch": launch,
+    "check": check,
+    "harvest": harvest,
+    "cancel": cancel,
+}
+
+
+def run_step(step: str, job_id: Any) -> str:
+    """Run a step by name (``"sweep"`` ignores ``job_id``); raises ``KeyError`` for an unknown one."""
+    if step == "sweep":
+        return str(sweep())
+    return STEPS[step](job_id)
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _load(job_id: Any) -> ContainerJob | None:
+    return (
+        ContainerJob.objects.select_related("docker_host", "environment_template")
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def _start(job: ContainerJob) -> str:
+    attempt_guard = {"attempt_count": job.attempt_count}
+    try:
+        executor = ExecutorFactory().get_executor(job)
+        launched, result = executor.launch_job(job)
+    except ExecutorError as exc:
+        if exc.retryable:
+            return _retry_or_fail(job, str(exc))
+        launched, result = False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - an unexpected crash is worth another attempt
+        logger.exception("launch of job %s crashed", job.pk)
+        return _retry_or_fail(job, f"{type(exc).__name__}: {exc}")
+    now = timezone.now()
+    if not launched:
+        move(
+            job, st.LAUNCHING, st.FAILED, guard=attempt_guard,
+            last_error=f"launch failed: {result}", completed_at=now, lease_expires_at=None,
+            execution={"status": st.FAILED, "error": result, "finished_at": now},
+        )  # fmt: skip
+        _kick_waiting(job.docker_host_id)
+        return "failed"
+    first_check = setting("CHECK_DELAY_INITIAL")
+    moved = move(
+        job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
+        execution_id=result, started_at=now, lease_expires_at=None,
+        next_check_at=now + timedelta(seconds=first_check),
+        execution={"status": st.RUNNING, "execution_id": result},
+    )  # fmt: skip
+    if not moved:
+        return "taken"
+    follow_up = "cancel" if ContainerJob.objects.filter(
+        pk=job.pk, cancel_requested_at__isnull=False
+    ).exists() else "check"
+    dispatch.send_on_commit(follow_up, job.pk, delay=0 if follow_up == "cancel" else first_check)
+    return "launched"
+
+
+def _retry_or_fail(job: ContainerJob, error: str) -> str:
+    now = timezone.now()
+    guard = {"attempt_count": job.attempt_count}
+    execution = {"status": st.FAILED, "error": error, "finished_at": now}
+    if job.attempt_count >= job.max_attempts:
+        move(
+            job, st.LAUNCHING, st.FAILED, guard=guard, completed_at=now, lease_expires_at=None,
+            last_error=f"launch failed after {job.attempt_count} attempts: {error}",
+            execution=execution,
+        )  # fmt: skip
+        _kick_waiting(job.docker_host_id)
+        return "failed"
+    delay = retry_delay(job.attempt_count)
+    moved = move(
+        job, st.LAUNCHING, st.PENDING, guard=guard, lease_expires_at=None,
+        run_after=now + timedelta(seconds=delay),
+        last_error=f"attempt {job.attempt_count} failed, retrying in {delay:.1f}s: {error}",
+        execution=execution,
+    )  # fmt: skip
+    if moved:
+        dispatch.send_on_commit("launch", job.pk, delay=delay)
+        _kick_waiting(job.docker_host_id)
+    return "retrying"
+
+
+def retry_delay(attempt: int) -> float:
+    """Backoff before the next attempt: exponential in ``attempt``, capped, with jitter.
+
+    >>> 2.5 <= retry_delay(1) <= 5.0
+    True
+    """
+    ceiling = min(setting("RETRY_BACKOFF_MAX"), setting("RETRY_BACKOFF_BASE") * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _schedule_check(
+    job: ContainerJob,
+    now: Any,
+    deadline: Any,
+    usage: dict[str, float] | None = None,
+    last_error: str | None = None,
+) -> None:
+    elapsed = (now - job.started_at).total_seconds()
+    delay = min(
+        setting("CHECK_DELAY_MAX"),
+        max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
+        max((deadline - now).total_seconds(), 0.0) + 0.05,
+    )
+    fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay)}
+    if usage:
+        fields.update(_usage_fields(job, usage))
+    if last_error is not None:
+        fields["last_error"] = last_error
+    updated = ContainerJob.objects.filter(
+        pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count
+    ).update(**fields)
+    if updated:
+        dispatch.send_on_commit("check", job.pk, delay=delay)
+
+
+def _sample(executor: ex.ContainerExecutor, job: ContainerJob) -> dict[str, float] | None:
+    try:
+        return executor.sample_usage(job.execution_id)
+    except Exception:  # noqa: BLE001 - usage is best effort and must not stop the check
+        logger.debug("usage sample of job %s failed", job.pk, exc_info=True)
+        return None
+
+
+def _usage_fields(job: ContainerJob, usage: dict[str, float]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    memory = usage.get("memory_bytes")
+    if memory is not None and memory > (job.max_memory_usage or 0):
+        fields["max_memory_usage"] = int(memory)
+    if usage.get("cpu_percent") is not None:
+        fields["cpu_usage_percent"] = float(usage["cpu_percent"])
+    return fields
+
+
+def _stop_and_finish(job: ContainerJob, executor: ex.ContainerExecutor, final: str, reason: str) -> str:
+    try:
+        executor.stop(job.execution_id)
+    except ExecutorError as exc:
+        if exc.retryable:
+            _schedule_check(job, timezone.now(), timezone.now(), last_error=f"stop failed: {exc}")
+            return "stop-error"
+    return _harvest(job, executor, final=final, reason=reason)
+
+
+def _harvest(
+    job: ContainerJob, executor: ex.ContainerExecutor, final: str | None = None, reason: str = ""
+) -> str:
+    try:
+        collected = executor.harvest_job(job)
+    except ExecutorError as exc:
+        if exc.retryable:
+            now = timezone.now()
+            _schedule_check(job, now, now + timedelta(seconds=60), last_error=f"harvest: {exc}")
+            return "harvest-error"
+        collected, reason = False, f"results could not be read: {exc}"
+    if not collected and final is None:
+        return _fail_running(job, reason or "results could not be read from the platform")
+    now = timezone.now()
+    status = final or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
+    last_error = reason or job.last_error or ""
+    if status == st.FAILED and not last_error:
+        last_error = f"exited with code {job.exit_code}"
+    results = {
+        "exit_code": job.exit_code,
+        "stdout_log": job.stdout_log,
+        "stderr_log": job.stderr_log,
+        "docker_log": job.docker_log,
+        "max_memory_usage": job.max_memory_usage,
+        "cpu_usage_percent": job.cpu_usage_percent,
+    }
+    moved = move(
+        job, st.RUNNING, status, guard={"attempt_count": job.attempt_count},
+        clean_output=job.clean_output, completed_at=job.completed_at or now,
+        next_check_at=None, last_error=last_error, **results,
+        execution={**results, "status": status, "finished_at": job.completed_at or now,
+                   "error": last_error if status != st.COMPLETED else ""},
+    )  # fmt: skip
+    if not moved:
+        return "taken"
+    _cleanup(executor, job)
+    _kick_waiting(job.docker_host_id)
+    return status
+
+
+def _fail_running(job: ContainerJob, error: str) -> str:
+    now = timezone.now()
+    moved = move(
+        job, st.RUNNING, st.FAILED, guard={"attempt_count": job.attempt_count},
+        last_error=error, completed_at=now, next_check_at=None,
+        execution={"status": st.FAILED, "error": error, "finished_at": now},
+    )  # fmt: skip
+    if moved:
+        _kick_waiting(job.docker_host_id)
+    return "failed" if moved else "taken"
+
+
+def _cancel_pending(job: ContainerJob) -> str:
+    now = timezone.now()
+    moved = move(
+        job, st.PENDING, st.CANCELLED, guard={"attempt_count": job.attempt_count},
+        completed_at=now, last_error="cancelled on request before it launched",
+    )  # fmt: skip
+    return st.CANCELLED if moved else "taken"
+
+
+def _vanished(job: ContainerJob) -> str:
+    return (
+        f"execution {job.execution_id!r} is no longer on host {job.docker_host.name!r}; "
+        "its results could not be collected"
+    )
+
+
+def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
+    try:
+        executor.cleanup(job.execution_id)
+    except Exception:  # noqa: BLE001 - the results are stored; cleanup_containers removes leftovers
+        logger.warning("cleanup of job %s execution %s failed", job.pk, job.execution_id)
+
+
+def _kick_waiting(host_id: int) -> None:
+    """A slot may have freed: send launch to as many due jobs waiting on this host as fit."""
+    host = ExecutorHost.objects.filter(pk=host_id, is_active=True).values(
+        "max_concurrent_jobs", "current_job_count"
+    ).first()
+    if not host:
+        return
+    free = host["max_concurrent_jobs"] - host["current_job_count"]
+    if free <= 0:
+        return
+    now = timezone.now()
+    waiting = (
+        ContainerJob.objects.filter(docker_host_id=host_id, status=st.PENDING)
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .order_by("-priority", "created_at")
+        .values_list("pk", flat=True)[:free]
+    )
+    for job_id in waiting:
+        dispatch.send_on_commit("launch", job_id)

@@ -1,0 +1,1 @@
+"""The deployable Django project around container_manager: settings from the environment."""
