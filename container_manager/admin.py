@@ -16,7 +16,16 @@ class ContainerExecutionInline(admin.TabularInline):
     model = ContainerExecution
     extra = 0
     can_delete = False
-    fields = ("attempt", "status", "host", "execution_id", "started_at", "finished_at", "exit_code", "error")
+    fields = (
+        "attempt",
+        "status",
+        "host",
+        "execution_id",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "error",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -27,7 +36,16 @@ class ContainerExecutionInline(admin.TabularInline):
 class ContainerJobAdmin(admin.ModelAdmin):
     """Jobs with live status, host, image, duration and exit code."""
 
-    list_display = ("id", "name", "status", "docker_host", "docker_image", "exit_code", "duration", "created_at")
+    list_display = (
+        "id",
+        "name",
+        "status",
+        "docker_host",
+        "docker_image",
+        "exit_code",
+        "duration",
+        "created_at",
+    )
     list_filter = ("status", "docker_host")
     search_fields = ("id", "name", "docker_image", "command")
     list_select_related = ("docker_host",)

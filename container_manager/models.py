@@ -34,7 +34,9 @@ BUILTIN_EXECUTOR_TYPES = [
 
 def executor_choices() -> list[tuple[str, str]]:
     """Executor types a host may name: the built-in ones and those added in settings."""
-    extra = [(name, name) for name in setting("EXECUTORS") if name not in dict(BUILTIN_EXECUTOR_TYPES)]
+    extra = [
+        (name, name) for name in setting("EXECUTORS") if name not in dict(BUILTIN_EXECUTOR_TYPES)
+    ]
     return BUILTIN_EXECUTOR_TYPES + extra
 
 
@@ -140,7 +142,7 @@ class ExecutorHost(models.Model):
         max_length=10,
         choices=HOST_TYPE_CHOICES,
         default="unix",
-        help_text="How a Docker host is reached: 'unix' socket or 'tcp'. Ignored by cloud executors.",
+        help_text="How a Docker host is reached: 'unix' socket or 'tcp'. Not used by clouds.",
     )
     connection_string = models.CharField(
         max_length=500,
@@ -339,7 +341,12 @@ class EnvironmentVariableTemplate(models.Model):
 
 
 class JobQuerySet(models.QuerySet):
-    """Queries over jobs; every method returns a QuerySet that can be chained."""
+    """
+    Queries over jobs by status; every method returns a QuerySet that can be chained.
+
+    Available as ``ContainerJob.objects.pending()``, ``.active()``, ``.live()``
+    and ``.terminal()``, and on any filtered queryset of jobs.
+    """
 
     def pending(self) -> JobQuerySet:
         """
@@ -420,7 +427,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         >>> ContainerJob.objects.create_job(image="", docker_host=docker_host)
         Traceback (most recent call last):
         ...
-        django.core.exceptions.ValidationError: {'docker_image': ['docker_image: an image is required.']}
+        django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
         template = _resolve_template(environment_template)
         override_text = kwargs.pop("override_environment", "") or ""
@@ -431,7 +438,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         if docker_host is None:
             docker_host = ExecutorHost.objects.choose()
             if docker_host is None:
-                raise ValidationError({"docker_host": "docker_host: no active executor host exists."})
+                raise ValidationError(
+                    {"docker_host": "docker_host: no active executor host exists."}
+                )
         job = self.model(
             docker_image=image,
             command=command,
@@ -514,7 +523,9 @@ class ContainerJob(models.Model):
         related_name="jobs",
         help_text="The executor host that runs the job.",
     )
-    name = models.CharField(max_length=200, blank=True, default="", help_text="Human-readable name.")
+    name = models.CharField(
+        max_length=200, blank=True, default="", help_text="Human-readable name."
+    )
     status = models.CharField(
         max_length=20,
         choices=STATUS_CHOICES,
@@ -538,7 +549,7 @@ class ContainerJob(models.Model):
         blank=True,
         default="",
         help_text=(
-            "Command to run. Shell form (sh -c \"echo hello\") is split like a shell would; "
+            'Command to run. Shell form (sh -c "echo hello") is split like a shell would; '
             'exec form is a JSON array (["echo", "hello"]). Empty: the image\'s default.'
         ),
     )
@@ -586,10 +597,12 @@ class ContainerJob(models.Model):
         max_length=255,
         blank=True,
         default="",
-        help_text="The platform's id of the current execution (container id, execution name, task ARN).",
+        help_text="Platform id of the current execution: container id, execution name, task ARN.",
     )
     exit_code = models.IntegerField(null=True, blank=True, help_text="The process's exit code.")
-    started_at = models.DateTimeField(null=True, blank=True, help_text="When the container started.")
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the container started."
+    )
     completed_at = models.DateTimeField(null=True, blank=True, help_text="When the job finished.")
     executor_metadata = models.JSONField(
         default=dict, blank=True, help_text="Platform details kept by the executor."
@@ -600,8 +613,12 @@ class ContainerJob(models.Model):
     cpu_usage_percent = models.FloatField(
         null=True, blank=True, help_text="Average CPU use while running (100 = one core)."
     )
-    stdout_log = models.TextField(blank=True, default="", help_text="Standard output, with timestamps.")
-    stderr_log = models.TextField(blank=True, default="", help_text="Standard error, with timestamps.")
+    stdout_log = models.TextField(
+        blank=True, default="", help_text="Standard output, with timestamps."
+    )
+    stderr_log = models.TextField(
+        blank=True, default="", help_text="Standard error, with timestamps."
+    )
     docker_log = models.TextField(
         blank=True, default="", help_text="What the platform said about the execution."
     )
@@ -691,7 +708,9 @@ class ContainerJob(models.Model):
         current = self.__dict__.get("status")
         if self._state.adding:
             if current != st.PENDING:
-                raise st.InvalidTransition(f"status: a new job starts as 'pending', not {current!r}")
+                raise st.InvalidTransition(
+                    f"status: a new job starts as 'pending', not {current!r}"
+                )
         elif current != self._loaded_status:
             raise st.InvalidTransition(
                 f"status: {self._loaded_status!r} -> {current!r} is not done by save(); "
@@ -753,7 +772,8 @@ class ContainerJob(models.Model):
         The job's environment: the template's variables overlaid with the overrides.
 
         >>> job = ContainerJob(override_environment="B=2\\nC=3")
-        >>> job.environment_template = EnvironmentVariableTemplate(environment_variables_text="A=1\\nB=1")
+        >>> template = EnvironmentVariableTemplate(environment_variables_text="A=1\\nB=1")
+        >>> job.environment_template = template
         >>> job.get_all_environment_variables()
         {'A': '1', 'B': '2', 'C': '3'}
         """
@@ -777,7 +797,9 @@ class ContainerJob(models.Model):
         ... ]).get_network_names()
         ['app-network', 'data-network']
         """
-        return [n["network_name"] for n in self.network_configuration or [] if n.get("network_name")]
+        return [
+            n["network_name"] for n in self.network_configuration or [] if n.get("network_name")
+        ]
 
     def get_execution_identifier(self) -> str:
         """The platform's id of the current execution, or ``""`` before launch."""
@@ -861,7 +883,7 @@ class ContainerJob(models.Model):
 
     @property
     def clean_output_processed(self) -> str:
-        """Standard output without timestamps (``clean_output``, or computed from ``stdout_log``)."""
+        """Standard output without timestamps: ``clean_output``, or derived from ``stdout_log``."""
         return self.clean_output or strip_timestamps(self.stdout_log)
 
     @property
@@ -904,8 +926,10 @@ class ContainerJob(models.Model):
 
         steps.launch(self.pk)
         self.refresh_from_db()
-        return self.status != st.PENDING and self.attempt_count > 0 and bool(
-            self.execution_id or self.status in (st.LAUNCHING, st.CANCELLED)
+        return (
+            self.status != st.PENDING
+            and self.attempt_count > 0
+            and bool(self.execution_id or self.status in (st.LAUNCHING, st.CANCELLED))
         )
 
     def harvest(self) -> bool:
@@ -983,6 +1007,7 @@ class ContainerExecution(models.Model):
         >>> job = ContainerJob.objects.create_job(
         ...     image="alpine:latest", command="echo done", docker_host=docker_host,
         ... )
+        >>> job.refresh_from_db()  # the steps ran (inline here): read what they stored
         >>> latest_execution = job.containerexecution_set.latest("started_at")
         >>> latest_execution.attempt, latest_execution.status
         (1, 'completed')
@@ -1008,7 +1033,10 @@ class ContainerExecution(models.Model):
         max_length=255, blank=True, default="", help_text="The platform's id of this execution."
     )
     status = models.CharField(
-        max_length=20, choices=st.STATUS_CHOICES, default=st.LAUNCHING, help_text="How the attempt ended."
+        max_length=20,
+        choices=st.STATUS_CHOICES,
+        default=st.LAUNCHING,
+        help_text="How the attempt ended.",
     )
     started_at = models.DateTimeField(default=timezone.now, help_text="When the attempt began.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When the attempt ended.")

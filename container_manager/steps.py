@@ -166,7 +166,7 @@ STEPS: dict[str, Callable[[Any], str]] = {
 
 
 def run_step(step: str, job_id: Any) -> str:
-    """Run a step by name (``"sweep"`` ignores ``job_id``); raises ``KeyError`` for an unknown one."""
+    """Run a step by name (``"sweep"`` ignores ``job_id``); ``KeyError`` for an unknown one."""
     if step == "sweep":
         return str(sweep())
     return STEPS[step](job_id)
@@ -213,9 +213,11 @@ def _start(job: ContainerJob) -> str:
     )  # fmt: skip
     if not moved:
         return "taken"
-    follow_up = "cancel" if ContainerJob.objects.filter(
-        pk=job.pk, cancel_requested_at__isnull=False
-    ).exists() else "check"
+    follow_up = (
+        "cancel"
+        if ContainerJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists()
+        else "check"
+    )
     dispatch.send_on_commit(follow_up, job.pk, delay=0 if follow_up == "cancel" else first_check)
     return "launched"
 
@@ -248,7 +250,8 @@ def _retry_or_fail(job: ContainerJob, error: str) -> str:
 def retry_delay(attempt: int) -> float:
     """Backoff before the next attempt: exponential in ``attempt``, capped, with jitter.
 
-    >>> 2.5 <= retry_delay(1) <= 5.0
+    >>> base = setting("RETRY_BACKOFF_BASE")
+    >>> 0.5 * base <= retry_delay(1) <= base
     True
     """
     ceiling = min(setting("RETRY_BACKOFF_MAX"), setting("RETRY_BACKOFF_BASE") * 2 ** (attempt - 1))
@@ -298,7 +301,9 @@ def _usage_fields(job: ContainerJob, usage: dict[str, float]) -> dict[str, Any]:
     return fields
 
 
-def _stop_and_finish(job: ContainerJob, executor: ex.ContainerExecutor, final: str, reason: str) -> str:
+def _stop_and_finish(
+    job: ContainerJob, executor: ex.ContainerExecutor, final: str, reason: str
+) -> str:
     try:
         executor.stop(job.execution_id)
     except ExecutorError as exc:
@@ -385,9 +390,11 @@ def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
 
 def _kick_waiting(host_id: int) -> None:
     """A slot may have freed: send launch to as many due jobs waiting on this host as fit."""
-    host = ExecutorHost.objects.filter(pk=host_id, is_active=True).values(
-        "max_concurrent_jobs", "current_job_count"
-    ).first()
+    host = (
+        ExecutorHost.objects.filter(pk=host_id, is_active=True)
+        .values("max_concurrent_jobs", "current_job_count")
+        .first()
+    )
     if not host:
         return
     free = host["max_concurrent_jobs"] - host["current_job_count"]

@@ -38,9 +38,8 @@ def move(
     st.check_move(old, new)
     now = timezone.now()
     with transaction.atomic():
-        changed = (
-            ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {}))
-            .update(status=new, updated_at=now, **fields)
+        changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
+            status=new, updated_at=now, **fields
         )
         if changed != 1:
             return False

@@ -102,11 +102,16 @@ class ContainerExecutor(ABC):
         try:
             self.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as text
-            return {"healthy": False, "error": str(exc), "response_time": time.monotonic() - started}
+            return {
+                "healthy": False,
+                "error": str(exc),
+                "response_time": time.monotonic() - started,
+            }
         return {"healthy": True, "error": None, "response_time": time.monotonic() - started}
 
     def ping(self) -> None:
         """Raise if the platform cannot be reached; the default assumes it can."""
+        return None
 
     @staticmethod
     def launch_key(job: ContainerJob) -> str:

@@ -1,0 +1,26 @@
+# Local entry points; see infra/README.md. Recipes are plain /bin/sh.
+PYTHON = .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test services lint venv
+
+venv:
+	bash infra/venv.sh
+
+demo: venv
+	@if bash infra/docker-engine.sh && bash infra/test-image.sh; then :; else \
+	  echo "make demo: no Docker engine/test image; the demo falls back to the mock executor" >&2; fi
+	$(PYTHON) manage.py migrate --noinput
+	$(PYTHON) manage.py demo
+
+test: venv
+	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; exit $$rc; }
+
+services:
+	bash infra/docker-engine.sh
+	bash infra/test-image.sh
+	bash infra/postgres.sh
+
+lint: venv
+	.venv/bin/ruff check .

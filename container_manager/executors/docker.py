@@ -1,0 +1,560 @@
+"""Docker executor: run each job attempt as one labelled container on a Docker engine.
+
+Speaks to the engine with docker-py; the only module of the project that imports ``docker``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import docker.tls
+import docker.utils
+import requests
+
+from container_manager.conf import setting
+from container_manager.executors.base import (
+    EXITED,
+    FAILED,
+    LABEL_ATTEMPT,
+    LABEL_JOB_ID,
+    LABEL_MANAGED,
+    NOT_FOUND,
+    RUNNING,
+    ContainerExecutor,
+)
+from container_manager.executors.exceptions import (
+    ExecutorConfigurationError,
+    ExecutorConnectionError,
+    ExecutorError,
+    ExecutorResourceError,
+)
+from container_manager.logtext import cap_log, strip_timestamps
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+    from container_manager.models import ContainerJob, ExecutorHost
+
+logger = logging.getLogger(__name__)
+
+CONTAINER_PREFIX = "cm-"
+DEFAULT_API_TIMEOUT = 60
+# How long the loser of a create race waits for the winner's container to appear.
+RACE_WAIT_SECONDS = 10.0
+
+_STATUS_MAP = {
+    "running": RUNNING,
+    "restarting": RUNNING,
+    "paused": RUNNING,
+    # A created container is one the launch step may still be starting.
+    "created": RUNNING,
+    "exited": EXITED,
+    "dead": FAILED,
+    # It is going away and nothing can be harvested from it any more.
+    "removing": NOT_FOUND,
+}
+
+_TLS_FILE_KEYS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "tls_ca_cert": (str,),
+    "tls_client_cert": (str,),
+    "tls_client_key": (str,),
+    "timeout": (int, float),
+    "remove_containers": (bool,),
+}
+
+
+class DockerExecutor(ContainerExecutor):
+    """Run jobs as containers on one Docker engine (local socket or remote TCP).
+
+    The container of an attempt is named ``cm-<launch key>`` and carries the
+    labels of ``ContainerExecutor.labels``, which makes ``launch_job``
+    idempotent and lets forgotten containers be found again.
+
+    ``host.executor_config`` keys (all optional):
+
+    ``tls_ca_cert`` (str)
+        Path of the CA certificate that signed the engine's certificate.
+    ``tls_client_cert``, ``tls_client_key`` (str)
+        Paths of the client certificate and its key; give both or neither.
+        The three TLS paths are only read when ``host.tls_enabled`` is set,
+        and must then name existing files; ``host.tls_verify`` decides
+        whether the engine's certificate is checked.
+    ``timeout`` (int or float, default 60)
+        Seconds one Docker API request may take.
+    ``remove_containers`` (bool, default True)
+        True: ``cleanup`` removes the container. False: ``cleanup`` only
+        kills it if still running, so finished containers stay for inspection.
+
+    Wrong types or missing TLS files raise ``ExecutorConfigurationError``
+    naming the key, when the executor is built.
+    """
+
+    capabilities = {
+        "supports_resource_limits": True,
+        "supports_networking": True,
+        "supports_persistent_storage": True,
+        "supports_secrets": False,
+        "supports_gpu": True,
+        "supports_scaling": False,
+        "supports_idempotent_launch": True,
+        "supports_resource_usage": True,
+    }
+
+    def __init__(self, host: ExecutorHost):
+        super().__init__(host)
+        self._validate_config()
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The engine's client, built on first use and kept for this executor's life."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._build_client()
+        return self._client
+
+    @property
+    def remove_containers(self) -> bool:
+        """Whether ``cleanup`` removes containers (True) or only stops them."""
+        return bool(self.config.get("remove_containers", True))
+
+    def container_name(self, job: ContainerJob) -> str:
+        """The name of the container of the job's current attempt."""
+        return f"{CONTAINER_PREFIX}{self.launch_key(job)}"
+
+    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+        """Create and start the attempt's container, or return the one already there."""
+        name = self.container_name(job)
+        try:
+            with self._docker_errors(f"launch of {name}"):
+                container = self._find_container(name)
+                if container is None:
+                    container = self._create_container(job, name)
+                self._ensure_started(container, job)
+        except ExecutorError as exc:
+            if exc.retryable:
+                raise
+            logger.warning("launch of %s refused: %s", name, exc)
+            return False, str(exc)
+        logger.info("launched %s as container %s", name, container.short_id)
+        return True, container.id
+
+    def check_status(self, execution_id: str) -> str:
+        """Map the container's state to running / exited / failed / not-found."""
+        with self._docker_errors(f"status of {execution_id}"):
+            try:
+                container = self.client.containers.get(execution_id)
+            except docker.errors.NotFound:
+                return NOT_FOUND
+        status = _STATUS_MAP.get(container.status)
+        if status is None:
+            logger.warning("container %s has unknown status %r", execution_id, container.status)
+            return FAILED
+        return status
+
+    def get_logs(self, execution_id: str) -> tuple[str, str]:
+        """Return ``(stdout, stderr)`` with timestamps, each capped at LOG_MAX_BYTES."""
+        with self._docker_errors(f"logs of {execution_id}"):
+            try:
+                container = self.client.containers.get(execution_id)
+                return self._read_logs(container)
+            except docker.errors.NotFound:
+                return "", ""
+
+    def harvest_job(self, job: ContainerJob) -> bool:
+        """Copy the finished container's exit code, logs and final state into ``job``.
+
+        Returns False when the container is gone; raises
+        ``ExecutorConnectionError`` when the engine cannot be reached, since
+        a later harvest may still succeed. Usage figures sampled while the
+        job ran are left as they are: a stopped container has none.
+        """
+        with self._docker_errors(f"harvest of {job.execution_id}"):
+            try:
+                container = self.client.containers.get(job.execution_id)
+                stdout, stderr = self._read_logs(container)
+            except docker.errors.NotFound:
+                logger.warning("harvest of %s: container not found", job.execution_id)
+                return False
+        state = container.attrs.get("State") or {}
+        job.exit_code = state.get("ExitCode")
+        job.stdout_log = stdout
+        job.stderr_log = stderr
+        job.clean_output = strip_timestamps(stdout)
+        job.docker_log = _state_summary(container, state)
+        # No finish time means it still runs (a stop that failed); now is the best bound.
+        job.completed_at = _parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC)
+        error = _state_error(job, state)
+        if error:
+            job.last_error = error
+        return True
+
+    def stop(self, execution_id: str) -> bool:
+        """Stop the container (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS), keep it."""
+        with self._docker_errors(f"stop of {execution_id}"):
+            try:
+                container = self.client.containers.get(execution_id)
+                container.stop(timeout=int(setting("STOP_GRACE_SECONDS")))
+            except docker.errors.NotFound:
+                return True
+        logger.info("stopped container %s", execution_id)
+        return True
+
+    def cleanup(self, execution_id: str) -> bool:
+        """Remove the container, or only kill it when ``remove_containers`` is False."""
+        with self._docker_errors(f"cleanup of {execution_id}"):
+            try:
+                container = self.client.containers.get(execution_id)
+                if self.remove_containers:
+                    container.remove(force=True, v=True)
+                elif container.status in ("running", "restarting", "paused"):
+                    container.kill()
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as exc:
+                if not _is_harmless_cleanup_error(exc):
+                    raise
+        return True
+
+    def sample_usage(self, execution_id: str) -> dict[str, float] | None:
+        """Peak (or current) memory in bytes and average CPU percent since start."""
+        with self._docker_errors(f"usage of {execution_id}"):
+            try:
+                container = self.client.containers.get(execution_id)
+                if container.status != "running":
+                    return None
+                stats = self._one_shot_stats(container)
+            except docker.errors.NotFound:
+                return None
+        started = _parse_docker_time((container.attrs.get("State") or {}).get("StartedAt"))
+        return _usage_from_stats(stats, started)
+
+    def ping(self) -> None:
+        """Raise ``ExecutorConnectionError`` if the engine does not answer."""
+        with self._docker_errors("ping"):
+            self.client.ping()
+
+    def list_managed_containers(self) -> list[dict[str, str]]:
+        """Every container on the engine carrying LABEL_MANAGED, running or not."""
+        with self._docker_errors("listing of managed containers"):
+            # The low-level list answers in one request; the high-level one inspects each.
+            rows = self.client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+        return [_container_row(row) for row in rows]
+
+    # --- private helpers -------------------------------------------------------
+
+    def _validate_config(self) -> None:
+        for key, value in self.config.items():
+            expected = _CONFIG_TYPES.get(key)
+            if expected is None:
+                logger.warning("host %s: executor_config[%r] is not used", self.host.name, key)
+                continue
+            # bool is an int to isinstance, but True is no timeout.
+            wrong_bool = isinstance(value, bool) and bool not in expected
+            if wrong_bool or not isinstance(value, expected):
+                names = " or ".join(t.__name__ for t in expected)
+                raise ExecutorConfigurationError(
+                    f"executor_config[{key!r}]: expected {names}, got {type(value).__name__}",
+                    key=key,
+                )
+        timeout = self.config.get("timeout", DEFAULT_API_TIMEOUT)
+        if timeout <= 0:
+            raise ExecutorConfigurationError(
+                f"executor_config['timeout']: must be positive, got {timeout}", key="timeout"
+            )
+        if self.host.tls_enabled:
+            self._validate_tls_files()
+
+    def _validate_tls_files(self) -> None:
+        for key in _TLS_FILE_KEYS:
+            path = self.config.get(key)
+            if path and not os.path.isfile(path):
+                raise ExecutorConfigurationError(
+                    f"executor_config[{key!r}]: file {path} not found", key=key
+                )
+        cert, key_file = self.config.get("tls_client_cert"), self.config.get("tls_client_key")
+        if bool(cert) != bool(key_file):
+            missing = "tls_client_key" if cert else "tls_client_cert"
+            raise ExecutorConfigurationError(
+                f"executor_config[{missing!r}]: needed with the other client TLS file",
+                key=missing,
+            )
+
+    def _build_client(self) -> docker.DockerClient:
+        try:
+            return docker.DockerClient(
+                base_url=self.host.connection_string,
+                tls=self._tls_config(),
+                timeout=self.config.get("timeout", DEFAULT_API_TIMEOUT),
+            )
+        except docker.errors.DockerException as exc:
+            raise ExecutorConnectionError(
+                f"cannot reach Docker host '{self.host.name}' "
+                f"at {self.host.connection_string}: {exc}"
+            ) from exc
+
+    def _tls_config(self) -> docker.tls.TLSConfig | bool:
+        if not self.host.tls_enabled:
+            return False
+        cert, key = self.config.get("tls_client_cert"), self.config.get("tls_client_key")
+        return docker.tls.TLSConfig(
+            client_cert=(cert, key) if cert and key else None,
+            ca_cert=self.config.get("tls_ca_cert") or None,
+            verify=bool(self.host.tls_verify),
+        )
+
+    @contextmanager
+    def _docker_errors(self, action: str) -> Iterator[None]:
+        """Turn docker-py and transport errors into executor errors.
+
+        Callers catch ``NotFound`` inside the block when it means something.
+        """
+        try:
+            yield
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise ExecutorConnectionError(
+                f"{action}: cannot reach Docker host '{self.host.name}': {exc}"
+            ) from exc
+        except docker.errors.APIError as exc:
+            if exc.is_server_error():
+                raise ExecutorConnectionError(f"{action}: Docker engine error: {exc}") from exc
+            raise ExecutorError(f"{action}: {_explain(exc)}", retryable=False) from exc
+        except docker.errors.DockerException as exc:
+            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
+
+    def _find_container(self, name: str) -> Container | None:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _create_container(self, job: ContainerJob, name: str) -> Container:
+        kwargs = self._create_kwargs(job, name)
+        try:
+            return self._create_with_pull(job.docker_image, kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # A concurrent launch of the same attempt won the name; use its container.
+            existing = self._wait_for_container(name)
+            if existing is None:
+                raise
+            logger.info("launch of %s raced with another; reusing its container", name)
+            return existing
+
+    def _wait_for_container(self, name: str) -> Container | None:
+        # The engine reserves a name before the container can be looked up by it,
+        # so the loser of a race briefly sees 409 on create and 404 on get.
+        deadline = time.monotonic() + RACE_WAIT_SECONDS
+        while True:
+            container = self._find_container(name)
+            if container is not None or time.monotonic() >= deadline:
+                return container
+            time.sleep(0.05)
+
+    def _create_kwargs(self, job: ContainerJob, name: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "image": job.docker_image,
+            "command": _parse_command(job.command),
+            "name": name,
+            "environment": dict(job.get_all_environment_variables() or {}),
+            "working_dir": job.working_directory or None,
+            "labels": self.labels(job),
+            "detach": True,
+        }
+        if job.memory_limit:
+            # Equal swap limit: the job gets no swap, so the limit is a real one.
+            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{job.memory_limit}m"
+        if job.cpu_limit:
+            kwargs["nano_cpus"] = int(job.cpu_limit * 1e9)
+        kwargs.update(self._first_network_kwargs(job))
+        return kwargs
+
+    def _first_network_kwargs(self, job: ContainerJob) -> dict[str, Any]:
+        networks = list(job.network_configuration or [])
+        for net in networks:
+            self._require_network(net["network_name"])
+        if not networks:
+            return {}
+        first = networks[0]
+        endpoint = self.client.api.create_endpoint_config(aliases=first.get("aliases") or None)
+        return {
+            "network": first["network_name"],
+            "networking_config": {first["network_name"]: endpoint},
+        }
+
+    def _require_network(self, network_name: str) -> None:
+        try:
+            self.client.networks.get(network_name)
+        except docker.errors.NotFound:
+            raise ExecutorResourceError(f"network '{network_name}' does not exist") from None
+
+    def _create_with_pull(self, image: str, kwargs: dict[str, Any]) -> Container:
+        try:
+            return self.client.containers.create(**kwargs)
+        except docker.errors.ImageNotFound:
+            if not self.host.auto_pull_images:
+                raise self._image_missing(image) from None
+        self._pull(image)
+        try:
+            return self.client.containers.create(**kwargs)
+        except docker.errors.ImageNotFound:
+            raise self._image_missing(image) from None
+
+    def _pull(self, image: str) -> None:
+        logger.info("pulling image %s on host %s", image, self.host.name)
+        try:
+            self.client.images.pull(image)
+        except docker.errors.NotFound:
+            raise self._image_missing(image) from None
+
+    def _image_missing(self, image: str) -> ExecutorResourceError:
+        return ExecutorResourceError(f"image '{image}' not found on host '{self.host.name}'")
+
+    def _ensure_started(self, container: Container, job: ContainerJob) -> None:
+        if container.status != "created":
+            return
+        self._connect_extra_networks(container, job)
+        # Starting a container another launch has just started answers 304: harmless.
+        container.start()
+
+    def _connect_extra_networks(self, container: Container, job: ContainerJob) -> None:
+        attached = set((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+        for net in list(job.network_configuration or [])[1:]:
+            if net["network_name"] in attached:
+                continue
+            try:
+                self.client.api.connect_container_to_network(
+                    container.id, net["network_name"], aliases=net.get("aliases") or None
+                )
+            except docker.errors.NotFound:
+                raise ExecutorResourceError(
+                    f"network '{net['network_name']}' does not exist"
+                ) from None
+            except docker.errors.APIError as exc:
+                # A concurrent launch of the same attempt may have connected it first.
+                if "already" not in _explain(exc).lower():
+                    raise
+
+    def _read_logs(self, container: Container) -> tuple[str, str]:
+        limit = int(setting("LOG_MAX_BYTES"))
+        out = container.logs(stdout=True, stderr=False, timestamps=True)
+        err = container.logs(stdout=False, stderr=True, timestamps=True)
+        return (
+            cap_log(out.decode("utf-8", errors="replace"), limit),
+            cap_log(err.decode("utf-8", errors="replace"), limit),
+        )
+
+    def _one_shot_stats(self, container: Container) -> dict[str, Any]:
+        if docker.utils.version_gte(self.client.api.api_version, "1.41"):
+            return container.stats(stream=False, one_shot=True)
+        return container.stats(stream=False)
+
+
+def _parse_command(command: str) -> list[str] | None:
+    """Shell form is split like a shell would; a leading ``[`` means a JSON exec form."""
+    text = (command or "").strip()
+    if not text:
+        return None
+    if not text.startswith("["):
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise ExecutorError(f"command cannot be split: {exc}", retryable=False) from exc
+    try:
+        parts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExecutorError(f"command is not a valid JSON array: {exc}", retryable=False) from exc
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise ExecutorError("command JSON must be an array of strings", retryable=False)
+    return parts
+
+
+def _parse_docker_time(value: str | None) -> datetime | None:
+    """Parse Docker's RFC 3339 nanosecond times; its zero time means "never"."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.year <= 1:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _state_summary(container: Container, state: dict[str, Any]) -> str:
+    lines = [
+        f"container {container.name} ({container.short_id}): status={state.get('Status')} "
+        f"exit_code={state.get('ExitCode')} oom_killed={str(bool(state.get('OOMKilled'))).lower()}",
+        f"started_at={state.get('StartedAt')} finished_at={state.get('FinishedAt')}",
+    ]
+    if state.get("Error"):
+        lines.append(f"error={state['Error']}")
+    return "\n".join(lines)
+
+
+def _state_error(job: ContainerJob, state: dict[str, Any]) -> str:
+    if state.get("OOMKilled"):
+        if job.memory_limit:
+            return (
+                f"container was killed for exceeding its memory limit "
+                f"({job.memory_limit} MB) (OOMKilled)"
+            )
+        return "container was killed for running out of memory (OOMKilled)"
+    if state.get("Error"):
+        return f"docker: {state['Error']}"
+    return ""
+
+
+def _usage_from_stats(stats: dict[str, Any], started: datetime | None) -> dict[str, float] | None:
+    memory = stats.get("memory_stats") or {}
+    memory_bytes = memory.get("max_usage") or memory.get("usage")
+    if not memory_bytes or started is None:
+        return None
+    total_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+    # The engine's own read time keeps the average right when clocks differ.
+    now = _parse_docker_time(stats.get("read")) or datetime.now(UTC)
+    elapsed_ns = (now - started).total_seconds() * 1e9
+    cpu_percent = total_ns / elapsed_ns * 100 if elapsed_ns > 0 else 0.0
+    # Setup work charged before StartedAt inflates the first samples; never report
+    # more than the machine's CPUs could have given.
+    cpus = (stats.get("cpu_stats") or {}).get("online_cpus") or os.cpu_count() or 1
+    cpu_percent = min(cpu_percent, cpus * 100.0)
+    return {"memory_bytes": int(memory_bytes), "cpu_percent": float(cpu_percent)}
+
+
+def _container_row(row: dict[str, Any]) -> dict[str, str]:
+    labels = row.get("Labels") or {}
+    names = row.get("Names") or [""]
+    return {
+        "id": row.get("Id", ""),
+        "name": names[0].lstrip("/"),
+        "status": row.get("State", ""),
+        "job_id": labels.get(LABEL_JOB_ID, ""),
+        "attempt": labels.get(LABEL_ATTEMPT, ""),
+    }
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+def _is_harmless_cleanup_error(exc: docker.errors.APIError) -> bool:
+    text = _explain(exc).lower()
+    # Removal already under way, or the container stopped between inspect and kill.
+    return exc.status_code == 409 and ("in progress" in text or "is not running" in text)

@@ -1,0 +1,162 @@
+"""Shared fixtures: dispatch backends, mock and Docker hosts, and the service requirements.
+
+With ``CM_REQUIRE_SERVICES=1`` (set by CI) a missing Docker engine or PostgreSQL fails the test.
+"""
+
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from django.db import connection
+
+from container_manager import dispatch
+from container_manager.executors import factory
+from container_manager.executors.mock import MockExecutor
+
+TEST_IMAGE = os.environ.get("CM_TEST_IMAGE", "cm-busybox:latest")
+REQUIRE_SERVICES = os.environ.get("CM_REQUIRE_SERVICES") == "1"
+
+FAST_STEPS = {
+    "CHECK_DELAY_INITIAL": 0.05,
+    "CHECK_DELAY_MAX": 0.5,
+    "RETRY_BACKOFF_BASE": 0.05,
+    "RETRY_BACKOFF_MAX": 0.2,
+    "STOP_GRACE_SECONDS": 1,
+}
+
+
+def missing_service(reason: str) -> None:
+    """Skip, or fail when CI requires every service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing (CM_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
+
+
+def docker_engine_problem() -> str | None:
+    """Why the Docker engine or the test image cannot be used here, or None."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(TEST_IMAGE)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not usable here
+        return f"Docker engine or image {TEST_IMAGE!r} not available: {exc}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    """Each test starts with no dispatch backend, no cached executors, no mock history."""
+    dispatch.reset_backend()
+    factory.clear_cache()
+    MockExecutor._executions.clear()
+    MockExecutor._launch_calls.clear()
+    yield
+    dispatch.reset_backend()
+    factory.clear_cache()
+
+
+@pytest.fixture
+def immediate(settings):
+    """Steps run inline, in the sending thread, delays waited out (short in tests)."""
+    settings.CONTAINER_MANAGER = {
+        **FAST_STEPS,
+        "DISPATCH": {"BACKEND": "container_manager.dispatch.immediate.ImmediateBackend"},
+    }
+    return settings.CONTAINER_MANAGER
+
+
+@pytest.fixture
+def local(settings):
+    """The embedded local backend with worker threads and no sweep timer; yields the backend."""
+    settings.CONTAINER_MANAGER = {
+        **FAST_STEPS,
+        "DISPATCH": {
+            "BACKEND": "container_manager.dispatch.local.LocalBackend",
+            "OPTIONS": {"WORKERS": 4, "SWEEP_INTERVAL": 0},
+        },
+    }
+    backend = dispatch.get_backend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def make_mock_host(db):
+    """Create a mock host with the given ``executor_config``."""
+    from container_manager.models import ExecutorHost
+
+    def make(name=None, max_concurrent_jobs=10, **config):
+        return ExecutorHost.objects.create(
+            name=name or f"mock-{uuid.uuid4().hex[:8]}",
+            executor_type="mock",
+            connection_string="mock://localhost",
+            max_concurrent_jobs=max_concurrent_jobs,
+            executor_config=config,
+        )
+
+    return make
+
+
+@pytest.fixture
+def mock_host(make_mock_host):
+    """A mock host whose executions finish at once with exit code 0."""
+    return make_mock_host(name="mock-host")
+
+
+@pytest.fixture(scope="session")
+def docker_ready():
+    """The Docker engine and the local test image, or a skip (a failure in CI)."""
+    problem = docker_engine_problem()
+    if problem:
+        missing_service(problem)
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def docker_host(docker_ready, db):
+    """An ExecutorHost on the local Docker socket that keeps containers so tests can count them."""
+    from container_manager.models import ExecutorHost
+
+    return ExecutorHost.objects.create(
+        name=f"docker-{uuid.uuid4().hex[:8]}",
+        executor_type="docker",
+        host_type="unix",
+        connection_string="unix:///var/run/docker.sock",
+        auto_pull_images=False,
+        max_concurrent_jobs=10,
+    )
+
+
+@pytest.fixture
+def postgres_only(db):
+    """Skip (fail in CI) unless the test database is PostgreSQL."""
+    if connection.vendor != "postgresql":
+        if REQUIRE_SERVICES and os.environ.get("DATABASE_URL", "").startswith("postgres"):
+            pytest.fail("DATABASE_URL names PostgreSQL but the test database is not PostgreSQL")
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (CI does)")
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05):
+    """Poll ``predicate`` until it is true; fail the test with a message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s")
+
+
+def containers_for(job_id) -> list[str]:
+    """Names of the Docker containers labelled with this job id (all states)."""
+    out = subprocess.run(
+        [
+            "docker", "ps", "-a", "--filter", f"label=container_manager.job_id={job_id}",
+            "--format", "{{.Names}}",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [line for line in out.stdout.splitlines() if line]
