@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
+    # Name of this deployment, put on every execution it starts; cleanup touches only its own.
+    "INSTANCE": "default",
     # Where steps are sent: a dotted path to a dispatch backend and its options.
     "DISPATCH": {
         "BACKEND": "container_manager.dispatch.local.LocalBackend",
@@ -30,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "CHECK_DELAY_INITIAL": 0.5,
     "CHECK_DELAY_MAX": 30.0,
     "CHECK_DELAY_FACTOR": 2.0,
+    # Resource use of a running job is sampled at most this often (seconds); 0 turns it off.
+    "USAGE_SAMPLE_INTERVAL": 10.0,
     # How long a job stopped for timeout or cancel is given before it is killed.
     "STOP_GRACE_SECONDS": 5,
     # Each of stdout and stderr is kept up to this many bytes (the tail is kept).

@@ -936,9 +936,10 @@ class ContainerJob(models.Model):
         """
         Collect final results if the execution has finished.
 
-        Runs the ``check`` step, which harvests a finished execution: exit
+        Runs the ``harvest`` step: when the execution has finished, its exit
         code, logs, timings and resource use are stored and the status
-        becomes terminal. A job that is already terminal is left as it is.
+        becomes terminal. A running execution and a terminal job are left
+        as they are.
 
         Returns:
             bool: True when the job is terminal afterwards.
@@ -946,7 +947,7 @@ class ContainerJob(models.Model):
         from container_manager import steps
 
         if not self.is_terminal_status:
-            steps.check(self.pk)
+            steps.harvest(self.pk)
         self.refresh_from_db()
         return self.is_terminal_status
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import F, Q
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds the sweep leaves a due job alone, so it does not race the message already on its way.
 SWEEP_GRACE_SECONDS = 2
+#: A check that arrives this much before the row's ``next_check_at`` is a duplicate: ignored.
+EARLY_CHECK_TOLERANCE = 0.25
 
 
 def launch(job_id: Any) -> str:
@@ -66,10 +68,9 @@ def check(job_id: Any) -> str:
     now = timezone.now()
     if job.cancel_requested_at:
         return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
+    if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
+        return "not-due"
     deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
-    if now >= deadline:
-        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
-        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
     try:
         state = executor.check_status(job.execution_id)
     except ExecutorError as exc:
@@ -77,8 +78,11 @@ def check(job_id: Any) -> str:
             return _fail_running(job, f"status check failed: {exc}")
         _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
         return "check-error"
+    if state == ex.RUNNING and now >= deadline:
+        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
+        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
     if state == ex.RUNNING:
-        _schedule_check(job, now, deadline, usage=_sample(executor, job))
+        _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
         return "running"
     if state == ex.NOT_FOUND:
         return _fail_running(job, _vanished(job))
@@ -108,8 +112,10 @@ def cancel(job_id: Any) -> str:
         return _cancel_pending(job)
     if job.status == st.RUNNING:
         return check(job_id)
-    # A launching job is cancelled as soon as its launch records the execution.
-    return "after-launch"
+    if job.status == st.LAUNCHING:
+        # Cancelled as soon as its launch records the execution.
+        return "after-launch"
+    return "nothing-to-do"
 
 
 def request_cancel(job_id: Any) -> bool:
@@ -274,16 +280,29 @@ def _schedule_check(
     fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay)}
     if usage:
         fields.update(_usage_fields(job, usage))
+        fields["executor_metadata"] = {**job.executor_metadata, "usage_sampled_at": now.isoformat()}
     if last_error is not None:
         fields["last_error"] = last_error
+    # Only the copy of a duplicated check that moves next_check_at sends the next one,
+    # so duplicate messages do not multiply into parallel check chains.
     updated = ContainerJob.objects.filter(
-        pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count
+        pk=job.pk,
+        status=st.RUNNING,
+        attempt_count=job.attempt_count,
+        next_check_at=job.next_check_at,
     ).update(**fields)
     if updated:
         dispatch.send_on_commit("check", job.pk, delay=delay)
 
 
-def _sample(executor: ex.ContainerExecutor, job: ContainerJob) -> dict[str, float] | None:
+def _sample(executor: ex.ContainerExecutor, job: ContainerJob, now: Any) -> dict[str, float] | None:
+    """Usage now, if a sample is due: some platforms take a second to answer one."""
+    interval = setting("USAGE_SAMPLE_INTERVAL")
+    if not interval or (now - job.started_at).total_seconds() < 1.0:
+        return None
+    last = job.executor_metadata.get("usage_sampled_at")
+    if last and (now - datetime.fromisoformat(last)).total_seconds() < interval:
+        return None
     try:
         return executor.sample_usage(job.execution_id)
     except Exception:  # noqa: BLE001 - usage is best effort and must not stop the check
@@ -327,6 +346,8 @@ def _harvest(
     if not collected and final is None:
         return _fail_running(job, reason or "results could not be read from the platform")
     now = timezone.now()
+    # The platform's own clock says when it ran; never let the end precede the start.
+    completed_at = max(job.completed_at or now, job.started_at)
     status = final or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
     last_error = reason or job.last_error or ""
     if status == st.FAILED and not last_error:
@@ -341,9 +362,9 @@ def _harvest(
     }
     moved = move(
         job, st.RUNNING, status, guard={"attempt_count": job.attempt_count},
-        clean_output=job.clean_output, completed_at=job.completed_at or now,
+        clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
         next_check_at=None, last_error=last_error, **results,
-        execution={**results, "status": status, "finished_at": job.completed_at or now,
+        execution={**results, "status": status, "finished_at": completed_at,
                    "error": last_error if status != st.COMPLETED else ""},
     )  # fmt: skip
     if not moved:

@@ -85,6 +85,16 @@ def local(settings):
 
 
 @pytest.fixture
+def recording(settings):
+    """A backend that records messages and delivers none: the test plays the transport."""
+    settings.CONTAINER_MANAGER = {
+        **FAST_STEPS,
+        "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},
+    }
+    return dispatch.get_backend()
+
+
+@pytest.fixture
 def make_mock_host(db):
     """Create a mock host with the given ``executor_config``."""
     from container_manager.models import ExecutorHost

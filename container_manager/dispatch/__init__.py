@@ -6,6 +6,8 @@ A message only says "look at job X now"; sends made inside a transaction wait fo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -38,6 +40,19 @@ def reset_backend() -> None:
         backend, _backend = _backend, None
     if backend is not None:
         backend.close()
+
+
+@contextmanager
+def use_backend(backend: DispatchBackend) -> Iterator[DispatchBackend]:
+    """Send this process's steps to ``backend`` until the block ends (commands and tests)."""
+    global _backend
+    with _lock:
+        previous, _backend = _backend, backend
+    try:
+        yield backend
+    finally:
+        with _lock:
+            _backend = previous
 
 
 def send(step: str, job_id: Any, delay: float = 0) -> None:

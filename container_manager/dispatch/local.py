@@ -133,6 +133,8 @@ class LocalBackend(DispatchBackend):
                     return
                 step, job_id, tries = item
                 try:
+                    if self._closing:
+                        continue  # dropped: the rows keep the work, the next sweep resends it
                     close_old_connections()
                     run_step(step, job_id)
                 except Exception:  # noqa: BLE001 - a message is a hint: log, retry, the sweep backs it

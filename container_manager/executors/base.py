@@ -10,6 +10,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from container_manager.conf import setting
+
 if TYPE_CHECKING:
     from container_manager.models import ContainerJob, ExecutorHost
 
@@ -23,6 +25,8 @@ NOT_FOUND = "not-found"
 LABEL_MANAGED = "container_manager.managed"
 LABEL_JOB_ID = "container_manager.job_id"
 LABEL_ATTEMPT = "container_manager.attempt"
+#: Which deployment (``CONTAINER_MANAGER["INSTANCE"]``) owns the execution.
+LABEL_INSTANCE = "container_manager.instance"
 
 
 class ContainerExecutor(ABC):
@@ -71,7 +75,8 @@ class ContainerExecutor(ABC):
         """Collect a finished execution's results into ``job`` (not saved).
 
         Sets ``exit_code``, ``stdout_log``, ``stderr_log``, ``docker_log``,
-        ``clean_output``, ``completed_at`` and, where known, ``max_memory_usage``,
+        ``clean_output``, ``completed_at`` and, where known, the platform's own
+        ``started_at``, ``max_memory_usage``,
         ``cpu_usage_percent`` and ``last_error``. Removes nothing: the step calls
         ``cleanup`` once the results are stored, so a crash loses nothing.
         Returns False when the results could not be read.
@@ -123,6 +128,7 @@ class ContainerExecutor(ABC):
         """Labels that let an execution be found again from the job alone."""
         return {
             LABEL_MANAGED: "true",
+            LABEL_INSTANCE: setting("INSTANCE"),
             LABEL_JOB_ID: str(job.id),
             LABEL_ATTEMPT: str(job.attempt_count),
         }

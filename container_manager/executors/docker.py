@@ -27,6 +27,7 @@ from container_manager.executors.base import (
     EXITED,
     FAILED,
     LABEL_ATTEMPT,
+    LABEL_INSTANCE,
     LABEL_JOB_ID,
     LABEL_MANAGED,
     NOT_FOUND,
@@ -198,6 +199,7 @@ class DockerExecutor(ContainerExecutor):
         job.docker_log = _state_summary(container, state)
         # No finish time means it still runs (a stop that failed); now is the best bound.
         job.completed_at = _parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC)
+        job.started_at = _parse_docker_time(state.get("StartedAt")) or job.started_at
         error = _state_error(job, state)
         if error:
             job.last_error = error
@@ -249,10 +251,11 @@ class DockerExecutor(ContainerExecutor):
             self.client.ping()
 
     def list_managed_containers(self) -> list[dict[str, str]]:
-        """Every container on the engine carrying LABEL_MANAGED, running or not."""
+        """Every container this deployment (its ``INSTANCE``) started here, running or not."""
+        owned = [LABEL_MANAGED, f"{LABEL_INSTANCE}={setting('INSTANCE')}"]
         with self._docker_errors("listing of managed containers"):
             # The low-level list answers in one request; the high-level one inspects each.
-            rows = self.client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+            rows = self.client.api.containers(all=True, filters={"label": owned})
         return [_container_row(row) for row in rows]
 
     # --- private helpers -------------------------------------------------------

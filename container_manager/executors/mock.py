@@ -113,6 +113,8 @@ class MockExecutor(base.ContainerExecutor):
         job.exit_code = 137 if stopped else self.config.get("exit_code", 0)
         job.stdout_log, job.stderr_log = self.get_logs(job.execution_id)
         job.clean_output = job.stdout_log
+        started = float(job.execution_id.rsplit("-", 1)[-1])
+        job.started_at = datetime.fromtimestamp(started, tz=UTC)
         job.completed_at = datetime.fromtimestamp(self._finished_at(job.execution_id), tz=UTC)
         job.docker_log = f"mock execution {job.execution_id}: exit code {job.exit_code}\n"
         if "memory_bytes" in self.config:

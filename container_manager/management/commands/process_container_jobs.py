@@ -1,0 +1,144 @@
+"""Run the job steps where no serverless queue does: a long-lived loop, or one pass for cron.
+
+The loop runs the local dispatch backend and sweeps; ``--once`` runs one sweep's steps inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections import Counter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
+
+from container_manager import dispatch, steps
+from container_manager.management._support import inline_dispatch, local_backend
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Command(BaseCommand):
+    """Process container jobs until stopped, or once with ``--once``.
+
+    The loop stops after its current sweep on SIGINT or SIGTERM, or when
+    ``stop()`` is called from another thread (which is how tests stop it);
+    then the local backend finishes the steps it has queued and closes.
+    """
+
+    help = (
+        "Run container jobs on this machine: start the local dispatch backend and sweep every "
+        "--poll-interval seconds until SIGINT/SIGTERM. With --once, run one sweep's due steps "
+        "in this process and exit (for cron). Serverless deployments do not need this command."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = threading.Event()
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """``--once`` and ``--poll-interval``."""
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Run the steps one sweep finds due, in this process, then exit. Work due later "
+            "(the next check of a running job, a retry) is left for the next run.",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=5.0,
+            help="Seconds between sweeps while running continuously (default 5).",
+        )
+
+    def handle(self, *args: Any, once: bool, poll_interval: float, **options: Any) -> None:
+        """Run once or continuously."""
+        verbosity = options["verbosity"]
+        if once:
+            self.run_once(verbosity)
+            return
+        if poll_interval <= 0:
+            raise CommandError("--poll-interval must be positive")
+        self.run_continuously(poll_interval, verbosity)
+
+    def stop(self, *_: Any) -> None:
+        """End the loop after the current sweep; the SIGINT/SIGTERM handler."""
+        self.stopping.set()
+
+    def run_once(self, verbosity: int) -> None:
+        """Sweep, run every step found due (and the due steps those send), report per kind."""
+        with inline_dispatch() as inline:
+            found = steps.sweep()
+            outcomes = inline.run_due()
+        if verbosity >= 1:
+            for line in _summary(found, outcomes):
+                self.stdout.write(line)
+        if verbosity >= 2 and inline.deferred:
+            self.stdout.write(
+                f"{inline.deferred} follow-up step(s) are due later; their jobs' rows record "
+                "when, and a later run picks them up"
+            )
+        errors = sum(counter["error"] for counter in outcomes.values())
+        if errors:
+            raise CommandError(f"{errors} step(s) raised an error; see the log")
+
+    def run_continuously(self, poll_interval: float, verbosity: int) -> None:
+        """Start the local backend and sweep every ``poll_interval`` seconds until stopped."""
+        backend = local_backend(
+            "process_container_jobs runs jobs on local threads; serverless deployments "
+            "do not need it (their queue runs the steps and their scheduler the sweep)"
+        )
+        previous = self._trap_signals()
+        try:
+            backend.start()
+            if verbosity >= 1:
+                self.stdout.write(
+                    f"processing jobs with {backend.workers} worker threads, sweeping every "
+                    f"{poll_interval:g}s; stop with Ctrl-C or SIGTERM"
+                )
+            while not self.stopping.is_set():
+                self._sweep(verbosity)
+                self.stopping.wait(poll_interval)
+        finally:
+            # A second Ctrl-C during the close below then interrupts it as usual.
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            dispatch.reset_backend()
+        if verbosity >= 1:
+            self.stdout.write("stopped; queued steps finished, delayed ones are left to the rows")
+
+    def _trap_signals(self) -> dict[int, Any]:
+        # Python only lets the main thread install handlers; elsewhere stop() is the way.
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self.stop) for signum in STOP_SIGNALS}
+
+    def _sweep(self, verbosity: int) -> None:
+        close_old_connections()
+        try:
+            found = steps.sweep()
+        except Exception:  # noqa: BLE001 - e.g. the database is away: the next poll tries again
+            logger.exception("sweep failed")
+            return
+        if verbosity >= 2:
+            self.stdout.write("sweep: " + ", ".join(f"{k} {n}" for k, n in found.items()))
+
+
+def _summary(found: dict[str, int], outcomes: dict[str, Counter[str]]) -> list[str]:
+    """One line per kind of step: how many the sweep found due, how many ran, their outcomes."""
+    due = {
+        "launch": found["launch"] + found["relaunch"],
+        "check": found["check"],
+        "cancel": found["cancel"],
+    }
+    lines = []
+    for kind in [*due, *sorted(set(outcomes) - set(due))]:
+        ran = outcomes.get(kind, Counter())
+        detail = ", ".join(f"{outcome} {n}" for outcome, n in sorted(ran.items()))
+        line = f"{kind}: {due.get(kind, 0)} due, {sum(ran.values())} run"
+        lines.append(f"{line} ({detail})" if detail else line)
+    return lines

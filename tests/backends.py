@@ -1,0 +1,19 @@
+"""A dispatch backend for tests: it records every message and delivers none."""
+
+from container_manager.dispatch.base import DispatchBackend
+
+
+class RecordingBackend(DispatchBackend):
+    """Keep ``(step, job_id, delay)`` tuples in ``messages``; the test decides what arrives."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.messages = []
+
+    def send(self, step, job_id, delay):
+        self.messages.append((step, job_id, delay))
+
+    def take(self):
+        """Return and forget the messages recorded so far."""
+        taken, self.messages = self.messages, []
+        return taken

@@ -1,0 +1,326 @@
+"""The steps and the status machine on the mock executor, message by message.
+
+The recording backend delivers nothing by itself: each test plays the transport.
+"""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from container_manager import steps, transitions
+from container_manager.executors.mock import MockExecutor
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.status import InvalidTransition
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(host, **kwargs):
+    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
+
+
+def row(job):
+    return ContainerJob.objects.get(pk=job.pk)
+
+
+def slots(host):
+    return ExecutorHost.objects.get(pk=host.pk).current_job_count
+
+
+def deliver_all(backend, limit=200):
+    """Deliver recorded messages (ignoring delays) until none are left."""
+    for _ in range(limit):
+        batch = backend.take()
+        if not batch:
+            return
+        for step, job_id, _delay in batch:
+            steps.run_step(step, job_id)
+    pytest.fail("messages kept coming")
+
+
+def test_create_sends_launch_on_commit(recording, mock_host):
+    job = submit(mock_host)
+    assert recording.take() == [("launch", str(job.pk), 0.0)]
+
+
+def test_success_path_launch_check_harvest(recording, mock_host):
+    job = submit(mock_host)
+    recording.take()
+    assert steps.launch(job.pk) == "launched"
+    launched = row(job)
+    assert (launched.status, launched.attempt_count) == ("running", 1)
+    assert launched.execution_id.startswith("mock-")
+    assert slots(mock_host) == 1
+    [(step, _, delay)] = recording.take()
+    assert step == "check" and delay > 0
+    assert steps.check(job.pk) == "completed"
+    done = row(job)
+    assert (done.status, done.exit_code, done.last_error) == ("completed", 0, "")
+    assert done.completed_at >= done.started_at
+    assert "simulated" in done.clean_output
+    assert slots(mock_host) == 0
+    execution = ContainerExecution.objects.get(job=job)
+    assert (execution.status, execution.exit_code, execution.execution_id) == (
+        "completed", 0, done.execution_id,
+    )  # fmt: skip
+
+
+def test_duplicate_and_out_of_order_messages(recording, make_mock_host):
+    host = make_mock_host(duration=0.3)
+    job = submit(host)
+    recording.take()
+    assert steps.harvest(job.pk) == "nothing-to-do"  # harvest before launch
+    assert steps.launch(job.pk) == "launched"
+    assert steps.launch(job.pk) == "nothing-to-do"  # launch twice
+    assert steps.harvest(job.pk) == "not-finished"  # harvest before the container exits
+    assert row(job).status == "running"
+    wait = row(job).started_at + timedelta(seconds=0.35)
+    while timezone.now() < wait:
+        pass
+    assert steps.harvest(job.pk) == "completed"  # harvest before check
+    assert steps.check(job.pk) == "nothing-to-do"
+    assert steps.harvest(job.pk) == "nothing-to-do"
+    assert MockExecutor.execution_count(job.pk) == 1
+    assert slots(host) == 0
+
+
+def test_nonzero_exit_fails_with_reason(recording, make_mock_host):
+    job = submit(make_mock_host(exit_code=3, stderr="boom\n"))
+    deliver_all(recording)
+    done = row(job)
+    assert (done.status, done.exit_code, done.stderr_log) == ("failed", 3, "boom\n")
+    assert done.last_error == "exited with code 3"
+
+
+def test_retryable_launch_error_backs_off_then_succeeds(recording, make_mock_host):
+    host = make_mock_host(launch_failures=1)
+    job = submit(host)
+    recording.take()
+    assert steps.launch(job.pk) == "retrying"
+    waiting = row(job)
+    assert (waiting.status, waiting.attempt_count) == ("pending", 1)
+    assert waiting.run_after > timezone.now()
+    assert "retrying" in waiting.last_error and "unavailable" in waiting.last_error
+    assert slots(host) == 0
+    sends = recording.take()
+    assert [(s, d > 0) for s, _, d in sends] == [("launch", True)]
+    assert steps.launch(job.pk) == "not-due"
+    ContainerJob.objects.filter(pk=job.pk).update(run_after=timezone.now())
+    assert steps.launch(job.pk) == "launched"
+    assert row(job).attempt_count == 2
+    attempts = list(ContainerExecution.objects.filter(job=job).values_list("attempt", "status"))
+    assert attempts == [(1, "failed"), (2, "running")]
+
+
+def test_retry_stops_at_max_attempts(recording, make_mock_host):
+    job = submit(make_mock_host(launch_error="retryable"), max_attempts=2)
+    for _ in range(2):
+        ContainerJob.objects.filter(pk=job.pk).update(run_after=None)
+        steps.launch(job.pk)
+    done = row(job)
+    assert (done.status, done.attempt_count) == ("failed", 2)
+    assert done.last_error.startswith("launch failed after 2 attempts")
+
+
+def test_permanent_launch_error_fails_at_once(recording, make_mock_host):
+    host = make_mock_host(launch_error="permanent")
+    job = submit(host)
+    assert steps.launch(job.pk) == "failed"
+    done = row(job)
+    assert done.status == "failed" and "launch refused" in done.last_error
+    assert slots(host) == 0
+
+
+def test_bad_executor_config_fails_the_job_naming_the_key(recording, make_mock_host):
+    job = submit(make_mock_host(durration=1))
+    assert steps.launch(job.pk) == "failed"
+    assert "durration" in row(job).last_error
+
+
+def test_timeout_stops_and_keeps_logs(recording, make_mock_host):
+    host = make_mock_host(duration=60, stdout="partial output\n")
+    job = submit(host, timeout_seconds=1)
+    steps.launch(job.pk)
+    ContainerJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=2))
+    assert steps.check(job.pk) == "timeout"
+    done = row(job)
+    assert (done.status, done.exit_code, done.stdout_log) == ("timeout", 137, "partial output\n")
+    assert "timed out after 1 seconds" in done.last_error
+    assert slots(host) == 0
+
+
+def test_check_is_never_scheduled_past_the_deadline(recording, make_mock_host):
+    job = submit(make_mock_host(duration=60), timeout_seconds=2)
+    steps.launch(job.pk)
+    ContainerJob.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=1.9)
+    )
+    recording.take()
+    assert steps.check(job.pk) == "running"
+    [(_, _, delay)] = recording.take()
+    assert delay <= 0.2
+
+
+def test_cancel_pending_running_and_terminal(recording, make_mock_host):
+    host = make_mock_host(duration=60)
+    pending = submit(host)
+    assert pending.cancel() is True
+    deliver_all(recording)
+    assert row(pending).status == "cancelled"
+    running = submit(host)
+    steps.launch(running.pk)
+    recording.take()
+    assert running.cancel() is True
+    assert [s for s, _, _ in recording.messages] == ["cancel"]
+    deliver_all(recording)
+    done = row(running)
+    assert (done.status, done.last_error) == ("cancelled", "cancelled on request")
+    assert slots(host) == 0
+    assert done.cancel() is False
+
+
+def test_cancel_during_launch_is_carried_out_after_it(recording, make_mock_host):
+    job = submit(make_mock_host(duration=60))
+    recording.take()
+    original = MockExecutor.launch_job
+
+    def launch_and_cancel(self, job_arg):
+        result = original(self, job_arg)
+        steps.request_cancel(job_arg.pk)
+        assert steps.cancel(job_arg.pk) == "after-launch"
+        return result
+
+    MockExecutor.launch_job = launch_and_cancel
+    try:
+        steps.launch(job.pk)
+    finally:
+        MockExecutor.launch_job = original
+    deliver_all(recording)
+    assert row(job).status == "cancelled"
+
+
+def test_vanished_execution_fails_without_guessing(recording, make_mock_host):
+    job = submit(make_mock_host(vanish=True))
+    steps.launch(job.pk)
+    assert steps.check(job.pk) == "failed"
+    done = row(job)
+    assert done.exit_code is None and "no longer on host" in done.last_error
+
+
+def test_host_at_capacity_job_waits_then_runs(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=1)
+    first, second = submit(host), submit(host)
+    recording.take()
+    assert steps.launch(first.pk) == "launched"
+    assert steps.launch(second.pk) == "waiting-for-slot"
+    assert (row(second).status, row(second).attempt_count) == ("pending", 0)
+    assert not ContainerExecution.objects.filter(job=second).exists()
+    recording.take()
+    assert steps.check(first.pk) == "completed"
+    assert ("launch", str(second.pk), 0.0) in recording.take()
+    assert steps.launch(second.pk) == "launched"
+
+
+def test_inactive_host_holds_jobs_until_reactivated(recording, mock_host):
+    job = submit(mock_host)
+    ExecutorHost.objects.filter(pk=mock_host.pk).update(is_active=False)
+    assert steps.launch(job.pk) == "waiting-for-slot"
+    ExecutorHost.objects.filter(pk=mock_host.pk).update(is_active=True)
+    assert steps.launch(job.pk) == "launched"
+
+
+def test_crash_after_start_is_reconciled_to_the_same_execution(recording, mock_host, monkeypatch):
+    job = submit(mock_host)
+    recording.take()
+    real_move = transitions.move
+
+    def crash_on_running(job_arg, old, new, **kwargs):
+        if new == "running":
+            raise RuntimeError("process died between container start and database write")
+        return real_move(job_arg, old, new, **kwargs)
+
+    monkeypatch.setattr(steps, "move", crash_on_running)
+    with pytest.raises(RuntimeError):
+        steps.launch(job.pk)
+    monkeypatch.setattr(steps, "move", real_move)
+    stuck = row(job)
+    assert (stuck.status, MockExecutor.execution_count(job.pk)) == ("launching", 1)
+    assert steps.launch(job.pk) == "in-progress"  # the lease still holds
+    assert steps.sweep()["relaunch"] == 0
+    ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    assert steps.sweep(now=timezone.now() + timedelta(seconds=3))["relaunch"] == 1
+    deliver_all(recording)
+    done = row(job)
+    assert (done.status, done.attempt_count) == ("completed", 1)
+    assert MockExecutor.execution_count(job.pk) == 1
+    assert MockExecutor.launch_count(job.pk) == 2
+    assert slots(mock_host) == 0
+
+
+def test_sweep_alone_finishes_jobs_whose_messages_were_lost(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=3)
+    jobs = [submit(host) for _ in range(7)]
+    pending_cancel = submit(host)
+    pending_cancel.cancel()
+    for _ in range(30):
+        recording.take()  # every message is lost...
+        steps.sweep(now=timezone.now() + timedelta(seconds=5))
+        for step, job_id, _ in recording.take():  # ...except the sweep's own
+            steps.run_step(step, job_id)
+        if not ContainerJob.objects.live().exists():
+            break
+    assert {row(j).status for j in jobs} == {"completed"}
+    assert row(pending_cancel).status == "cancelled"
+    assert slots(host) == 0
+
+
+def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host):
+    host = make_mock_host(duration=60)
+    later = submit(host, run_after=timezone.now() + timedelta(hours=1))
+    running = submit(host)
+    steps.launch(running.pk)
+    recording.take()
+    sent = steps.sweep(now=timezone.now() + timedelta(seconds=3))
+    assert sent == {"launch": 0, "relaunch": 0, "check": 1, "cancel": 0}
+    assert recording.take() == [("check", str(running.pk), 0.0)]
+    assert row(later).status == "pending"
+
+
+def test_sweep_query_count_does_not_grow_with_rows(
+    recording, make_mock_host, django_assert_num_queries
+):
+    host = make_mock_host()
+    for _ in range(3):
+        submit(host)
+    with django_assert_num_queries(4):
+        steps.sweep()
+    for _ in range(30):
+        submit(host)
+    with django_assert_num_queries(4):
+        steps.sweep(now=timezone.now() + timedelta(seconds=5))
+
+
+def test_terminal_status_never_changes(recording, mock_host):
+    job = submit(mock_host)
+    deliver_all(recording)
+    assert row(job).status == "completed"
+    for new in ("running", "failed", "cancelled", "pending"):
+        with pytest.raises(InvalidTransition):
+            transitions.move(job, "completed", new)
+    assert transitions.move(row(job), "running", "failed") is False  # stale old status
+    assert row(job).status == "completed"
+
+
+def test_unknown_job_ids_are_harmless(recording):
+    for step in ("launch", "check", "harvest", "cancel"):
+        assert steps.run_step(step, uuid.uuid4()) in {"missing", "nothing-to-do"}
+
+
+def test_retry_delay_grows_and_is_capped(settings):
+    settings.CONTAINER_MANAGER = {"RETRY_BACKOFF_BASE": 2.0, "RETRY_BACKOFF_MAX": 10.0}
+    assert 1.0 <= steps.retry_delay(1) <= 2.0
+    assert 4.0 <= steps.retry_delay(3) <= 8.0
+    assert 5.0 <= steps.retry_delay(10) <= 10.0
+    assert len({steps.retry_delay(3) for _ in range(20)}) > 1  # jitter
