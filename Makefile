@@ -24,3 +24,4 @@ services:
 
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .

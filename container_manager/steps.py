@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from container_manager import dispatch
@@ -43,6 +44,8 @@ def launch(job_id: Any) -> str:
             return _cancel_pending(job)
         if job.run_after and job.run_after > now:
             return "not-due"
+        if not job.docker_host.is_available():
+            return "waiting-for-slot"  # cheap answer; begin_launch re-checks atomically
         try:
             if not begin_launch(job, lease):
                 return "taken"
@@ -143,12 +146,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
     due = {
-        "launch": jobs.filter(
-            Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
-            status=st.PENDING,
-            docker_host__is_active=True,
-            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
-        ).order_by("-priority", "created_at"),
+        "launch": _launchable(settled),
         "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now),
         "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled),
         "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE),
@@ -161,6 +159,29 @@ def sweep(now: Any = None) -> dict[str, int]:
             dispatch.send_on_commit(step, job_id)
         sent[kind] = len(ids)
     return sent
+
+
+def _launchable(settled: Any) -> Any:
+    """Due pending jobs, at most as many per host as it has free slots, best first."""
+    place = Window(
+        RowNumber(),
+        partition_by=[F("docker_host_id")],
+        order_by=[F("priority").desc(), F("created_at").asc()],
+    )
+    return (
+        ContainerJob.objects.filter(
+            Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
+            status=st.PENDING,
+            docker_host__is_active=True,
+            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
+        )
+        .annotate(
+            place=place,
+            free=F("docker_host__max_concurrent_jobs") - F("docker_host__current_job_count"),
+        )
+        .filter(place__lte=F("free"))
+        .order_by("-priority", "created_at")
+    )
 
 
 STEPS: dict[str, Callable[[Any], str]] = {

@@ -324,3 +324,16 @@ def test_retry_delay_grows_and_is_capped(settings):
     assert 4.0 <= steps.retry_delay(3) <= 8.0
     assert 5.0 <= steps.retry_delay(10) <= 10.0
     assert len({steps.retry_delay(3) for _ in range(20)}) > 1  # jitter
+
+
+def test_sweep_sends_no_more_launches_than_free_slots(recording, make_mock_host):
+    small, big = make_mock_host(max_concurrent_jobs=2), make_mock_host(max_concurrent_jobs=5)
+    ExecutorHost.objects.filter(pk=big.pk).update(current_job_count=4)
+    urgent = submit(small, priority=10)
+    for _ in range(6):
+        submit(small), submit(big)
+    recording.take()
+    sent = steps.sweep(now=timezone.now() + timedelta(seconds=3))
+    assert sent["launch"] == 3  # 2 free on the small host, 1 on the big one
+    launched = [job_id for _, job_id, _ in recording.take()]
+    assert launched[0] == str(urgent.pk)
