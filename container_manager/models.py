@@ -474,7 +474,9 @@ class ContainerJob(models.Model):
           each capped at ``LOG_MAX_BYTES`` with a visible marker
         - Status changed only by compare-and-set transitions
           (``container_manager.transitions``); a ``save()`` that changes
-          ``status`` raises ``InvalidTransition``
+          ``status`` raises ``InvalidTransition``. Each committed move sends
+          ``post_save`` with ``update_fields`` naming ``status`` and the
+          fields written with it, so signal receivers see every change
 
     How a job runs:
         Saving a new job sends a ``launch`` step when the transaction commits
@@ -926,11 +928,7 @@ class ContainerJob(models.Model):
 
         steps.launch(self.pk)
         self.refresh_from_db()
-        return (
-            self.status != st.PENDING
-            and self.attempt_count > 0
-            and bool(self.execution_id or self.status in (st.LAUNCHING, st.CANCELLED))
-        )
+        return bool(self.execution_id) or self.status == st.LAUNCHING
 
     def harvest(self) -> bool:
         """

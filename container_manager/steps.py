@@ -87,9 +87,7 @@ def check(job_id: Any) -> str:
     if state == ex.RUNNING:
         _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
         return "running"
-    if state == ex.NOT_FOUND:
-        return _fail_running(job, _vanished(job))
-    return _harvest(job, executor)
+    return _settle(job, executor, state)
 
 
 def harvest(job_id: Any) -> str:
@@ -101,9 +99,7 @@ def harvest(job_id: Any) -> str:
     state = executor.check_status(job.execution_id)
     if state == ex.RUNNING:
         return "not-finished"
-    if state == ex.NOT_FOUND:
-        return _fail_running(job, _vanished(job))
-    return _harvest(job, executor)
+    return _settle(job, executor, state)
 
 
 def cancel(job_id: Any) -> str:
@@ -351,6 +347,13 @@ def _stop_and_finish(
             _schedule_check(job, timezone.now(), timezone.now(), last_error=f"stop failed: {exc}")
             return "stop-error"
     return _harvest(job, executor, final=final, reason=reason)
+
+
+def _settle(job: ContainerJob, executor: ex.ContainerExecutor, state: str) -> str:
+    """The execution stopped running: store its results, or fail the job if it vanished."""
+    if state == ex.NOT_FOUND:
+        return _fail_running(job, _vanished(job))
+    return _harvest(job, executor)
 
 
 def _harvest(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models.signals import post_save
 from django.db.models import F
 from django.utils import timezone
 
@@ -53,6 +54,7 @@ def move(
     job._loaded_status = new
     for name, value in fields.items():
         setattr(job, name, value)
+    _announce(job, {"status", *fields})
     return True
 
 
@@ -92,7 +94,27 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
     job.execution_id = ""
+    _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
     return True
+
+
+def _announce(job: ContainerJob, changed: set[str]) -> None:
+    """Send ``post_save`` with the written fields once the move is committed.
+
+    Receivers written for Django's signals (``"status" in update_fields``)
+    see every status change, though moves are updates, not ``save()`` calls.
+    """
+    update_fields = frozenset(changed)
+    transaction.on_commit(
+        lambda: post_save.send(
+            sender=ContainerJob,
+            instance=job,
+            created=False,
+            update_fields=update_fields,
+            raw=False,
+            using=ContainerJob.objects.db,
+        )
+    )
 
 
 def release_slot(host_id: int) -> None:

@@ -337,3 +337,22 @@ def test_sweep_sends_no_more_launches_than_free_slots(recording, make_mock_host)
     assert sent["launch"] == 3  # 2 free on the small host, 1 on the big one
     launched = [job_id for _, job_id, _ in recording.take()]
     assert launched[0] == str(urgent.pk)
+
+
+def test_status_moves_send_post_save_with_update_fields(recording, mock_host):
+    from django.db.models.signals import post_save
+
+    seen = []
+
+    def on_save(sender, instance, created, update_fields=None, **kwargs):
+        if not created and update_fields and "status" in update_fields:
+            seen.append(instance.status)
+
+    post_save.connect(on_save, sender=ContainerJob)
+    try:
+        job = submit(mock_host)
+        deliver_all(recording)
+    finally:
+        post_save.disconnect(on_save, sender=ContainerJob)
+    assert seen == ["launching", "running", "completed"]
+    assert row(job).status == "completed"
