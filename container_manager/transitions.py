@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save
 from django.db.models import F
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from container_manager import status as st

@@ -1,4 +1,4 @@
-"""The admin registrations: pages load, the job list costs a fixed number of queries, cancel works."""
+"""Admin registrations: pages load, the job list costs fixed queries, cancel needs permission."""
 
 import pytest
 from django.contrib.auth.models import Permission, User
