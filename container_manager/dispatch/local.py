@@ -74,6 +74,7 @@ class LocalBackend(DispatchBackend):
         return True
 
     def close(self) -> None:
+        """Let running steps end, drop queued and delayed ones (the rows keep that work)."""
         with self._cond:
             self._closing = True
             self._timers.clear()

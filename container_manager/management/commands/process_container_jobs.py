@@ -27,7 +27,8 @@ class Command(BaseCommand):
 
     The loop stops after its current sweep on SIGINT or SIGTERM, or when
     ``stop()`` is called from another thread (which is how tests stop it);
-    then the local backend finishes the steps it has queued and closes.
+    then the local backend lets running steps end and drops queued ones:
+    the rows keep that work and the next sweep sends it again.
     """
 
     help = (
@@ -109,7 +110,7 @@ class Command(BaseCommand):
                 signal.signal(signum, handler)
             dispatch.reset_backend()
         if verbosity >= 1:
-            self.stdout.write("stopped; queued steps finished, delayed ones are left to the rows")
+            self.stdout.write("stopped; work still due is kept in the rows for the next run")
 
     def _trap_signals(self) -> dict[int, Any]:
         # Python only lets the main thread install handlers; elsewhere stop() is the way.
