@@ -30,8 +30,9 @@ is_root || die "PostgreSQL at $HOST:$PORT is not usable as $NAME, and not root, 
 # Pick the highest installed major version.
 detect_version() {
     local d
+    # An if, not `[ ] &&`: with nothing installed the loop must still succeed (pipefail).
     for d in /usr/lib/postgresql/*/bin/postgres; do
-        [ -x "$d" ] && basename "$(dirname "$(dirname "$d")")"
+        if [ -x "$d" ]; then basename "$(dirname "$(dirname "$d")")"; fi
     done | sort -V | tail -1
 }
 
