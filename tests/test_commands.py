@@ -243,7 +243,7 @@ class TestProcessContinuously:
         assert not thread.is_alive() and not errors
         text = out.getvalue()
         assert "sweeping every 0.2s" in text
-        assert text.rstrip().endswith("left to the rows")
+        assert text.rstrip().endswith("kept in the rows for the next run")
 
     def test_sigterm_stops_it_after_create_sample_data(self, sqlite_file):
         created = manage(sqlite_file, "create_sample_data", "--jobs", "3")
@@ -266,7 +266,7 @@ class TestProcessContinuously:
             process.send_signal(signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
-        assert stdout.rstrip().endswith("left to the rows")
+        assert stdout.rstrip().endswith("kept in the rows for the next run")
 
     def test_refuses_a_backend_that_is_not_local(self, immediate):
         with pytest.raises(CommandError, match="serverless deployments do not need it"):
