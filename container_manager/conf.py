@@ -15,6 +15,10 @@ DEFAULTS: dict[str, Any] = {
         "BACKEND": "container_manager.dispatch.local.LocalBackend",
         "OPTIONS": {},
     },
+    # Who may push steps: Google OIDC and HMAC settings (see container_manager.auth).
+    "AUTH": {},
+    # Bearer tokens accepted by the JSON API; none configured means the API is closed.
+    "API_TOKENS": [],
     # Extra executor types: {"my-type": "dotted.path.MyExecutor"}.
     "EXECUTORS": {},
     # Limits applied to every job on top of the model validators.

@@ -734,14 +734,15 @@ class ContainerJob(models.Model):
         errors: dict[str, str] = {}
         if not (self.docker_image or "").strip():
             errors["docker_image"] = "docker_image: an image is required."
+        # full_clean() calls clean() even when a field failed to convert: check numbers only.
         low, high = setting("MIN_MEMORY_LIMIT_MB"), setting("MAX_MEMORY_LIMIT_MB")
-        if self.memory_limit is not None and not low <= self.memory_limit <= high:
+        if _is_number(self.memory_limit) and not low <= self.memory_limit <= high:
             errors["memory_limit"] = f"memory_limit: must be between {low} and {high} MB."
         max_cpu = setting("MAX_CPU_LIMIT")
-        if self.cpu_limit is not None and self.cpu_limit > max_cpu:
+        if _is_number(self.cpu_limit) and self.cpu_limit > max_cpu:
             errors["cpu_limit"] = f"cpu_limit: must be at most {max_cpu} cores."
         max_timeout = setting("MAX_TIMEOUT_SECONDS")
-        if self.timeout_seconds is not None and not 1 <= self.timeout_seconds <= max_timeout:
+        if _is_number(self.timeout_seconds) and not 1 <= self.timeout_seconds <= max_timeout:
             errors["timeout_seconds"] = f"timeout_seconds: must be between 1 and {max_timeout}."
         network_error = _network_configuration_error(self.network_configuration)
         if network_error:
@@ -1073,6 +1074,10 @@ class ContainerExecution(models.Model):
         return self.finished_at - self.started_at if self.finished_at else None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _join_logs(stdout: str, stderr: str) -> str:
     return stdout + stderr
 
@@ -1120,3 +1125,22 @@ def _network_configuration_error(config: Any) -> str | None:
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             return f"network_configuration[{index}]: 'aliases' must be a list of strings."
     return None
+
+
+class UsedSignature(models.Model):
+    """
+    An HMAC-signed push that was acted on: a replay of it is refused until it expires.
+
+    Written by ``container_manager.auth`` after a signed step or sweep push
+    succeeded (a retry after a failed attempt is therefore still accepted);
+    expired rows are deleted by the sweep endpoint.
+    """
+
+    signature = models.CharField(max_length=64, unique=True, help_text="The HMAC hex digest.")
+    expires_at = models.DateTimeField(db_index=True, help_text="When the signature's age ran out.")
+
+    class Meta:
+        verbose_name = "used request signature"
+
+    def __str__(self) -> str:
+        return f"{self.signature[:12]}… until {self.expires_at:%Y-%m-%d %H:%M:%S}"

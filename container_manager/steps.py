@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Seconds the sweep leaves a due job alone, so it does not race the message already on its way.
 SWEEP_GRACE_SECONDS = 2
-#: A check that arrives this much before the row's ``next_check_at`` is a duplicate: ignored.
+#: A check arriving more than this before the row's ``next_check_at`` is ignored as a duplicate.
 EARLY_CHECK_TOLERANCE = 0.25
 
 
@@ -72,6 +72,9 @@ def check(job_id: Any) -> str:
     if job.cancel_requested_at:
         return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
     if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
+        # A duplicate, or a transport that delivers early: the check that is due comes
+        # anyway, and if it was lost the sweep sends one. Re-sending here would let
+        # duplicates live on as parallel chains.
         return "not-due"
     deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
     try:

@@ -35,7 +35,8 @@ def test_success_keeps_stdout_and_stderr_apart(local, docker_host, docker_ready)
     assert done.duration is not None and done.duration.total_seconds() >= 0
     execution = ContainerExecution.objects.get(job=done)
     assert (execution.status, execution.execution_id) == ("completed", done.execution_id)
-    assert containers_for(done.pk) == []  # removed once the results were stored
+    # Removed right after the results were stored (the status is written first).
+    wait_for(lambda: containers_for(done.pk) == [], timeout=15)
     assert ExecutorHost.objects.get(pk=docker_host.pk).current_job_count == 0
 
 
@@ -60,7 +61,7 @@ def test_timeout_stops_container_and_keeps_logs(local, docker_host, docker_ready
     assert done.clean_output == "started\n"
     assert "timed out after 2 seconds" in done.last_error
     assert done.duration.total_seconds() < 15
-    assert containers_for(done.pk) == []
+    wait_for(lambda: containers_for(done.pk) == [], timeout=15)
 
 
 def test_cancel_while_running_stops_the_container(local, docker_host, docker_ready):

@@ -125,6 +125,8 @@ class TestBadInput:
                 "network_configuration",
             ),
             ({"image": "x", "max_attempts": 0}, "max_attempts"),
+            ({"image": "x", "memory_limit": "lots"}, "memory_limit"),
+            ({"image": "x", "timeout_seconds": "soon"}, "timeout_seconds"),
             ({"image": "x", "environment_template": "no-such-template"}, "environment_template"),
         ],
     )

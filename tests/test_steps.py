@@ -356,3 +356,18 @@ def test_status_moves_send_post_save_with_update_fields(recording, mock_host):
         post_save.disconnect(on_save, sender=ContainerJob)
     assert seen == ["launching", "running", "completed"]
     assert row(job).status == "completed"
+
+
+def test_copies_of_a_check_arriving_one_after_another_do_not_fork_the_chain(
+    recording, make_mock_host, settings
+):
+    from container_manager import dispatch
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "CHECK_DELAY_INITIAL": 5.0}
+    recording = dispatch.get_backend()  # the settings change built a new one
+    job = submit(make_mock_host(duration=60))
+    steps.launch(job.pk)
+    ContainerJob.objects.filter(pk=job.pk).update(next_check_at=timezone.now())
+    recording.take()
+    assert [steps.check(job.pk) for _ in range(3)] == ["running", "not-due", "not-due"]
+    assert [step for step, _, _ in recording.take()] == ["check"]

@@ -1,0 +1,200 @@
+"""Who may push steps and call the API: Google OIDC ID tokens, HMAC signatures, API tokens.
+
+Settings: ``CONTAINER_MANAGER["AUTH"]`` (OIDC and HMAC) and ``["API_TOKENS"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from container_manager.conf import setting
+
+SIGNATURE_HEADER = "X-CM-Signature"
+TIMESTAMP_HEADER = "X-CM-Timestamp"
+GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+AUTH_DEFAULTS: dict[str, Any] = {
+    "HMAC_SECRET": "",
+    "HMAC_MAX_AGE": 300,
+    "OIDC_AUDIENCES": [],
+    "OIDC_SERVICE_ACCOUNTS": [],
+    "OIDC_CERTS_URL": GOOGLE_CERTS_URL,
+}
+
+
+class AuthError(Exception):
+    """A request that may not act: ``status`` is 401 (who are you?) or 403 (not you)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Pusher:
+    """Who pushed a step, and what to record once it was carried out."""
+
+    scheme: str
+    identity: str
+    signature: str = ""
+    expires_at: float = 0.0
+
+    def accepted(self) -> None:
+        """Remember an HMAC signature that was acted on, so a replay of it is refused."""
+        if self.scheme == "hmac":
+            _remember_signature(self.signature, self.expires_at)
+
+
+def auth_setting(name: str) -> Any:
+    """``CONTAINER_MANAGER["AUTH"][name]`` or its default."""
+    return {**AUTH_DEFAULTS, **(setting("AUTH") or {})}[name]
+
+
+def authenticate_push(request: HttpRequest) -> Pusher:
+    """Check a step or sweep push; raise ``AuthError`` (nothing has been done yet)."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return _verify_oidc(header.removeprefix("Bearer ").strip())
+    if SIGNATURE_HEADER in request.headers:
+        return _verify_hmac(request)
+    raise AuthError(401, "no credentials: send a Google OIDC token or an HMAC signature")
+
+
+def authenticate_api(request: HttpRequest) -> str:
+    """Check a JSON API call's bearer token; return a short, non-secret name for it."""
+    tokens = [t for t in setting("API_TOKENS") or [] if t]
+    if not tokens:
+        raise AuthError(403, "the API is disabled: no API_TOKENS are configured")
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise AuthError(401, "send 'Authorization: Bearer <token>'")
+    given = header.removeprefix("Bearer ").strip().encode()
+    for token in tokens:
+        if hmac.compare_digest(given, token.encode()):
+            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+    raise AuthError(403, "unknown API token")
+
+
+def sign_request(
+    method: str, path: str, body: bytes, secret: str | None = None, timestamp: float | None = None
+) -> dict[str, str]:
+    """Headers that sign a request for ``_verify_hmac``; ``timestamp`` is when it may arrive.
+
+    >>> headers = sign_request("POST", "/cm/steps/launch/", b"{}", secret="s", timestamp=1.0)
+    >>> headers["X-CM-Timestamp"], len(headers["X-CM-Signature"])
+    ('1.000', 64)
+    """
+    stamp = f"{time.time() if timestamp is None else timestamp:.3f}"
+    key = (secret if secret is not None else auth_setting("HMAC_SECRET")).encode()
+    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: _digest(key, stamp, method, path, body)}
+
+
+def forget_expired_signatures() -> int:
+    """Delete remembered signatures past their age limit; returns how many went."""
+    from container_manager.models import UsedSignature
+
+    deleted, _ = UsedSignature.objects.filter(expires_at__lt=timezone.now()).delete()
+    return deleted
+
+
+# -- HMAC ---------------------------------------------------------------------------
+
+
+def _verify_hmac(request: HttpRequest) -> Pusher:
+    from container_manager.models import UsedSignature
+
+    secret = auth_setting("HMAC_SECRET")
+    if not secret:
+        raise AuthError(401, "HMAC signatures are not accepted: no HMAC_SECRET is configured")
+    stamp = request.headers.get(TIMESTAMP_HEADER, "")
+    try:
+        sent_at = float(stamp)
+    except ValueError:
+        raise AuthError(401, f"{TIMESTAMP_HEADER} is missing or not a number") from None
+    max_age = float(auth_setting("HMAC_MAX_AGE"))
+    if abs(time.time() - sent_at) > max_age:
+        raise AuthError(401, f"signature timestamp is more than {max_age:g}s away from now")
+    expected = _digest(secret.encode(), stamp, request.method, request.path, request.body)
+    given = request.headers.get(SIGNATURE_HEADER, "")
+    if not hmac.compare_digest(expected, given):
+        raise AuthError(403, "bad HMAC signature")
+    if UsedSignature.objects.filter(signature=given).exists():
+        raise AuthError(403, "replayed request: this signature was already acted on")
+    return Pusher("hmac", "hmac", signature=given, expires_at=sent_at + max_age)
+
+
+def _digest(key: bytes, stamp: str, method: str, path: str, body: bytes) -> str:
+    message = "\n".join([stamp, method.upper(), path, hashlib.sha256(body).hexdigest()])
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _remember_signature(signature: str, expires_at: float) -> None:
+    from container_manager.models import UsedSignature
+
+    expiry = timezone.now() + timedelta(seconds=max(expires_at - time.time(), 0))
+    try:
+        with transaction.atomic():
+            UsedSignature.objects.create(signature=signature, expires_at=expiry)
+    except IntegrityError:
+        pass  # a concurrent copy of the same push got there first; both did the same thing
+
+
+# -- Google OIDC --------------------------------------------------------------------
+
+_certs_lock = threading.Lock()
+_certs_cache: dict[str, Any] = {"url": None, "certs": None, "until": 0.0}
+
+
+def _verify_oidc(token: str) -> Pusher:
+    from google.auth import jwt
+
+    audiences = list(auth_setting("OIDC_AUDIENCES"))
+    accounts = set(auth_setting("OIDC_SERVICE_ACCOUNTS"))
+    if not audiences or not accounts:
+        raise AuthError(401, "OIDC tokens are not accepted: no OIDC_AUDIENCES/SERVICE_ACCOUNTS")
+    try:
+        claims = jwt.decode(token, certs=_google_certs(), audience=audiences)
+    except (ValueError, KeyError) as exc:
+        raise AuthError(401, f"invalid OIDC token: {exc}") from None
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        raise AuthError(401, f"OIDC token issuer {claims.get('iss')!r} is not Google")
+    email = claims.get("email", "")
+    if email not in accounts:
+        raise AuthError(403, f"service account {email!r} may not push steps")
+    if claims.get("email_verified") is not True:
+        raise AuthError(403, f"the email of {email!r} is not verified")
+    return Pusher("oidc", email)
+
+
+def _google_certs() -> dict[str, str]:
+    """Google's signing certificates, cached for as long as Google says they are good."""
+    import requests
+
+    url = auth_setting("OIDC_CERTS_URL")
+    with _certs_lock:
+        if _certs_cache["url"] == url and time.time() < _certs_cache["until"]:
+            return _certs_cache["certs"]
+        try:
+            response = requests.get(url, timeout=5)
+            response.raise_for_status()
+            certs = response.json()
+        except (requests.RequestException, json.JSONDecodeError) as exc:
+            raise AuthError(401, f"cannot read the OIDC signing certificates: {exc}") from None
+        match = re.search(r"max-age=(\d+)", response.headers.get("Cache-Control", ""))
+        lifetime = int(match.group(1)) if match else 300
+        _certs_cache.update(url=url, certs=certs, until=time.time() + lifetime)
+        return certs

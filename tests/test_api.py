@@ -1,0 +1,155 @@
+"""The JSON API: submit, read status and logs, cancel; the OpenAPI document and its use.
+
+Every response body is validated against the schema the API serves.
+"""
+
+import json
+
+import pytest
+from django.urls import reverse
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+
+from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "api-test-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(settings, recording):
+    """The recording backend, with the test token accepted."""
+    from container_manager import dispatch
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": [TOKEN]}
+    return dispatch.get_backend()
+
+
+@pytest.fixture
+def document(client):
+    return client.get(reverse("container_manager:api-openapi")).json()
+
+
+def conforms(document, name, body):
+    """Validate ``body`` against ``components.schemas[name]`` of the served document."""
+    schema = {**document["components"]["schemas"][name], "components": document["components"]}
+    OAS30Validator(schema).validate(body)
+    return True
+
+
+def submit(client, **payload):
+    return client.post(
+        reverse("container_manager:api-jobs"), json.dumps(payload),
+        content_type="application/json", headers=BEARER,
+    )  # fmt: skip
+
+
+def test_openapi_document_is_valid_and_served(client, document):
+    validate(document)
+    assert document["servers"][0]["url"] == "http://testserver/cm/api"
+    assert set(document["paths"]) == {
+        "/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/logs/", "/jobs/{job_id}/cancel/",
+    }  # fmt: skip
+
+
+def test_every_documented_path_exists(client, api, document, mock_host):
+    job = ContainerJob.objects.create_job(image="x")
+    base = document["servers"][0]["url"].removeprefix("http://testserver")
+    for path, operations in document["paths"].items():
+        url = base + path.replace("{job_id}", str(job.pk))
+        for method in operations:
+            response = getattr(client, method)(url, headers=BEARER, content_type="application/json")
+            assert response.status_code != 404 or "no job" in response.json()["error"], url
+
+
+def test_submit_then_read_status_and_logs(
+    client, api, document, mock_host, django_capture_on_commit_callbacks
+):
+    EnvironmentVariableTemplate.objects.create(name="base", environment_variables_text="A=1")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = submit(
+            client, image="alpine:3", command="echo hi", name="api job", memory_limit=64,
+            cpu_limit=0.5, timeout_seconds=60, environment_template="base",
+            environment_vars={"B": "2"}, host="mock-host",
+        )  # fmt: skip
+    assert response.status_code == 201
+    body = response.json()
+    assert conforms(document, "Job", body)
+    assert (body["status"], body["host"], body["image"]) == ("pending", "mock-host", "alpine:3")
+    job = ContainerJob.objects.get(pk=body["id"])
+    assert job.get_all_environment_variables() == {"A": "1", "B": "2"}
+    assert api.take() == [("launch", body["id"], 0.0)]
+    ContainerJob.objects.filter(pk=job.pk).update(
+        status="completed", stdout_log="hi\n", exit_code=0
+    )
+    status = client.get(body["links"]["self"], headers=BEARER)
+    assert status.status_code == 200 and conforms(document, "Job", status.json())
+    assert status.json()["exit_code"] == 0
+    logs = client.get(body["links"]["logs"], headers=BEARER)
+    assert conforms(document, "JobLogs", logs.json())
+    assert (logs.json()["clean_output"], logs.json()["truncated"]) == ("hi\n", False)
+    listing = client.get(
+        reverse("container_manager:api-jobs") + "?status=completed", headers=BEARER
+    )
+    assert [j["id"] for j in listing.json()["jobs"]] == [body["id"]]
+
+
+def test_cancel(client, api, document, mock_host):
+    job = ContainerJob.objects.create_job(image="x")
+    url = reverse("container_manager:api-job-cancel", args=[job.pk])
+    response = client.post(url, headers=BEARER)
+    assert response.status_code == 202 and conforms(document, "Job", response.json())
+    assert ContainerJob.objects.get(pk=job.pk).cancel_requested_at is not None
+    ContainerJob.objects.filter(pk=job.pk).update(status="completed")
+    again = client.post(url, headers=BEARER)
+    assert again.status_code == 409 and conforms(document, "Error", again.json())
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"command": "true"}, "docker_image"),
+        ({"image": "x", "memory_limit": "lots"}, "memory_limit"),
+        ({"image": "x", "cpu_limit": 99}, "cpu_limit"),
+        ({"image": "x", "host": "nowhere"}, "host"),
+        ({"image": "x", "environment_vars": {"A": 1}}, "environment_vars"),
+        ({"image": "x", "environment_template": "missing"}, "environment_template"),
+        ({"image": "x", "run_after": "tomorrow"}, "run_after"),
+        ({"image": "x", "colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_submit_names_the_field_and_stores_nothing(
+    client, api, document, mock_host, payload, field
+):
+    response = submit(client, **payload)
+    assert response.status_code == 400
+    assert conforms(document, "Error", response.json())
+    assert field in response.json()["fields"]
+    assert not ContainerJob.objects.exists()
+
+
+def test_inactive_host_is_refused(client, api, mock_host):
+    ExecutorHost.objects.filter(pk=mock_host.pk).update(is_active=False)
+    response = submit(client, image="x", host="mock-host")
+    assert response.status_code == 400 and "inactive" in response.json()["fields"]["docker_host"][0]
+
+
+def test_tokens(client, settings, recording, mock_host):
+    url = reverse("container_manager:api-jobs")
+    assert client.get(url, headers=BEARER).status_code == 403  # no tokens configured: closed
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": [TOKEN]}
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.get(url, headers=BEARER).status_code == 200
+    assert not ContainerJob.objects.exists()
+
+
+def test_unknown_job_and_bad_body(client, api, mock_host):
+    missing = reverse("container_manager:api-job", args=["00000000-0000-0000-0000-000000000000"])
+    assert client.get(missing, headers=BEARER).status_code == 404
+    bad = client.post(
+        reverse("container_manager:api-jobs"), "{", content_type="application/json", headers=BEARER
+    )
+    assert bad.status_code == 400
