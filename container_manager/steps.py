@@ -151,12 +151,13 @@ def sweep(now: Any = None) -> dict[str, int]:
         "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE),
     }
     sent = {}
+    messages = []
     for kind, queryset in due.items():
         ids = list(queryset.values_list("pk", flat=True)[:batch])
         step = "launch" if kind == "relaunch" else kind
-        for job_id in ids:
-            dispatch.send_on_commit(step, job_id)
+        messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
+    dispatch.send_many_on_commit(messages)
     return sent
 
 

@@ -178,3 +178,11 @@ def test_jobs_finish_through_emulator_pushes_with_delays_and_a_retry(
     checks = [c for c in calls if c[0] == "check"]
     assert len(checks) >= len(jobs)  # delayed checks arrived
     assert all(ContainerJob.objects.get(pk=i).attempt_count == 1 for i in ids)
+
+
+def test_send_many_creates_every_task(backend):
+    backend.send_many([("check", f"job-{n}", 0) for n in range(40)])
+    assert (
+        sorted(t["http_request"]["url"] for t in backend.client.tasks)
+        == ["https://cm.example.com/cm/steps/check/"] * 40
+    )

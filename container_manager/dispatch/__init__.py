@@ -65,6 +65,13 @@ def send_on_commit(step: str, job_id: Any, delay: float = 0, using: str | None =
     transaction.on_commit(lambda: send(step, job_id, delay), using=using)
 
 
+def send_many_on_commit(messages: list[tuple[str, Any, float]], using: str | None = None) -> None:
+    """Send many ``(step, job_id, delay)`` messages once the transaction commits."""
+    batch = [(step, str(job_id), max(float(delay), 0.0)) for step, job_id, delay in messages]
+    if batch:
+        transaction.on_commit(lambda: get_backend().send_many(batch), using=using)
+
+
 def job_created(sender: Any, instance: Any, created: bool, using: str, **kwargs: Any) -> None:
     """``post_save`` receiver: a new pending job is sent to launch when its row commits."""
     if created and not kwargs.get("raw"):

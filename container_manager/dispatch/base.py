@@ -24,5 +24,10 @@ class DispatchBackend:
         """Deliver one message."""
         raise NotImplementedError
 
+    def send_many(self, messages: list[tuple[str, str, float]]) -> None:
+        """Deliver many ``(step, job_id, delay)`` messages; backends may do it concurrently."""
+        for step, job_id, delay in messages:
+            self.send(step, job_id, delay)
+
     def close(self) -> None:
         """Release threads or clients; the default has none."""

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from container_manager.auth import sign_request
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
 #: API Gateway ends requests after 30 s; the push must give up before that.
 DEFAULT_DISPATCH_DEADLINE = 25
+#: Concurrent create_task calls in one ``send_many``.
+SEND_THREADS = 16
 
 
 class CloudTasksBackend(DispatchBackend):
@@ -77,6 +80,11 @@ class CloudTasksBackend(DispatchBackend):
             self.client.create_task(parent=self.queue_path, task=self.task(step, job_id, due))
         except AlreadyExists:
             logger.debug("task for %s of job %s already exists", step, job_id)
+
+    def send_many(self, messages: list[tuple[str, str, float]]) -> None:
+        """Create the tasks concurrently (a sweep's hundreds must fit in one request)."""
+        with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(messages) or 1)) as pool:
+            list(pool.map(lambda message: self.send(*message), messages))
 
     def task(self, step: str, job_id: str, due: float) -> dict[str, Any]:
         """The task for one step, as ``create_task`` takes it."""
