@@ -1,0 +1,122 @@
+"""Helpers shared by the cloud executors: config checks, command parsing, log text, log waits.
+
+Imports no cloud SDK; each executor module imports its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from container_manager.conf import setting
+from container_manager.executors.exceptions import ExecutorConfigurationError, ExecutorError
+from container_manager.logtext import cap_log
+
+#: Environment variable carrying the launch key, so a retried launch can find its execution.
+LAUNCH_KEY_ENV = "CM_LAUNCH_KEY"
+#: Default seconds a harvest waits, after an execution ended, for its logs to be ingested.
+DEFAULT_LOG_WAIT_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+def validate_config(
+    config: dict[str, Any],
+    schema: dict[str, tuple[tuple[type, ...], bool]],
+    platform: str,
+) -> None:
+    """Check ``config`` against ``{key: (types, required)}``; raise naming the first bad key.
+
+    >>> validate_config({"a": 1}, {"a": ((int,), True), "b": ((str,), True)}, "demo")
+    Traceback (most recent call last):
+    ...
+    container_manager.executors.exceptions.ExecutorConfigurationError: \
+executor_config['b']: required by the demo executor
+    """
+    for key, value in config.items():
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ExecutorConfigurationError(
+                f"executor_config[{key!r}]: unknown key for the {platform} executor "
+                f"(known: {known})",
+                key=key,
+            )
+        types = schema[key][0]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ExecutorConfigurationError(
+                f"executor_config[{key!r}]: expected {names}, got {type(value).__name__}",
+                key=key,
+            )
+    for key, (_types, required) in schema.items():
+        if required and config.get(key) in (None, "", []):
+            raise ExecutorConfigurationError(
+                f"executor_config[{key!r}]: required by the {platform} executor", key=key
+            )
+
+
+def parse_command(command: str) -> list[str] | None:
+    """Split a job's command: shell form like a shell would, a leading ``[`` as a JSON array.
+
+    >>> parse_command("sh -c 'echo hi'")
+    ['sh', '-c', 'echo hi']
+    >>> parse_command('["echo", "a b"]')
+    ['echo', 'a b']
+    >>> parse_command("  ") is None
+    True
+    """
+    text = (command or "").strip()
+    if not text:
+        return None
+    if not text.startswith("["):
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise ExecutorError(f"command cannot be split: {exc}", retryable=False) from exc
+    try:
+        parts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExecutorError(f"command is not a valid JSON array: {exc}", retryable=False) from exc
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise ExecutorError("command JSON must be an array of strings", retryable=False)
+    return parts
+
+
+def log_text(lines: Iterable[tuple[datetime | None, str]]) -> str:
+    """Join ``(timestamp, message)`` lines as ``"<RFC 3339> message"``, capped at LOG_MAX_BYTES.
+
+    >>> log_text([(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "hello")])
+    '2024-01-02T03:04:05.000000Z hello\\n'
+    """
+    out = []
+    for stamp, message in lines:
+        text = message if message.endswith("\n") else message + "\n"
+        out.append(f"{_rfc3339(stamp)} {text}" if stamp else text)
+    return cap_log("".join(out), int(setting("LOG_MAX_BYTES")))
+
+
+def settled_read(read: Callable[[], T], ended_at: datetime | None, wait_seconds: float) -> T:
+    """Read logs, re-reading until two reads agree or ``wait_seconds`` after the end passed.
+
+    Cloud log stores ingest lines some seconds after they were written; an
+    execution that ended long ago is read once.
+    """
+    deadline = (ended_at or datetime.now(UTC)).timestamp() + wait_seconds
+    result = read()
+    while time.time() < deadline:
+        time.sleep(max(0.0, min(1.0, deadline - time.time())))
+        again = read()
+        if again == result and again:
+            return again
+        result = again
+    return result
+
+
+def _rfc3339(stamp: datetime) -> str:
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

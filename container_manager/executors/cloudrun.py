@@ -1,0 +1,376 @@
+"""Google Cloud Run Jobs executor: each job attempt is one execution of a Cloud Run job.
+
+Speaks Cloud Run v2 and Cloud Logging with the google-cloud clients, imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from container_manager.executors import _cloud
+from container_manager.executors.base import EXITED, FAILED, NOT_FOUND, RUNNING, ContainerExecutor
+from container_manager.executors.exceptions import (
+    ExecutorConfigurationError,
+    ExecutorConnectionError,
+    ExecutorError,
+)
+from container_manager.logtext import strip_timestamps
+
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob, ExecutorHost
+
+logger = logging.getLogger(__name__)
+
+#: Seconds added to the job's timeout for Cloud Run's own limit: the check step stops a job at
+#: its deadline; the platform limit only catches jobs whose checks stopped coming.
+DEFAULT_TIMEOUT_MARGIN_SECONDS = 60
+
+_CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "project": ((str,), True),
+    "region": ((str,), True),
+    "job": ((str,), True),
+    "container_name": ((str,), False),
+    "credentials_file": ((str,), False),
+    "log_wait_seconds": ((int, float), False),
+    "timeout_margin_seconds": ((int,), False),
+    # Test and emulator keys.
+    "api_endpoint": ((str,), False),
+    "logging_endpoint": ((str,), False),
+    "anonymous_credentials": ((bool,), False),
+}
+_RETRYABLE = (
+    "ServiceUnavailable", "InternalServerError", "TooManyRequests", "DeadlineExceeded",
+    "GatewayTimeout", "Aborted", "BadGateway", "ResourceExhausted", "RetryError",
+)  # fmt: skip
+
+
+class CloudRunExecutor(ContainerExecutor):
+    """Run jobs as executions of one existing Cloud Run job, with per-run overrides.
+
+    ``host.executor_config`` keys: ``project``, ``region``, ``job`` (all
+    required: the Cloud Run job that holds the image); ``container_name``
+    (the container the overrides go to, needed for multi-container jobs);
+    ``credentials_file`` (service account JSON; default: application default
+    credentials); ``log_wait_seconds`` (default 10) and
+    ``timeout_margin_seconds`` (default 60). For tests and emulators:
+    ``api_endpoint`` and ``logging_endpoint`` (``http://`` URLs, REST
+    transport) and ``anonymous_credentials`` (bool).
+
+    The image is the Cloud Run job's: a run can override args, environment,
+    timeout and task count, not the image or the resources. The launch key
+    goes in the ``CM_LAUNCH_KEY`` environment variable, and a retried launch
+    looks for an execution carrying it before running the job again.
+    """
+
+    capabilities = {
+        **ContainerExecutor.capabilities,
+        "supports_secrets": True,
+        "supports_scaling": True,
+        "supports_idempotent_launch": True,
+        "supports_logs": True,
+        "supports_separate_stderr": True,
+        "supports_platform_timeout": True,
+        # Image, CPU and memory are the Cloud Run job's; a run cannot change them.
+        "supports_image_override": False,
+    }
+
+    def __init__(self, host: ExecutorHost):
+        super().__init__(host)
+        _cloud.validate_config(self.config, _CONFIG_SCHEMA, "cloudrun")
+        cfg = self.config
+        self.job_name = f"projects/{cfg['project']}/locations/{cfg['region']}/jobs/{cfg['job']}"
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, kind: str) -> Any:
+        """The ``jobs``, ``executions``, ``tasks`` or ``logging`` client, built once."""
+        with self._lock:
+            if kind not in self._clients:
+                self._clients[kind] = self._build_client(kind)
+            return self._clients[kind]
+
+    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+        """Run the Cloud Run job with this attempt's overrides; never waits for the operation."""
+        key = self.launch_key(job)
+        try:
+            existing = self._find_execution(key)
+            if existing:
+                logger.info("launch of %s found execution %s", key, existing)
+                return True, existing
+            name = self._run(job, key)
+        except ExecutorError as exc:
+            if exc.retryable:
+                raise
+            return False, str(exc)
+        logger.info("launched %s as Cloud Run execution %s", key, name)
+        return True, name
+
+    def check_status(self, execution_id: str) -> str:
+        """From the execution's counts: RUNNING until it completed, then EXITED or FAILED."""
+        execution = self._get(execution_id)
+        if execution is None:
+            return NOT_FOUND
+        if not _finished(execution):
+            return RUNNING
+        return EXITED if execution.succeeded_count >= max(execution.task_count, 1) else FAILED
+
+    def get_logs(self, execution_id: str) -> tuple[str, str]:
+        execution = self._get(execution_id)
+        since = _time(execution.create_time) if execution else None
+        return self._read_logs(execution_id, since)
+
+    def harvest_job(self, job: ContainerJob) -> bool:
+        """Copy exit code, times, conditions and Cloud Logging lines into ``job``."""
+        execution = self._get(job.execution_id)
+        if execution is None:
+            return False
+        finished = _finished(execution)
+        ended = _time(execution.completion_time)
+        wait = self.config.get("log_wait_seconds", _cloud.DEFAULT_LOG_WAIT_SECONDS)
+        job.stdout_log, job.stderr_log = _cloud.settled_read(
+            lambda: self._read_logs(job.execution_id, _time(execution.create_time)),
+            ended,
+            wait if finished else 0,
+        )
+        job.clean_output = strip_timestamps(job.stdout_log)
+        result = self._task_result(job.execution_id)
+        job.exit_code = result.get("exit_code")
+        job.started_at = _time(execution.start_time) or job.started_at
+        job.completed_at = ended or datetime.now(UTC)
+        job.docker_log = _summary(execution, result)
+        error = _execution_error(execution, result)
+        if error:
+            job.last_error = error
+        return True
+
+    def stop(self, execution_id: str) -> bool:
+        """Cancel the execution; the operation is not waited for."""
+        with self._google_errors(f"cancel of {execution_id}"):
+            try:
+                self.client("executions").cancel_execution(name=execution_id)
+            except self._api().NotFound:
+                return True
+            except self._api().FailedPrecondition:
+                return True  # it already finished
+        return True
+
+    def cleanup(self, execution_id: str) -> bool:
+        """Cancel it if still running; Cloud Run keeps the last 1,000 executions and prunes."""
+        if self.check_status(execution_id) == RUNNING:
+            self.stop(execution_id)
+        return True
+
+    def ping(self) -> None:
+        with self._google_errors("ping"):
+            self.client("jobs").get_job(name=self.job_name)
+
+    # --- private helpers -------------------------------------------------------
+
+    def _build_client(self, kind: str) -> Any:
+        credentials = self._credentials()
+        if kind == "logging":
+            from google.cloud import logging as cloud_logging
+
+            options = {}
+            if self.config.get("logging_endpoint"):
+                options["api_endpoint"] = self.config["logging_endpoint"]
+            return cloud_logging.Client(
+                project=self.config["project"],
+                credentials=credentials,
+                _use_grpc=False,
+                client_options=options or None,
+            )
+        from google.cloud import run_v2
+
+        classes = {
+            "jobs": run_v2.JobsClient,
+            "executions": run_v2.ExecutionsClient,
+            "tasks": run_v2.TasksClient,
+        }
+        kwargs: dict[str, Any] = {"credentials": credentials}
+        if self.config.get("api_endpoint"):
+            kwargs["transport"] = "rest"
+            kwargs["client_options"] = {"api_endpoint": self.config["api_endpoint"]}
+        return classes[kind](**kwargs)
+
+    def _credentials(self) -> Any:
+        if self.config.get("anonymous_credentials"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        path = self.config.get("credentials_file")
+        if not path:
+            return None
+        from google.oauth2 import service_account
+
+        try:
+            return service_account.Credentials.from_service_account_file(
+                path, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+        except (OSError, ValueError) as exc:
+            raise ExecutorConfigurationError(
+                f"executor_config['credentials_file']: cannot read {path}: {exc}",
+                key="credentials_file",
+            ) from exc
+
+    @staticmethod
+    def _api() -> Any:
+        from google.api_core import exceptions
+
+        return exceptions
+
+    @contextmanager
+    def _google_errors(self, action: str) -> Iterator[None]:
+        import google.auth.exceptions
+        import requests
+
+        api = self._api()
+        try:
+            yield
+        except ExecutorError:
+            raise
+        except api.NotFound as exc:
+            raise ExecutorConfigurationError(
+                f"{action}: Cloud Run job {self.job_name} not found: {exc}", key="job"
+            ) from exc
+        except api.GoogleAPICallError as exc:
+            if type(exc).__name__ in _RETRYABLE:
+                raise ExecutorConnectionError(f"{action}: {exc}") from exc
+            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
+        except (requests.exceptions.RequestException, api.RetryError) as exc:
+            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ExecutorConfigurationError(
+                f"{action}: no Google credentials: {exc}", key="credentials_file"
+            ) from exc
+        except google.auth.exceptions.GoogleAuthError as exc:
+            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+
+    def _find_execution(self, key: str) -> str | None:
+        with self._google_errors("lookup of an earlier launch"):
+            for execution in self.client("executions").list_executions(parent=self.job_name):
+                for container in execution.template.containers:
+                    env = {e.name: e.value for e in container.env}
+                    if env.get(_cloud.LAUNCH_KEY_ENV) == key:
+                        return execution.name
+        return None
+
+    def _run(self, job: ContainerJob, key: str) -> str:
+        from google.cloud import run_v2
+
+        environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
+        override = run_v2.RunJobRequest.Overrides.ContainerOverride(
+            env=[run_v2.EnvVar(name=k, value=v) for k, v in environment.items()],
+        )
+        if self.config.get("container_name"):
+            override.name = self.config["container_name"]
+        args = _cloud.parse_command(job.command)
+        if args:
+            override.args = args
+        margin = self.config.get("timeout_margin_seconds", DEFAULT_TIMEOUT_MARGIN_SECONDS)
+        request = run_v2.RunJobRequest(
+            name=self.job_name,
+            overrides=run_v2.RunJobRequest.Overrides(
+                container_overrides=[override],
+                task_count=1,
+                timeout=timedelta(seconds=job.timeout_seconds + margin),
+            ),
+        )
+        with self._google_errors(f"run of {self.job_name}"):
+            operation = self.client("jobs").run_job(request=request)
+            # The operation ends with the execution; its metadata names it at once.
+            name = operation.metadata.name if operation.metadata else ""
+        if not name:
+            raise ExecutorConnectionError(f"run of {self.job_name}: no execution name returned")
+        return name
+
+    def _get(self, execution_id: str) -> Any:
+        with self._google_errors(f"status of {execution_id}"):
+            try:
+                return self.client("executions").get_execution(name=execution_id)
+            except self._api().NotFound:
+                return None
+
+    def _task_result(self, execution_id: str) -> dict[str, Any]:
+        with self._google_errors(f"tasks of {execution_id}"):
+            try:
+                tasks = list(self.client("tasks").list_tasks(parent=execution_id))
+            except self._api().NotFound:
+                return {}
+        for task in sorted(tasks, key=lambda t: t.index):
+            if "last_attempt_result" in task:
+                result = task.last_attempt_result
+                return {
+                    "exit_code": result.exit_code,
+                    "message": result.status.message if result.status else "",
+                    "task": task.name,
+                }
+        return {}
+
+    def _read_logs(self, execution_id: str, since: datetime | None) -> tuple[str, str]:
+        short = execution_id.rsplit("/", 1)[-1]
+        query = (
+            f'resource.type="cloud_run_job" AND resource.labels.job_name="{self.config["job"]}" '
+            f'AND labels."run.googleapis.com/execution_name"="{short}"'
+        )
+        if since:
+            # Without a time bound, entries:list looks only at the last 24 hours.
+            query += f' AND timestamp>="{(since - timedelta(minutes=1)).isoformat()}"'
+        out: list[tuple[datetime | None, str]] = []
+        err: list[tuple[datetime | None, str]] = []
+        from google.cloud import logging as cloud_logging
+
+        with self._google_errors(f"logs of {execution_id}"):
+            entries = self.client("logging").list_entries(
+                resource_names=[f"projects/{self.config['project']}"],
+                filter_=query,
+                order_by=cloud_logging.ASCENDING,
+                page_size=1000,
+            )
+            for entry in entries:
+                line = (entry.timestamp, _payload_text(entry.payload))
+                (err if (entry.log_name or "").endswith("stderr") else out).append(line)
+        return _cloud.log_text(out), _cloud.log_text(err)
+
+
+def _finished(execution: Any) -> bool:
+    done = execution.succeeded_count + execution.failed_count + execution.cancelled_count
+    return bool(_time(execution.completion_time)) or done >= max(execution.task_count, 1)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return None if value.year <= 1970 else value
+
+
+def _payload_text(payload: Any) -> str:
+    if isinstance(payload, dict):
+        return str(payload.get("message", payload))
+    return str(payload or "")
+
+
+def _summary(execution: Any, result: dict[str, Any]) -> str:
+    return (
+        f"execution {execution.name}: succeeded={execution.succeeded_count} "
+        f"failed={execution.failed_count} cancelled={execution.cancelled_count} "
+        f"exit_code={result.get('exit_code')}\n"
+        f"started_at={_time(execution.start_time)} completed_at={_time(execution.completion_time)}"
+    )
+
+
+def _execution_error(execution: Any, result: dict[str, Any]) -> str:
+    """Why it failed, when no exit code says it (it never started, or was killed)."""
+    if execution.cancelled_count or result.get("exit_code") is not None:
+        return ""  # the cancel or timeout step, or the exit code, says why
+    messages = [c.message for c in execution.conditions if c.message]
+    if result.get("message"):
+        messages.append(result["message"])
+    return f"Cloud Run: {'; '.join(messages) or 'the execution failed without an exit code'}"

@@ -1,0 +1,453 @@
+"""AWS Fargate executor: each job attempt is one ECS task, its logs read from CloudWatch Logs.
+
+Speaks ECS and CloudWatch Logs with boto3, imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from container_manager.executors import _cloud
+from container_manager.executors.base import EXITED, FAILED, RUNNING, ContainerExecutor
+from container_manager.executors.exceptions import (
+    ExecutorConfigurationError,
+    ExecutorConnectionError,
+    ExecutorError,
+    ExecutorResourceError,
+)
+from container_manager.logtext import strip_timestamps
+
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob, ExecutorHost
+
+logger = logging.getLogger(__name__)
+
+#: Valid Fargate task sizes: CPU units -> the memory sizes (MiB) allowed with them.
+FARGATE_SIZES: dict[int, list[int]] = {
+    256: [512, 1024, 2048],
+    512: list(range(1024, 4096 + 1, 1024)),
+    1024: list(range(2048, 8192 + 1, 1024)),
+    2048: list(range(4096, 16384 + 1, 1024)),
+    4096: list(range(8192, 30720 + 1, 1024)),
+    8192: list(range(16384, 61440 + 1, 4096)),
+    16384: list(range(32768, 122880 + 1, 8192)),
+}
+#: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
+STARTED_BY_PREFIX = "cm-"
+STOP_REASON = "container_manager: stopped on timeout or cancel request"
+
+_CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "cluster": ((str,), True),
+    "task_definition": ((str,), True),
+    "subnets": ((list,), True),
+    "security_groups": ((list,), False),
+    "assign_public_ip": ((bool,), False),
+    "container_name": ((str,), False),
+    "platform_version": ((str,), False),
+    "region": ((str,), False),
+    "endpoint_url": ((str,), False),
+    "log_wait_seconds": ((int, float), False),
+}
+_NOT_FINISHED = {
+    "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
+    "DEPROVISIONING",
+}  # fmt: skip
+_RETRYABLE_CODES = {
+    "ThrottlingException", "ServerException", "ServiceUnavailableException",
+    "LimitExceededException", "RequestLimitExceeded", "InternalFailure", "ServiceUnavailable",
+}  # fmt: skip
+
+
+class FargateExecutor(ContainerExecutor):
+    """Run jobs as ECS tasks on Fargate, from an existing task definition.
+
+    ``host.executor_config`` keys:
+
+    ``cluster`` (str, required): the ECS cluster name or ARN.
+    ``task_definition`` (str, required): family, ``family:revision`` or ARN.
+    ``subnets`` (list of str, required), ``security_groups`` (list of str),
+    ``assign_public_ip`` (bool, default False): the task's awsvpc network.
+    ``container_name`` (str): the container the job's command and environment
+    go to; default the task definition's first container.
+    ``platform_version`` (str), ``region`` (str; default from the AWS chain),
+    ``endpoint_url`` (str; moto or a VPC endpoint), ``log_wait_seconds``
+    (number, default 10): how long after a task stopped a harvest waits for
+    CloudWatch to ingest its last lines.
+
+    Launches carry ``clientToken`` = launch key and ``startedBy`` =
+    ``cm-<launch key>``; a retried launch first looks for a task started by
+    that value, so it never starts a second one (moto ignores clientToken).
+    """
+
+    capabilities = {
+        **ContainerExecutor.capabilities,
+        "supports_resource_limits": True,
+        "supports_secrets": True,
+        "supports_scaling": True,
+        "supports_idempotent_launch": True,
+        "supports_logs": True,
+        # awslogs writes stdout and stderr to one stream: stderr_log stays empty.
+        "supports_separate_stderr": False,
+        "supports_platform_timeout": False,
+    }
+
+    def __init__(self, host: ExecutorHost):
+        super().__init__(host)
+        _cloud.validate_config(self.config, _CONFIG_SCHEMA, "fargate")
+        for key in ("subnets", "security_groups"):
+            if not all(isinstance(v, str) for v in self.config.get(key, [])):
+                raise ExecutorConfigurationError(
+                    f"executor_config[{key!r}]: expected a list of strings", key=key
+                )
+        self.cluster: str = self.config["cluster"]
+        self._clients: dict[str, Any] = {}
+        self._task_definitions: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        """The boto3 client of ``service`` ("ecs" or "logs"), built once for this host."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._build_client(service)
+            return self._clients[service]
+
+    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+        """Run the attempt's task, or return the one a previous try of this attempt started."""
+        key = self.launch_key(job)
+        try:
+            existing = self._find_task(STARTED_BY_PREFIX + key)
+            if existing:
+                logger.info("launch of %s found task %s already running", key, existing)
+                return True, existing
+            arn = self._run_task(job, key)
+        except ExecutorError as exc:
+            if exc.retryable:
+                raise
+            return False, str(exc)
+        logger.info("launched %s as ECS task %s", key, arn)
+        return True, arn
+
+    def check_status(self, execution_id: str) -> str:
+        """RUNNING until ECS says STOPPED; then EXITED with an exit code, else FAILED.
+
+        A task ECS no longer describes (about an hour after it stopped) is
+        over with an unknown outcome: FAILED, and the harvest says why.
+        """
+        task = self._describe(execution_id)
+        if task is None:
+            return FAILED
+        if task.get("lastStatus") in _NOT_FINISHED:
+            return RUNNING
+        return EXITED if self._container(task).get("exitCode") is not None else FAILED
+
+    def get_logs(self, execution_id: str) -> tuple[str, str]:
+        task = self._describe(execution_id)
+        definition = task.get("taskDefinitionArn") if task else None
+        return self._read_logs(execution_id, definition), ""
+
+    def harvest_job(self, job: ContainerJob) -> bool:
+        """Copy exit code, reasons, times and CloudWatch logs into ``job``; never guesses."""
+        task = self._describe(job.execution_id)
+        if task is None:
+            return self._harvest_forgotten(job)
+        container = self._container(task)
+        stopped = task.get("stoppedAt") or task.get("stoppingAt")
+        wait = self.config.get("log_wait_seconds", _cloud.DEFAULT_LOG_WAIT_SECONDS)
+        job.stdout_log = _cloud.settled_read(
+            lambda: self._read_logs(job.execution_id, task.get("taskDefinitionArn")),
+            stopped,
+            wait if task.get("lastStatus") == "STOPPED" else 0,
+        )
+        job.stderr_log = ""
+        job.clean_output = strip_timestamps(job.stdout_log)
+        job.exit_code = container.get("exitCode")
+        job.started_at = task.get("startedAt") or job.started_at
+        job.completed_at = stopped or datetime.now(UTC)
+        job.docker_log = _task_summary(task, container)
+        error = _task_error(task, container)
+        if error:
+            job.last_error = error
+        return True
+
+    def stop(self, execution_id: str) -> bool:
+        """``stop_task``: ECS sends SIGTERM, then SIGKILL after the container's stopTimeout."""
+        with self._aws_errors(f"stop of {execution_id}"):
+            try:
+                self.client("ecs").stop_task(
+                    cluster=self.cluster, task=execution_id, reason=STOP_REASON
+                )
+            except self._errors().ClientError as exc:
+                if "not found" not in str(exc).lower():
+                    raise
+        return True
+
+    def cleanup(self, execution_id: str) -> bool:
+        """ECS forgets stopped tasks by itself; stop the task if it still runs."""
+        if self.check_status(execution_id) == RUNNING:
+            self.stop(execution_id)
+        return True
+
+    def ping(self) -> None:
+        with self._aws_errors("ping"):
+            self.client("ecs").describe_clusters(clusters=[self.cluster])
+
+    # --- private helpers -------------------------------------------------------
+
+    def _build_client(self, service: str) -> Any:
+        import boto3
+        import botocore.config
+
+        config = botocore.config.Config(
+            connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"}
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if self.config.get("region"):
+            kwargs["region_name"] = self.config["region"]
+        if self.config.get("endpoint_url"):
+            kwargs["endpoint_url"] = self.config["endpoint_url"]
+        try:
+            return boto3.session.Session().client(service, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - botocore raises several types for bad setup
+            raise ExecutorConfigurationError(
+                f"executor_config['region']: cannot build the {service} client: {exc}",
+                key="region",
+            ) from exc
+
+    @staticmethod
+    def _errors() -> Any:
+        import botocore.exceptions
+
+        return botocore.exceptions
+
+    def _aws_errors(self, action: str) -> _AwsErrors:
+        return _AwsErrors(action, self._errors())
+
+    def _find_task(self, started_by: str) -> str | None:
+        ecs = self.client("ecs")
+        with self._aws_errors("lookup of an earlier launch"):
+            # list_tasks shows RUNNING tasks unless asked for STOPPED ones.
+            for desired in ("RUNNING", "STOPPED"):
+                found = ecs.list_tasks(
+                    cluster=self.cluster, startedBy=started_by, desiredStatus=desired
+                )["taskArns"]
+                if found:
+                    return found[0]
+        return None
+
+    def _run_task(self, job: ContainerJob, key: str) -> str:
+        request = self._run_request(job, key)
+        with self._aws_errors(f"run_task of {key}"):
+            response = self.client("ecs").run_task(**request)
+        tasks = response.get("tasks") or []
+        if tasks:
+            return tasks[0]["taskArn"]
+        reasons = "; ".join(
+            f"{f.get('reason')}: {f.get('detail') or f.get('arn', '')}"
+            for f in response.get("failures") or []
+        )
+        # Placement failures (capacity, ENI limits) pass; a missing definition does not.
+        retryable = "MISSING" not in reasons
+        message = f"ECS did not start the task: {reasons or 'no reason'}"
+        raise ExecutorError(message, retryable=retryable)
+
+    def _run_request(self, job: ContainerJob, key: str) -> dict[str, Any]:
+        environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
+        container: dict[str, Any] = {
+            "name": self._container_name(self.config["task_definition"]),
+            "environment": [{"name": k, "value": v} for k, v in environment.items()],
+        }
+        command = _cloud.parse_command(job.command)
+        if command:
+            container["command"] = command
+        overrides: dict[str, Any] = {"containerOverrides": [container]}
+        size = fargate_size(job.cpu_limit, job.memory_limit)
+        if size:
+            overrides["cpu"], overrides["memory"] = str(size[0]), str(size[1])
+        network = {
+            "subnets": self.config["subnets"],
+            "assignPublicIp": "ENABLED" if self.config.get("assign_public_ip") else "DISABLED",
+        }
+        if self.config.get("security_groups"):
+            network["securityGroups"] = self.config["security_groups"]
+        request = {
+            "cluster": self.cluster,
+            "taskDefinition": self.config["task_definition"],
+            "launchType": "FARGATE",
+            "count": 1,
+            "clientToken": key,
+            "startedBy": STARTED_BY_PREFIX + key,
+            "tags": [{"key": k, "value": v} for k, v in self.labels(job).items()],
+            "networkConfiguration": {"awsvpcConfiguration": network},
+            "overrides": overrides,
+        }
+        if self.config.get("platform_version"):
+            request["platformVersion"] = self.config["platform_version"]
+        return request
+
+    def _describe(self, task_arn: str) -> dict[str, Any] | None:
+        with self._aws_errors(f"describe of {task_arn}"):
+            response = self.client("ecs").describe_tasks(cluster=self.cluster, tasks=[task_arn])
+        tasks = response.get("tasks") or []
+        return tasks[0] if tasks else None
+
+    def _task_definition(self, name: str) -> dict[str, str]:
+        """Container name and awslogs settings of a task definition, cached per name."""
+        cached = self._task_definitions.get(name)
+        if cached:
+            return cached
+        with self._aws_errors(f"describe of task definition {name}"):
+            try:
+                described = self.client("ecs").describe_task_definition(taskDefinition=name)
+            except self._errors().ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ClientException":
+                    raise ExecutorConfigurationError(
+                        f"executor_config['task_definition']: {name!r} cannot be read: {exc}",
+                        key="task_definition",
+                    ) from exc
+                raise
+        containers = described["taskDefinition"]["containerDefinitions"]
+        wanted = self.config.get("container_name") or containers[0]["name"]
+        chosen = next((c for c in containers if c["name"] == wanted), None)
+        if chosen is None:
+            raise ExecutorConfigurationError(
+                f"executor_config['container_name']: no container {wanted!r} in {name!r}",
+                key="container_name",
+            )
+        log = chosen.get("logConfiguration") or {}
+        options = log.get("options") or {} if log.get("logDriver") == "awslogs" else {}
+        info = {
+            "container": wanted,
+            "group": options.get("awslogs-group", ""),
+            "prefix": options.get("awslogs-stream-prefix", ""),
+        }
+        self._task_definitions[name] = info
+        return info
+
+    def _container_name(self, task_definition: str) -> str:
+        return self._task_definition(task_definition)["container"]
+
+    def _container(self, task: dict[str, Any]) -> dict[str, Any]:
+        containers = task.get("containers") or [{}]
+        wanted = self.config.get("container_name")
+        if not wanted:
+            wanted = self._container_name(task.get("taskDefinitionArn") or "")
+        return next((c for c in containers if c.get("name") == wanted), containers[0])
+
+    def _read_logs(self, task_arn: str, task_definition: str | None) -> str:
+        info = self._task_definition(task_definition or self.config["task_definition"])
+        if not info["group"] or not info["prefix"]:
+            return ""
+        stream = f"{info['prefix']}/{info['container']}/{task_arn.rsplit('/', 1)[-1]}"
+        return _cloud.log_text(self._log_events(info["group"], stream))
+
+    def _log_events(self, group: str, stream: str) -> list[tuple[datetime, str]]:
+        logs, lines, token = self.client("logs"), [], None
+        with self._aws_errors(f"logs of {stream}"):
+            while True:
+                kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+                if token:
+                    kwargs["nextToken"] = token
+                try:
+                    page = logs.get_log_events(**kwargs)
+                except logs.exceptions.ResourceNotFoundException:
+                    return []
+                lines += [
+                    (datetime.fromtimestamp(e["timestamp"] / 1000, tz=UTC), e["message"])
+                    for e in page.get("events", [])
+                ]
+                # The forward token stays the same once the end of the stream is reached.
+                if page.get("nextForwardToken") in (None, token):
+                    return lines
+                token = page["nextForwardToken"]
+
+    def _harvest_forgotten(self, job: ContainerJob) -> bool:
+        job.stdout_log = self._read_logs(job.execution_id, None)
+        job.stderr_log = ""
+        job.clean_output = strip_timestamps(job.stdout_log)
+        job.exit_code = None
+        job.docker_log = f"task {job.execution_id}: not described by ECS any more"
+        job.last_error = (
+            f"ECS no longer describes task {job.execution_id} (it keeps stopped tasks about an "
+            "hour): exit code unknown, logs read from CloudWatch"
+        )
+        return True
+
+
+def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:
+    """The smallest valid Fargate (CPU units, memory MiB) that fits the job's limits.
+
+    None when the job sets no limit (the task definition's size applies).
+
+    >>> fargate_size(0.5, 512)
+    (512, 1024)
+    >>> fargate_size(None, 3000)
+    (512, 3072)
+    >>> fargate_size(None, None) is None
+    True
+    >>> fargate_size(32, None)
+    Traceback (most recent call last):
+    ...
+    container_manager.executors.exceptions.ExecutorResourceError: no Fargate size has 32 vCPU \
+and any memory (largest: 16 vCPU, 120 GiB)
+    """
+    if cpu_limit is None and memory_limit is None:
+        return None
+    units = (cpu_limit or 0) * 1024
+    for cpu, memories in FARGATE_SIZES.items():
+        if cpu < units:
+            continue
+        fitting = [m for m in memories if m >= (memory_limit or 0)]
+        if fitting:
+            return cpu, fitting[0]
+    memory = f"{memory_limit} MiB" if memory_limit else "any memory"
+    raise ExecutorResourceError(
+        f"no Fargate size has {cpu_limit or 0:g} vCPU and {memory} (largest: 16 vCPU, 120 GiB)"
+    )
+
+
+class _AwsErrors:
+    """Context manager: botocore errors to executor errors, throttling and 5xx retryable."""
+
+    def __init__(self, action: str, errors: Any):
+        self.action, self.errors = action, errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, _tb: Any) -> bool:
+        if exc is None or isinstance(exc, ExecutorError):
+            return False
+        errors = self.errors
+        if isinstance(exc, errors.NoCredentialsError | errors.NoRegionError):
+            raise ExecutorConfigurationError(f"{self.action}: {exc}", key="region") from exc
+        if isinstance(exc, errors.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _RETRYABLE_CODES or status >= 500:
+                raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
+            raise ExecutorError(f"{self.action}: {exc}", retryable=False) from exc
+        if isinstance(exc, errors.BotoCoreError):
+            raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
+        return False
+
+
+def _task_summary(task: dict[str, Any], container: dict[str, Any]) -> str:
+    return (
+        f"task {task.get('taskArn')}: lastStatus={task.get('lastStatus')} "
+        f"stopCode={task.get('stopCode')} exitCode={container.get('exitCode')}\n"
+        f"startedAt={task.get('startedAt')} stoppedAt={task.get('stoppedAt')} "
+        f"stoppedReason={task.get('stoppedReason') or ''}"
+    )
+
+
+def _task_error(task: dict[str, Any], container: dict[str, Any]) -> str:
+    """Why ECS stopped the task, when the exit code alone does not say (or is missing)."""
+    reasons = [r for r in (task.get("stoppedReason"), container.get("reason")) if r]
+    stop_code = task.get("stopCode")
+    ordinary = stop_code in (None, "EssentialContainerExited", "UserInitiated")
+    if container.get("exitCode") is not None and ordinary and not container.get("reason"):
+        return ""
+    return f"ECS {stop_code or 'stopped the task'}: {'; '.join(reasons) or 'no reason given'}"

@@ -1,0 +1,117 @@
+"""The Fargate executor against moto in server mode: what it sends to ECS, sizes, logs, limits."""
+
+import pytest
+
+from container_manager import steps
+from container_manager.executors.exceptions import ExecutorResourceError
+from container_manager.executors.factory import ExecutorFactory
+from container_manager.executors.fargate import fargate_size
+from container_manager.models import ContainerJob, ExecutorHost
+from tests.fakes.aws import moto, moto_server  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stack(moto):  # noqa: F811 - the fixture imported above
+    return moto.stack()
+
+
+def make_job(config, **kwargs):
+    host = ExecutorHost.objects.create(
+        name=f"fargate-{config['cluster']}", executor_type="fargate", executor_config=config
+    )
+    fields = {"image": "busybox", "command": "echo hi", "docker_host": host, **kwargs}
+    return ContainerJob.objects.create_job(**fields)
+
+
+def test_run_task_carries_token_tags_overrides_and_size(recording, moto, stack):  # noqa: F811
+    job = make_job(stack, override_environment="GREETING=hello", cpu_limit=0.5, memory_limit=600)
+    assert steps.launch(job.pk) == "launched"
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    task = moto.ecs.describe_tasks(cluster=stack["cluster"], tasks=[arn], include=["TAGS"])
+    task = task["tasks"][0]
+    key = f"{job.id.hex}-1"
+    assert task["startedBy"] == f"cm-{key}" and task["launchType"] == "FARGATE"
+    assert {"key": "container_manager.job_id", "value": str(job.id)} in task["tags"]
+    overrides = task["overrides"]
+    assert (overrides["cpu"], overrides["memory"]) == ("512", "1024")
+    [container] = overrides["containerOverrides"]
+    assert (container["name"], container["command"]) == ("job", ["echo", "hi"])
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env == {"GREETING": "hello", "CM_LAUNCH_KEY": key}
+
+
+def test_impossible_size_fails_the_launch_clearly(recording, stack):
+    job = make_job(stack, cpu_limit=32)
+    assert steps.launch(job.pk) == "failed"
+    assert "no Fargate size has 32 vCPU" in ContainerJob.objects.get(pk=job.pk).last_error
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "size"),
+    [(None, 512, (256, 512)), (1, None, (1024, 2048)), (4, 30000, (4096, 30720)),
+     (2, 20000, (4096, 20480)), (16, 122880, (16384, 122880))],
+)  # fmt: skip
+def test_fargate_sizes(cpu, memory, size):
+    assert fargate_size(cpu, memory) == size
+
+
+def test_memory_beyond_every_size_is_refused():
+    with pytest.raises(ExecutorResourceError, match="123000 MiB"):
+        fargate_size(None, 123000)
+
+
+def test_logs_are_paged_to_the_end(recording, moto, stack):  # noqa: F811
+    job = make_job(stack)
+    steps.launch(job.pk)
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    # More than one page: get_log_events answers at most 10,000 events at a time.
+    lines = [f"line {i}" for i in range(10_050)]
+    for chunk in range(0, len(lines), 5_000):
+        stream = f"cm/job/{arn.rsplit('/', 1)[-1]}"
+        moto.write_logs("cm-jobs", stream, lines[chunk : chunk + 5_000], first=chunk)
+    stdout, stderr = ExecutorFactory().get_executor(job).get_logs(arn)
+    assert [line.split(" ", 1)[1] for line in stdout.splitlines()] == lines
+    assert stderr == ""
+
+
+def test_forgotten_task_is_harvested_from_cloudwatch_never_completed(recording, moto, stack):  # noqa: F811
+    job = make_job(stack)
+    steps.launch(job.pk)
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    moto.write_logs("cm-jobs", f"cm/job/{arn.rsplit('/', 1)[-1]}", ["partial result"])
+    moto.backend().tasks[stack["cluster"]].pop(arn)  # ECS forgets tasks ~1h after they stop
+    assert steps.check(job.pk) == "failed"
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert (done.status, done.exit_code) == ("failed", None)
+    assert "partial result" in done.clean_output
+    assert "no longer describes" in done.last_error
+
+
+def test_stop_reason_and_stop_code_reach_last_error(recording, moto, stack):  # noqa: F811
+    job = make_job(stack)
+    steps.launch(job.pk)
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    # moto sets no stopCode nor container reason over HTTP: set them in-process.
+    task = moto.backend().tasks[stack["cluster"]][arn]
+    task.containers[0].exitCode = None
+    task.stopped_reason = "CannotPullContainerError: image not found"
+    ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
+    for _ in range(5):
+        steps.check(job.pk)
+        ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert (done.status, done.exit_code) == ("failed", None)
+    assert "CannotPullContainerError" in done.last_error
+
+
+def test_clients_are_built_once_per_host_config(stack):
+    host = ExecutorHost.objects.create(name="f1", executor_type="fargate", executor_config=stack)
+    executor = ExecutorFactory().get_executor(host)
+    assert executor.client("ecs") is executor.client("ecs")
+    assert ExecutorFactory().get_executor(host) is executor
+    assert executor.get_health_status()["healthy"] is True
+    capabilities = executor.get_capabilities()
+    assert capabilities["supports_idempotent_launch"] and not capabilities["supports_gpu"]
+    assert capabilities["supports_separate_stderr"] is False
