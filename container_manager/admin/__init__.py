@@ -1,0 +1,6 @@
+"""Django admin of container_manager: jobs and their attempts, hosts, templates, a dashboard.
+
+Importing this package registers every ModelAdmin with the default admin site.
+"""
+
+from container_manager.admin import environments, hosts, jobs  # noqa: F401 - registers them

@@ -1,0 +1,109 @@
+"""The admin in headless Chromium: log in, submit, watch the list update live, logs, cancel, chart.
+
+Needs Debian's chromium (infra/browser.sh); screenshots go to test-output/browser/<test>/.
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from container_manager.models import ContainerJob
+from tests.conftest import missing_service
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "browser"
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def browser_page(request, live_server, monkeypatch):
+    """A logged-in admin page in headless Chromium, and a ``shot(name)`` that saves a screenshot."""
+    if not Path(CHROMIUM).exists():
+        missing_service(f"{CHROMIUM} not found: run infra/browser.sh (as root)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing_service(f"playwright is not installed: {exc}")
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls made here are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    User.objects.create_superuser("operator", "op@example.com", "pw")
+    out = OUTPUT / request.node.name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", "pw")
+        page.click("input[type=submit]")
+        page.wait_for_url(re.compile(r".*/admin/$"))
+
+        def shot(name):
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+        shot("01-admin-index")
+        try:
+            yield page, shot
+        finally:
+            browser.close()
+
+
+def test_submit_watch_complete_and_read_logs(browser_page, live_server, local, make_mock_host):
+    page, shot = browser_page
+    host = make_mock_host(name="quick", duration=1, stdout="hello from the browser test\n")
+    page.goto(f"{live_server.url}/admin/container_manager/containerjob/add/")
+    page.fill("#id_name", "browser-job")
+    page.fill("#id_docker_image", "busybox:latest")
+    page.fill("#id_command", "echo hello")
+    page.select_option("#id_docker_host", str(host.pk))
+    page.fill("#id_override_environment", "API_KEY=very-secret\nMODE=fast")
+    shot("02-submit-form")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/containerjob/$"))
+    job = ContainerJob.objects.get(name="browser-job")
+
+    page.evaluate("window.cmNoReload = true")  # a reload would drop this flag
+    page.wait_for_selector(f'[data-cm-job="{job.pk}"][data-cm-status="completed"]')
+    assert page.evaluate("window.cmNoReload") is True
+    exit_code = page.locator(f'[data-cm-job-field="{job.pk}"][data-cm-field="exit_code"]')
+    assert exit_code.inner_text() == "0"
+    shot("03-list-completed-live")
+
+    page.click(f"text={str(job.pk)[:8]}")
+    page.wait_for_selector("pre.cm-log")
+    body = page.inner_text("body")
+    assert "hello from the browser test" in body
+    assert "very-secret" not in body and "API_KEY=********" in body
+    shot("04-job-logs")
+
+
+def test_cancel_running_job_then_dashboard(browser_page, live_server, local, make_mock_host):
+    page, shot = browser_page
+    host = make_mock_host(name="slow", duration=60)
+    job = ContainerJob.objects.create_job(image="busybox", command="sleep 60", docker_host=host)
+    page.goto(f"{live_server.url}/admin/container_manager/containerjob/{job.pk}/change/")
+    page.wait_for_selector(f'[data-cm-job="{job.pk}"][data-cm-status="running"]')
+    shot("05-running")
+    page.click("button.cm-cancel")
+    page.wait_for_selector(f'[data-cm-job="{job.pk}"][data-cm-status="cancelled"]')
+    shot("06-cancelled")
+    job.refresh_from_db()
+    assert (job.status, job.exit_code) == ("cancelled", 137)  # the mock container was stopped
+
+    page.goto(f"{live_server.url}/admin/container_manager/containerjob/dashboard/")
+    chart = page.locator("svg#cm-hourly-chart")
+    assert chart.is_visible()
+    assert page.locator("svg#cm-hourly-chart rect.cm-bar-other").count() == 1
+    assert "slow" in page.inner_text(".cm-hosts")
+    shot("07-dashboard")
