@@ -5,16 +5,21 @@ Imports no cloud SDK; each executor module imports its own.
 
 from __future__ import annotations
 
-import json
-import shlex
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from container_manager.conf import setting
 from container_manager.executors.exceptions import ExecutorConfigurationError, ExecutorError
 from container_manager.logtext import cap_log
+
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob
+
+logger = logging.getLogger(__name__)
 
 #: Environment variable carrying the launch key, so a retried launch can find its execution.
 LAUNCH_KEY_ENV = "CM_LAUNCH_KEY"
@@ -22,6 +27,47 @@ LAUNCH_KEY_ENV = "CM_LAUNCH_KEY"
 DEFAULT_LOG_WAIT_SECONDS = 10.0
 
 T = TypeVar("T")
+
+
+class FindOrStart:
+    """``launch_job`` for platforms where an attempt's execution can be found by its launch key.
+
+    The executor implements ``find_execution(key)`` (the id of an execution this
+    attempt already started, or None) and ``start_execution(job, key)``; a
+    launch retried after a crash then returns the first execution, never a second.
+    """
+
+    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+        """Return the attempt's execution, starting it only if none exists yet."""
+        key = self.launch_key(job)
+        try:
+            existing = self.find_execution(key)
+            if existing:
+                logger.info("launch of %s found execution %s already there", key, existing)
+                return True, existing
+            execution_id = self.start_execution(job, key)
+        except ExecutorError as exc:
+            if exc.retryable:
+                raise
+            return False, str(exc)
+        logger.info("launched %s as %s", key, execution_id)
+        return True, execution_id
+
+
+class LazyClients:
+    """SDK clients built on first use, one per kind, shared by the threads of a process."""
+
+    def __init__(self, build: Callable[[str], Any]):
+        self._build = build
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str) -> Any:
+        """The client of ``kind``, built once."""
+        with self._lock:
+            if kind not in self._clients:
+                self._clients[kind] = self._build(kind)
+            return self._clients[kind]
 
 
 def validate_config(
@@ -57,33 +103,6 @@ executor_config['b']: required by the demo executor
             raise ExecutorConfigurationError(
                 f"executor_config[{key!r}]: required by the {platform} executor", key=key
             )
-
-
-def parse_command(command: str) -> list[str] | None:
-    """Split a job's command: shell form like a shell would, a leading ``[`` as a JSON array.
-
-    >>> parse_command("sh -c 'echo hi'")
-    ['sh', '-c', 'echo hi']
-    >>> parse_command('["echo", "a b"]')
-    ['echo', 'a b']
-    >>> parse_command("  ") is None
-    True
-    """
-    text = (command or "").strip()
-    if not text:
-        return None
-    if not text.startswith("["):
-        try:
-            return shlex.split(text)
-        except ValueError as exc:
-            raise ExecutorError(f"command cannot be split: {exc}", retryable=False) from exc
-    try:
-        parts = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExecutorError(f"command is not a valid JSON array: {exc}", retryable=False) from exc
-    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-        raise ExecutorError("command JSON must be an array of strings", retryable=False)
-    return parts
 
 
 def log_text(lines: Iterable[tuple[datetime | None, str]]) -> str:

@@ -6,11 +6,14 @@ and never saves a job. The steps (``container_manager.steps``) do that.
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from container_manager.conf import setting
+from container_manager.executors.exceptions import ExecutorError
 
 if TYPE_CHECKING:
     from container_manager.models import ContainerJob, ExecutorHost
@@ -27,6 +30,33 @@ LABEL_JOB_ID = "container_manager.job_id"
 LABEL_ATTEMPT = "container_manager.attempt"
 #: Which deployment (``CONTAINER_MANAGER["INSTANCE"]``) owns the execution.
 LABEL_INSTANCE = "container_manager.instance"
+
+
+def parse_command(command: str) -> list[str] | None:
+    """Split a job's command: shell form like a shell would, a leading ``[`` as a JSON array.
+
+    >>> parse_command("sh -c 'echo hi'")
+    ['sh', '-c', 'echo hi']
+    >>> parse_command('["echo", "a b"]')
+    ['echo', 'a b']
+    >>> parse_command("  ") is None
+    True
+    """
+    text = (command or "").strip()
+    if not text:
+        return None
+    if not text.startswith("["):
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise ExecutorError(f"command cannot be split: {exc}", retryable=False) from exc
+    try:
+        parts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExecutorError(f"command is not a valid JSON array: {exc}", retryable=False) from exc
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise ExecutorError("command JSON must be an array of strings", retryable=False)
+    return parts
 
 
 class ContainerExecutor(ABC):

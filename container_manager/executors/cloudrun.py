@@ -6,14 +6,20 @@ Speaks Cloud Run v2 and Cloud Logging with the google-cloud clients, imported on
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from container_manager.executors import _cloud
-from container_manager.executors.base import EXITED, FAILED, NOT_FOUND, RUNNING, ContainerExecutor
+from container_manager.executors.base import (
+    EXITED,
+    FAILED,
+    NOT_FOUND,
+    RUNNING,
+    ContainerExecutor,
+    parse_command,
+)
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
@@ -49,7 +55,7 @@ _RETRYABLE = (
 )  # fmt: skip
 
 
-class CloudRunExecutor(ContainerExecutor):
+class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
     """Run jobs as executions of one existing Cloud Run job, with per-run overrides.
 
     ``host.executor_config`` keys: ``project``, ``region``, ``job`` (all
@@ -84,31 +90,11 @@ class CloudRunExecutor(ContainerExecutor):
         _cloud.validate_config(self.config, _CONFIG_SCHEMA, "cloudrun")
         cfg = self.config
         self.job_name = f"projects/{cfg['project']}/locations/{cfg['region']}/jobs/{cfg['job']}"
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = _cloud.LazyClients(self._build_client)
 
     def client(self, kind: str) -> Any:
         """The ``jobs``, ``executions``, ``tasks`` or ``logging`` client, built once."""
-        with self._lock:
-            if kind not in self._clients:
-                self._clients[kind] = self._build_client(kind)
-            return self._clients[kind]
-
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
-        """Run the Cloud Run job with this attempt's overrides; never waits for the operation."""
-        key = self.launch_key(job)
-        try:
-            existing = self._find_execution(key)
-            if existing:
-                logger.info("launch of %s found execution %s", key, existing)
-                return True, existing
-            name = self._run(job, key)
-        except ExecutorError as exc:
-            if exc.retryable:
-                raise
-            return False, str(exc)
-        logger.info("launched %s as Cloud Run execution %s", key, name)
-        return True, name
+        return self._clients.get(kind)
 
     def check_status(self, execution_id: str) -> str:
         """From the execution's counts: RUNNING until it completed, then EXITED or FAILED."""
@@ -251,7 +237,8 @@ class CloudRunExecutor(ContainerExecutor):
         except google.auth.exceptions.GoogleAuthError as exc:
             raise ExecutorConnectionError(f"{action}: {exc}") from exc
 
-    def _find_execution(self, key: str) -> str | None:
+    def find_execution(self, key: str) -> str | None:
+        """The execution whose container carries this launch key, if one was started."""
         with self._google_errors("lookup of an earlier launch"):
             for execution in self.client("executions").list_executions(parent=self.job_name):
                 for container in execution.template.containers:
@@ -260,7 +247,8 @@ class CloudRunExecutor(ContainerExecutor):
                         return execution.name
         return None
 
-    def _run(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, job: ContainerJob, key: str) -> str:
+        """Run the job with this attempt's overrides; never waits for the operation."""
         from google.cloud import run_v2
 
         environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
@@ -269,7 +257,7 @@ class CloudRunExecutor(ContainerExecutor):
         )
         if self.config.get("container_name"):
             override.name = self.config["container_name"]
-        args = _cloud.parse_command(job.command)
+        args = parse_command(job.command)
         if args:
             override.args = args
         margin = self.config.get("timeout_margin_seconds", DEFAULT_TIMEOUT_MARGIN_SECONDS)

@@ -5,10 +5,8 @@ Speaks to the engine with docker-py; the only module of the project that imports
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from container_manager.executors.base import (
     NOT_FOUND,
     RUNNING,
     ContainerExecutor,
+    parse_command,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -372,7 +371,7 @@ class DockerExecutor(ContainerExecutor):
     def _create_kwargs(self, job: ContainerJob, name: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "image": job.docker_image,
-            "command": _parse_command(job.command),
+            "command": parse_command(job.command),
             "name": name,
             "environment": dict(job.get_all_environment_variables() or {}),
             "working_dir": job.working_directory or None,
@@ -466,25 +465,6 @@ class DockerExecutor(ContainerExecutor):
         if docker.utils.version_gte(self.client.api.api_version, "1.41"):
             return container.stats(stream=False, one_shot=True)
         return container.stats(stream=False)
-
-
-def _parse_command(command: str) -> list[str] | None:
-    """Shell form is split like a shell would; a leading ``[`` means a JSON exec form."""
-    text = (command or "").strip()
-    if not text:
-        return None
-    if not text.startswith("["):
-        try:
-            return shlex.split(text)
-        except ValueError as exc:
-            raise ExecutorError(f"command cannot be split: {exc}", retryable=False) from exc
-    try:
-        parts = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExecutorError(f"command is not a valid JSON array: {exc}", retryable=False) from exc
-    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-        raise ExecutorError("command JSON must be an array of strings", retryable=False)
-    return parts
 
 
 def _parse_docker_time(value: str | None) -> datetime | None:

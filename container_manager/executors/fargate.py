@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from container_manager.executors import _cloud
-from container_manager.executors.base import EXITED, FAILED, RUNNING, ContainerExecutor
+from container_manager.executors.base import (
+    EXITED,
+    FAILED,
+    RUNNING,
+    ContainerExecutor,
+    parse_command,
+)
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
@@ -61,7 +67,7 @@ _RETRYABLE_CODES = {
 }  # fmt: skip
 
 
-class FargateExecutor(ContainerExecutor):
+class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
     """Run jobs as ECS tasks on Fargate, from an existing task definition.
 
     ``host.executor_config`` keys:
@@ -103,32 +109,13 @@ class FargateExecutor(ContainerExecutor):
                     f"executor_config[{key!r}]: expected a list of strings", key=key
                 )
         self.cluster: str = self.config["cluster"]
-        self._clients: dict[str, Any] = {}
+        self._clients = _cloud.LazyClients(self._build_client)
         self._task_definitions: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
         """The boto3 client of ``service`` ("ecs" or "logs"), built once for this host."""
-        with self._lock:
-            if service not in self._clients:
-                self._clients[service] = self._build_client(service)
-            return self._clients[service]
-
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
-        """Run the attempt's task, or return the one a previous try of this attempt started."""
-        key = self.launch_key(job)
-        try:
-            existing = self._find_task(STARTED_BY_PREFIX + key)
-            if existing:
-                logger.info("launch of %s found task %s already running", key, existing)
-                return True, existing
-            arn = self._run_task(job, key)
-        except ExecutorError as exc:
-            if exc.retryable:
-                raise
-            return False, str(exc)
-        logger.info("launched %s as ECS task %s", key, arn)
-        return True, arn
+        return self._clients.get(service)
 
     def check_status(self, execution_id: str) -> str:
         """RUNNING until ECS says STOPPED; then EXITED with an exit code, else FAILED.
@@ -225,7 +212,9 @@ class FargateExecutor(ContainerExecutor):
     def _aws_errors(self, action: str) -> _AwsErrors:
         return _AwsErrors(action, self._errors())
 
-    def _find_task(self, started_by: str) -> str | None:
+    def find_execution(self, key: str) -> str | None:
+        """The task this launch key started (running, else stopped), if any."""
+        started_by = STARTED_BY_PREFIX + key
         ecs = self.client("ecs")
         with self._aws_errors("lookup of an earlier launch"):
             # list_tasks shows RUNNING tasks unless asked for STOPPED ones.
@@ -237,7 +226,8 @@ class FargateExecutor(ContainerExecutor):
                     return found[0]
         return None
 
-    def _run_task(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, job: ContainerJob, key: str) -> str:
+        """Run the attempt's task with its overrides, ``clientToken`` and ``startedBy``."""
         request = self._run_request(job, key)
         with self._aws_errors(f"run_task of {key}"):
             response = self.client("ecs").run_task(**request)
@@ -259,7 +249,7 @@ class FargateExecutor(ContainerExecutor):
             "name": self._container_name(self.config["task_definition"]),
             "environment": [{"name": k, "value": v} for k, v in environment.items()],
         }
-        command = _cloud.parse_command(job.command)
+        command = parse_command(job.command)
         if command:
             container["command"] = command
         overrides: dict[str, Any] = {"containerOverrides": [container]}

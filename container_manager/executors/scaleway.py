@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from container_manager.executors import _cloud
-from container_manager.executors.base import EXITED, FAILED, NOT_FOUND, RUNNING, ContainerExecutor
+from container_manager.executors.base import (
+    EXITED,
+    FAILED,
+    NOT_FOUND,
+    RUNNING,
+    ContainerExecutor,
+    parse_command,
+)
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
@@ -43,7 +50,7 @@ _STATES = {
 }
 
 
-class ScalewayExecutor(ContainerExecutor):
+class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     """Run jobs as runs of one existing Scaleway Serverless Jobs definition.
 
     ``host.executor_config`` keys: ``job_definition_id`` and ``region``
@@ -82,22 +89,6 @@ class ScalewayExecutor(ContainerExecutor):
             if self._api is None:
                 self._api = self._build_api()
             return self._api
-
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
-        """Start a run of the definition, or return the run this attempt already started."""
-        key = self.launch_key(job)
-        try:
-            existing = self._find_run(key)
-            if existing:
-                logger.info("launch of %s found run %s", key, existing)
-                return True, existing
-            run_id = self._start(job, key)
-        except ExecutorError as exc:
-            if exc.retryable:
-                raise
-            return False, str(exc)
-        logger.info("launched %s as Scaleway job run %s", key, run_id)
-        return True, run_id
 
     def check_status(self, execution_id: str) -> str:
         run = self._get(execution_id)
@@ -204,7 +195,8 @@ class ScalewayExecutor(ContainerExecutor):
         except requests.exceptions.RequestException as exc:
             raise ExecutorConnectionError(f"{action}: {exc}") from exc
 
-    def _find_run(self, key: str) -> str | None:
+    def find_execution(self, key: str) -> str | None:
+        """The run of the definition carrying this launch key, if one was started."""
         with self._scaleway_errors("lookup of an earlier launch"):
             runs = self.api.list_job_runs_all(
                 job_definition_id=self.config["job_definition_id"],
@@ -216,13 +208,14 @@ class ScalewayExecutor(ContainerExecutor):
                 return run.id
         return None
 
-    def _start(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, job: ContainerJob, key: str) -> str:
+        """Start a run of the definition with this attempt's args and environment."""
         environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
         with self._scaleway_errors(f"start of {self.config['job_definition_id']}"):
             response = self.api.start_job_definition(
                 job_definition_id=self.config["job_definition_id"],
                 region=self.config["region"],
-                args=_cloud.parse_command(job.command),
+                args=parse_command(job.command),
                 environment_variables=environment,
                 replicas=1,
             )
