@@ -1,20 +1,100 @@
-"""Settings of the functions project, read from environment variables.
+"""Settings of the functions project, every one read from an environment variable.
 
 With no environment at all it runs locally: SQLite file, local dispatch, DEBUG on.
+docs/configuration.md lists the variables.
 """
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+#: Short names accepted by CM_DISPATCH_BACKEND; anything else is taken as a dotted path.
+DISPATCH_BACKENDS = {
+    "local": "container_manager.dispatch.local.LocalBackend",
+    "immediate": "container_manager.dispatch.immediate.ImmediateBackend",
+    "cloudtasks": "container_manager.dispatch.cloudtasks.CloudTasksBackend",
+    "sqs": "container_manager.dispatch.sqs.SQSBackend",
+}
+
 
 def env_bool(name: str, default: bool) -> bool:
-    """Read a boolean environment variable ("1", "true", "yes" are true)."""
+    """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated environment variable as a list, blanks dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def dispatch_settings(name: str) -> dict[str, Any]:
+    """``CONTAINER_MANAGER["DISPATCH"]`` for a short backend name or a dotted path."""
+    backend = DISPATCH_BACKENDS.get(name, name)
+    options = _dispatch_options(name)
+    extra = os.environ.get("CM_DISPATCH_OPTIONS")
+    if extra:
+        try:
+            options.update(json.loads(extra))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ImproperlyConfigured(
+                f"CM_DISPATCH_OPTIONS must be a JSON object: {exc}"
+            ) from None
+    return {"BACKEND": backend, "OPTIONS": options}
+
+
+def _dispatch_options(name: str) -> dict[str, Any]:
+    """Backend options from the CM_* variables; unset ones are left to the backend's defaults."""
+    if name == "local":
+        return {
+            "WORKERS": int(os.environ.get("CM_LOCAL_WORKERS", "4")),
+            "SWEEP_INTERVAL": float(os.environ.get("CM_SWEEP_INTERVAL", "30")),
+        }
+    if name == "cloudtasks":
+        options = {
+            "PROJECT": os.environ.get("CM_CLOUDTASKS_PROJECT"),
+            "LOCATION": os.environ.get("CM_CLOUDTASKS_LOCATION"),
+            "QUEUE": os.environ.get("CM_CLOUDTASKS_QUEUE"),
+            "TARGET_BASE_URL": os.environ.get("CM_STEP_BASE_URL"),
+            "SERVICE_ACCOUNT_EMAIL": os.environ.get("CM_OIDC_SERVICE_ACCOUNT"),
+            "AUDIENCE": os.environ.get("CM_OIDC_AUDIENCE"),
+        }
+        # Without a service account to mint OIDC tokens, pushes are signed with the HMAC secret.
+        options["SIGN_WITH_HMAC"] = not options["SERVICE_ACCOUNT_EMAIL"] and bool(
+            os.environ.get("CM_HMAC_SECRET")
+        )
+        return {key: value for key, value in options.items() if value not in (None, "")}
+    if name == "sqs":
+        options = {
+            "QUEUE_URL": os.environ.get("CM_SQS_QUEUE_URL"),
+            "REGION": os.environ.get("AWS_REGION"),
+            "ENDPOINT_URL": os.environ.get("CM_SQS_ENDPOINT_URL"),
+        }
+        return {key: value for key, value in options.items() if value}
+    return {}
+
+
+def _static_storage(kind: str, debug: bool) -> dict[str, Any]:
+    if kind == "whitenoise":
+        # The manifest (hashed names, long cache) needs `collectstatic` first: deployments run
+        # it before packaging. In debug, files are served straight from the apps instead.
+        name = "CompressedStaticFilesStorage" if debug else "CompressedManifestStaticFilesStorage"
+        return {"BACKEND": f"whitenoise.storage.{name}"}
+    if kind == "s3":
+        bucket = os.environ.get("CM_STATIC_BUCKET")
+        if not bucket:
+            raise ImproperlyConfigured("CM_STATIC_BUCKET must be set when CM_STATIC_STORAGE=s3")
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": bucket, "location": "static", "querystring_auth": False},
+        }
+    raise ImproperlyConfigured(f"CM_STATIC_STORAGE must be 'whitenoise' or 's3', not {kind!r}")
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -22,10 +102,12 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
     "insecure-local-development-key" if DEBUG else ""
 )
 if not SECRET_KEY:
-    raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-ALLOWED_HOSTS = [
-    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h
-]
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# API Gateway, function URLs, Cloud Run and load balancers end TLS in front of the app.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +121,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,19 +170,32 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-STATIC_URL = "static/"
+
+# API Gateway's default URL puts the stage first (/aws/...) and the app sees paths without it.
+# Django would add the prefix to a relative STATIC_URL only if it were known at first use, which
+# on Lambda may be a scheduled event: so the prefix is configured and STATIC_URL is absolute.
+FORCE_SCRIPT_NAME = os.environ.get("DJANGO_FORCE_SCRIPT_NAME") or None
+STATIC_URL = (
+    os.environ.get("DJANGO_STATIC_URL") or f"{(FORCE_SCRIPT_NAME or '').rstrip('/')}/static/"
+)
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": _static_storage(os.environ.get("CM_STATIC_STORAGE", "whitenoise"), DEBUG),
+}
+
+
 CONTAINER_MANAGER = {
-    "DISPATCH": {
-        "BACKEND": os.environ.get(
-            "CM_DISPATCH_BACKEND", "container_manager.dispatch.local.LocalBackend"
-        ),
-        "OPTIONS": {
-            "WORKERS": int(os.environ.get("CM_LOCAL_WORKERS", "4")),
-            "SWEEP_INTERVAL": float(os.environ.get("CM_SWEEP_INTERVAL", "30")),
-        },
+    "INSTANCE": os.environ.get("CM_INSTANCE", "default"),
+    "DISPATCH": dispatch_settings(os.environ.get("CM_DISPATCH_BACKEND", "local")),
+    "AUTH": {
+        "HMAC_SECRET": os.environ.get("CM_HMAC_SECRET", ""),
+        "OIDC_AUDIENCES": env_list("CM_OIDC_AUDIENCE"),
+        "OIDC_SERVICE_ACCOUNTS": env_list("CM_OIDC_SERVICE_ACCOUNT"),
     },
+    "API_TOKENS": env_list("CM_API_TOKENS"),
 }
 
 LOGGING = {
@@ -110,6 +206,10 @@ LOGGING = {
         "container_manager": {
             "handlers": ["console"],
             "level": os.environ.get("CM_LOG_LEVEL", "WARNING"),
-        }
+        },
+        "functions": {
+            "handlers": ["console"],
+            "level": os.environ.get("CM_LOG_LEVEL", "WARNING"),
+        },
     },
 }

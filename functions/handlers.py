@@ -1,0 +1,90 @@
+"""Lambda entry points of the functions project: the scheduled sweep and the SQS step consumer.
+
+zappa_settings.json names them in ``events``; Django is set up once per container, at first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_setup_lock = threading.Lock()
+_setup_done = False
+
+
+def sweep(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, int]:
+    """The scheduled event: send every step that is due again; returns counts per kind."""
+    _setup()
+    from django.db import close_old_connections
+
+    from container_manager import steps
+
+    close_old_connections()
+    try:
+        return steps.sweep()
+    except TypeError as exc:
+        # zappa retries a function that raised TypeError with fewer arguments: never let one out.
+        raise RuntimeError(f"sweep failed: {exc}") from exc
+    finally:
+        close_old_connections()
+
+
+def sqs_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Run the step of each SQS record; the records that failed are reported for redelivery.
+
+    A record that cannot be read (not JSON, unknown step, no job id) or whose
+    step raised is listed in ``batchItemFailures``; the others are deleted by
+    Lambda. The event source mapping needs ``ReportBatchItemFailures`` on.
+    """
+    _setup()
+    failures = []
+    for record in event.get("Records") or []:
+        message_id = record.get("messageId", "")
+        if not _run_record(record):
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def _run_record(record: dict[str, Any]) -> bool:
+    from django.db import close_old_connections
+
+    from container_manager import steps
+    from container_manager.dispatch.sqs import decode_message
+
+    message_id = record.get("messageId", "?")
+    try:
+        step, job_id = decode_message(record.get("body"))
+        if step not in steps.STEPS:
+            raise ValueError(f"unknown step {step!r}")
+    except ValueError as exc:
+        logger.error("SQS message %s rejected: %s", message_id, exc)
+        return False
+    close_old_connections()
+    try:
+        outcome = steps.run_step(step, job_id)
+    except Exception:  # noqa: BLE001 - one failed step must not fail the rest of the batch
+        logger.exception("%s of job %s (SQS message %s) raised", step, job_id, message_id)
+        return False
+    finally:
+        close_old_connections()
+    logger.info("%s of job %s: %s", step, job_id, outcome)
+    return True
+
+
+def _setup() -> None:
+    """``django.setup()`` the first time a function runs in this container, unless done already."""
+    global _setup_done
+    with _setup_lock:
+        if _setup_done:
+            return
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "functions.settings")
+        import django
+        from django.apps import apps
+
+        if not apps.ready:  # zappa's web handler or a test runner may have set Django up
+            django.setup()
+        _setup_done = True

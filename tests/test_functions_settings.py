@@ -1,0 +1,119 @@
+"""functions/settings.py read in a fresh process under a given environment.
+
+No environment means the local defaults; each CM_* variable lands in its CONTAINER_MANAGER key.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLEAN = {
+    k: v for k, v in os.environ.items() if not k.startswith(("CM_", "DJANGO_", "DATABASE_", "AWS_"))
+}
+
+
+def load(**env):
+    """The functions settings a fresh process sees with only ``env`` set; or its error text."""
+    code = (
+        "import json; from functions import settings as s; print(json.dumps({"
+        "'DEBUG': s.DEBUG, 'CM': s.CONTAINER_MANAGER, 'DB': s.DATABASES['default'],"
+        "'HOSTS': s.ALLOWED_HOSTS, 'STATIC': s.STORAGES['staticfiles']['BACKEND'],"
+        "'MIDDLEWARE': s.MIDDLEWARE}, default=str))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**CLEAN, **env}, capture_output=True, text=True
+    )
+    return json.loads(out.stdout) if out.returncode == 0 else out.stderr
+
+
+def test_no_environment_keeps_the_local_defaults():
+    s = load()
+    assert s["DEBUG"] is True
+    assert s["DB"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert s["DB"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert s["CM"]["DISPATCH"] == {
+        "BACKEND": "container_manager.dispatch.local.LocalBackend",
+        "OPTIONS": {"WORKERS": 4, "SWEEP_INTERVAL": 30.0},
+    }
+    assert s["CM"]["INSTANCE"] == "default" and s["CM"]["API_TOKENS"] == []
+    assert s["STATIC"] == "whitenoise.storage.CompressedStaticFilesStorage"
+    assert s["MIDDLEWARE"][1] == "whitenoise.middleware.WhiteNoiseMiddleware"
+
+
+def test_sqs_deployment():
+    s = load(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="k",
+        DJANGO_ALLOWED_HOSTS="a.example, b.example",
+        DATABASE_URL="postgres://u:p@db:5432/cm",
+        CM_DISPATCH_BACKEND="sqs",
+        CM_SQS_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/1/steps",
+        AWS_REGION="eu-west-1",
+        CM_API_TOKENS="t1,t2",
+        CM_HMAC_SECRET="h",
+        CM_INSTANCE="prod",
+    )
+    assert s["DEBUG"] is False and s["HOSTS"] == ["a.example", "b.example"]
+    assert s["DB"]["ENGINE"] == "django.db.backends.postgresql" and "TEST" not in s["DB"]
+    assert s["CM"]["DISPATCH"] == {
+        "BACKEND": "container_manager.dispatch.sqs.SQSBackend",
+        "OPTIONS": {
+            "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/steps",
+            "REGION": "eu-west-1",
+        },
+    }
+    assert s["CM"]["API_TOKENS"] == ["t1", "t2"] and s["CM"]["INSTANCE"] == "prod"
+    assert s["CM"]["AUTH"]["HMAC_SECRET"] == "h"
+    assert s["STATIC"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def test_cloudtasks_deployment():
+    s = load(
+        CM_DISPATCH_BACKEND="cloudtasks",
+        CM_CLOUDTASKS_PROJECT="p",
+        CM_CLOUDTASKS_LOCATION="europe-west1",
+        CM_CLOUDTASKS_QUEUE="steps",
+        CM_STEP_BASE_URL="https://cm.example/cm/",
+        CM_OIDC_SERVICE_ACCOUNT="pusher@p.iam.gserviceaccount.com",
+        CM_OIDC_AUDIENCE="https://cm.example/cm/",
+    )
+    assert s["CM"]["DISPATCH"] == {
+        "BACKEND": "container_manager.dispatch.cloudtasks.CloudTasksBackend",
+        "OPTIONS": {
+            "PROJECT": "p",
+            "LOCATION": "europe-west1",
+            "QUEUE": "steps",
+            "TARGET_BASE_URL": "https://cm.example/cm/",
+            "SERVICE_ACCOUNT_EMAIL": "pusher@p.iam.gserviceaccount.com",
+            "AUDIENCE": "https://cm.example/cm/",
+            "SIGN_WITH_HMAC": False,
+        },
+    }
+    assert s["CM"]["AUTH"]["OIDC_SERVICE_ACCOUNTS"] == ["pusher@p.iam.gserviceaccount.com"]
+    assert s["CM"]["AUTH"]["OIDC_AUDIENCES"] == ["https://cm.example/cm/"]
+
+
+def test_dotted_path_and_json_options():
+    s = load(CM_DISPATCH_BACKEND="tests.backends.RecordingBackend", CM_DISPATCH_OPTIONS='{"A": 1}')
+    assert s["CM"]["DISPATCH"] == {
+        "BACKEND": "tests.backends.RecordingBackend",
+        "OPTIONS": {"A": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"DJANGO_DEBUG": "off"}, "DJANGO_SECRET_KEY"),
+        ({"CM_DISPATCH_OPTIONS": "[1]"}, "CM_DISPATCH_OPTIONS"),
+        ({"CM_STATIC_STORAGE": "ftp"}, "CM_STATIC_STORAGE"),
+        ({"CM_STATIC_STORAGE": "s3"}, "CM_STATIC_BUCKET"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env, named):
+    assert named in load(**env)

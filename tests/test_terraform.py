@@ -1,0 +1,332 @@
+"""Terraform checks that need no Terraform: every .tf file parses, and the examples' outputs,
+functions/settings.py and zappa_settings.json name the same things.
+
+The environment variables are read from functions/settings.py itself (``ast``), not from a list
+kept here; what this module keeps is the decision which of them a deployment gets from
+Terraform (``COMMON``, ``BACKEND``) and which are optional tuning (``OPTIONAL``). A variable
+added to the settings fails ``test_every_setting_variable_is_classified`` until it is placed.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TERRAFORM = ROOT / "terraform"
+SETTINGS = ROOT / "functions" / "settings.py"
+ZAPPA = ROOT / "zappa_settings.json"
+TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
+
+#: Every deployment must get these, whatever the cloud.
+COMMON = {
+    "DATABASE_URL",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+    "CM_DISPATCH_BACKEND",
+}
+#: What each dispatch backend needs; OIDC names are both the push identity and the auth check.
+BACKEND = {
+    "cloudtasks": {
+        "CM_CLOUDTASKS_PROJECT",
+        "CM_CLOUDTASKS_LOCATION",
+        "CM_CLOUDTASKS_QUEUE",
+        "CM_STEP_BASE_URL",
+        "CM_OIDC_SERVICE_ACCOUNT",
+        "CM_OIDC_AUDIENCE",
+    },
+    "sqs": {"CM_SQS_QUEUE_URL", "AWS_REGION"},
+}
+#: Read by the settings but not a Terraform output: defaults fit, or an operator's own choice.
+OPTIONAL = {
+    "DATABASE_CONN_MAX_AGE": "tuning (0: a connection per request, right for functions)",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "only for admin forms posted from another origin",
+    "DJANGO_FORCE_SCRIPT_NAME": "set per zappa stage in zappa_settings.json (API Gateway prefix)",
+    "DJANGO_STATIC_URL": "only when static files are served from elsewhere",
+    "CM_STATIC_STORAGE": "whitenoise (the default) needs nothing from the cloud",
+    "CM_STATIC_BUCKET": "only with CM_STATIC_STORAGE=s3",
+    "CM_DISPATCH_OPTIONS": "tuning of backend options (e.g. DISPATCH_DEADLINE)",
+    "CM_LOCAL_WORKERS": "local backend only (not deployed)",
+    "CM_SWEEP_INTERVAL": "local backend only (the cloud schedules the sweep)",
+    "CM_SQS_ENDPOINT_URL": "tests (moto) and VPC endpoints",
+    "CM_HMAC_SECRET": "pushers that cannot send Google OIDC tokens; not used by either example",
+    "CM_API_TOKENS": "the JSON API's tokens are the operator's to issue",
+    "CM_INSTANCE": "name of the deployment; the default fits one deployment per engine",
+    "CM_LOG_LEVEL": "tuning (zappa_settings.json sets INFO)",
+}
+#: Set by the platform itself, never by Terraform (Lambda refuses AWS_REGION as a variable).
+PLATFORM = {"aws": {"AWS_REGION"}, "gcp": set()}
+#: Where the deploy guides use the lower-case outputs (``terraform output <name>``).
+DEPLOY_DOCS = {
+    "gcp": [ROOT / "docs" / "deploy-gcp.md"],
+    "aws": [ROOT / "docs" / "deploy-aws.md"],
+}
+#: Secret outputs, which must be ``sensitive = true``.
+SECRET_OUTPUT = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|DATABASE_URL", re.IGNORECASE)
+EXECUTOR_MODULES = {
+    "cloudrun_executor_config": "container_manager.executors.cloudrun",
+    "fargate_executor_config": "container_manager.executors.fargate",
+}
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_tf_file_parses(path: Path) -> None:
+    with path.open() as handle:
+        assert hcl2.load(handle), f"{path} is empty"
+
+
+def test_terraform_tree_is_complete() -> None:
+    for part in ("modules/gcp", "modules/aws", "examples/gcp", "examples/aws"):
+        assert list((TERRAFORM / part).glob("*.tf")), f"terraform/{part} has no .tf file"
+
+
+def test_settings_variables_are_found() -> None:
+    found = settings_variables()
+    # Read through os.environ.get, and through the env_bool / env_list helpers.
+    assert {"DATABASE_URL", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS", "CM_SQS_QUEUE_URL"} <= found
+
+
+def test_every_setting_variable_is_classified() -> None:
+    classified = COMMON | set().union(*BACKEND.values()) | set(OPTIONAL)
+    found = settings_variables()
+    assert not found - classified, "classify in tests/test_terraform.py: required or OPTIONAL?"
+    assert not classified - found, "no longer read by functions/settings.py: drop from the test"
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_output_names_are_setting_variables(cloud: str) -> None:
+    stray = env_outputs(cloud) - settings_variables()
+    assert not stray, f"terraform/examples/{cloud} outputs feed no setting: {sorted(stray)}"
+
+
+def test_gcp_outputs_feed_every_required_setting() -> None:
+    required = COMMON | BACKEND["cloudtasks"]
+    missing = required - env_outputs("gcp") - PLATFORM["gcp"]
+    assert not missing, f"no terraform/examples/gcp output for {sorted(missing)}"
+    assert outputs("gcp")["CM_DISPATCH_BACKEND"]["value"] == '"cloudtasks"'
+
+
+def test_aws_outputs_and_zappa_feed_every_required_setting() -> None:
+    stage = zappa()["aws"]
+    static = set(stage.get("environment_variables", {}))
+    assert stage["environment_variables"]["CM_DISPATCH_BACKEND"] == "sqs"
+    required = COMMON | BACKEND["sqs"]
+    missing = required - env_outputs("aws") - static - PLATFORM["aws"]
+    assert not missing, f"neither terraform/examples/aws nor zappa_settings.json sets {missing}"
+    both = env_outputs("aws") & static
+    assert not both, f"set by both Terraform and zappa_settings.json: {sorted(both)}"
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_secret_outputs_are_sensitive(cloud: str) -> None:
+    for name, block in outputs(cloud).items():
+        if SECRET_OUTPUT.search(name) and "executor_config" not in name:
+            assert block.get("sensitive") is True, f"output {name} must be sensitive = true"
+    assert {"DATABASE_URL", "DJANGO_SECRET_KEY"} <= env_outputs(cloud)
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_other_outputs_have_a_consumer(cloud: str) -> None:
+    """Lower-case outputs: an executor_config, a zappa_* value, or used in the deploy guide."""
+    docs = "\n".join(path.read_text() for path in DEPLOY_DOCS[cloud] if path.exists())
+    for name in set(outputs(cloud)) - env_outputs(cloud):
+        if name in EXECUTOR_MODULES or name.startswith("zappa_"):
+            continue
+        assert re.search(rf"terraform output[^\n`]*\b{name}\b", docs), (
+            f"output {name} of terraform/examples/{cloud} is used nowhere: "
+            f"show its use in {DEPLOY_DOCS[cloud][0].name}"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(EXECUTOR_MODULES))
+def test_executor_config_outputs_match_the_executor(name: str) -> None:
+    cloud = "gcp" if name.startswith("cloudrun") else "aws"
+    config = outputs(cloud)[name]["value"]
+    schema = importlib.import_module(EXECUTOR_MODULES[name])._CONFIG_SCHEMA
+    assert set(config) <= set(schema), f"{name}: keys the executor refuses"
+    required = {key for key, (_types, needed) in schema.items() if needed}
+    assert required <= set(config), f"{name}: missing {sorted(required - set(config))}"
+
+
+def test_zappa_event_functions_exist() -> None:
+    for stage_name, stage in zappa().items():
+        for event in stage.get("events", []):
+            module, _, attribute = event["function"].rpartition(".")
+            target = getattr(importlib.import_module(module), attribute, None)
+            assert callable(target), f"{stage_name}: {event['function']} is not a function"
+
+
+def test_zappa_sqs_event_source_is_the_terraform_queue() -> None:
+    stage = zappa()["aws"]
+    (source,) = [e["event_source"] for e in stage["events"] if "event_source" in e]
+    _arn, _aws, service, region, _account, queue = source["arn"].split(":")
+    variables = example_variables("aws")
+    assert service == "sqs"
+    assert region == stage["aws_region"] == variables["region"], "regions differ"
+    assert queue == f"{variables['name']}-steps", "the queue is <name>-steps in modules/aws"
+    placeholder = stage["aws_environment_variables"]["CM_SQS_QUEUE_URL"]
+    assert placeholder.endswith(f"/{queue}") and f".{region}." in placeholder
+    assert "zappa_sqs_event_source_arn" in outputs("aws")
+
+
+def test_zappa_function_and_role_names_match_terraform() -> None:
+    settings = zappa()
+    variables = example_variables("aws")
+    assert variables["zappa_project_name"] == settings["aws"]["project_name"]
+    assert variables["zappa_stage"] in settings
+    assert "zappa_role_name" in outputs("aws")
+    # zappa must use the role Terraform made, which carries the app's policy.
+    assert settings["aws"]["manage_roles"] is False
+    assert settings["aws"]["role_name"] == f"{variables['name']}-lambda"
+
+
+def test_sweep_runs_as_often_on_both_clouds() -> None:
+    (sweep,) = [e for e in zappa()["aws"]["events"] if e["function"].endswith(".sweep")]
+    schedule = module_variables("gcp")["sweep_schedule"]
+    assert _rate_seconds(sweep["expression"]) == _cron_seconds(schedule) == 60
+
+
+def test_queue_visibility_covers_the_function_timeout() -> None:
+    # AWS: a Lambda event source's queue needs six times the function's timeout.
+    visibility = module_variables("aws")["queue_visibility_timeout_seconds"]
+    assert visibility >= 6 * zappa()["aws"]["timeout_seconds"]
+
+
+def test_zappa_stage_variables_are_terraform_outputs() -> None:
+    """Values left to fill in zappa_settings.json come from the example of their backend's cloud."""
+    for stage_name, stage in zappa().items():
+        backend = _stage_value(stage_name, "CM_DISPATCH_BACKEND")
+        cloud = {"sqs": "aws", "cloudtasks": "gcp"}[backend]
+        stray = set(stage.get("aws_environment_variables", {})) - env_outputs(cloud)
+        assert not stray, f"{stage_name}: no terraform/examples/{cloud} output for {stray}"
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+@cache
+def settings_variables() -> frozenset[str]:
+    """Names of the environment variables functions/settings.py reads."""
+    tree = ast.parse(SETTINGS.read_text())
+    helpers = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.args.args and _reads_env(node)
+    }
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and _is_env_call(node.func, helpers):
+            names.add(node.args[0])
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+            names.add(node.slice)
+    return frozenset(
+        n.value for n in names if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
+
+
+@cache
+def outputs(cloud: str) -> dict[str, dict[str, Any]]:
+    """The output blocks of terraform/examples/<cloud>, by name."""
+    return {
+        _unquote(name): block
+        for path in (TERRAFORM / "examples" / cloud).glob("*.tf")
+        for entry in _load(path).get("output", [])
+        for name, block in entry.items()
+    }
+
+
+def env_outputs(cloud: str) -> set[str]:
+    """Outputs named like environment variables (upper case)."""
+    return {name for name in outputs(cloud) if name.isupper()}
+
+
+def example_variables(cloud: str) -> dict[str, Any]:
+    return _variable_defaults(TERRAFORM / "examples" / cloud)
+
+
+def module_variables(cloud: str) -> dict[str, Any]:
+    return _variable_defaults(TERRAFORM / "modules" / cloud)
+
+
+@cache
+def zappa() -> dict[str, Any]:
+    return json.loads(ZAPPA.read_text())
+
+
+def _variable_defaults(directory: Path) -> dict[str, Any]:
+    return {
+        _unquote(name): _unquote(block.get("default"))
+        for path in directory.glob("*.tf")
+        for entry in _load(path).get("variable", [])
+        for name, block in entry.items()
+    }
+
+
+def _stage_value(stage_name: str, key: str) -> Any:
+    """An environment variable of a zappa stage, following ``extends``."""
+    stage = zappa()[stage_name]
+    value = stage.get("environment_variables", {}).get(key)
+    if value is None and "extends" in stage:
+        return _stage_value(stage["extends"], key)
+    return value
+
+
+@cache
+def _load(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        return hcl2.load(handle)
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 keeps the quotes of string literals and block labels."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def _is_env_call(func: ast.AST, helpers: set[str]) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in helpers
+    if isinstance(func, ast.Attribute):
+        return (func.attr == "get" and _is_environ(func.value)) or func.attr == "getenv"
+    return False
+
+
+def _reads_env(function: ast.FunctionDef) -> bool:
+    """Does the function pass its first parameter to os.environ.get?"""
+    first = function.args.args[0].arg
+    return any(
+        isinstance(node, ast.Call)
+        and _is_env_call(node.func, set())
+        and node.args
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id == first
+        for node in ast.walk(function)
+    )
+
+
+def _rate_seconds(expression: str) -> int:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours)\)", expression)
+    assert match, f"unsupported schedule {expression!r}"
+    return int(match[1]) * (60 if match[2].startswith("minute") else 3600)
+
+
+def _cron_seconds(schedule: str) -> int:
+    minute, *rest = schedule.split()
+    assert rest == ["*"] * 4, f"unsupported cron schedule {schedule!r}"
+    step = re.fullmatch(r"\*(?:/(\d+))?", minute)
+    assert step, f"unsupported cron schedule {schedule!r}"
+    return int(step[1] or 1) * 60
