@@ -21,7 +21,7 @@ from container_manager.conf import setting
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.factory import ExecutorFactory
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -146,9 +146,16 @@ def sweep(now: Any = None) -> dict[str, int]:
     jobs = ContainerJob.objects
     due = {
         "launch": _launchable(settled),
-        "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now),
-        "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled),
-        "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE),
+        # Most overdue first: when more is due than one batch, the oldest goes now.
+        "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now).order_by(
+            "lease_expires_at"
+        ),
+        "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by(
+            "next_check_at"
+        ),
+        "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE).order_by(
+            "cancel_requested_at"
+        ),
     }
     sent = {}
     messages = []
@@ -438,23 +445,24 @@ def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
 
 
 def _kick_waiting(host_id: int) -> None:
-    """A slot may have freed: send launch to as many due jobs waiting on this host as fit."""
-    host = (
-        ExecutorHost.objects.filter(pk=host_id, is_active=True)
-        .values("max_concurrent_jobs", "current_job_count")
-        .first()
-    )
-    if not host:
-        return
-    free = host["max_concurrent_jobs"] - host["current_job_count"]
-    if free <= 0:
-        return
+    """A slot freed: send launch to the first due job waiting on this host.
+
+    One job per freed slot. Kicking every job that would fit re-sends launches that are
+    already on their way, which grows with the square of a burst; a slot that two
+    concurrent releases leave idle is filled by the next sweep.
+    """
     now = timezone.now()
-    waiting = (
-        ContainerJob.objects.filter(docker_host_id=host_id, status=st.PENDING)
+    first = (
+        ContainerJob.objects.filter(
+            docker_host_id=host_id,
+            status=st.PENDING,
+            docker_host__is_active=True,
+            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
+        )
         .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
         .order_by("-priority", "created_at")
-        .values_list("pk", flat=True)[:free]
+        .values_list("pk", flat=True)
+        .first()
     )
-    for job_id in waiting:
-        dispatch.send_on_commit("launch", job_id)
+    if first is not None:
+        dispatch.send_on_commit("launch", first)

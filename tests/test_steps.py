@@ -371,3 +371,35 @@ def test_copies_of_a_check_arriving_one_after_another_do_not_fork_the_chain(
     recording.take()
     assert [steps.check(job.pk) for _ in range(3)] == ["running", "not-due", "not-due"]
     assert [step for step, _, _ in recording.take()] == ["check"]
+
+
+def test_a_finished_job_kicks_one_waiting_job_not_all(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=50)
+    running = submit(host)
+    steps.launch(running.pk)
+    for _ in range(10):
+        submit(host)  # their own launches are already on the way
+    recording.take()
+    assert steps.check(running.pk) == "completed"
+    assert [step for step, _, _ in recording.take()] == ["launch"]
+
+
+def test_sweep_sends_the_most_overdue_checks_first(recording, make_mock_host, settings):
+    from container_manager import dispatch
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "SWEEP_BATCH_SIZE": 2}
+    backend = dispatch.get_backend()
+    host = make_mock_host(duration=60)
+    jobs = [submit(host) for _ in range(3)]
+    for job in jobs:
+        steps.launch(job.pk)
+    now = timezone.now()
+    for minutes, job in zip((1, 30, 10), jobs, strict=True):
+        ContainerJob.objects.filter(pk=job.pk).update(
+            next_check_at=now - timedelta(minutes=minutes)
+        )
+    backend.take()
+    steps.sweep()
+    assert [job_id for step, job_id, _ in backend.take() if step == "check"] == [
+        str(jobs[1].pk), str(jobs[2].pk),
+    ]  # fmt: skip
