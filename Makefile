@@ -2,7 +2,7 @@
 PYTHON = .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test services lint venv
+.PHONY: demo test services lint venv bench
 
 venv:
 	bash infra/venv.sh
@@ -25,3 +25,7 @@ services:
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+
+bench: venv services
+	bash benchmarks/setup.sh
+	.venv-bench/bin/python benchmarks/run.py $(BENCH_ARGS)

@@ -1,0 +1,86 @@
+"""Helpers shared by the benchmark scripts: statistics, Docker times, result files, Django setup.
+
+Not part of the package: the scripts under benchmarks/ import it from their own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+IMAGE = os.environ.get("CM_TEST_IMAGE", "cm-busybox:latest")
+COMMAND = "true"
+DOCKER_URL = "unix:///var/run/docker.sock"
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Linear-interpolated percentile of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float | None]:
+    """p50 / p95 / max of a list of latencies in seconds, as milliseconds."""
+    return {
+        "p50_ms": _ms(percentile(seconds, 50)),
+        "p95_ms": _ms(percentile(seconds, 95)),
+        "max_ms": _ms(max(seconds) if seconds else None),
+        "samples": len(seconds),
+    }
+
+
+def docker_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 nanosecond time as an aware datetime (its zero time is None)."""
+    if not value or value.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the machine it ran on."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {**data, "machine": machine(), "written_at": datetime.now(UTC).isoformat()}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "executable": sys.executable,
+    }
+
+
+def setup_django(database_url: str, workers: int, sweep_interval: float = 0) -> None:
+    """Configure ``functions.settings`` for a benchmark process and call ``django.setup()``."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "functions.settings"
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["CM_DISPATCH_BACKEND"] = "local"
+    os.environ["CM_LOCAL_WORKERS"] = str(workers)
+    os.environ["CM_SWEEP_INTERVAL"] = str(sweep_interval)
+    os.environ.setdefault("CM_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only")
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)

@@ -1,0 +1,252 @@
+"""Turn benchmarks/results/*.json into results/table.md and results/performance.png.
+
+Also judges each target of the issue from figures of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS  # noqa: E402
+
+
+def main() -> None:
+    """Read what exists, write the table and the plot."""
+    data = {path.stem: json.loads(path.read_text()) for path in RESULTS.glob("*.json")}
+    (RESULTS / "table.md").write_text(table(data))
+    plot(data, RESULTS / "performance.png")
+
+
+def table(data: dict[str, Any]) -> str:
+    """The markdown of the README's Performance section figures."""
+    rows = ["| run | submit→start p50 / p95 (ms) | submit→done p50 (ms) | jobs/s | "
+            "CPU s/job | queries/job |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for label, seq, burst in _lifecycle_rows(data):
+        rows.append(
+            f"| {label} | {_lat(seq, 'submit_to_start')} | {_p50(seq, 'submit_to_done')} | "
+            f"{_cell(burst, 'jobs_per_s')} | {_cell(burst, 'cpu_s_per_job')} | "
+            f"{_cell(burst, 'steps', 'total', 'queries_per_job')} |"
+        )
+    out = ["Latency columns: one job at a time (no queueing). Throughput, CPU and queries: a "
+           "burst of N jobs with the same concurrency (floor threads = local workers).", "",
+           *rows, ""]  # fmt: skip
+    out += _steps_table(data) + _mock_table(data) + _sweep_table(data) + _peer_table(data)
+    out += _cold_table(data) + ["## Targets", "", *[f"- {t}" for t in targets(data)], ""]
+    return "\n".join(out)
+
+
+def targets(data: dict[str, Any]) -> list[str]:
+    """Each target of the issue: met or missed, by how much."""
+    out = []
+    floor = data.get("floor", {})
+    floor_p50 = _get(floor, "sequential", "submit_to_start", "p50_ms")
+    peer_p50 = _peer_seq_p50(data)
+    for db in ("sqlite", "postgres"):
+        ours = data.get(f"ours_docker_{db}")
+        if not ours or floor_p50 is None:
+            continue
+        p50 = ours["sequential"]["submit_to_start"]["p50_ms"]
+        gap = p50 - floor_p50
+        out.append(f"{_ok(gap <= 100)} submit→start p50 on {db}: {p50} ms vs floor {floor_p50} ms "
+                   f"(+{gap:.0f} ms, target ≤ +100 ms)")  # fmt: skip
+        if peer_p50:
+            ratio = peer_p50 / p50
+            out.append(f"{_ok(ratio >= 10)} {ratio:.1f}× lower than the peer's {peer_p50} ms on "
+                       f"{db} (target ≥ 10×)")  # fmt: skip
+        rate, floor_rate = ours["bursts"][0]["jobs_per_s"], _get(floor, "threaded", "jobs_per_s")
+        if floor_rate:
+            out.append(f"{_ok(rate >= 0.8 * floor_rate)} throughput on {db}: {rate} jobs/s = "
+                       f"{rate / floor_rate:.2f}× the threaded floor's {floor_rate} "
+                       "(target ≥ 0.8×)")  # fmt: skip
+    mock = data.get("ours_mock_sqlite")
+    if mock:
+        best = max(b["jobs_per_s"] for b in mock["bursts"])
+        out.append(f"{_ok(best >= 300)} mock executor on SQLite: {best} jobs/s at best "
+                   f"(target ≥ 300)")  # fmt: skip
+        per_job = [b["steps"]["total"]["queries_per_job"] for b in mock["bursts"]]
+        sizes = [b["jobs"] for b in mock["bursts"]]
+        out.append(f"{_ok(max(per_job) - min(per_job) < 0.5)} queries per job for N = {sizes}: "
+                   f"{per_job} (target: constant)")  # fmt: skip
+    sweep = data.get("sweep_scale")
+    if sweep:
+        runs = sweep["runs"]
+        big = runs[-1]
+        same = len({r["queries"] for r in runs}) == 1
+        out.append(f"{_ok(same)} sweep queries: {[r['queries'] for r in runs]} at "
+                   f"{[r['rows'] for r in runs]} rows (target: fixed)")  # fmt: skip
+        out.append(f"{_ok(big['sweep_ms_median'] < 100 and big['plans_use_index'])} sweep at "
+                   f"{big['rows']} rows: {big['sweep_ms_median']} ms median, indexes used: "
+                   f"{big['plans_use_index']} (target < 100 ms)")  # fmt: skip
+    return out
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Two panels: submit→start latency (p50, p95) and throughput, per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _lifecycle_rows(data)
+    labels = [label for label, _, _ in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    xs = range(len(rows))
+    p50 = [_get(seq, "submit_to_start", "p50_ms") or 0 for _, seq, _ in rows]
+    p95 = [_get(seq, "submit_to_start", "p95_ms") or 0 for _, seq, _ in rows]
+    left.bar([x - 0.2 for x in xs], p50, 0.4, label="p50")
+    left.bar([x + 0.2 for x in xs], p95, 0.4, label="p95")
+    left.set_yscale("log")
+    left.set_ylim(bottom=100)
+    left.set_title("create_job → container started, one job at a time (ms, log)")
+    right.bar(xs, [_get(b, "jobs_per_s") or 0 for _, _, b in rows], color="tab:green")
+    right.set_title(f"jobs/s, burst of {_burst_n(data)} trivial containers")
+    for axis in (left, right):
+        axis.set_xticks(list(xs), labels, rotation=25, ha="right", fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _lifecycle_rows(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    rows = []
+    floor = data.get("floor")
+    if floor:
+        rows.append(("floor: docker-py, sequential", floor["sequential"], floor["sequential"]))
+        rows.append((f"floor: docker-py, {floor['threads']} threads", floor["sequential"],
+                     floor["threaded"]))  # fmt: skip
+    for db in ("sqlite", "postgres"):
+        ours = data.get(f"ours_docker_{db}")
+        if ours:
+            rows.append((f"this project, Docker, {db}", ours.get("sequential"), ours["bursts"][0]))
+    for db in ("sqlite", "postgres"):
+        mock = data.get(f"ours_mock_{db}")
+        if mock:
+            burst = next((b for b in mock["bursts"] if b["jobs"] == _burst_n(data)), None)
+            rows.append((f"this project, mock (0 s), {db}", None, burst or mock["bursts"][-1]))
+    peer = data.get("peer")
+    if peer:
+        seq = next((s for s in peer["scenarios"] if s.get("sequential")), None)
+        legacy = next((s for s in peer["scenarios"] if "legacy" in s["name"]
+                       and not s.get("sequential")), None)  # fmt: skip
+        rows.append(("peer 1.0.14 (--legacy-mode, poll 1 s)", seq,
+                     {"jobs_per_s": legacy and legacy["jobs_per_s"]}))  # fmt: skip
+    return rows
+
+
+def _steps_table(data: dict[str, Any]) -> list[str]:
+    out = ["## Cost of every step (burst, per call)", "",
+           "| run | step | calls/job | queries/call | ms/call | DB ms | engine ms | own ms |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in ("ours_docker_sqlite", "ours_docker_postgres", "ours_mock_sqlite"):
+        run = data.get(name)
+        if not run:
+            continue
+        burst = run["bursts"][0]
+        for step, s in burst["steps"].items():
+            if step == "total":
+                continue
+            out.append(f"| {name[5:]} N={burst['jobs']} | {step} | {s['calls_per_job']} | "
+                       f"{s['queries_per_call']} | {s['ms_per_call']} | {s['db_ms_per_call']} | "
+                       f"{s['engine_ms_per_call']} | {s['own_ms_per_call']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _mock_table(data: dict[str, Any]) -> list[str]:
+    out = ["## Pure overhead: mock executor, zero duration", "",
+           "| db | N | jobs/s | submit s | CPU s/job | queries/job |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
+    for db in ("sqlite", "postgres"):
+        for b in (data.get(f"ours_mock_{db}") or {}).get("bursts", []):
+            queries = b["steps"]["total"]["queries_per_job"]
+            out.append(f"| {db} | {b['jobs']} | {b['jobs_per_s']} | {b['submit_seconds']} | "
+                       f"{b['cpu_s_per_job']} | {queries} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _sweep_table(data: dict[str, Any]) -> list[str]:
+    sweep = data.get("sweep_scale")
+    if not sweep:
+        return []
+    out = ["## One sweep on PostgreSQL (plans in results/sweep_scale.json)", "",
+           "| rows | running | due | queries | ms (median) | sent | indexes only |",
+           "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sweep["runs"]:
+        out.append(f"| {r['rows']} | {r['running']} | {r['due']} | {r['queries']} | "
+                   f"{r['sweep_ms_median']} | {r['messages_per_sweep']} | "
+                   f"{r['plans_use_index']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _peer_table(data: dict[str, Any]) -> list[str]:
+    peer = data.get("peer")
+    if not peer:
+        return []
+    out = [f"## The peer: {peer['package']}, its `process_container_jobs`", "",
+           "| how it was run | finished | statuses at the end | seconds | stuck | "
+           "submit→start p50 (ms) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for s in peer["scenarios"]:
+        finished = s.get("finished", s.get("jobs"))
+        out.append(f"| {s['name']} | {finished} | {s['statuses']} | {s.get('seconds', '')} | "
+                   f"{s.get('stuck', '')} | {s['submit_to_start']['p50_ms']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _cold_table(data: dict[str, Any]) -> list[str]:
+    cold = data.get("cold_start")
+    if not cold or "targets" not in cold:
+        return []
+    out = ["## Cold start (benchmarks/cold_start.py)", "", "| target | median ms | × bare |",
+           "|---|---|---|"]  # fmt: skip
+    for name, t in cold["targets"].items():
+        out.append(f"| {name} | {t.get('median_ms')} | {t.get('ratio_to_bare')} |")
+    return [*out, ""]
+
+
+def _peer_seq_p50(data: dict[str, Any]) -> float | None:
+    for s in (data.get("peer") or {}).get("scenarios", []):
+        if s.get("sequential"):
+            return s["submit_to_start"]["p50_ms"]
+    return None
+
+
+def _burst_n(data: dict[str, Any]) -> int | None:
+    return _get(data.get("floor"), "threaded", "jobs")
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _cell(obj: Any, *keys: str) -> str:
+    value = _get(obj, *keys)
+    return "–" if value is None else str(value)
+
+
+def _lat(obj: Any, key: str) -> str:
+    p50, p95 = _get(obj, key, "p50_ms"), _get(obj, key, "p95_ms")
+    return "–" if p50 is None else f"{p50} / {p95}"
+
+
+def _p50(obj: Any, key: str) -> str:
+    value = _get(obj, key, "p50_ms")
+    return "–" if value is None else str(value)
+
+
+def _ok(flag: bool) -> str:
+    return "**met**" if flag else "**missed**"
+
+
+if __name__ == "__main__":
+    main()

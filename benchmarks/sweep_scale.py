@@ -1,0 +1,143 @@
+"""One sweep over a large job table on PostgreSQL: its time, its queries and their plans.
+
+Tables of 10k and 100k rows (10% running, 1% due for a check); writes results/sweep_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import COMMAND, DOCKER_URL, IMAGE, setup_django, write_result  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+_TABLE = "container_manager_containerjob"
+
+
+def main() -> None:
+    """Parse flags, fill the table at each size, time the sweep, write the results."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", required=True, help="a PostgreSQL URL")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    setup_django(args.database_url, workers=1)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    runs = [measure(size, args.repeat) for size in tqdm(args.sizes, desc="sweep at scale")]
+    write_result("sweep_scale", {"target_ms": 100, "runs": runs})
+
+
+def measure(size: int, repeat: int) -> dict[str, Any]:
+    """Fill ``size`` rows (size/10 running, size/100 of them due), then sweep ``repeat`` times."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from container_manager import dispatch, steps
+
+    running, due = size // 10, size // 100
+    began = time.perf_counter()
+    _fill(size, running, due)
+    fill_seconds = time.perf_counter() - began
+    backend = _Counting({})
+    timings, captured = [], None
+    with dispatch.use_backend(backend):
+        for _ in range(repeat):
+            with CaptureQueriesContext(connection) as queries:
+                began = time.perf_counter()
+                sent = steps.sweep()
+                timings.append(time.perf_counter() - began)
+            captured = captured or queries.captured_queries
+    plans = [_explain(query["sql"]) for query in captured]
+    return {
+        "rows": size,
+        "running": running,
+        "due": due,
+        "fill_seconds": round(fill_seconds, 2),
+        "sweep_ms_median": round(statistics.median(timings) * 1000, 2),
+        "sweep_ms_first": round(timings[0] * 1000, 2),
+        "sweep_ms_all": [round(t * 1000, 2) for t in timings],
+        "queries": len(captured),
+        "sent": sent,
+        "messages_per_sweep": backend.count // repeat,
+        "plans": [{"sql": q["sql"], "plan": p} for q, p in zip(captured, plans, strict=True)],
+        "plans_use_index": all(f"Seq Scan on {_TABLE}" not in plan for plan in plans),
+    }
+
+
+class _Counting:
+    """A dispatch backend that only counts: the sweep's sends cost nothing here."""
+
+    def __init__(self, options: dict[str, Any]):
+        self.count = 0
+
+    def send(self, step: str, job_id: str, delay: float) -> None:
+        self.count += 1
+
+    def send_many(self, messages: list[tuple[str, str, float]]) -> None:
+        self.count += len(messages)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _fill(size: int, running: int, due: int) -> None:
+    """One template row through the ORM, the rest copied from it by generate_series."""
+    from django.db import connection
+
+    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+
+    ContainerExecution.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {ContainerJob._meta.db_table} CASCADE")
+    ExecutorHost.objects.all().delete()
+    host = ExecutorHost.objects.create(
+        name="bench-scale", executor_type="docker", host_type="unix",
+        connection_string=DOCKER_URL, max_concurrent_jobs=size, current_job_count=running,
+    )  # fmt: skip
+    template = ContainerJob(docker_host=host, docker_image=IMAGE, command=COMMAND)
+    template.status = "completed"
+    ContainerJob.objects.bulk_create([template])  # no signal: nothing is dispatched
+    table = ContainerJob._meta.db_table
+    special = {
+        "id": "gen_random_uuid()",
+        "status": f"CASE WHEN i <= {running} THEN 'running' ELSE 'completed' END",
+        "execution_id": "'bench-' || i",
+        "created_at": "now() - make_interval(secs => i)",
+        "started_at": "now() - make_interval(secs => i)",
+        "completed_at": f"CASE WHEN i <= {running} THEN NULL ELSE now() END",
+        "attempt_count": "1",
+        # The first ``due`` running jobs are past their check (and the sweep's grace).
+        "next_check_at": (
+            f"CASE WHEN i <= {due} THEN now() - interval '1 minute' "
+            f"WHEN i <= {running} THEN now() + make_interval(secs => i) ELSE NULL END"
+        ),
+    }
+    columns = [field.column for field in ContainerJob._meta.concrete_fields]
+    values = [special.get(column, f"tpl.{column}") for column in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM {table} AS tpl, generate_series(1, %s) AS i "
+            "WHERE tpl.id = %s",
+            [size - 1, template.pk],
+        )
+        cursor.execute(f"ANALYZE {table}")
+
+
+def _explain(sql: str) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+if __name__ == "__main__":
+    main()
