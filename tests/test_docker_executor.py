@@ -13,7 +13,6 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
 from container_manager.executors.base import (
@@ -30,22 +29,15 @@ from container_manager.executors.exceptions import (
     ExecutorConnectionError,
 )
 from container_manager.logtext import is_truncated
+from tests.conftest import missing_service
 
 pytestmark = pytest.mark.docker
 
 IMAGE = os.environ.get("CM_TEST_IMAGE", "cm-busybox:latest")
 DOCKER_URL = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-REQUIRE_SERVICES = os.environ.get("CM_REQUIRE_SERVICES") == "1"
 TEST_NETWORK_LABEL = "container_manager.test"
 # Short grace so stopping a shell that ignores SIGTERM (PID 1) takes one second.
 FAST = {"STOP_GRACE_SECONDS": 1}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _django_settings() -> None:
-    # conf.setting reads django.conf.settings; without a settings module, minimal ones do.
-    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        settings.configure()
 
 
 def make_host(**overrides) -> SimpleNamespace:
@@ -90,21 +82,15 @@ def make_job(command: str, *, env: dict[str, str] | None = None, **overrides) ->
     return SimpleNamespace(**values)
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (CM_REQUIRE_SERVICES=1, so this is a failure)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
-def engine_executor(_django_settings) -> DockerExecutor:
+def engine_executor() -> DockerExecutor:
     executor = DockerExecutor(make_host())
     try:
         executor.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means no engine to test against
-        _unavailable(f"Docker engine not reachable at {DOCKER_URL}: {exc}")
+        missing_service(f"Docker engine not reachable at {DOCKER_URL}: {exc}")
     if not executor.client.images.list(name=IMAGE):
-        _unavailable(f"test image {IMAGE} missing; build it with docker import (see infra/)")
+        missing_service(f"test image {IMAGE} missing; build it with docker import (see infra/)")
     return executor
 
 
