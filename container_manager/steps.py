@@ -115,7 +115,7 @@ def cancel(job_id: Any) -> str:
     if job.status == st.RUNNING:
         return check(job_id)
     if job.status == st.LAUNCHING:
-        # Cancelled as soon as its launch records the execution.
+        # The first check after the launch records the execution carries it out.
         return "after-launch"
     return "nothing-to-do"
 
@@ -247,12 +247,8 @@ def _start(job: ContainerJob) -> str:
     )  # fmt: skip
     if not moved:
         return "taken"
-    follow_up = (
-        "cancel"
-        if ContainerJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists()
-        else "check"
-    )
-    dispatch.send_on_commit(follow_up, job.pk, delay=0 if follow_up == "cancel" else first_check)
+    # A cancel requested during the launch is carried out by this first check.
+    dispatch.send_on_commit("check", job.pk, delay=first_check)
     return "launched"
 
 
