@@ -125,7 +125,7 @@ class LocalBackend(DispatchBackend):
                 self._ready.put(("sweep", "", 0))
 
     def _work(self) -> None:
-        from container_manager.steps import run_step
+        from container_manager import runner
 
         try:
             while True:
@@ -137,10 +137,8 @@ class LocalBackend(DispatchBackend):
                     if self._closing:
                         continue  # dropped: the rows keep the work, the next sweep resends it
                     close_old_connections()
-                    run_step(step, job_id)
-                except Exception:  # noqa: BLE001 - a message is a hint: log, retry, the sweep backs it
-                    logger.exception("step %s for job %s raised", step, job_id)
-                    if tries < self.retries and step != "sweep":
+                    outcome = runner.run(step, job_id)
+                    if not outcome.done and tries < self.retries and step != "sweep":
                         self._send(step, job_id, 1.0, tries + 1)
                 finally:
                     with self._cond:
