@@ -230,9 +230,9 @@ def build_launch_request(job: ContainerJob) -> LaunchRequest:
     Raises ``ExecutorError`` (not retryable) when the command cannot be parsed.
     """
     return LaunchRequest(
-        job_id=str(job.pk),
+        job_id=str(job.id),
         attempt=job.attempt_count,
-        launch_key=ex.launch_key(job.pk, job.attempt_count),
+        launch_key=ex.launch_key(job.id, job.attempt_count),
         image=job.docker_image,
         command=tuple(ex.parse_command(job.command) or ()) or None,
         environment=dict(job.get_all_environment_variables()),
@@ -243,7 +243,7 @@ def build_launch_request(job: ContainerJob) -> LaunchRequest:
             for net in job.network_configuration or []
         ),
         working_directory=job.working_directory or "",
-        labels=ex.labels(job.pk, job.attempt_count),
+        labels=ex.labels(job.id, job.attempt_count),
         timeout_seconds=job.timeout_seconds,
     )
 
