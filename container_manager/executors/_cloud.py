@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from container_manager.conf import setting
+from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.types import ExecutionState, LaunchRequest
 from container_manager.logtext import cap_log
 
@@ -62,6 +64,35 @@ def environment(request: LaunchRequest) -> dict[str, str]:
     {'A': '1', 'CM_LAUNCH_KEY': 'k-1'}
     """
     return {**request.environment, LAUNCH_KEY_ENV: request.launch_key}
+
+
+#: ``classify(action, exc)``: the executor error an SDK exception means, or None to let it through.
+Classifier = Callable[[str, Exception], ExecutorError | None]
+
+
+@contextmanager
+def sdk_errors(action: str, classify: Classifier) -> Iterator[None]:
+    """The one way SDK errors are translated: what ``classify`` returns is raised instead.
+
+    Executor errors pass unchanged; an exception ``classify`` does not know propagates.
+
+    >>> def classify(action, exc):
+    ...     return ExecutorError(f"{action}: {exc}") if isinstance(exc, OSError) else None
+    >>> with sdk_errors("ping", classify):
+    ...     raise OSError("reset")
+    Traceback (most recent call last):
+    ...
+    container_manager.executors.exceptions.ExecutorError: ping: reset
+    """
+    try:
+        yield
+    except ExecutorError:
+        raise
+    except Exception as exc:
+        error = classify(action, exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class LazyClients:

@@ -6,8 +6,7 @@ Speaks Cloud Run v2 and Cloud Logging with the google-cloud clients, imported on
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -210,32 +209,31 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return exceptions
 
-    @contextmanager
-    def _google_errors(self, action: str) -> Iterator[None]:
+    def _google_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
         import google.auth.exceptions
         import requests
 
         api = self._api()
-        try:
-            yield
-        except ExecutorError:
-            raise
-        except api.NotFound as exc:
-            raise ExecutorConfigurationError(
+        if isinstance(exc, api.NotFound):
+            return ExecutorConfigurationError(
                 f"{action}: Cloud Run job {self.job_name} not found: {exc}", key="job"
-            ) from exc
-        except api.GoogleAPICallError as exc:
+            )
+        if isinstance(exc, api.GoogleAPICallError):
             if type(exc).__name__ in _RETRYABLE:
-                raise ExecutorConnectionError(f"{action}: {exc}") from exc
-            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
-        except (requests.exceptions.RequestException, api.RetryError) as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ExecutorConfigurationError(
+                return ExecutorConnectionError(f"{action}: {exc}")
+            return ExecutorError(f"{action}: {exc}", retryable=False)
+        if isinstance(exc, requests.exceptions.RequestException | api.RetryError):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
+            return ExecutorConfigurationError(
                 f"{action}: no Google credentials: {exc}", key="credentials_file"
-            ) from exc
-        except google.auth.exceptions.GoogleAuthError as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+            )
+        if isinstance(exc, google.auth.exceptions.GoogleAuthError):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return None
 
     def find_execution(self, key: str) -> str | None:
         """The execution whose container carries this launch key, if one was started."""

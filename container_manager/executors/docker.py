@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ import docker.utils
 import requests
 
 from container_manager.conf import setting
-from container_manager.executors._cloud import LazyClients
+from container_manager.executors._cloud import LazyClients, sdk_errors
 from container_manager.executors.base import (
     EXITED,
     FAILED,
@@ -305,24 +304,25 @@ class DockerExecutor(ContainerExecutor):
             verify=bool(self.host.tls_verify),
         )
 
-    @contextmanager
-    def _docker_errors(self, action: str) -> Iterator[None]:
+    def _docker_errors(self, action: str) -> AbstractContextManager[None]:
         """Turn docker-py and transport errors into executor errors.
 
         Callers catch ``NotFound`` inside the block when it means something.
         """
-        try:
-            yield
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise ExecutorConnectionError(
+        return sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return ExecutorConnectionError(
                 f"{action}: cannot reach Docker host '{self.host.name}': {exc}"
-            ) from exc
-        except docker.errors.APIError as exc:
+            )
+        if isinstance(exc, docker.errors.APIError):
             if exc.is_server_error():
-                raise ExecutorConnectionError(f"{action}: Docker engine error: {exc}") from exc
-            raise ExecutorError(f"{action}: {_explain(exc)}", retryable=False) from exc
-        except docker.errors.DockerException as exc:
-            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
+                return ExecutorConnectionError(f"{action}: Docker engine error: {exc}")
+            return ExecutorError(f"{action}: {_explain(exc)}", retryable=False)
+        if isinstance(exc, docker.errors.DockerException):
+            return ExecutorError(f"{action}: {exc}", retryable=False)
+        return None
 
     def _find_container(self, name: str) -> Container | None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,8 +207,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return botocore.exceptions
 
-    def _aws_errors(self, action: str) -> _AwsErrors:
-        return _AwsErrors(action, self._errors())
+    def _aws_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, _aws_error)
 
     def find_execution(self, key: str) -> str | None:
         """The task this launch key started (running, else stopped), if any."""
@@ -394,30 +395,21 @@ and any memory (largest: 16 vCPU, 120 GiB)
     )
 
 
-class _AwsErrors:
-    """Context manager: botocore errors to executor errors, throttling and 5xx retryable."""
+def _aws_error(action: str, exc: Exception) -> ExecutorError | None:
+    """A botocore error as an executor error: throttling and 5xx retryable, bad setup config."""
+    import botocore.exceptions as errors
 
-    def __init__(self, action: str, errors: Any):
-        self.action, self.errors = action, errors
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, _tb: Any) -> bool:
-        if exc is None or isinstance(exc, ExecutorError):
-            return False
-        errors = self.errors
-        if isinstance(exc, errors.NoCredentialsError | errors.NoRegionError):
-            raise ExecutorConfigurationError(f"{self.action}: {exc}", key="region") from exc
-        if isinstance(exc, errors.ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in _RETRYABLE_CODES or status >= 500:
-                raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
-            raise ExecutorError(f"{self.action}: {exc}", retryable=False) from exc
-        if isinstance(exc, errors.BotoCoreError):
-            raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
-        return False
+    if isinstance(exc, errors.NoCredentialsError | errors.NoRegionError):
+        return ExecutorConfigurationError(f"{action}: {exc}", key="region")
+    if isinstance(exc, errors.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _RETRYABLE_CODES or status >= 500:
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return ExecutorError(f"{action}: {exc}", retryable=False)
+    if isinstance(exc, errors.BotoCoreError):
+        return ExecutorConnectionError(f"{action}: {exc}")
+    return None
 
 
 def _task_summary(task: dict[str, Any], container: dict[str, Any]) -> str:

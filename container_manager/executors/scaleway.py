@@ -6,8 +6,7 @@ Speaks the Serverless Jobs API (v1alpha2) with the scaleway SDK, imported only h
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,26 +167,25 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return ScalewayException
 
-    @contextmanager
-    def _scaleway_errors(self, action: str) -> Iterator[None]:
+    def _scaleway_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
         import requests
 
-        try:
-            yield
-        except ExecutorError:
-            raise
-        except self._exception() as exc:
+        if isinstance(exc, self._exception()):
             status = exc.status_code or 0
             if status >= 500 or status == 429:
-                raise ExecutorConnectionError(f"{action}: HTTP {status}: {exc}") from exc
+                return ExecutorConnectionError(f"{action}: HTTP {status}: {exc}")
             if status == 404:
-                raise ExecutorConfigurationError(
+                return ExecutorConfigurationError(
                     f"{action}: job definition {self.config['job_definition_id']} not found",
                     key="job_definition_id",
-                ) from exc
-            raise ExecutorError(f"{action}: HTTP {status}: {exc}", retryable=False) from exc
-        except requests.exceptions.RequestException as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+                )
+            return ExecutorError(f"{action}: HTTP {status}: {exc}", retryable=False)
+        if isinstance(exc, requests.exceptions.RequestException):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return None
 
     def find_execution(self, key: str) -> str | None:
         """The run of the definition carrying this launch key, if one was started."""
