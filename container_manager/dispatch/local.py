@@ -48,6 +48,19 @@ class LocalBackend(DispatchBackend):
     def send(self, step: str, job_id: str, delay: float) -> None:
         self._send(step, job_id, delay, tries=0)
 
+    def check(self) -> list[str]:
+        """``WORKERS`` must be at least 1, ``SWEEP_INTERVAL`` and ``RETRIES`` not negative."""
+        problems = []
+        if self.workers < 1:
+            problems.append(f"OPTIONS['WORKERS'] must be at least 1, got {self.workers}")
+        if self.sweep_interval < 0:
+            problems.append(
+                f"OPTIONS['SWEEP_INTERVAL'] must be 0 or more, got {self.sweep_interval}"
+            )
+        if self.retries < 0:
+            problems.append(f"OPTIONS['RETRIES'] must be 0 or more, got {self.retries}")
+        return problems
+
     def start(self) -> None:
         """Start the threads now (the first send does it otherwise)."""
         with self._cond:
