@@ -32,13 +32,18 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX": 600.0,
     # How long a launch may take before the sweep takes it over (seconds).
     "LAUNCH_LEASE_SECONDS": 120,
+    # A launch still not recorded after this many seconds is looked up on the platform by its
+    # launch key and recorded as running if found (never started twice).
+    "LAUNCH_RECONCILE_SECONDS": 30,
+    # How long a job waits for a host that cannot be reached before it fails (seconds).
+    "HOST_UNREACHABLE_TIMEOUT": 3600,
     # Delay between status checks of a running job: starts small, grows to the max.
     "CHECK_DELAY_INITIAL": 0.5,
     "CHECK_DELAY_MAX": 30.0,
     "CHECK_DELAY_FACTOR": 2.0,
     # Resource use of a running job is sampled at most this often (seconds); 0 turns it off.
     "USAGE_SAMPLE_INTERVAL": 10.0,
-    # How long a job stopped for timeout or cancel is given before it is killed.
+    # Seconds a job asked to stop (timeout, cancel) is given before it is killed; no step waits.
     "STOP_GRACE_SECONDS": 5,
     # Each of stdout and stderr is kept up to this many bytes (the tail is kept).
     "LOG_MAX_BYTES": 1024 * 1024,

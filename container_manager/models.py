@@ -196,6 +196,11 @@ class ExecutorHost(models.Model):
     last_health_error = models.TextField(
         blank=True, default="", help_text="The error of the last failed health check."
     )
+    unreachable_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Since when the steps could not reach the platform; empty while it answers.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -203,8 +208,11 @@ class ExecutorHost(models.Model):
 
     #: Fields written by the system, never by ``save()`` of an existing host.
     SYSTEM_FIELDS = frozenset(
-        {"current_job_count", "last_health_check_at", "last_health_ok", "last_health_error"}
-    )
+        {
+            "current_job_count", "last_health_check_at", "last_health_ok", "last_health_error",
+            "unreachable_since",
+        }
+    )  # fmt: skip
 
     class Meta:
         ordering = ["name"]
@@ -676,6 +684,21 @@ class ContainerJob(models.Model):
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When a cancel was requested."
     )
+    stop_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the platform was asked to stop the execution."
+    )
+    stop_reason = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        choices=[(st.TIMEOUT, "Timeout"), (st.CANCELLED, "Cancelled")],
+        help_text="The status the job ends in once its stopped execution is gone.",
+    )
+    waiting_for_host_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Since when the job waits for its unreachable host; bounded by a setting.",
+    )
 
     objects = JobManager()
 
@@ -686,6 +709,7 @@ class ContainerJob(models.Model):
             "executor_metadata", "max_memory_usage", "cpu_usage_percent", "stdout_log",
             "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
+            "stop_requested_at", "stop_reason", "waiting_for_host_since",
         }
     )  # fmt: skip
 

@@ -19,11 +19,11 @@ from container_manager import dispatch, hooks
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
-from container_manager.executors.exceptions import ExecutorError
+from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
 from container_manager.logtext import strip_timestamps
-from container_manager.models import ContainerJob
+from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,12 @@ EARLY_CHECK_TOLERANCE = 0.25
 
 
 def launch(job_id: Any) -> str:
-    """Start the job's container, or take over a launch whose lease expired."""
+    """Start the job's container, reconcile a launch whose launcher went quiet, or take it over.
+
+    A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
+    platform by its launch key and recorded as running if found; one whose lease expired
+    is taken over with the same key, so it finds the container already started.
+    """
     job = _load(job_id)
     if job is None:
         return "missing"
@@ -55,7 +60,7 @@ def launch(job_id: Any) -> str:
             return "waiting-for-slot"
     elif job.status == st.LAUNCHING:
         if job.lease_expires_at and job.lease_expires_at > now:
-            return "in-progress"
+            return _reconcile(job, now)
         guard = {"attempt_count": job.attempt_count, "lease_expires_at": job.lease_expires_at}
         if not move(job, st.LAUNCHING, st.LAUNCHING, guard=guard, lease_expires_at=lease):
             return "taken"
@@ -71,8 +76,8 @@ def check(job_id: Any) -> str:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     now = timezone.now()
-    if job.cancel_requested_at:
-        return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
+    if job.cancel_requested_at and not job.stop_requested_at:
+        return _request_stop(job, executor, now, st.CANCELLED)
     if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
         # A duplicate, or a transport that delivers early: the check that is due comes
         # anyway, and if it was lost the sweep sends one. Re-sending here would let
@@ -82,17 +87,16 @@ def check(job_id: Any) -> str:
     try:
         state = executor.check_status(job.execution_id)
     except ExecutorError as exc:
-        if not exc.retryable:
-            return _fail_running(job, f"status check failed: {exc}")
-        _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
-        return "check-error"
-    if state == ExecutionState.RUNNING and now >= deadline:
-        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
-        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
-    if state == ExecutionState.RUNNING:
-        _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
-        return "running"
-    return _settle(job, executor, state)
+        return _check_failed(job, now, exc)
+    _host_answered(job, now)
+    if state != ExecutionState.RUNNING:
+        return _settle(job, executor, state)
+    if job.stop_requested_at:
+        return _see_stop_through(job, executor, now)
+    if now >= deadline:
+        return _request_stop(job, executor, now, st.TIMEOUT)
+    _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
+    return "running"
 
 
 def harvest(job_id: Any) -> str:
@@ -142,8 +146,9 @@ def request_cancel(job_id: Any) -> bool:
 def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
-    Pending jobs that are due and whose host has a free slot; launches whose
-    lease expired; running jobs whose check is due (timeouts included, as a
+    Pending jobs that are due and whose host has a free slot; launches not recorded
+    ``LAUNCH_RECONCILE_SECONDS`` after they began (to reconcile) or whose lease
+    expired (to take over); running jobs whose check is due (timeouts included, as a
     check is always due by the deadline); cancel requests. A fixed number of
     indexed queries, whatever the table size.
     """
@@ -154,9 +159,9 @@ def sweep(now: Any = None) -> dict[str, int]:
     due = {
         "launch": _launchable(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
-        "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now).order_by(
-            "lease_expires_at"
-        ),
+        "relaunch": jobs.filter(
+            status=st.LAUNCHING, lease_expires_at__lte=now + _reconcile_margin()
+        ).order_by("lease_expires_at"),
         "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by(
             "next_check_at"
         ),
@@ -287,6 +292,8 @@ def _start(job: ContainerJob) -> str:
     try:
         executor = ExecutorFactory().get_executor(job)
         launched, result = True, executor.start(build_launch_request(job))
+    except ExecutorConnectionError as exc:
+        return _host_unreachable(job, exc)
     except ExecutorError as exc:
         if exc.retryable:
             return _retry_or_fail(job, str(exc))
@@ -299,22 +306,49 @@ def _start(job: ContainerJob) -> str:
         move(
             job, st.LAUNCHING, st.FAILED, guard=attempt_guard,
             last_error=f"launch failed: {result}", completed_at=now, lease_expires_at=None,
+            waiting_for_host_since=None,
             execution={"status": st.FAILED, "error": result, "finished_at": now},
         )  # fmt: skip
         _kick_waiting(job.docker_host_id)
         return "failed"
+    return _record_running(job, result, now)
+
+
+def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
+    """The platform accepted the attempt: running, with the temporary messages of launching gone."""
     first_check = setting("CHECK_DELAY_INITIAL")
     moved = move(
-        job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
-        execution_id=result, started_at=now, lease_expires_at=None,
-        next_check_at=now + timedelta(seconds=first_check),
-        execution={"status": st.RUNNING, "execution_id": result},
+        job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
+        execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",
+        next_check_at=now + timedelta(seconds=first_check), waiting_for_host_since=None,
+        execution={"status": st.RUNNING, "execution_id": execution_id, "error": ""},
     )  # fmt: skip
     if not moved:
         return "taken"
+    _host_answered(job, now)
     # A cancel requested during the launch is carried out by this first check.
     dispatch.send_on_commit("check", job.pk, delay=first_check)
     return "launched"
+
+
+def _reconcile(job: ContainerJob, now: datetime) -> str:
+    """A launch still under lease: after LAUNCH_RECONCILE_SECONDS, find its execution by key.
+
+    Never starts one: a launcher that is only slow records the same execution, and one that
+    died before starting leaves nothing to find, so the lease's expiry takes the launch over.
+    """
+    began = job.lease_expires_at - timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
+    if now < began + timedelta(seconds=setting("LAUNCH_RECONCILE_SECONDS")):
+        return "in-progress"
+    try:
+        found = ExecutorFactory().get_executor(job).find_launched(build_launch_request(job))
+    except ExecutorError as exc:
+        logger.warning("reconcile of job %s: lookup failed: %s", job.pk, exc)
+        return "in-progress"
+    if not found:
+        return "in-progress"
+    logger.info("launch of job %s reconciled to execution %s", job.pk, found)
+    return "reconciled" if _record_running(job, found, now) == "launched" else "taken"
 
 
 def _retry_or_fail(job: ContainerJob, error: str) -> str:
@@ -325,7 +359,7 @@ def _retry_or_fail(job: ContainerJob, error: str) -> str:
         move(
             job, st.LAUNCHING, st.FAILED, guard=guard, completed_at=now, lease_expires_at=None,
             last_error=f"launch failed after {job.attempt_count} attempts: {error}",
-            execution=execution,
+            waiting_for_host_since=None, execution=execution,
         )  # fmt: skip
         _kick_waiting(job.docker_host_id)
         return "failed"
@@ -340,6 +374,53 @@ def _retry_or_fail(job: ContainerJob, error: str) -> str:
         dispatch.send_on_commit("launch", job.pk, delay=delay)
         _kick_waiting(job.docker_host_id)
     return "retrying"
+
+
+def _host_unreachable(job: ContainerJob, exc: ExecutorError) -> str:
+    """The host could not be reached: not the job's fault, so the attempt is not used up.
+
+    The job goes back to pending with the same attempt number (a retried launch then finds
+    anything the lost call started), with backoff, until HOST_UNREACHABLE_TIMEOUT has
+    passed since it first met the outage; then it fails saying so.
+    """
+    now = timezone.now()
+    _mark_unreachable(job, exc, now)
+    since = job.waiting_for_host_since or now
+    waited = (now - since).total_seconds()
+    limit = float(setting("HOST_UNREACHABLE_TIMEOUT"))
+    guard = {"attempt_count": job.attempt_count}
+    if waited >= limit:
+        error = _unreachable_message(job, limit, exc)
+        move(
+            job, st.LAUNCHING, st.FAILED, guard=guard, completed_at=now, lease_expires_at=None,
+            last_error=error, waiting_for_host_since=None,
+            execution={"status": st.FAILED, "error": error, "finished_at": now},
+        )  # fmt: skip
+        return "failed"
+    delay = min(unreachable_delay(waited), limit - waited)
+    moved = move(
+        job, st.LAUNCHING, st.PENDING, guard=guard, attempt_count=job.attempt_count - 1,
+        lease_expires_at=None, run_after=now + timedelta(seconds=delay),
+        waiting_for_host_since=since,
+        last_error=f"host {job.docker_host.name!r} unreachable, launch retried in {delay:.1f}s: "
+        f"{exc}",
+        execution={"status": st.PENDING, "error": f"host unreachable: {exc}"},
+    )  # fmt: skip
+    if moved:
+        dispatch.send_on_commit("launch", job.pk, delay=delay)
+    return "host-unreachable"
+
+
+def unreachable_delay(waited: float) -> float:
+    """Backoff while a host is unreachable: about half the time waited so far, within bounds.
+
+    >>> unreachable_delay(0) >= 0.5 * setting("RETRY_BACKOFF_BASE")
+    True
+    >>> unreachable_delay(10**6) <= setting("RETRY_BACKOFF_MAX")
+    True
+    """
+    ceiling = min(setting("RETRY_BACKOFF_MAX"), max(setting("RETRY_BACKOFF_BASE"), waited / 2))
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 def retry_delay(attempt: int) -> float:
@@ -359,14 +440,20 @@ def _schedule_check(
     deadline: Any,
     usage: dict[str, float] | None = None,
     last_error: str | None = None,
+    delay: float | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    elapsed = (now - job.started_at).total_seconds()
-    delay = min(
-        setting("CHECK_DELAY_MAX"),
-        max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
-        max((deadline - now).total_seconds(), 0.0) + 0.05,
-    )
-    fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay)}
+    """Send the next check, after ``delay`` or a growing delay capped at the deadline."""
+    if delay is None:
+        elapsed = (now - job.started_at).total_seconds()
+        delay = min(
+            setting("CHECK_DELAY_MAX"),
+            max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
+            max((deadline - now).total_seconds(), 0.0) + 0.05,
+        )
+    fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay), **(extra or {})}
+    if job.waiting_for_host_since and not extra:
+        fields["waiting_for_host_since"] = None
     if usage:
         fields.update(_usage_fields(job, usage))
         fields["executor_metadata"] = {**job.executor_metadata, "usage_sampled_at": now.isoformat()}
@@ -409,48 +496,120 @@ def _usage_fields(job: ContainerJob, usage: dict[str, float]) -> dict[str, Any]:
     return fields
 
 
-def _stop_and_finish(
-    job: ContainerJob, executor: ex.ContainerExecutor, final: str, reason: str
+def _request_stop(
+    job: ContainerJob, executor: ex.ContainerExecutor, now: datetime, final: str
 ) -> str:
+    """Record why the job stops, ask the platform to stop it, and return without waiting.
+
+    ``stop_reason`` on the row decides the final status whichever step then sees the
+    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs.
+    """
+    grace = float(setting("STOP_GRACE_SECONDS"))
+    recorded = ContainerJob.objects.filter(
+        pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count, stop_requested_at=None
+    ).update(stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=grace))
+    if not recorded:
+        return "taken"
+    job.stop_requested_at, job.stop_reason = now, final
+    job.next_check_at = now + timedelta(seconds=grace)
     try:
-        executor.stop(job.execution_id)
+        executor.request_stop(job.execution_id)
+        state = executor.check_status(job.execution_id)
     except ExecutorError as exc:
-        if exc.retryable:
-            _schedule_check(job, timezone.now(), timezone.now(), last_error=f"stop failed: {exc}")
-            return "stop-error"
-    return _harvest(job, executor, final=final, reason=reason)
+        # The row has the request: the check after the grace kills, or retries on its own.
+        logger.warning("stop request for job %s failed: %s", job.pk, exc)
+        state = ExecutionState.RUNNING
+    if state != ExecutionState.RUNNING:
+        return _settle(job, executor, state)
+    dispatch.send_on_commit("check", job.pk, delay=grace)
+    return "stopping"
+
+
+def _see_stop_through(job: ContainerJob, executor: ex.ContainerExecutor, now: datetime) -> str:
+    """A stop was asked and the execution still runs: kill it once the grace has passed."""
+    kill_at = job.stop_requested_at + timedelta(seconds=float(setting("STOP_GRACE_SECONDS")))
+    if now >= kill_at:
+        try:
+            executor.kill(job.execution_id)
+            state = executor.check_status(job.execution_id)
+        except ExecutorError as exc:
+            return _check_failed(job, now, exc)
+        if state != ExecutionState.RUNNING:
+            return _settle(job, executor, state)
+        delay = float(setting("CHECK_DELAY_INITIAL"))
+    else:
+        delay = (kill_at - now).total_seconds()
+    _schedule_check(job, now, now, delay=delay)
+    return "stopping"
+
+
+def _check_failed(
+    job: ContainerJob, now: datetime, exc: ExecutorError, what: str = "status check"
+) -> str:
+    """A status check (or stop, or harvest) failed: fail the job, or look again with backoff.
+
+    An unreachable host marks the host unhealthy; the job fails only once it has waited
+    HOST_UNREACHABLE_TIMEOUT for it.
+    """
+    if not exc.retryable:
+        return _fail_running(job, f"{what} failed: {exc}")
+    waiting: dict[str, Any] = {}
+    waited = 0.0
+    if isinstance(exc, ExecutorConnectionError):
+        _mark_unreachable(job, exc, now)
+        since = job.waiting_for_host_since or now
+        waited = (now - since).total_seconds()
+        limit = float(setting("HOST_UNREACHABLE_TIMEOUT"))
+        if waited >= limit:
+            return _fail_running(job, _unreachable_message(job, limit, exc))
+        waiting["waiting_for_host_since"] = since
+    delay = unreachable_delay(waited)
+    _schedule_check(
+        job, now, now, delay=delay, last_error=f"{what} failed, will retry: {exc}", extra=waiting
+    )
+    return "check-error"
 
 
 def _settle(job: ContainerJob, executor: ex.ContainerExecutor, state: ExecutionState) -> str:
-    """The execution stopped running: store its results, or fail the job if it vanished."""
-    if state == ExecutionState.NOT_FOUND:
+    """The execution stopped running: store its results, or fail the job if it vanished.
+
+    A job asked to stop ends as ``stop_reason`` says, even when its execution is gone.
+    """
+    if state == ExecutionState.NOT_FOUND and not job.stop_reason:
         return _fail_running(job, _vanished(job))
+    if state == ExecutionState.NOT_FOUND:
+        return _finish(job, executor, None)
     return _harvest(job, executor)
 
 
-def _harvest(
-    job: ContainerJob, executor: ex.ContainerExecutor, final: str | None = None, reason: str = ""
-) -> str:
+def _harvest(job: ContainerJob, executor: ex.ContainerExecutor) -> str:
     try:
         result = executor.collect(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            now = timezone.now()
-            _schedule_check(job, now, now + timedelta(seconds=60), last_error=f"harvest: {exc}")
+            _check_failed(job, timezone.now(), exc, what="harvest")
             return "harvest-error"
-        result, reason = None, f"results could not be read: {exc}"
-    if result is None and final is None:
-        return _fail_running(job, reason or "results could not be read from the platform")
-    if result is not None:
-        for name, value in result_fields(job, result).items():
-            setattr(job, name, value)
+        if not job.stop_reason:
+            return _fail_running(job, f"results could not be read: {exc}")
+        result = None
+    if result is None and not job.stop_reason:
+        return _fail_running(job, "results could not be read from the platform")
+    return _finish(job, executor, result)
+
+
+def _finish(job: ContainerJob, executor: ex.ContainerExecutor, result: HarvestResult | None) -> str:
+    """The final move: the status and reason follow from the result and the row's stop_reason.
+
+    The move is guarded by the ``stop_reason`` this step read: if a stop was asked meanwhile
+    (so the exit code may be the stop's own 137), the row's reason wins and the move is redone.
+    """
+    fields = result_fields(job, result) if result is not None else {}
+    fields.pop("last_error", None)
+    for name, value in fields.items():
+        setattr(job, name, value)
     now = timezone.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
-    status = final or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
-    last_error = reason or job.last_error or ""
-    if status == st.FAILED and not last_error:
-        last_error = f"exited with code {job.exit_code}"
     results = {
         "exit_code": job.exit_code,
         "stdout_log": job.stdout_log,
@@ -459,25 +618,50 @@ def _harvest(
         "max_memory_usage": job.max_memory_usage,
         "cpu_usage_percent": job.cpu_usage_percent,
     }
-    moved = move(
-        job, st.RUNNING, status, guard={"attempt_count": job.attempt_count},
-        clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
-        next_check_at=None, last_error=last_error, **results,
-        execution={**results, "status": status, "finished_at": completed_at,
-                   "error": last_error if status != st.COMPLETED else ""},
-    )  # fmt: skip
-    if not moved:
-        return "taken"
-    _cleanup(executor, job)
-    _kick_waiting(job.docker_host_id)
-    return status
+    for _ in range(2):
+        status = job.stop_reason or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
+        last_error = final_reason(job, status, result)
+        moved = move(
+            job, st.RUNNING, status,
+            guard={"attempt_count": job.attempt_count, "stop_reason": job.stop_reason},
+            clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
+            next_check_at=None, last_error=last_error, waiting_for_host_since=None, **results,
+            execution={**results, "status": status, "finished_at": completed_at,
+                       "error": last_error},
+        )  # fmt: skip
+        if moved:
+            _cleanup(executor, job)
+            _kick_waiting(job.docker_host_id)
+            return status
+        current = (
+            ContainerJob.objects.filter(
+                pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count
+            )
+            .values_list("stop_reason", flat=True)
+            .first()
+        )
+        if current is None or current == job.stop_reason:
+            return "taken"
+        job.stop_reason = current
+    return "taken"
+
+
+def final_reason(job: ContainerJob, status: str, result: HarvestResult | None) -> str:
+    """The job's final ``last_error``: why it ended as ``status``; empty for success."""
+    if status == st.COMPLETED:
+        return ""
+    if status == st.TIMEOUT:
+        return f"timed out after {job.timeout_seconds} seconds; the container was stopped"
+    if status == st.CANCELLED:
+        return "cancelled on request"
+    return (result.reason if result else "") or f"exited with code {job.exit_code}"
 
 
 def _fail_running(job: ContainerJob, error: str) -> str:
     now = timezone.now()
     moved = move(
         job, st.RUNNING, st.FAILED, guard={"attempt_count": job.attempt_count},
-        last_error=error, completed_at=now, next_check_at=None,
+        last_error=error, completed_at=now, next_check_at=None, waiting_for_host_since=None,
         execution={"status": st.FAILED, "error": error, "finished_at": now},
     )  # fmt: skip
     if moved:
@@ -492,6 +676,37 @@ def _cancel_pending(job: ContainerJob) -> str:
         completed_at=now, last_error="cancelled on request before it launched",
     )  # fmt: skip
     return st.CANCELLED if moved else "taken"
+
+
+def _reconcile_margin() -> timedelta:
+    """How long before its lease expires a launch is due for reconciling."""
+    lease, reconcile = setting("LAUNCH_LEASE_SECONDS"), setting("LAUNCH_RECONCILE_SECONDS")
+    return timedelta(seconds=max(0.0, float(lease) - float(reconcile)))
+
+
+def _mark_unreachable(job: ContainerJob, exc: ExecutorError, now: datetime) -> None:
+    """Record on the host that a step could not reach it (shown in the admin and dashboard)."""
+    hosts = ExecutorHost.objects.filter(pk=job.docker_host_id)
+    hosts.filter(unreachable_since=None).update(unreachable_since=now)
+    hosts.update(last_health_check_at=now, last_health_ok=False, last_health_error=str(exc))
+    job.docker_host.unreachable_since = job.docker_host.unreachable_since or now
+
+
+def _host_answered(job: ContainerJob, now: datetime) -> None:
+    """The platform answered a step: a host marked unreachable is healthy again (no query else)."""
+    if job.docker_host.unreachable_since is None:
+        return
+    ExecutorHost.objects.filter(pk=job.docker_host_id).exclude(unreachable_since=None).update(
+        unreachable_since=None, last_health_check_at=now, last_health_ok=True, last_health_error=""
+    )
+    job.docker_host.unreachable_since = None
+
+
+def _unreachable_message(job: ContainerJob, limit: float, exc: ExecutorError) -> str:
+    return (
+        f"host {job.docker_host.name!r} could not be reached for {limit:g} seconds "
+        f"(HOST_UNREACHABLE_TIMEOUT); gave up waiting for it: {exc}"
+    )
 
 
 def _vanished(job: ContainerJob) -> str:

@@ -63,7 +63,8 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
 
     Returns False when another caller already moved the job. Raises
     ``HostFull`` when the host is full or inactive (nothing is changed).
-    Creates the attempt's ``ContainerExecution``.
+    Creates the attempt's ``ContainerExecution`` (or resets the one of an attempt that
+    met an unreachable host and is tried again under its number).
     """
     attempt = job.attempt_count + 1
     now = timezone.now()
@@ -87,9 +88,15 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
         if reserved != 1:
             # Raising inside the atomic block undoes the job's move: it stays pending.
             raise HostFull(job.docker_host_id)
-        ContainerExecution.objects.create(
-            job_id=job.pk, attempt=attempt, host_id=job.docker_host_id, started_at=now
-        )
+        # An attempt that met an unreachable host is tried again under the same number.
+        ContainerExecution.objects.update_or_create(
+            job_id=job.pk,
+            attempt=attempt,
+            defaults={
+                "host_id": job.docker_host_id, "started_at": now, "status": st.LAUNCHING,
+                "execution_id": "", "error": "", "finished_at": None,
+            },
+        )  # fmt: skip
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at

@@ -49,6 +49,10 @@ class FindOrStart:
         logger.info("launched %s as %s", key, execution_id)
         return execution_id
 
+    def find_launched(self, request: LaunchRequest) -> str | None:
+        """The attempt's execution found by its launch key; never starts one."""
+        return self.find_execution(request.launch_key)
+
     def cleanup(self, execution_id: str) -> bool:
         """Stop the execution if it still runs; the platform removes finished ones."""
         if self.check_status(execution_id) == ExecutionState.RUNNING:

@@ -138,6 +138,28 @@ class ContainerExecutor(ABC):
         """
         return self.cleanup(execution_id)
 
+    def request_stop(self, execution_id: str) -> None:
+        """Ask the platform to stop the execution (SIGTERM or its like) and return at once.
+
+        Never waits for the execution to end: the steps look again after
+        ``STOP_GRACE_SECONDS`` and call ``kill`` if it still runs. The default is
+        ``stop``, right for platforms whose stop call returns at once and that
+        kill after their own stop timeout.
+        """
+        self.stop(execution_id)
+
+    def kill(self, execution_id: str) -> None:
+        """Force the execution to end now (SIGKILL or its like); asks to stop again by default."""
+        self.request_stop(execution_id)
+
+    def find_launched(self, request: LaunchRequest) -> str | None:
+        """The execution of ``request``'s attempt if the platform has one, else None; never starts.
+
+        Lets the steps reconcile a launch whose launcher died after taking the slot. The
+        default, None, means "cannot tell": the steps then wait for the launch lease.
+        """
+        return None
+
     def sample_usage(self, execution_id: str) -> dict[str, float] | None:
         """Return ``{"memory_bytes": …, "cpu_percent": …}`` now, or None if unknown."""
         return None

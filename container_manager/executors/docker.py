@@ -213,6 +213,24 @@ class DockerExecutor(ContainerExecutor):
         logger.info("stopped container %s", execution_id)
         return True
 
+    def request_stop(self, execution_id: str) -> None:
+        """Send SIGTERM and return; ``kill`` follows from a later step after the grace."""
+        self._signal(execution_id, "SIGTERM")
+
+    def kill(self, execution_id: str) -> None:
+        """Send SIGKILL; the container is kept for the harvest."""
+        self._signal(execution_id, "SIGKILL")
+
+    def find_launched(self, request: LaunchRequest) -> str | None:
+        """The attempt's container by its name, started if a launcher died before starting it."""
+        name = self.container_name(request)
+        with self._docker_errors(f"lookup of {name}"):
+            container = self._find_container(name)
+            if container is None:
+                return None
+            self._ensure_started(container, request)
+        return container.id
+
     def cleanup(self, execution_id: str) -> bool:
         """Remove the container, or only kill it when ``remove_containers`` is False."""
         with self._docker_errors(f"cleanup of {execution_id}"):
@@ -324,6 +342,18 @@ class DockerExecutor(ContainerExecutor):
             return ExecutorError(f"{action}: {exc}", retryable=False)
         return None
 
+    def _signal(self, execution_id: str, signal: str) -> None:
+        with self._docker_errors(f"{signal} to {execution_id}"):
+            try:
+                self.client.containers.get(execution_id).kill(signal=signal)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                # 409: it stopped between the lookup and the signal.
+                if exc.status_code != 409:
+                    raise
+        logger.info("sent %s to container %s", signal, execution_id)
+
     def _find_container(self, name: str) -> Container | None:
         try:
             return self.client.containers.get(name)
@@ -412,9 +442,20 @@ class DockerExecutor(ContainerExecutor):
     def _ensure_started(self, container: Container, request: LaunchRequest) -> None:
         if container.status != "created":
             return
-        self._connect_extra_networks(container, request.networks[1:])
-        # Starting a container another launch has just started answers 304: harmless.
-        container.start()
+        try:
+            self._connect_extra_networks(container, request.networks[1:])
+            # Starting a container another launch has just started answers 304: harmless.
+            container.start()
+        except Exception:
+            self._remove_unstarted(container)
+            raise
+
+    def _remove_unstarted(self, container: Container) -> None:
+        # A container whose start failed would stay "Created" on the engine for good.
+        try:
+            container.remove(force=True, v=True)
+        except Exception:  # noqa: BLE001 - the start error is the one worth raising
+            logger.warning("could not remove container %s after its start failed", container.name)
 
     def _connect_extra_networks(self, container: Container, networks: tuple[Network, ...]) -> None:
         attached = set((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})

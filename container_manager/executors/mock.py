@@ -31,8 +31,11 @@ class MockExecutor(base.ContainerExecutor):
         ``duration`` (0): seconds an execution "runs".
         ``exit_code`` (0): its exit code.
         ``stdout`` / ``stderr``: its output (stdout defaults to a line saying it is simulated).
-        ``launch_error``: ``"retryable"`` or ``"permanent"``: every launch fails that way.
+        ``launch_error``: ``"retryable"`` (the platform refused this job for now, counted
+        against its attempts), ``"unreachable"`` (the host cannot be reached, not counted) or
+        ``"permanent"``: every launch fails that way.
         ``launch_failures`` (0): the first N launches of each job fail with a retryable error.
+        ``ignore_sigterm`` (false): a stop request does not end an execution, only ``kill``.
         ``memory_bytes`` / ``cpu_percent``: usage it reports while running.
         ``vanish`` (false): executions disappear, as a platform that forgot them.
 
@@ -45,11 +48,14 @@ class MockExecutor(base.ContainerExecutor):
         ConfigKey("exit_code", (int,), "Its exit code.", default=0),
         ConfigKey("stdout", (str,), "Its standard output.", default=DEFAULT_STDOUT),
         ConfigKey("stderr", (str,), "Its standard error.", default=""),
-        ConfigKey("launch_error", (str,), "'retryable' or 'permanent': every launch fails."),
+        ConfigKey(
+            "launch_error", (str,), "'retryable', 'unreachable' or 'permanent': launches fail."
+        ),
         ConfigKey("launch_failures", (int,), "The first N launches fail, retryably.", default=0),
         ConfigKey("memory_bytes", (int,), "Memory it reports using."),
         ConfigKey("cpu_percent", (int, float), "CPU percent it reports using."),
         ConfigKey("vanish", (bool,), "Executions disappear.", default=False),
+        ConfigKey("ignore_sigterm", (bool,), "Only kill ends an execution.", default=False),
     )
     capabilities = {
         **base.ContainerExecutor.capabilities,
@@ -76,8 +82,12 @@ class MockExecutor(base.ContainerExecutor):
                 raise ExecutorError(
                     "mock executor: launch refused (launch_error=permanent)", retryable=False
                 )
+            if mode == "unreachable":
+                raise ExecutorConnectionError("mock executor: host unreachable (simulated)")
             if mode == "retryable" or calls <= self.config.get("launch_failures", 0):
-                raise ExecutorConnectionError("mock executor: platform unavailable (simulated)")
+                raise ExecutorError(
+                    "mock executor: platform unavailable (simulated)", retryable=True
+                )
             execution_id = f"mock-{key}-{time.time():.6f}"
             self._executions[execution_id] = {"key": key, "stopped": None}
         return execution_id
@@ -116,6 +126,18 @@ class MockExecutor(base.ContainerExecutor):
             execution = self._executions.setdefault(execution_id, {"key": "", "stopped": None})
             execution["stopped"] = execution["stopped"] or time.time()
         return True
+
+    def request_stop(self, execution_id: str) -> None:
+        if not self.config.get("ignore_sigterm"):
+            self.stop(execution_id)
+
+    def kill(self, execution_id: str) -> None:
+        self.stop(execution_id)
+
+    def find_launched(self, request: LaunchRequest) -> str | None:
+        with self._lock:
+            key = request.launch_key
+            return next((i for i, e in self._executions.items() if e["key"] == key), None)
 
     def cleanup(self, execution_id: str) -> bool:
         self.stop(execution_id)
