@@ -73,7 +73,8 @@ class MockPlatform:
         factory.clear_cache()
 
     def refused(self, kind):
-        return _submit(_host("mock", {"launch_error": kind}), "ok")
+        mode = "unreachable" if kind == "retryable" else kind
+        return _submit(_host("mock", {"launch_error": mode}), "ok")
 
     def bad_config(self):
         return {"durration": 1}, "durration"
@@ -270,7 +271,15 @@ def test_timeout_stops_the_execution(platform):
     ContainerJob.objects.filter(pk=job.pk).update(
         started_at=timezone.now() - timedelta(seconds=2), next_check_at=None
     )
-    assert steps.check(job.pk) == "timeout"
+    first = steps.check(job.pk)
+    assert first in {"timeout", "stopping"}
+    if first == "stopping":  # the process ignores SIGTERM: no step waits out the grace
+        assert (row(job).status, row(job).stop_reason) == ("running", "timeout")
+        past_grace = timezone.now() - timedelta(seconds=10)
+        ContainerJob.objects.filter(pk=job.pk).update(
+            stop_requested_at=past_grace, next_check_at=None
+        )
+        assert steps.check(job.pk) == "timeout"
     done = row(job)
     assert done.status == "timeout" and "timed out after 1 seconds" in done.last_error
     assert ExecutorHost.objects.get(pk=job.docker_host_id).current_job_count == 0
@@ -283,7 +292,10 @@ def test_cancel_stops_the_execution(platform, recording):
     assert job.cancel() is True
     for step, job_id, _ in recording.take():
         steps.run_step(step, job_id)
-    done = row(job)
+    if row(job).stop_requested_at and row(job).status == "running":
+        past_grace = timezone.now() - timedelta(seconds=10)
+        ContainerJob.objects.filter(pk=job.pk).update(stop_requested_at=past_grace)
+    done = run_to_end(job)
     assert (done.status, done.last_error) == ("cancelled", "cancelled on request")
     assert platform.executions(job) == 1
 
@@ -323,9 +335,13 @@ def test_api_error_on_launch(platform, kind):
     job = platform.refused(kind)
     result = steps.launch(job.pk)
     failed = row(job)
-    if kind == "retryable":
-        assert (result, failed.status, failed.attempt_count) == ("retrying", "pending", 1)
-        assert "retrying" in failed.last_error
+    if kind == "retryable":  # unreachable, 5xx: the host's fault, no attempt used up
+        assert (result, failed.status, failed.attempt_count) == ("host-unreachable", "pending", 0)
+        assert "unreachable, launch retried in" in failed.last_error
+        assert failed.run_after > timezone.now() and failed.waiting_for_host_since
+        host = ExecutorHost.objects.get(pk=job.docker_host_id)
+        assert (host.last_health_ok, host.current_job_count) == (False, 0)
+        assert host.unreachable_since and host.last_health_error
     else:
         assert (result, failed.status) == ("failed", "failed")
         assert failed.last_error.startswith("launch failed")
