@@ -111,7 +111,10 @@ class ExecutorHost(models.Model):
     Health Monitoring:
         ``health_check()`` asks the executor to reach the platform and records
         the answer in ``last_health_check_at``, ``last_health_ok`` and
-        ``last_health_error``. Inactive hosts are excluded from scheduling.
+        ``last_health_error``. The steps record the same fields, and
+        ``unreachable_since``, when they cannot reach the platform (jobs then
+        wait, their attempts untouched), and clear them when it answers again.
+        Inactive hosts are excluded from scheduling.
 
     Example Usage:
         >>> host = ExecutorHost.objects.create(
@@ -269,10 +272,12 @@ class ExecutorHost(models.Model):
             health = ExecutorFactory().get_executor(self).get_health_status()
         except Exception as exc:  # noqa: BLE001 - a broken config is an unhealthy host
             health = {"healthy": False, "error": str(exc)}
+        answered = {"unreachable_since": None} if health["healthy"] else {}
         ExecutorHost.objects.filter(pk=self.pk).update(
             last_health_check_at=timezone.now(),
             last_health_ok=health["healthy"],
             last_health_error=health.get("error") or "",
+            **answered,
         )
         self.last_health_ok = health["healthy"]
         self.last_health_error = health.get("error") or ""

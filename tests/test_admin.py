@@ -347,6 +347,20 @@ def test_host_list_shows_health_capacity_running(admin_client, make_mock_host, r
     assert "1/10" in page.content.decode() and "not tested" in page.content.decode()
 
 
+def test_host_the_steps_could_not_reach_shows_unreachable(admin_client, make_mock_host, recording):
+    host = make_mock_host(name="down", launch_error="unreachable")
+    job = ContainerJob.objects.create_job(image="x", docker_host=host)
+    assert steps.launch(job.pk) == "host-unreachable"
+    hosts = admin_client.get(reverse("admin:container_manager_executorhost_changelist"))
+    assert "unreachable since" in hosts.content.decode()
+    assert "host unreachable (simulated)" in hosts.content.decode()
+    dashboard = admin_client.get(url("dashboard"))
+    assert "unreachable since" in dashboard.content.decode()
+    ExecutorHost.objects.filter(pk=host.pk).update(executor_config={})
+    assert ExecutorHost.objects.get(pk=host.pk).health_check() is True
+    assert ExecutorHost.objects.get(pk=host.pk).unreachable_since is None
+
+
 def test_test_connection_button_and_action(admin_client, viewer, make_mock_host):
     good = make_mock_host(name="good")
     broken = ExecutorHost.objects.create(name="broken", executor_type="nope", connection_string="x")

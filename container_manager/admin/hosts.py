@@ -35,7 +35,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
     actions = ["test_connection"]
     readonly_fields = (
         "current_job_count", "running_jobs", "health", "last_health_check_at",
-        "last_health_error", "executor_config_masked",
+        "last_health_error", "unreachable_since", "executor_config_masked",
     )  # fmt: skip
 
     class Media:
@@ -69,6 +69,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
                             "health",
                             "last_health_check_at",
                             "last_health_error",
+                            "unreachable_since",
                         )
                     },
                 )  # fmt: skip
@@ -108,6 +109,10 @@ class ExecutorHostAdmin(admin.ModelAdmin):
         state = "ok" if host.last_health_ok else "failing"
         checked = host.last_health_check_at or ""
         html = '<span class="cm-health cm-health-{}" title="checked {}">{}</span>'
+        if host.unreachable_since:
+            # Set by the steps when they cannot reach the platform; cleared when it answers.
+            text = f"unreachable since {host.unreachable_since:%Y-%m-%d %H:%M:%S %Z}"
+            return format_html(html, "failing", host.last_health_error, text)
         return format_html(html, state, checked, state)
 
     @admin.display(description="capacity", ordering="current_job_count")
