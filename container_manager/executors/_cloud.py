@@ -70,6 +70,10 @@ class LazyClients:
             return self._clients[kind]
 
 
+#: Keys every cloud executor accepts: ``prices`` is read by ``container_manager.cost``.
+SHARED_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {"prices": ((dict,), False)}
+
+
 def validate_config(
     config: dict[str, Any],
     schema: dict[str, tuple[tuple[type, ...], bool]],
@@ -83,6 +87,7 @@ def validate_config(
     container_manager.executors.exceptions.ExecutorConfigurationError: \
 executor_config['b']: required by the demo executor
     """
+    schema = {**schema, **SHARED_SCHEMA}
     for key, value in config.items():
         if key not in schema:
             known = ", ".join(sorted(schema))

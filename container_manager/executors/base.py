@@ -59,6 +59,16 @@ def parse_command(command: str) -> list[str] | None:
     return parts
 
 
+def record_platform_times(job: ContainerJob, times: dict[str, Any]) -> None:
+    """Keep the platform's own timestamps of an execution on ``job`` for the harvest step.
+
+    ``times`` maps the platform's names to datetimes; unknown ones (None) are left out.
+    They go to ``job.executor_metadata["platform_times"]`` as ISO 8601 text.
+    """
+    known = {name: at.isoformat() for name, at in times.items() if at is not None}
+    job.executor_metadata = {**(job.executor_metadata or {}), "platform_times": known}
+
+
 class ContainerExecutor(ABC):
     """Run a job's container on one platform.
 
@@ -107,7 +117,8 @@ class ContainerExecutor(ABC):
         Sets ``exit_code``, ``stdout_log``, ``stderr_log``, ``docker_log``,
         ``clean_output``, ``completed_at`` and, where known, the platform's own
         ``started_at``, ``max_memory_usage``,
-        ``cpu_usage_percent`` and ``last_error``. Removes nothing: the step calls
+        ``cpu_usage_percent`` and ``last_error``, and the platform's timestamps
+        with ``record_platform_times``. Removes nothing: the step calls
         ``cleanup`` once the results are stored, so a crash loses nothing.
         Returns False when the results could not be read.
         """

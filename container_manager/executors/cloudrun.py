@@ -19,6 +19,7 @@ from container_manager.executors.base import (
     RUNNING,
     ContainerExecutor,
     parse_command,
+    record_platform_times,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -127,6 +128,11 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         result = self._task_result(job.execution_id)
         job.exit_code = result.get("exit_code")
         job.started_at = _time(execution.start_time) or job.started_at
+        record_platform_times(job, {
+            "createTime": _time(execution.create_time),
+            "startTime": _time(execution.start_time),
+            "completionTime": ended,
+        })  # fmt: skip
         job.completed_at = ended or datetime.now(UTC)
         job.docker_log = _summary(execution, result)
         error = _execution_error(execution, result)

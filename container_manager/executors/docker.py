@@ -32,6 +32,7 @@ from container_manager.executors.base import (
     RUNNING,
     ContainerExecutor,
     parse_command,
+    record_platform_times,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -72,6 +73,8 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "tls_client_key": (str,),
     "timeout": (int, float),
     "remove_containers": (bool,),
+    # Read by container_manager.cost, not by the executor: the host's rate.
+    "prices": (dict,),
 }
 
 
@@ -199,6 +202,11 @@ class DockerExecutor(ContainerExecutor):
         # No finish time means it still runs (a stop that failed); now is the best bound.
         job.completed_at = _parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC)
         job.started_at = _parse_docker_time(state.get("StartedAt")) or job.started_at
+        record_platform_times(job, {
+            "Created": _parse_docker_time(container.attrs.get("Created")),
+            "StartedAt": _parse_docker_time(state.get("StartedAt")),
+            "FinishedAt": _parse_docker_time(state.get("FinishedAt")),
+        })  # fmt: skip
         error = _state_error(job, state)
         if error:
             job.last_error = error

@@ -17,6 +17,7 @@ from container_manager.executors.base import (
     RUNNING,
     ContainerExecutor,
     parse_command,
+    record_platform_times,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from container_manager.models import ContainerJob, ExecutorHost
 
 logger = logging.getLogger(__name__)
+
+#: The task timestamps ECS reports, kept as the execution's platform times.
+ECS_TIMES = ("createdAt", "pullStartedAt", "pullStoppedAt", "startedAt", "stoppingAt", "stoppedAt")
 
 #: Valid Fargate task sizes: CPU units -> the memory sizes (MiB) allowed with them.
 FARGATE_SIZES: dict[int, list[int]] = {
@@ -152,6 +156,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         job.clean_output = strip_timestamps(job.stdout_log)
         job.exit_code = container.get("exitCode")
         job.started_at = task.get("startedAt") or job.started_at
+        record_platform_times(job, {name: task.get(name) for name in ECS_TIMES})
         job.completed_at = stopped or datetime.now(UTC)
         job.docker_log = _task_summary(task, container)
         error = _task_error(task, container)

@@ -20,6 +20,7 @@ from container_manager.executors.base import (
     RUNNING,
     ContainerExecutor,
     parse_command,
+    record_platform_times,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -110,6 +111,10 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         job.exit_code = run.exit_code if exited else None
         job.stdout_log = job.stderr_log = job.clean_output = ""
         job.started_at = run.started_at or job.started_at
+        record_platform_times(job, {
+            "created_at": run.created_at, "started_at": run.started_at,
+            "terminated_at": run.terminated_at,
+        })  # fmt: skip
         job.completed_at = run.terminated_at or datetime.now(UTC)
         job.docker_log = (
             f"job run {run.id}: state={state} reason={reason} exit_code={job.exit_code}\n"
