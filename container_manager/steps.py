@@ -15,7 +15,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import cost, dispatch, timings
+from container_manager import cost, counters, dispatch, logs, timings
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -165,6 +165,7 @@ def sweep(now: Any = None) -> dict[str, int]:
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
     dispatch.send_many_on_commit(messages)
+    counters.sweep_found(sent)
     return sent
 
 
@@ -203,7 +204,8 @@ def run_step(step: str, job_id: Any) -> str:
     """Run a step by name (``"sweep"`` ignores ``job_id``); ``KeyError`` for an unknown one."""
     if step == "sweep":
         return str(sweep())
-    return STEPS[step](job_id)
+    with logs.step_context(step, job_id):
+        return counters.observed(step, STEPS[step], job_id)
 
 
 # -- helpers --------------------------------------------------------------------
