@@ -32,6 +32,8 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "memory_bytes": (int,),
     "cpu_percent": (int, float),
     "vanish": (bool,),
+    # Read by container_manager.cost, not by the executor: the host's rate.
+    "prices": (dict,),
 }
 
 
