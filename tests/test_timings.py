@@ -110,3 +110,21 @@ def test_fargate_attempt_keeps_the_task_times(recording, moto):  # noqa: F811
     ]
     assert execution.container_started_at == base + timedelta(seconds=30)
     assert execution.finished_at == base + timedelta(seconds=40)
+
+
+def test_the_api_returns_phases_and_cost_as_its_schema_says(
+    client, settings, recording, make_mock_host
+):
+    from django.urls import reverse
+
+    from tests.test_api import BEARER, TOKEN, conforms
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": [TOKEN]}
+    host = make_mock_host(name="api-priced", prices={"currency": "EUR", "vcpu_hour": 3600})
+    done = run_to_the_end(ContainerJob.objects.create_job(image="x", docker_host=host, cpu_limit=1))
+    body = client.get(reverse("container_manager:api-job", args=[done.pk]), headers=BEARER).json()
+    assert (body["estimated_cost"], body["cost_currency"]) == (str(done.estimated_cost), "EUR")
+    [attempt] = body["timings"]
+    assert list(attempt["phases"]) == PHASES and attempt["attempt"] == 1
+    document = client.get(reverse("container_manager:api-openapi")).json()
+    assert conforms(document, "Job", body)
