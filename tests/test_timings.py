@@ -63,30 +63,33 @@ def test_docker_attempt_keeps_created_started_finished(local, docker_host, docke
     assert execution.started_at <= created  # the launch was requested before the engine made it
 
 
-def test_cloudrun_attempt_keeps_the_execution_times(recording, cloudrun_fake):  # noqa: F811
-    host = ExecutorHost.objects.create(
-        name="cr", executor_type="cloudrun", executor_config=cloudrun_fake.config()
-    )
+@pytest.mark.parametrize(
+    ("fake", "kind", "times", "end"),
+    [
+        (
+            "cloudrun_fake",
+            "cloudrun",
+            {"createTime", "startTime", "completionTime"},
+            "completionTime",
+        ),
+        (
+            "scaleway_fake",
+            "scaleway",
+            {"created_at", "started_at", "terminated_at"},
+            "terminated_at",
+        ),
+    ],
+)
+def test_cloud_fake_attempt_keeps_the_platform_times(recording, request, fake, kind, times, end):
+    config = request.getfixturevalue(fake).config()
+    host = ExecutorHost.objects.create(name=kind, executor_type=kind, executor_config=config)
     done = run_to_the_end(
         ContainerJob.objects.create_job(image="busybox", command="true", docker_host=host)
     )
     assert done.status == "completed"
     execution = attempt_of(done)
-    assert set(execution.platform_times) == {"createTime", "startTime", "completionTime"}
-    assert platform_time(execution, "completionTime") == execution.finished_at
-
-
-def test_scaleway_attempt_keeps_the_run_times(recording, scaleway_fake):  # noqa: F811
-    host = ExecutorHost.objects.create(
-        name="scw", executor_type="scaleway", executor_config=scaleway_fake.config()
-    )
-    done = run_to_the_end(
-        ContainerJob.objects.create_job(image="busybox", command="true", docker_host=host)
-    )
-    assert done.status == "completed"
-    execution = attempt_of(done)
-    assert set(execution.platform_times) == {"created_at", "started_at", "terminated_at"}
-    assert platform_time(execution, "terminated_at") == execution.finished_at
+    assert set(execution.platform_times) == times
+    assert platform_time(execution, end) == execution.finished_at
 
 
 def test_fargate_attempt_keeps_the_task_times(recording, moto):  # noqa: F811
