@@ -66,7 +66,10 @@ def record_platform_times(job: ContainerJob, times: dict[str, Any]) -> None:
     They go to ``job.executor_metadata["platform_times"]`` as ISO 8601 text.
     """
     known = {name: at.isoformat() for name, at in times.items() if at is not None}
-    job.executor_metadata = {**(job.executor_metadata or {}), "platform_times": known}
+    job.executor_metadata = {
+        **(getattr(job, "executor_metadata", None) or {}),
+        "platform_times": known,
+    }
 
 
 class ContainerExecutor(ABC):
