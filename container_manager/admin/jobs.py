@@ -132,9 +132,10 @@ class ContainerExecutionAdmin(admin.ModelAdmin):
     search_fields = ("execution_id", "job__id", "job__name")
     list_select_related = ("job", "host")
     readonly_fields = (
-        "job_link", "attempt", "status", "host", "execution_id", "started_at", "finished_at",
-        "exit_code", "error", "stdout_display", "stderr_display", "docker_log_display",
-        "max_memory_usage", "cpu_usage_percent",
+        "job_link", "attempt", "status", "host", "execution_id", "started_at", "accepted_at",
+        "container_started_at", "finished_at", "harvested_at", "platform_times", "exit_code",
+        "error", "stdout_display", "stderr_display", "docker_log_display", "max_memory_usage",
+        "cpu_usage_percent",
     )  # fmt: skip
     fields = readonly_fields
 

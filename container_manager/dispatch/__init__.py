@@ -78,6 +78,7 @@ def send_many_on_commit(messages: list[tuple[str, Any, float]], using: str | Non
 
 
 def _send_many(batch: list[tuple[str, str, float]]) -> None:
+    """Send a batch; if it raises, each of its messages counts as failed (which went is unknown)."""
     try:
         get_backend().send_many(batch)
     except Exception:
