@@ -1,7 +1,7 @@
 """The Prometheus endpoint (``cm/metrics/``): job figures derived from rows, plus ``counters``.
 
-A scrape costs two queries whatever the table size; serverless instances come and go,
-so what matters is read from the rows, not remembered by a process.
+A scrape costs two queries whatever the table size; serverless instances come and go, so what
+matters is read from the rows. prometheus-client is imported only when a scrape comes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from container_manager import counters
 from container_manager.auth import AuthError
@@ -38,13 +36,39 @@ class JobCollector:
     def __init__(self, now: Any = None):
         self.now = now
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Any]:
         """Yield the metric families; two queries."""
         yield from _status_families()
         yield from _histogram_families(self.now or timezone.now())
 
 
-counters.REGISTRY.register(JobCollector())
+class ProcessCollector:
+    """What this process counted in ``counters``: steps, sweep findings, failed sends."""
+
+    def collect(self) -> Iterator[Any]:
+        """Yield the metric families; no query."""
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        seconds = HistogramMetricFamily(
+            "cm_step_duration_seconds", "Time a step took in this process.", labels=["step"]
+        )
+        for step, (counts, total) in sorted(counters.STEP_SECONDS.snapshot().items()):
+            bounds = [*(str(b) for b in counters.STEP_BUCKETS), "+Inf"]
+            cumulative = [sum(counts[: n + 1]) for n in range(len(counts))]
+            seconds.add_metric([step], list(zip(bounds, cumulative, strict=True)), total)
+        yield seconds
+        for name, doc, labels, tally in (
+            ("cm_step_outcomes", "Steps run in this process, by their answer ('error': raised).",
+             ["step", "outcome"], counters.STEP_OUTCOMES),
+            ("cm_sweep_found", "Jobs this process's sweeps found due and sent again.",
+             ["kind"], counters.SWEEP_FOUND),
+            ("cm_dispatch_send_failures", "Step messages this process failed to send.",
+             ["step"], counters.SEND_FAILURES),
+        ):  # fmt: skip
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for values, amount in sorted(tally.snapshot().items()):
+                family.add_metric(list(values), amount)
+            yield family
 
 
 @require_GET
@@ -54,10 +78,17 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         import_string(setting("METRICS_AUTH"))(request)
     except AuthError as exc:
         return JsonResponse({"error": exc.reason}, status=exc.status)
-    return HttpResponse(generate_latest(counters.REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+    from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobCollector())
+    registry.register(ProcessCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-def _status_families() -> Iterator[Metric]:
+def _status_families() -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
     jobs = GaugeMetricFamily("cm_jobs", "Jobs by status and host.", labels=["status", "host"])
     cost = GaugeMetricFamily(
         "cm_jobs_estimated_cost",
@@ -83,7 +114,9 @@ def _status_families() -> Iterator[Metric]:
     yield cost
 
 
-def _histogram_families(now: datetime) -> Iterator[Metric]:
+def _histogram_families(now: datetime) -> Iterator[Any]:
+    from prometheus_client.core import GaugeHistogramMetricFamily
+
     since = now - timedelta(hours=setting("METRICS_WINDOW_HOURS"))
     window = f"jobs of the last {setting('METRICS_WINDOW_HOURS')} h"
     wait = GaugeHistogramMetricFamily(
