@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 if TYPE_CHECKING:
+    from container_manager.executors.types import HarvestResult
     from container_manager.models import ContainerExecution, ContainerJob
 
 #: The stretch between two phases, named after what happens in it.
@@ -23,16 +24,17 @@ SEGMENTS = {
 }
 
 
-def harvested(job: ContainerJob) -> dict[str, Any]:
+def harvested(job: ContainerJob, result: HarvestResult | None) -> dict[str, Any]:
     """Fields of the attempt's ``ContainerExecution`` to store with the harvest.
 
-    The executor has put the platform's start time in ``job.started_at`` and its
-    own timestamps in ``job.executor_metadata["platform_times"]``.
+    ``job.started_at`` already holds the platform's start time where it gave one;
+    ``result`` (None when nothing could be read) has the platform's timestamps.
     """
+    times = result.platform_times if result is not None else {}
     return {
         "harvested_at": timezone.now(),
         "container_started_at": job.started_at,
-        "platform_times": dict(job.executor_metadata.get("platform_times") or {}),
+        "platform_times": {name: at.isoformat() for name, at in times.items()},
     }
 
 

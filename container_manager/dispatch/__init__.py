@@ -87,12 +87,6 @@ def _send_many(batch: list[tuple[str, str, float]]) -> None:
         raise
 
 
-def job_created(sender: Any, instance: Any, created: bool, using: str, **kwargs: Any) -> None:
-    """``post_save`` receiver: a new pending job is sent to launch when its row commits."""
-    if created and not kwargs.get("raw"):
-        send_on_commit("launch", instance.pk, using=using)
-
-
 @receiver(setting_changed)
 def _settings_changed(setting: str, **kwargs: Any) -> None:
     if setting == "CONTAINER_MANAGER":
