@@ -20,7 +20,7 @@ class RecordingBackend(DispatchBackend):
 
 
 class FailingBackend(DispatchBackend):
-    """Every send raises, as a transport that is down would."""
+    """Every delivery raises, as a transport that is down would."""
 
-    def send(self, step, job_id, delay):
+    def deliver(self, step, job_id, delay):
         raise ConnectionError(f"transport down: {step} of {job_id} not sent")
