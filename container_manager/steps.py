@@ -15,7 +15,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import dispatch, hooks
+from container_manager import cost, counters, dispatch, hooks, logs, timings
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -177,6 +177,7 @@ def sweep(now: Any = None) -> dict[str, int]:
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
     dispatch.send_many_on_commit(messages)
+    counters.sweep_found(sent)
     return sent
 
 
@@ -226,7 +227,8 @@ def run_step(step: str, job_id: Any) -> str:
     """
     if step == "sweep":
         return str(sweep())
-    return STEPS[step](job_id)
+    with logs.step_context(step, job_id):
+        return counters.observed(step, STEPS[step], job_id)
 
 
 def build_launch_request(job: ContainerJob) -> LaunchRequest:
@@ -321,7 +323,8 @@ def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
         job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
         execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",
         next_check_at=now + timedelta(seconds=first_check), waiting_for_host_since=None,
-        execution={"status": st.RUNNING, "execution_id": execution_id, "error": ""},
+        execution={"status": st.RUNNING, "execution_id": execution_id, "error": "",
+                   "accepted_at": now},
     )  # fmt: skip
     if not moved:
         return "taken"
@@ -626,8 +629,9 @@ def _finish(job: ContainerJob, executor: ex.ContainerExecutor, result: HarvestRe
             guard={"attempt_count": job.attempt_count, "stop_reason": job.stop_reason},
             clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
             next_check_at=None, last_error=last_error, waiting_for_host_since=None, **results,
+            **cost.fields(job, completed_at),
             execution={**results, "status": status, "finished_at": completed_at,
-                       "error": last_error},
+                       "error": last_error, **timings.harvested(job, result)},
         )  # fmt: skip
         if moved:
             _cleanup(executor, job)

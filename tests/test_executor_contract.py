@@ -338,7 +338,7 @@ def test_api_error_on_launch(platform, kind):
     if kind == "retryable":  # unreachable, 5xx: the host's fault, no attempt used up
         assert (result, failed.status, failed.attempt_count) == ("host-unreachable", "pending", 0)
         assert "unreachable, launch retried in" in failed.last_error
-        assert failed.run_after > timezone.now() and failed.waiting_for_host_since
+        assert failed.run_after > failed.updated_at and failed.waiting_for_host_since
         host = ExecutorHost.objects.get(pk=job.docker_host_id)
         assert (host.last_health_ok, host.current_job_count) == (False, 0)
         assert host.unreachable_since and host.last_health_error

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0002_used_signature'),
+        ('container_manager', '0003_metrics'),
     ]
 
     operations = [
