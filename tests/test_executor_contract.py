@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from container_manager import steps, transitions
+from container_manager.conf import setting
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConfigurationError
 from container_manager.executors.mock import MockExecutor
@@ -318,6 +319,29 @@ def test_launch_retried_after_a_crash_starts_no_second_execution(platform, monke
     assert launch(platform, job) == "launched"
     done = run_to_end(job)
     assert (done.status, done.attempt_count) == ("completed", 1)
+    assert platform.executions(job) == 1
+
+
+def test_crashed_launch_is_reconciled_by_its_launch_key(platform, monkeypatch):
+    job = platform.submit("forever")
+    real_move = transitions.move
+
+    def crash_on_running(job_arg, old, new, **kwargs):
+        if new == "running":
+            raise RuntimeError("process died between the remote start and the database write")
+        return real_move(job_arg, old, new, **kwargs)
+
+    monkeypatch.setattr(steps, "move", crash_on_running)
+    with pytest.raises(RuntimeError):
+        steps.launch(job.pk)
+    monkeypatch.setattr(steps, "move", real_move)
+    began = setting("LAUNCH_RECONCILE_SECONDS") + 1  # seconds ago; the lease still runs
+    ContainerJob.objects.filter(pk=job.pk).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS") - began)
+    )
+    assert steps.launch(job.pk) == "reconciled"
+    platform.started(job)
+    assert (row(job).status, row(job).attempt_count) == ("running", 1)
     assert platform.executions(job) == 1
 
 
