@@ -1,4 +1,4 @@
-"""App configuration: wires the job-created signal to dispatch and registers the system checks."""
+"""App configuration: wires job signals to dispatch and to Django tasks, registers the checks."""
 
 from django.apps import AppConfig
 from django.db.models.signals import post_save
@@ -15,5 +15,7 @@ class ContainerManagerConfig(AppConfig):
         from container_manager import checks  # noqa: F401 - registers the system checks
         from container_manager.dispatch import job_created
         from container_manager.models import ContainerJob
+        from container_manager.tasks.signals import job_moved
 
         post_save.connect(job_created, sender=ContainerJob, dispatch_uid="cm-job-created")
+        post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 1024 * 1024,
     # How many due jobs one sweep re-sends at most, per kind of work.
     "SWEEP_BATCH_SIZE": 500,
+    # Largest JSON payload (task path, args, kwargs) a Django task may carry, in bytes.
+    "TASK_PAYLOAD_MAX_BYTES": 8192,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
     "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
 }

@@ -10,23 +10,28 @@ import re
 from typing import Any
 
 from container_manager.conf import setting
+from container_manager.taskwire import PAYLOAD_ENV
 
 #: What a masked value is shown as.
 MASK = "********"
+#: Names masked whatever ``SECRET_NAME_PATTERNS`` says: a Django task's arguments.
+ALWAYS_SECRET = frozenset({PAYLOAD_ENV})
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
-    """True when ``name`` matches one of ``SECRET_NAME_PATTERNS`` (case-insensitive).
+    """True when ``name`` matches one of ``SECRET_NAME_PATTERNS`` (case-insensitive) or is a payload.
 
     >>> is_secret_name("AWS_SECRET_ACCESS_KEY"), is_secret_name("api_token")
     (True, True)
-    >>> is_secret_name("DEBUG")
-    False
+    >>> is_secret_name("DEBUG"), is_secret_name("CM_TASK_PAYLOAD")
+    (False, True)
     """
     upper = str(name).upper()
-    return any(fnmatch.fnmatchcase(upper, p.upper()) for p in setting("SECRET_NAME_PATTERNS"))
+    return upper in ALWAYS_SECRET or any(
+        fnmatch.fnmatchcase(upper, p.upper()) for p in setting("SECRET_NAME_PATTERNS")
+    )
 
 
 def mask_env(variables: dict[str, Any]) -> dict[str, Any]:
