@@ -89,7 +89,7 @@ def _context(task: Any, payload: dict[str, Any], environ: dict[str, str]) -> Any
 
 
 def _attempt(environ: dict[str, str]) -> int:
-    """The launch attempt, from ``CM_LAUNCH_KEY`` (``<job hex>-<attempt>``) where a platform sets it.
+    """The launch attempt, from ``CM_LAUNCH_KEY`` (``<job hex>-<attempt>``) where platforms set it.
 
     >>> _attempt({"CM_LAUNCH_KEY": "0f3a-2"}), _attempt({})
     (2, 1)

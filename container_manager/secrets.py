@@ -21,7 +21,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<
 
 
 def is_secret_name(name: str) -> bool:
-    """True when ``name`` matches one of ``SECRET_NAME_PATTERNS`` (case-insensitive) or is a payload.
+    """True when ``name`` matches ``SECRET_NAME_PATTERNS`` (case-insensitive) or is a task payload.
 
     >>> is_secret_name("AWS_SECRET_ACCESS_KEY"), is_secret_name("api_token")
     (True, True)
