@@ -1,10 +1,11 @@
 """Write to stdout a tar of a root filesystem that runs this interpreter and the project.
 
-Used by infra/python-image.sh (``docker import``); run it with the venv's Python whose packages go in.
+Used by infra/python-image.sh (``docker import``); run by the venv whose packages go in.
 """
 
 import argparse
 import importlib.metadata as md
+import io
 import os
 import re
 import subprocess
@@ -33,8 +34,7 @@ def main() -> None:
         entries.update(distribution_files(dist))
     entries.update(project_files())
     if args.list:
-        for arcname, source in sorted(entries.items()):
-            print(f"{arcname}\t{source}")
+        sys.stdout.writelines(f"{arc}\t{src}\n" for arc, src in sorted(entries.items()))
         return
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
         add_skeleton(tar)
@@ -125,7 +125,7 @@ def add_skeleton(tar):
         data = text.encode()
         info = tarfile.TarInfo(name)
         info.size = len(data)
-        tar.addfile(info, fileobj=__import__("io").BytesIO(data))
+        tar.addfile(info, fileobj=io.BytesIO(data))
 
 
 def link(tar, name, target):

@@ -5,11 +5,11 @@ The job's id is the ``TaskResult`` id; its row is the result's only store.
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
@@ -114,7 +114,7 @@ class ContainerTaskBackend(BaseTaskBackend):
             template is None
             or "DJANGO_SETTINGS_MODULE" not in template.get_environment_variables_dict()
         ):
-            environment["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE or ""
+            environment["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE", "")
         limits = {name: self._resource(task, name) for name in RESOURCE_OPTIONS[1:]}
         with transaction.atomic():
             job = ContainerJob.objects.create_job(

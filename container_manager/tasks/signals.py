@@ -8,28 +8,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from container_manager import status as st
 from container_manager import taskwire
 
 logger = logging.getLogger(__name__)
 
 
 def job_moved(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
-    """``post_save`` receiver: a task's job became running or terminal, tell the framework."""
+    """``post_save`` receiver: a task's job started running or ended; tell the framework.
+
+    Told apart by what the move wrote: every move to a terminal status writes
+    ``completed_at``, the move to running writes ``started_at``. (The instance's
+    ``status`` may already be further on when a committed move is announced.)
+    """
     update_fields = kwargs.get("update_fields") or ()
     if created or "status" not in update_fields:
         return
-    if instance.status not in (st.RUNNING, *st.TERMINAL):
+    if "completed_at" in update_fields:
+        finished = True
+    elif "started_at" in update_fields:
+        finished = False
+    else:
         return
     if taskwire.PAYLOAD_ENV not in (instance.override_environment or ""):
         return
     try:
-        _send(instance)
+        _send(instance, finished)
     except Exception:  # noqa: BLE001 - a receiver's failure must not undo or stop the step
         logger.exception("task signal for job %s could not be sent", instance.pk)
 
 
-def _send(job: Any) -> None:
+def _send(job: Any, finished: bool) -> None:
     from container_manager.tasks import results
     from container_manager.tasks.backend import ContainerTaskBackend
     from container_manager.tasks.compat import task_backends, task_finished, task_started
@@ -40,5 +48,5 @@ def _send(job: Any) -> None:
     backend = task_backends[payload["backend"]]
     if not isinstance(backend, ContainerTaskBackend):
         return
-    signal = task_started if job.status == st.RUNNING else task_finished
+    signal = task_finished if finished else task_started
     signal.send(type(backend), task_result=backend.get_result(job.pk))
