@@ -105,7 +105,7 @@ def test_enqueue_stores_a_pending_job_whose_id_is_the_result_id(
     assert (result.status, result.attempts, result.args) == (TaskResultStatus.READY, 0, [2, 3])
     assert result.enqueued_at == job.created_at and result.started_at is None
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
     again = examples.add.get_result(result.id)
     assert (again.id, again.task.func, again.status) == (result.id, examples.add.func, "READY")
     assert ("launch", result.id, 0.0) in recording.messages
@@ -280,7 +280,7 @@ def test_raised_exception_becomes_the_error(
     [error] = result.errors
     assert error.exception_class is ValueError and error.traceback.endswith("ValueError: boom")
     with pytest.raises(ValueError, match="Task failed"):
-        result.return_value
+        _ = result.return_value
 
 
 def test_exit_zero_without_a_result_line_fails(
