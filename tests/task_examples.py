@@ -30,7 +30,7 @@ def whoami(context, greeting):
     return {"id": context.task_result.id, "attempt": context.attempt, "greeting": greeting}
 
 
-@task(priority=5, memory_limit=96, cpu_limit=0.5, queue_name="big")
+@task(priority=5, memory_limit=96, cpu_limit=0.5)
 def sized():
     return "ok"
 

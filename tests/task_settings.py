@@ -11,7 +11,7 @@ from functions.settings import INSTALLED_APPS
 TASKS = {
     "default": {
         "BACKEND": "container_manager.tasks.ContainerTaskBackend",
-        "OPTIONS": {"image": "cm-python:latest", "queue_hosts": {"big": ""}},
+        "OPTIONS": {"image": "cm-python:latest"},
     }
 }
 if django.VERSION < (6, 0):

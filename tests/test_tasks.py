@@ -112,7 +112,7 @@ def test_enqueue_stores_a_pending_job_whose_id_is_the_result_id(
 
 
 def test_per_task_resources_priority_and_queue_host(recording, examples, db):
-    result = examples.sized.enqueue()
+    result = examples.sized.using(queue_name="big").enqueue()
     job = ContainerJob.objects.get(pk=result.id)
     assert (job.memory_limit, job.cpu_limit, job.priority) == (96, 0.5, 5)
     assert job.docker_host.name == "tasks-big"
