@@ -1,6 +1,6 @@
 """Django tasks run as containers on the real engine, in the Python image of infra/python-image.sh.
 
-Through local dispatch, and through the serverless path: Cloud Tasks emulator pushes to a live server.
+Through local dispatch, and the serverless path: Cloud Tasks emulator pushes to a live server.
 """
 
 import importlib
