@@ -7,7 +7,14 @@ import importlib
 import json
 from datetime import timedelta
 
+import django
 import pytest
+
+pytest.importorskip(
+    "container_manager.tasks.compat",
+    reason="needs Django 6 or, on Django 5.2, django-tasks: pip install 'container_manager[tasks]'",
+)
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -225,6 +232,8 @@ def test_options_are_checked(settings):
     assert any("queue 'gpu', which QUEUES does not list" in m for m in messages)
     with pytest.raises(ImproperlyConfigured, match="TASKS\\['default'\\]"):
         backend.enqueue(task_backends["default"].task_class(func=results.payload_of), (), {})
+    if django.VERSION >= (6, 0):  # on 5.2 the backport's app (in INSTALLED_APPS) runs it
+        assert "container_manager.E101" in {m.id for m in checks.run_checks()}
     settings.TASKS = tasks_setting(host="h", queue_hosts={"big": "b"})
     assert task_backends["default"].check() == []
 

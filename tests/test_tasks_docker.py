@@ -9,6 +9,11 @@ import threading
 
 import pytest
 
+pytest.importorskip(
+    "container_manager.tasks.compat",
+    reason="needs Django 6 or, on Django 5.2, django-tasks: pip install 'container_manager[tasks]'",
+)
+
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate
 from container_manager.tasks.compat import TaskResultStatus, task_finished, task_started
 from container_manager.tasks.exceptions import TaskTimedOut
