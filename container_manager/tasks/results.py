@@ -86,7 +86,8 @@ def _errors(job: ContainerJob, executions: list[ContainerExecution], found: bool
     ):
         return errors
     stderr = strip_timestamps(job.stderr_log)
-    raised = taskwire.read_error(stderr)
+    # Fargate's awslogs mixes both streams into stdout, so the error line may be there.
+    raised = taskwire.read_error(stderr) or taskwire.read_error(strip_timestamps(job.stdout_log))
     if raised and job.status == st.FAILED:
         errors.append(TaskError(**raised))
         return errors
