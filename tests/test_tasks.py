@@ -295,9 +295,11 @@ def test_raised_exception_becomes_the_error(
 def test_exception_on_a_platform_that_mixes_the_streams(
     immediate, examples, settings, make_mock_host, django_capture_on_commit_callbacks
 ):
-    stdout = "log line\n" + taskwire.error_line("builtins.KeyError", "KeyError: 'k'") + "\n"
+    stdout = "log\n" + taskwire.error_line("builtins.KeyError", "KeyError: 'k'") + "\n"
     host = make_mock_host(exit_code=EXIT_TASK_FAILED, stdout=stdout)
-    result = run_on(examples, settings, django_capture_on_commit_callbacks, host, examples.fail, "x")
+    result = run_on(
+        examples, settings, django_capture_on_commit_callbacks, host, examples.fail, "x"
+    )
     assert [e.exception_class for e in result.errors] == [KeyError]
 
 

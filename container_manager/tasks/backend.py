@@ -50,8 +50,7 @@ class ContainerTask(Task):
 
     def using(self, *, priority: Any = None, queue_name: Any = None, run_after: Any = None,
               backend: Any = None, **resources: Any) -> ContainerTask:  # fmt: skip
-        """A copy with other defaults; also takes ``image``, ``memory_limit``, ``cpu_limit``,
-        ``timeout_seconds``."""
+        """A copy with other defaults: the framework's and those of ``RESOURCE_OPTIONS``."""
         unknown = set(resources) - set(RESOURCE_OPTIONS)
         if unknown:
             raise TypeError(f"using() got unexpected options: {', '.join(sorted(unknown))}")
@@ -107,14 +106,8 @@ class ContainerTaskBackend(BaseTaskBackend):
         if problems:
             raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {problems[0]}")
         result_id = uuid.uuid4()
-        payload = self._payload(task, args, kwargs, str(result_id))
         template = self._template()
-        environment = {taskwire.PAYLOAD_ENV: payload}
-        if (
-            template is None
-            or "DJANGO_SETTINGS_MODULE" not in template.get_environment_variables_dict()
-        ):
-            environment["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+        environment = self._environment(template, self._payload(task, args, kwargs, str(result_id)))
         limits = {name: self._resource(task, name) for name in RESOURCE_OPTIONS[1:]}
         with transaction.atomic():
             job = ContainerJob.objects.create_job(
@@ -123,7 +116,7 @@ class ContainerTaskBackend(BaseTaskBackend):
                 command=RUNNER_COMMAND,
                 name=f"task {task.module_path}"[:200],
                 environment_template=template,
-                environment_vars={k: v for k, v in environment.items() if v},
+                environment_vars=environment,
                 docker_host=self._host(task.queue_name),
                 priority=task.priority,
                 run_after=task.run_after,
@@ -214,6 +207,19 @@ class ContainerTaskBackend(BaseTaskBackend):
                          "(a row id, a storage key) instead of the data."}
             )  # fmt: skip
         return payload
+
+    def _environment(
+        self, template: EnvironmentVariableTemplate | None, payload: str
+    ) -> dict[str, str]:
+        """The payload, and this process's settings module unless the template names one."""
+        environment = {taskwire.PAYLOAD_ENV: payload}
+        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+        named = template is not None and (
+            "DJANGO_SETTINGS_MODULE" in template.get_environment_variables_dict()
+        )
+        if settings_module and not named:
+            environment["DJANGO_SETTINGS_MODULE"] = settings_module
+        return environment
 
     def _resource(self, task: Task, name: str) -> Any:
         own = getattr(task, name, None)
