@@ -24,12 +24,14 @@ if "$PY" -c 'import django, sys; sys.exit(django.VERSION >= (6, 0))' 2>/dev/null
     extras+=(--extra django-tasks)
 fi
 
-# What goes in (names), the project's file contents and the build scripts decide the label.
+# What goes in (names), the project's file contents and the build scripts decide the label;
+# compiled modules are left out of it: they follow from the sources.
 listing=$("$PY" infra/python_rootfs.py --list "${extras[@]}")
 inputs=$( {
     "$PY" -VV
-    printf '%s\n' "$listing" | cut -f1
-    printf '%s\n' "$listing" | awk -F'\t' '$1 ~ /^app\// {print $2}' | xargs sha256sum | cut -c1-64
+    printf '%s\n' "$listing" | cut -f1 | grep -v '\.pyc$'
+    printf '%s\n' "$listing" | awk -F'\t' '$1 ~ /^app\// && $1 !~ /\.pyc$/ {print $2}' \
+        | xargs sha256sum | cut -c1-64
     sha256sum "${BASH_SOURCE[0]}" infra/python_rootfs.py | cut -c1-64
 } | sha256sum | cut -c1-16)
 
