@@ -1,11 +1,6 @@
 """Run one task inside its container: ``python -m container_manager.run_task``.
 
 Reads the payload from ``CM_TASK_PAYLOAD``, calls the task, and writes one marked result line.
-
-The return value goes to stdout as the last line (``taskwire.result_line``);
-a raised exception goes to stderr, as a traceback and one marked line with
-its type, and the exit code is 1. A payload that cannot be read exits with 2.
-The database is never touched: the task's result travels in the logs.
 """
 
 from __future__ import annotations
@@ -25,7 +20,13 @@ EXIT_TASK_FAILED = 1
 
 
 def main(environ: dict[str, str] | None = None) -> int:
-    """Run the task the environment names and return the process's exit code."""
+    """Run the task the environment names and return the process's exit code.
+
+    The return value goes to stdout as the last line (``taskwire.result_line``);
+    a raised exception goes to stderr, as a traceback and one marked line with
+    its type, and the exit code is 1. A payload that cannot be read exits with 2.
+    The database is never touched: the task's result travels in the logs.
+    """
     environ = os.environ if environ is None else environ
     try:
         payload = taskwire.decode_payload(environ.get(taskwire.PAYLOAD_ENV, ""))
