@@ -1,4 +1,4 @@
-"""App configuration: wires job signals to dispatch and to Django tasks, registers the checks."""
+"""App configuration: loads the steps (which bind the models' hooks), the checks, task signals."""
 
 from django.apps import AppConfig
 from django.db.models.signals import post_save
@@ -12,10 +12,12 @@ class ContainerManagerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from container_manager import checks  # noqa: F401 - registers the system checks
-        from container_manager.dispatch import job_created
+        from container_manager import (
+            checks,  # noqa: F401 - registers the system checks
+            steps,  # noqa: F401 - binds launch, harvest, cancel and submit for the models
+        )
         from container_manager.models import ContainerJob
         from container_manager.tasks.signals import job_moved
 
-        post_save.connect(job_created, sender=ContainerJob, dispatch_uid="cm-job-created")
+        # Moves announce themselves with post_save: Django tasks' started/finished signals.
         post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")
