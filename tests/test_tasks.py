@@ -393,3 +393,15 @@ def test_runner_gives_context_and_runs_coroutines(examples, capsys):
     }  # fmt: skip
     assert main({taskwire.PAYLOAD_ENV: payload("wait_and_echo", [1, "a"])}) == 0
     assert taskwire.read_result(capsys.readouterr().out) == (True, [1, "a"])
+
+
+def test_limits_a_host_cannot_honour_are_refused_naming_the_field(recording, examples, settings):
+    from container_manager.models import ExecutorHost
+
+    ExecutorHost.objects.create(
+        name="run-jobs", executor_type="cloudrun", connection_string="projects/p/locations/r"
+    )
+    settings.TASKS = tasks_setting(host="run-jobs")
+    with pytest.raises(ValidationError, match="memory_limit"):
+        examples.sized.enqueue()
+    assert ContainerJob.objects.count() == 0
