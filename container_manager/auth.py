@@ -74,19 +74,44 @@ def authenticate_push(request: HttpRequest) -> Pusher:
     raise AuthError(401, "no credentials: send a Google OIDC token or an HMAC signature")
 
 
-def authenticate_api(request: HttpRequest) -> str:
-    """Check a JSON API call's bearer token; return a short, non-secret name for it."""
-    tokens = [t for t in setting("API_TOKENS") or [] if t]
-    if not tokens:
-        raise AuthError(403, "the API is disabled: no API_TOKENS are configured")
+@dataclass(frozen=True)
+class ApiCaller:
+    """Who calls the JSON API: a user's ``ApiToken`` or a service token of ``API_TOKENS``.
+
+    A service token may do everything and sees every job; a user's token acts
+    with that user's Django permissions and sees the user's own jobs only,
+    unless the user has ``container_manager.view_all_jobs``.
+    """
+
+    name: str
+    user: Any = None
+
+    def may(self, action: str) -> bool:
+        """May this caller ``add``, ``view`` or ``change`` container jobs?"""
+        return self.user is None or self.user.has_perm(f"container_manager.{action}_containerjob")
+
+    def visible(self, jobs: Any) -> Any:
+        """The part of the ``jobs`` queryset this caller may see."""
+        if self.user is None or self.user.has_perm("container_manager.view_all_jobs"):
+            return jobs
+        return jobs.filter(created_by=self.user)
+
+
+def authenticate_api(request: HttpRequest) -> ApiCaller:
+    """Check a JSON API call's bearer token: a user's ``ApiToken`` or one of ``API_TOKENS``."""
+    from container_manager.tokens import ApiToken
+
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise AuthError(401, "send 'Authorization: Bearer <token>'")
-    given = header.removeprefix("Bearer ").strip().encode()
-    for token in tokens:
-        if hmac.compare_digest(given, token.encode()):
-            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:8]
-    raise AuthError(403, "unknown API token")
+    given = header.removeprefix("Bearer ").strip()
+    for token in [t for t in setting("API_TOKENS") or [] if t]:
+        if hmac.compare_digest(given.encode(errors="replace"), token.encode()):
+            return ApiCaller("service:" + hashlib.sha256(token.encode()).hexdigest()[:8])
+    owned = ApiToken.objects.find(given) if given else None
+    if owned is None:
+        raise AuthError(403, "unknown or revoked API token")
+    return ApiCaller(f"token:{owned.pk}", owned.user)
 
 
 def sign_request(
