@@ -91,7 +91,12 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
         "security": [{"apiToken": []}],
         "components": {
             "securitySchemes": {"apiToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Job": _JOB, "JobSubmit": submission.json_schema(), "JobLogs": _LOGS, "Error": _ERROR},
+            "schemas": {
+                "Job": _JOB,
+                "JobSubmit": submission.json_schema(),
+                "JobLogs": _LOGS,
+                "Error": _ERROR,
+            },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
             },

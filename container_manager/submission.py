@@ -1,6 +1,6 @@
 """The submit contract, stated once: each field a job request may carry, its JSON type and rules.
 
-``create_job`` checks its arguments with it, the JSON API reads bodies with it, ``openapi.py`` prints it.
+``create_job`` checks its arguments with it, the JSON API reads bodies, ``openapi.py`` prints it.
 """
 
 from __future__ import annotations
@@ -95,23 +95,31 @@ FIELDS: tuple[Field, ...] = (
     Field("name", "string", "Human-readable name.", max_length=200),
     Field("description", "string"),
     Field(
-        "memory_limit", "integer", "MB, within the configured bounds.",
-        minimum="MIN_MEMORY_LIMIT_MB", maximum="MAX_MEMORY_LIMIT_MB", unit=" MB",
+        "memory_limit",
+        "integer",
+        "MB, within the configured bounds.",
+        minimum="MIN_MEMORY_LIMIT_MB",
+        maximum="MAX_MEMORY_LIMIT_MB",
+        unit=" MB",
     ),  # fmt: skip
     Field("cpu_limit", "number", "Cores.", minimum=0.1, maximum="MAX_CPU_LIMIT", unit=" cores"),
     Field("timeout_seconds", "integer", minimum=1, maximum="MAX_TIMEOUT_SECONDS"),
     Field("working_directory", "string", max_length=500),
     Field("environment_template", "string", "Template name.", max_length=100, not_blank=True),
     Field(
-        "environment_vars", "object",
+        "environment_vars",
+        "object",
         "Variables overlaid on the template; names are letters, digits and _, "
         "not starting with a digit.",
         extra={"additionalProperties": {"type": "string", "pattern": STORABLE}},
     ),  # fmt: skip
     Field("network_configuration", "array", "Networks to join.", extra=_NETWORK),
     Field(
-        "host", "string", "Executor host name; omitted: one is chosen.",
-        max_length=100, not_blank=True,
+        "host",
+        "string",
+        "Executor host name; omitted: one is chosen.",
+        max_length=100,
+        not_blank=True,
     ),  # fmt: skip
     Field("priority", "integer", "Higher runs first.", minimum=-INT_MAX, maximum=INT_MAX),
     Field("max_attempts", "integer", minimum=1, maximum=INT_MAX),
@@ -142,7 +150,7 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
     >>> from_json({"image": "x", "timeout_seconds": 1.5})
     Traceback (most recent call last):
     ...
-    django.core.exceptions.ValidationError: {'timeout_seconds': ['timeout_seconds: must be an integer.']}
+    django.core.exceptions.ValidationError: {'timeout_seconds': [...must be an integer.']}
     """
     errors = {
         _shown(name): [f"{_shown(name)}: unknown field."] for name in payload if name not in BY_NAME
@@ -157,7 +165,7 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_arguments(values: dict[str, Any]) -> None:
-    """Check the contract's fields among ``create_job`` arguments; other keys are left alone.
+    """Check the contract's fields among ``create_job`` arguments, and that other text is storable.
 
     ``run_after`` may also be a ``datetime``; ``None`` means "not given" for every field.
     """
@@ -170,9 +178,12 @@ def _field_errors(values: dict[str, Any]) -> dict[str, list[str]]:
     errors = {}
     for name, value in values.items():
         spec = BY_NAME.get(name)
-        if spec is None or value is None or isinstance(value, datetime):
+        if value is None or isinstance(value, datetime):
             continue
-        problem = spec.error(value)
+        if spec is None:
+            problem = _text_error(value) if isinstance(value, str) else None
+        else:
+            problem = spec.error(value)
         if problem:
             errors[name] = [f"{name}: {problem}"]
     return errors
