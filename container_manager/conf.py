@@ -45,7 +45,23 @@ DEFAULTS: dict[str, Any] = {
     # How many due jobs one sweep re-sends at most, per kind of work.
     "SWEEP_BATCH_SIZE": 500,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
-    "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
+    "SECRET_NAME_PATTERNS": [
+        "*KEY*",
+        "*SECRET*",
+        "*TOKEN*",
+        "*PASS*",
+        "*_PWD",
+        "*CREDENTIAL*",
+        "*DSN*",
+        "*AUTH*",
+        "*_PAT",
+        "*JWT*",
+        "*PRIVATE*",
+        "*CERT*",
+        "*COOKIE*",
+        "*SESSION*",
+        "*SALT*",
+    ],  # fmt: skip
 }
 
 
