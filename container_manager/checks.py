@@ -1,4 +1,5 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor."""
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor,
+and a development SECRET_KEY used with DEBUG off."""
 
 from typing import Any
 
@@ -37,6 +38,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     return errors
+
+
+#: Keys that are public: local development's and Django's ``startproject`` placeholder.
+INSECURE_KEY_PREFIXES = ("insecure-local-development", "django-insecure-")
+
+
+@checks.register(checks.Tags.security)
+def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With DEBUG off, a SECRET_KEY known to the world is an error (sessions could be forged)."""
+    from django.conf import settings
+
+    key = str(getattr(settings, "SECRET_KEY", ""))
+    if settings.DEBUG or not key.startswith(INSECURE_KEY_PREFIXES):
+        return []
+    return [
+        checks.Error(
+            "SECRET_KEY is a development key while DEBUG is off.",
+            hint="Set DJANGO_SECRET_KEY to a long random value (it signs sessions and CSRF).",
+            id="container_manager.E004",
+        )
+    ]
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

@@ -105,7 +105,7 @@ class CountingServer:
 
 
 class SilentServer:
-    """Accepts connections and never answers until ``release()``; ``accepted`` is set on the first."""
+    """Accepts connections, never answers until ``release()``; ``accepted`` set on each accept."""
 
     def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0))
