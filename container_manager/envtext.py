@@ -24,8 +24,9 @@ def parse_env_text(text: str) -> dict[str, str]:
 
     Blank lines and lines starting with ``#`` are ignored; the first ``=``
     splits key from value, so values may hold ``=``; a value wrapped in
-    matching single or double quotes loses them (inside double quotes
-    ``\\"`` and ``\\\\`` are unescaped). Raises ``ValidationError`` naming the
+    matching single or double quotes loses them; inside double quotes a
+    backslash escapes the next character, and ``\\n``, ``\\r``, ``\\v``, ``\\f``,
+    ``\\xHH`` and ``\\uHHHH`` stand for those characters. Raises ``ValidationError`` naming the
     line for a line without ``=`` or a key that is not a valid name.
 
     >>> parse_env_text('''

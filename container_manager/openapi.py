@@ -90,7 +90,16 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
         "servers": [{"url": server_url}],
         "security": [{"apiToken": []}],
         "components": {
-            "securitySchemes": {"apiToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A user's token (manage.py issue_api_token): that user's permissions "
+                        "and jobs; or a service token of API_TOKENS: every job."
+                    ),
+                }
+            },
             "schemas": {
                 "Job": _JOB,
                 "JobSubmit": submission.json_schema(),

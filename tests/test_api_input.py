@@ -87,6 +87,13 @@ def test_deep_nesting_is_a_400(client, api):
     assert not ContainerJob.objects.exists()
 
 
+def test_deep_but_parseable_nesting_is_a_400(client, api):
+    deep = "[" * 900 + '"\\u0000"' + "]" * 900
+    answer = refused(post_raw(client, '{"image": "x", "network_configuration": ' + deep + "}"))
+    assert "network_configuration" in answer["fields"]
+    assert not ContainerJob.objects.exists()
+
+
 def test_environment_text_cannot_smuggle_a_variable(client, api):
     response = post_raw(client, json.dumps({"image": "x", "environment_vars": {"A": "x\rB=1"}}))
     assert response.status_code == 201
