@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, JsonResponse
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from container_manager import openapi, submission
@@ -135,8 +135,22 @@ def openapi_view(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 def not_found_view(request: HttpRequest, rest: str = "") -> JsonResponse:
-    """Any other path under ``api/``: a JSON 404."""
+    """Any other path under ``api/``: a JSON 404, or a JSON 308 to the path with its slash."""
+    if not request.path.endswith("/"):
+        match = _resolve_or_none(request.path + "/")
+        if match is not None and match.func is not not_found_view:
+            response = _error(308, "this path ends with a slash")
+            response["Location"] = request.get_full_path(force_append_slash=True)
+            return response
     return _error(404, "no such API path; see api/openapi.json")
+
+
+def _resolve_or_none(path: str):
+    """The URL match of ``path``, or None."""
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
 
 
 def _require(caller: ApiCaller, action: str) -> None:

@@ -416,7 +416,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``run_after``, ``created_by`` …)
 
         Raises:
-            ValidationError: naming the field at fault; nothing is stored.
+            ValidationError: naming the field at fault; nothing is stored. The
+                types and bounds of the fields are ``container_manager.submission``'s,
+                the same the JSON API and its OpenAPI document use.
 
         >>> job = ContainerJob.objects.create_job(
         ...     image="python:3.11-slim",

@@ -119,6 +119,9 @@ def test_every_answer_under_api_is_json(client, api, settings):
     assert client.delete(reverse("container_manager:api-jobs"), headers=BEARER)["Allow"] == (
         "GET, POST"
     )
+    moved = client.post("/cm/api/jobs?x=1", "{}", content_type="application/json", headers=BEARER)
+    assert moved.status_code == 308 and moved["Location"] == "/cm/api/jobs/?x=1"
+    assert "error" in moved.json()
 
 
 def test_too_large_body_is_a_413(client, api, settings):
