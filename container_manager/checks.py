@@ -1,9 +1,14 @@
 """System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor,
-and a development SECRET_KEY used with DEBUG off."""
+and a development SECRET_KEY used with DEBUG off.
+
+``manage.py check --database default`` also checks every host's ``executor_config``.
+"""
 
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from container_manager.conf import DEFAULTS, setting
@@ -34,10 +39,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     else:
-        errors.extend(_importable(dispatch["BACKEND"], "CONTAINER_MANAGER['DISPATCH']['BACKEND']"))
+        where = "CONTAINER_MANAGER['DISPATCH']['BACKEND']"
+        found = _importable(dispatch["BACKEND"], where)
+        errors.extend(found or _backend_problems(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_hosts(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """Each active host's ``executor_type`` and ``executor_config`` against the declared keys."""
+    from container_manager.models import ExecutorHost
+
+    if not databases:
+        return []
+    try:
+        hosts = list(ExecutorHost.objects.filter(is_active=True))
+    except DatabaseError:
+        return []  # not migrated yet: nothing to check
+    return [
+        checks.Error(
+            f"executor host {host.name!r}: {problem}",
+            hint="Fix it in the admin; docs/executors.md lists each executor's keys.",
+            obj=host,
+            id="container_manager.E005",
+        )
+        for host in hosts
+        if (problem := host.config_problem()) is not None
+    ]
+
+
+def _backend_problems(dispatch: dict, where: str) -> list[checks.CheckMessage]:
+    try:
+        backend = import_string(dispatch["BACKEND"])(dispatch.get("OPTIONS", {}))
+        problems = backend.check()
+    except (ImproperlyConfigured, ValueError, TypeError) as exc:
+        problems = [str(exc)]
+    return [
+        checks.Error(f"{where}: {problem}", id="container_manager.E004") for problem in problems
+    ]
 
 
 #: Keys that are public: local development's and Django's ``startproject`` placeholder.
@@ -56,7 +97,7 @@ def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         checks.Error(
             "SECRET_KEY is a development key while DEBUG is off.",
             hint="Set DJANGO_SECRET_KEY to a long random value (it signs sessions and CSRF).",
-            id="container_manager.E004",
+            id="container_manager.E006",
         )
     ]
 

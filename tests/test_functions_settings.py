@@ -152,7 +152,7 @@ def check(*args, **env):
 
 def test_development_key_with_debug_off_fails_the_check():
     out = check(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="insecure-local-development-key")
-    assert out.returncode != 0 and "container_manager.E004" in out.stderr
+    assert out.returncode != 0 and "container_manager.E006" in out.stderr
     assert check().returncode == 0
 
 
