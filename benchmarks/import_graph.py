@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
+        "submission", "tokens", "errors",
     ),
     ("executors",),
     ("models", "cost", "timings"),

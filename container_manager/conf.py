@@ -77,7 +77,23 @@ DEFAULTS: dict[str, Any] = {
     # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
     "METRICS_AUTH": "container_manager.auth.authenticate_api",
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
-    "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
+    "SECRET_NAME_PATTERNS": [
+        "*KEY*",
+        "*SECRET*",
+        "*TOKEN*",
+        "*PASS*",
+        "*_PWD",
+        "*CREDENTIAL*",
+        "*DSN*",
+        "*AUTH*",
+        "*_PAT",
+        "*JWT*",
+        "*PRIVATE*",
+        "*CERT*",
+        "*COOKIE*",
+        "*SESSION*",
+        "*SALT*",
+    ],  # fmt: skip
 }
 
 
