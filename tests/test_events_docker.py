@@ -38,7 +38,9 @@ def deliver(recording):
         steps.run_step(step, job_id)
 
 
-def test_a_dying_container_is_harvested_without_a_check(recording, docker_host, docker_ready, follower):
+def test_a_dying_container_is_harvested_without_a_check(
+    recording, docker_host, docker_ready, follower
+):
     recording.take()  # the catch-up of the connection
     job = submit(docker_host, docker_ready, "sh -c 'echo done'")
     deliver(recording)  # the launch

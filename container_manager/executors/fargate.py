@@ -44,6 +44,8 @@ FARGATE_SIZES: dict[int, list[int]] = {
 #: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
+#: ``executor_metadata`` key of the newest ECS task state change event seen for the job's task.
+EVENT_METADATA_KEY = "ecs_task"
 
 _CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "cluster": ((str,), True),
@@ -136,8 +138,12 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         return self._read_logs(execution_id, definition), ""
 
     def harvest_job(self, job: ContainerJob) -> bool:
-        """Copy exit code, reasons, times and CloudWatch logs into ``job``; never guesses."""
-        task = self._describe(job.execution_id)
+        """Copy exit code, reasons, times and CloudWatch logs into ``job``; never guesses.
+
+        The task is ECS's description of it or the newest task state change event kept in
+        ``executor_metadata``, whichever has the higher ``version``.
+        """
+        task = newest_task_view(self._describe(job.execution_id), job)
         if task is None:
             return self._harvest_forgotten(job)
         container = self._container(task)
@@ -364,6 +370,24 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             "hour): exit code unknown, logs read from CloudWatch"
         )
         return True
+
+
+def newest_task_view(described: dict[str, Any] | None, job: ContainerJob) -> dict[str, Any] | None:
+    """ECS's description of the job's task, or the event kept about it if that is newer.
+
+    Both carry the task's ``version``; an event's times are ISO strings, read into datetimes.
+    """
+    kept = (job.executor_metadata or {}).get(EVENT_METADATA_KEY)
+    if not kept or kept.get("taskArn") != job.execution_id:
+        return described
+    if described is not None and described.get("version", 0) >= kept.get("version", 0):
+        return described
+    times = ("startedAt", "stoppingAt", "stoppedAt")
+    return {**kept, **{key: _iso_time(kept[key]) for key in times if kept.get(key)}}
+
+
+def _iso_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:
