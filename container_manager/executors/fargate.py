@@ -383,7 +383,8 @@ def newest_task_view(described: dict[str, Any] | None, job: ContainerJob) -> dic
     if described is not None and described.get("version", 0) >= kept.get("version", 0):
         return described
     times = ("startedAt", "stoppingAt", "stoppedAt")
-    return {**kept, **{key: _iso_time(kept[key]) for key in times if kept.get(key)}}
+    newer = {**kept, **{key: _iso_time(kept[key]) for key in times if kept.get(key)}}
+    return {**(described or {}), **newer}
 
 
 def _iso_time(value: str) -> datetime:
