@@ -41,7 +41,7 @@ def main() -> None:
     setup_django(_fresh_sqlite_url(), args.workers)
     bench = Bench("docker", args.workers)
     result["polling"] = docker_mode(bench, args.n, events=False)
-    result["events"] = docker_mode(bench, args.n, events=True)
+    result["events"] = docker_mode(bench, args.n, events=True, floor_client=client)
     result["events_dropped"] = docker_mode(bench, args.n, events=True, drop=True)
     result["floor_again"] = _sequential(client, args.n)
     if args.fargate_n:
@@ -51,8 +51,14 @@ def main() -> None:
     _print(result)
 
 
-def docker_mode(bench: Bench, n: int, events: bool, drop: bool = False) -> dict[str, Any]:
-    """Jobs one at a time through the local backend; latency, checks and harvests per job."""
+def docker_mode(
+    bench: Bench, n: int, events: bool, drop: bool = False, floor_client: Any = None
+) -> dict[str, Any]:
+    """Jobs one at a time through the local backend; latency, checks and harvests per job.
+
+    With ``floor_client``, a floor job (docker-py alone) runs before each of ours, so the two
+    are compared under the same load of the machine.
+    """
     from django.conf import settings
 
     from container_manager import dispatch
@@ -79,14 +85,19 @@ def docker_mode(bench: Bench, n: int, events: bool, drop: bool = False) -> dict[
             if time.monotonic() > deadline:
                 raise RuntimeError("the Docker event stream did not open")
             time.sleep(0.01)
-        totals = []
+        totals, floor = [], []
         for _ in range(n):
+            if floor_client is not None:
+                submitted = time.time()
+                _one_job(floor_client, submitted)
+                floor.append(time.time() - submitted)
             job = bench._submit(host)
             _wait_done(bench, str(job.pk))
             totals.append(bench._job_latencies(job)[1])
         calls = bench.recorder.calls
         return {
             "submit_to_done": latency_summary(totals),
+            "floor_interleaved": latency_summary(floor) if floor else None,
             "checks_per_job": round(calls.get("check", 0) / n, 3),
             "harvests_per_job": round(calls.get("harvest", 0) / n, 3),
             "check_results": dict(bench.recorder.results.get("check", {})),
@@ -236,6 +247,10 @@ def _print(result: dict[str, Any]) -> None:
             checks, harvests = part["checks_per_job"], part["harvests_per_job"]
             print(f"fargate {mode:8} checks/job {checks}, harvests/job {harvests}, "
                   f"outcomes {part['outcomes']}")  # fmt: skip
+    interleaved = result["events"]["floor_interleaved"]["p50_ms"]
+    events = result["events"]["submit_to_done"]["p50_ms"]
+    print(f"events p50 {events} ms against the interleaved floor {interleaved} ms: "
+          f"floor + {events - interleaved:.0f} ms")  # fmt: skip
     for mode in ("polling", "events", "events_dropped"):
         part = result[mode]
         p50 = part["submit_to_done"]["p50_ms"]

@@ -18,8 +18,8 @@ def submit(host, image, command):
 
 
 @pytest.fixture
-def follower(docker_host):
-    follower = EngineFollower(docker_host)
+def follower(recording, docker_host):
+    follower = EngineFollower(docker_host, recording)
     follower.start()
     assert follower.connected.wait(30), "the event stream did not open"
     yield follower
@@ -90,7 +90,7 @@ def test_after_a_break_the_follower_reconnects_and_catches_up(
 
 
 def test_the_watcher_follows_active_docker_hosts_and_closes_at_once(recording, docker_host):
-    watcher = DockerEventWatcher(refresh_seconds=3600)
+    watcher = DockerEventWatcher(recording, refresh_seconds=3600)
     watcher.start()
     wait_for(lambda: docker_host.pk in watcher.followers, timeout=30)
     follower = watcher.followers[docker_host.pk]

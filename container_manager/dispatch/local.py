@@ -68,7 +68,7 @@ class LocalBackend(DispatchBackend):
         if self.docker_events:
             from container_manager.events.docker import DockerEventWatcher
 
-            self._watcher = DockerEventWatcher()
+            self._watcher = DockerEventWatcher(self)
             self._watcher.start()
 
     def wait_idle(self, timeout: float | None = None) -> bool:

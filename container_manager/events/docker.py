@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import close_old_connections, connections
 
-from container_manager import dispatch, events
+from container_manager import events
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
 
 if TYPE_CHECKING:
+    from container_manager.dispatch.base import DispatchBackend
     from container_manager.models import ExecutorHost
 
 logger = logging.getLogger(__name__)
@@ -31,13 +32,14 @@ RECONNECT_MAX_SECONDS = 30.0
 
 
 class DockerEventWatcher:
-    """Follow the engine of every active Docker host, one thread per host.
+    """Follow the engine of every active Docker host, one thread per host; send to ``backend``.
 
     ``close`` closes the streams and returns at once: the threads are daemons that end as
     soon as their stream does, so they never hold up a shutdown.
     """
 
-    def __init__(self, refresh_seconds: float = HOST_REFRESH_SECONDS):
+    def __init__(self, backend: DispatchBackend, refresh_seconds: float = HOST_REFRESH_SECONDS):
+        self.backend = backend
         self.refresh_seconds = refresh_seconds
         self.followers: dict[int, EngineFollower] = {}
         self._stopping = threading.Event()
@@ -95,7 +97,7 @@ class DockerEventWatcher:
                     del self.followers[host_id]
             for host_id, host in hosts.items():
                 if host_id not in self.followers:
-                    self.followers[host_id] = EngineFollower(host)
+                    self.followers[host_id] = EngineFollower(host, self.backend)
                     self.followers[host_id].start()
 
 
@@ -104,12 +106,14 @@ class EngineFollower(threading.Thread):
 
     After each (re)connection it sends ``harvest`` for every job running on the host, which
     catches the containers that died while no stream was open; a harvest of a job still
-    running changes nothing. ``connected`` is set while a stream is open.
+    running changes nothing. ``connected`` is set while a stream is open. Messages go to
+    ``backend``, the one that started the follower, never to one built anew at shutdown.
     """
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: ExecutorHost, backend: DispatchBackend):
         super().__init__(name=f"cm-docker-events-{host.pk}", daemon=True)
         self.host = host
+        self.backend = backend
         self.engine = _engine(host)
         self.connected = threading.Event()
         self.connections = 0
@@ -183,7 +187,7 @@ class EngineFollower(threading.Thread):
         running = ContainerJob.objects.filter(docker_host_id=self.host.pk, status=st.RUNNING)
         ids = list(running.values_list("pk", flat=True))
         close_old_connections()
-        dispatch.get_backend().send_many([("harvest", str(pk), 0.0) for pk in ids])
+        self.backend.send_many([("harvest", str(pk), 0.0) for pk in ids])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         actor = event.get("Actor") or {}
@@ -191,7 +195,7 @@ class EngineFollower(threading.Thread):
         if not job_id:
             return
         events.note_stopped(actor.get("ID") or event.get("id") or "")
-        dispatch.send("harvest", job_id)
+        self.backend.send("harvest", str(job_id), 0.0)
 
     def _close_stream(self) -> None:
         with self._lock:
