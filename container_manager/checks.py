@@ -36,7 +36,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_importable(dispatch["BACKEND"], "CONTAINER_MANAGER['DISPATCH']['BACKEND']"))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
+    errors.extend(_platform_events(setting("PLATFORM_EVENTS")))
     return errors
+
+
+def _platform_events(value: Any) -> list[checks.CheckMessage]:
+    from container_manager.events import EVENT_SOURCES
+
+    known = ", ".join(sorted(EVENT_SOURCES))
+    if not isinstance(value, list | tuple) or not set(value) <= EVENT_SOURCES:
+        return [
+            checks.Error(
+                f"CONTAINER_MANAGER['PLATFORM_EVENTS'] = {value!r}: must be a list of {known}.",
+                hint="Docker's events need no entry: the local backend follows the engines.",
+                id="container_manager.E004",
+            )
+        ]
+    return []
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

@@ -1,6 +1,7 @@
 """Events are hints: with every one of them lost, the checks and the sweep still finish each job.
 
-A real Docker engine whose events are dropped, and a platform whose events never come.
+A real Docker engine whose events are dropped, a platform whose events never come, and the
+system check of PLATFORM_EVENTS, which only wired platforms may be in.
 """
 
 from datetime import timedelta
@@ -65,3 +66,19 @@ def test_the_sweep_finishes_jobs_whose_events_and_messages_were_all_lost(
             steps.run_step(step, job_id)
     statuses = ContainerJob.objects.filter(pk__in=ids).values_list("status", flat=True)
     assert list(statuses) == ["completed"] * 5
+
+
+@pytest.mark.parametrize("value", [["docker"], "fargate", ["fargate", "scaleway"]])
+def test_unknown_platform_events_are_a_system_check_error(settings, value):
+    from container_manager.checks import check_settings
+
+    settings.CONTAINER_MANAGER = {"PLATFORM_EVENTS": value}
+    [error] = check_settings()
+    assert error.id == "container_manager.E004" and "fargate" in error.msg
+
+
+def test_known_platform_events_pass_the_system_check(settings):
+    from container_manager.checks import check_settings
+
+    settings.CONTAINER_MANAGER = {"PLATFORM_EVENTS": ["fargate", "cloudrun"]}
+    assert check_settings() == []

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Executor types whose stop events a deployment can wire up (``PLATFORM_EVENTS``); Docker's
+#: are followed by the local backend without a setting.
+EVENT_SOURCES = frozenset({"fargate", "cloudrun"})
 #: How long a "this execution stopped" note is kept for a launch that has not recorded it yet.
 STOPPED_NOTE_SECONDS = 120.0
 #: Notes kept at most; the oldest go first.
