@@ -92,7 +92,7 @@ def docker_mode(
                 _one_job(floor_client, submitted)
                 floor.append(time.time() - submitted)
             job = bench._submit(host)
-            _wait_done(bench, str(job.pk))
+            bench.recorder.wait_done([str(job.pk)], timeout=120)
             totals.append(bench._job_latencies(job)[1])
         calls = bench.recorder.calls
         return {
@@ -164,8 +164,7 @@ def _fargate_mode(bench: Bench, moto: Any, n: int, events: bool) -> dict[str, An
     try:
         jobs = [ContainerJob.objects.create_job(image="busybox", command="true", docker_host=host)
                 for _ in range(n)]  # fmt: skip
-        for job in jobs:
-            _wait_done(bench, str(job.pk))
+        bench.recorder.wait_done([str(job.pk) for job in jobs], timeout=300)
     finally:
         stop.set()
         dispatch.reset_backend()
@@ -228,14 +227,6 @@ def _play_ecs_and_lambda(moto: Any, stack: dict[str, Any], stop: threading.Event
             stop.wait(0.1)
     finally:
         connections.close_all()
-
-
-def _wait_done(bench: Bench, job_id: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while job_id not in bench.recorder.done_at:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} did not finish in {timeout}s")
-        time.sleep(0.005)
 
 
 def _print(result: dict[str, Any]) -> None:
