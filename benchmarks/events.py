@@ -62,7 +62,7 @@ def docker_mode(
     from django.conf import settings
 
     from container_manager import dispatch
-    from container_manager import events as platform_events
+    from container_manager.events import flow
     from container_manager.events.docker import EngineFollower
 
     config = {**settings.CONTAINER_MANAGER, "INSTANCE": "bench-events"}
@@ -81,7 +81,7 @@ def docker_mode(
         host = bench._reset(max_concurrent=bench.workers)
         dispatch.get_backend().start()
         deadline = time.monotonic() + 30
-        while events and not platform_events.events_flow(host):
+        while events and not flow.events_flow(host):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Docker event stream did not open")
             time.sleep(0.01)

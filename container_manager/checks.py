@@ -1,8 +1,13 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor."""
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor.
+
+``manage.py check --database default`` also checks every host's ``executor_config``.
+"""
 
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from container_manager.conf import DEFAULTS, setting
@@ -33,15 +38,51 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     else:
-        errors.extend(_importable(dispatch["BACKEND"], "CONTAINER_MANAGER['DISPATCH']['BACKEND']"))
+        where = "CONTAINER_MANAGER['DISPATCH']['BACKEND']"
+        found = _importable(dispatch["BACKEND"], where)
+        errors.extend(found or _backend_problems(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     errors.extend(_platform_events(setting("PLATFORM_EVENTS")))
     return errors
 
 
+@checks.register(checks.Tags.database)
+def check_hosts(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """Each active host's ``executor_type`` and ``executor_config`` against the declared keys."""
+    from container_manager.models import ExecutorHost
+
+    if not databases:
+        return []
+    try:
+        hosts = list(ExecutorHost.objects.filter(is_active=True))
+    except DatabaseError:
+        return []  # not migrated yet: nothing to check
+    return [
+        checks.Error(
+            f"executor host {host.name!r}: {problem}",
+            hint="Fix it in the admin; docs/executors.md lists each executor's keys.",
+            obj=host,
+            id="container_manager.E005",
+        )
+        for host in hosts
+        if (problem := host.config_problem()) is not None
+    ]
+
+
+def _backend_problems(dispatch: dict, where: str) -> list[checks.CheckMessage]:
+    try:
+        backend = import_string(dispatch["BACKEND"])(dispatch.get("OPTIONS", {}))
+        problems = backend.check()
+    except (ImproperlyConfigured, ValueError, TypeError) as exc:
+        problems = [str(exc)]
+    return [
+        checks.Error(f"{where}: {problem}", id="container_manager.E004") for problem in problems
+    ]
+
+
 def _platform_events(value: Any) -> list[checks.CheckMessage]:
-    from container_manager.events import EVENT_SOURCES
+    from container_manager.events.flow import EVENT_SOURCES
 
     known = ", ".join(sorted(EVENT_SOURCES))
     if not isinstance(value, list | tuple) or not set(value) <= EVENT_SOURCES:
@@ -49,7 +90,7 @@ def _platform_events(value: Any) -> list[checks.CheckMessage]:
             checks.Error(
                 f"CONTAINER_MANAGER['PLATFORM_EVENTS'] = {value!r}: must be a list of {known}.",
                 hint="Docker's events need no entry: the local backend follows the engines.",
-                id="container_manager.E004",
+                id="container_manager.E006",
             )
         ]
     return []

@@ -5,7 +5,8 @@ A real engine; the recording backend plays the transport, so the test sees each 
 
 import pytest
 
-from container_manager import events, steps
+from container_manager import steps
+from container_manager.events import flow
 from container_manager.events.docker import DockerEventWatcher, EngineFollower
 from container_manager.models import ContainerJob
 from tests.conftest import wait_for
@@ -55,7 +56,7 @@ def test_a_dying_container_is_harvested_without_a_check(
 
 
 def test_checks_wait_long_while_events_flow(recording, docker_host, docker_ready, follower):
-    assert events.events_flow(docker_host)
+    assert flow.events_flow(docker_host)
     job = submit(docker_host, docker_ready, "sleep 30")
     for step, job_id, _ in recording.take():
         if step == "launch":
@@ -96,4 +97,4 @@ def test_the_watcher_follows_active_docker_hosts_and_closes_at_once(recording, d
     follower = watcher.followers[docker_host.pk]
     assert follower.connected.wait(30)
     watcher.close(timeout=10)
-    assert not follower.is_alive() and not events.events_flow(docker_host)
+    assert not follower.is_alive() and not flow.events_flow(docker_host)

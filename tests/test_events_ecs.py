@@ -122,15 +122,17 @@ def test_eventbridge_delivers_the_stop_to_the_queue_and_the_handler_harvests(run
 def test_duplicates_and_older_versions_change_nothing(running, moto):  # noqa: F811
     job, stack = running
     newer = ecs.parse_event(task_event(job, stack, 3, status="DEPROVISIONING"))
-    assert ecs.handle(newer) == "recorded"
-    assert ecs.handle(newer) == "stale"
-    assert ecs.handle(ecs.parse_event(task_event(job, stack, 2, status="RUNNING"))) == "stale"
+    assert ecs.handle(newer).result == "recorded"
+    assert ecs.handle(newer).result == "stale"
+    assert (
+        ecs.handle(ecs.parse_event(task_event(job, stack, 2, status="RUNNING"))).result == "stale"
+    )
     kept = ContainerJob.objects.get(pk=job.pk)
     assert (kept.status, kept.executor_metadata["ecs_task"]["version"]) == ("running", 3)
     stop_in_moto(moto, stack, job.execution_id)
     stopped = ecs.parse_event(task_event(job, stack, 5))
-    assert ecs.handle(stopped) == "completed"
-    assert ecs.handle(stopped) == "unknown-task"  # late copy: the job is no longer running
+    assert ecs.handle(stopped).result == "completed"
+    assert ecs.handle(stopped).result == "unknown-task"  # late copy: the job is no longer running
     assert ContainerJob.objects.get(pk=job.pk).status == "completed"
 
 
@@ -158,15 +160,15 @@ def test_events_of_other_tasks_pass_and_broken_ones_are_reported(running):
     assert handlers.sqs_batch({"Records": records}) == {
         "batchItemFailures": [{"itemIdentifier": "broken"}]
     }
-    assert ecs.handle(ecs.parse_event(other)) == "not-ours"
-    assert ecs.handle(ecs.parse_event(unknown)) == "unknown-task"
+    assert ecs.handle(ecs.parse_event(other)).result == "not-ours"
+    assert ecs.handle(ecs.parse_event(unknown)).result == "unknown-task"
     assert ContainerJob.objects.get(pk=job.pk).status == "running"
 
 
 def test_a_stop_ecs_has_not_described_yet_is_harvested_again_later(running, recording):
     job, stack = running
     # ECS still describes the task as running: its event came first.
-    assert ecs.handle(ecs.parse_event(task_event(job, stack, 6))) == "not-finished"
+    assert ecs.handle(ecs.parse_event(task_event(job, stack, 6))).result == "not-finished"
     [again] = recording.take()
     assert again[:2] == ("harvest", str(job.pk)) and again[2] == pytest.approx(5.0)
     assert ContainerJob.objects.get(pk=job.pk).status == "running"

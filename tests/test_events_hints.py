@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import events, steps
+from container_manager import steps
+from container_manager.events import flow
 from container_manager.models import ContainerJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,16 +50,16 @@ def test_checks_are_sparse_while_events_flow_but_never_past_the_deadline(
     settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "PLATFORM_EVENTS": ["cloudrun"]}
     host = make_mock_host(duration=3600)
     job = ContainerJob.objects.create_job(image="x", docker_host=host, timeout_seconds=7200)
-    assert not events.events_flow(host)
-    assert events.check_delay(job, 0.5) == 0.5
-    events.mark_following(host.pk, True)
+    assert not flow.events_flow(host)
+    assert flow.check_delay(job, 0.5) == 0.5
+    flow.mark_following(host.pk, True)
     try:
-        assert events.events_flow(host)
-        assert events.check_delay(job, 0.5) == 60.0
+        assert flow.events_flow(host)
+        assert flow.check_delay(job, 0.5) == 60.0
         short = ContainerJob.objects.create_job(image="x", docker_host=host, timeout_seconds=10)
-        assert events.first_check_delay(short, "exec-1", 0.5) == 10.0
-        events.note_stopped("exec-2")
-        assert events.first_check_delay(short, "exec-2", 0.5) == 0.0  # died during its launch
-        assert events.first_check_delay(short, "exec-2", 0.5) == 10.0  # the note is used once
+        assert flow.first_check_delay(short, "exec-1", 0.5) == 10.0
+        flow.note_stopped("exec-2")
+        assert flow.first_check_delay(short, "exec-2", 0.5) == 0.0  # died during its launch
+        assert flow.first_check_delay(short, "exec-2", 0.5) == 10.0  # the note is used once
     finally:
-        events.mark_following(host.pk, False)
+        flow.mark_following(host.pk, False)

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import dispatch, events, steps
+from container_manager import dispatch, steps
 from container_manager import status as st
+from container_manager.events import flow
 from container_manager.events.docker import EngineFollower
 from container_manager.models import ContainerJob
 from tests.conftest import wait_for
@@ -29,7 +30,7 @@ def test_docker_jobs_finish_by_their_checks_when_every_event_is_dropped(
     first = ContainerJob.objects.create_job(
         image=docker_ready, command="sleep 3", docker_host=docker_host
     )
-    wait_for(lambda: events.events_flow(docker_host), timeout=30)
+    wait_for(lambda: flow.events_flow(docker_host), timeout=30)
     jobs = [first] + [
         ContainerJob.objects.create_job(image=docker_ready, command="true", docker_host=docker_host)
         for _ in range(3)
@@ -74,7 +75,7 @@ def test_unknown_platform_events_are_a_system_check_error(settings, value):
 
     settings.CONTAINER_MANAGER = {"PLATFORM_EVENTS": value}
     [error] = check_settings()
-    assert error.id == "container_manager.E004" and "fargate" in error.msg
+    assert error.id == "container_manager.E006" and "fargate" in error.msg
 
 
 def test_known_platform_events_pass_the_system_check(settings):

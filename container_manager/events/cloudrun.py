@@ -9,9 +9,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from container_manager import events
 from container_manager import status as st
+from container_manager.events import hints
+
+if TYPE_CHECKING:
+    from container_manager.runner import StepOutcome
 
 RESOURCE_TYPE = "cloud_run_job"
 EXECUTION_LABEL = "run.googleapis.com/execution_name"
@@ -81,7 +85,7 @@ def parse_push(body: bytes) -> ExecutionEnded | None:
     )
 
 
-def handle(ended: ExecutionEnded) -> str:
+def handle(ended: ExecutionEnded) -> StepOutcome:
     """Harvest the running job whose execution ended; ``unknown-execution`` if none has it."""
     from container_manager.models import ContainerJob
 
@@ -91,5 +95,5 @@ def handle(ended: ExecutionEnded) -> str:
         .first()
     )
     if job_id is None:
-        return "unknown-execution"
-    return events.harvest_now(job_id, "Cloud Run")
+        return hints.answered("unknown-execution")
+    return hints.harvest_now(job_id, "Cloud Run")

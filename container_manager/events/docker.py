@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import close_old_connections, connections
 
-from container_manager import events
 from container_manager import status as st
 from container_manager.conf import setting
+from container_manager.events import flow
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class EngineFollower(threading.Thread):
             self._close_stream()
         try:
             self.connections += 1
-            events.mark_following(self.host.pk, True)
+            flow.mark_following(self.host.pk, True)
             self.connected.set()
             self._catch_up()
             for event in stream:
@@ -164,7 +164,7 @@ class EngineFollower(threading.Thread):
             if not self._stopping.is_set():
                 logger.warning("docker events of host %s: stream broke: %s", self.host.name, exc)
         finally:
-            events.mark_following(self.host.pk, False)
+            flow.mark_following(self.host.pk, False)
             self.connected.clear()
             self._close_stream()
             client.close()
@@ -194,7 +194,7 @@ class EngineFollower(threading.Thread):
         job_id = (actor.get("Attributes") or {}).get(LABEL_JOB_ID)
         if not job_id:
             return
-        events.note_stopped(actor.get("ID") or event.get("id") or "")
+        flow.note_stopped(actor.get("ID") or event.get("id") or "")
         self.backend.send("harvest", str(job_id), 0.0)
 
     def _close_stream(self) -> None:

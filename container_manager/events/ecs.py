@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from container_manager import events
-from container_manager.executors.fargate import EVENT_METADATA_KEY as METADATA_KEY
+from container_manager.events import hints
+from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.fargate import STARTED_BY_PREFIX
+
+if TYPE_CHECKING:
+    from container_manager.runner import StepOutcome
+
+#: Where the newest event about the job's task is kept, in its ``executor_metadata``.
+METADATA_KEY = "ecs_task"
 
 DETAIL_TYPE = "ECS Task State Change"
 SOURCE = "aws.ecs"
@@ -92,24 +98,27 @@ def parse_event(event: dict[str, Any]) -> TaskEvent:
     return TaskEvent(arn, status, version, str(detail.get("startedBy") or ""), task)
 
 
-def handle(event: TaskEvent) -> str:
+def handle(event: TaskEvent) -> StepOutcome:
     """Record the event on its job if it is the newest one; harvest the job if the task stopped.
 
-    Answers ``not-ours`` (a task this project did not start), ``unknown-task`` (no running
-    job has it: finished already, or another deployment's), ``stale`` (an event of this
-    version or a later one was seen: a duplicate or out of order), ``recorded`` (not
-    stopped yet), or the harvest's outcome.
+    The outcome's result is ``not-ours`` (a task this project did not start),
+    ``unknown-task`` (no running job has it: finished already, or another deployment's),
+    ``stale`` (an event of this version or a later one was seen: a duplicate or out of
+    order), ``recorded`` (not stopped yet), or the harvest's result.
     """
     if not event.started_by.startswith(STARTED_BY_PREFIX):
-        return "not-ours"
-    job = events.running_job(event.task_arn)
+        return hints.answered("not-ours")
+    job = hints.running_job(event.task_arn)
     if job is None:
-        return "unknown-task"
+        return hints.answered("unknown-task")
     if not _record(job, event):
-        return "stale"
+        return hints.answered("stale")
     if not event.stopped:
-        return "recorded"
-    return events.harvest_now(job.pk, "ECS")
+        return hints.answered("recorded")
+    executor = ExecutorFactory().get_executor(job)
+    if hasattr(executor, "remember_task_event"):
+        executor.remember_task_event(event.task)
+    return hints.harvest_now(job.pk, "ECS")
 
 
 def _record(job: Any, event: TaskEvent) -> bool:
