@@ -54,7 +54,8 @@ def ended(pushes, cloudrun_fake):  # noqa: F811 - the fixture imported above
     )
     assert steps.launch(job.pk) == "launched"
     [check] = [m for m in pushes.take() if m[0] == "check"]
-    assert check[2] == pytest.approx(60.0)  # events flow: the check only backs them up
+    # Events flow: the check only backs them up.
+    assert check[2] == pytest.approx(FAST_STEPS["CHECK_DELAY_WITH_EVENTS"])
     job = ContainerJob.objects.get(pk=job.pk)
     executor = ExecutorFactory().get_executor(job)
     while executor.check_status(job.execution_id) == "running":

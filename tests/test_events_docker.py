@@ -9,7 +9,7 @@ from container_manager import steps
 from container_manager.events import flow
 from container_manager.events.docker import DockerEventWatcher, EngineFollower
 from container_manager.models import ContainerJob
-from tests.conftest import wait_for
+from tests.conftest import FAST_STEPS, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -50,8 +50,9 @@ def test_a_dying_container_is_harvested_without_a_check(
     deliver(recording)
     done = ContainerJob.objects.get(pk=job.pk)
     assert (done.status, done.clean_output.strip()) == ("completed", "done")
-    # The launch's own check, if any, is one and far away: events flow for this host.
-    assert all(delay >= 60 or delay == 0 for _, _, delay in checks)
+    # The launch's own check, if any, is one and spaced for events: they flow for this host.
+    sparse = pytest.approx(FAST_STEPS["CHECK_DELAY_WITH_EVENTS"])
+    assert all(delay == 0 or delay == sparse for _, _, delay in checks)
     assert len(checks) <= 1
 
 
@@ -62,7 +63,7 @@ def test_checks_wait_long_while_events_flow(recording, docker_host, docker_ready
         if step == "launch":
             steps.run_step(step, job_id)
     [check] = [m for m in recording.take() if m[0] == "check"]
-    assert check[2] == pytest.approx(60.0)
+    assert check[2] == pytest.approx(FAST_STEPS["CHECK_DELAY_WITH_EVENTS"])
     steps.request_cancel(job.pk)
     deliver(recording)
     assert ContainerJob.objects.get(pk=job.pk).status == "cancelled"

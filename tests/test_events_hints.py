@@ -47,7 +47,11 @@ def test_a_second_harvest_changes_nothing(running):
 def test_checks_are_sparse_while_events_flow_but_never_past_the_deadline(
     recording, settings, make_mock_host
 ):
-    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "PLATFORM_EVENTS": ["cloudrun"]}
+    settings.CONTAINER_MANAGER = {
+        **settings.CONTAINER_MANAGER,
+        "PLATFORM_EVENTS": ["cloudrun"],
+        "CHECK_DELAY_WITH_EVENTS": 60.0,
+    }
     host = make_mock_host(duration=3600)
     job = ContainerJob.objects.create_job(image="x", docker_host=host, timeout_seconds=7200)
     assert not flow.events_flow(host)
