@@ -90,7 +90,7 @@ def _platform_events(value: Any) -> list[checks.CheckMessage]:
             checks.Error(
                 f"CONTAINER_MANAGER['PLATFORM_EVENTS'] = {value!r}: must be a list of {known}.",
                 hint="Docker's events need no entry: the local backend follows the engines.",
-                id="container_manager.E006",
+                id="container_manager.E007",
             )
         ]
     return []

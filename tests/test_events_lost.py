@@ -75,7 +75,7 @@ def test_unknown_platform_events_are_a_system_check_error(settings, value):
 
     settings.CONTAINER_MANAGER = {"PLATFORM_EVENTS": value}
     [error] = check_settings()
-    assert error.id == "container_manager.E006" and "fargate" in error.msg
+    assert error.id == "container_manager.E007" and "fargate" in error.msg
 
 
 def test_known_platform_events_pass_the_system_check(settings):
