@@ -17,16 +17,17 @@ PACKAGE = "container_manager"
 LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "status", "logtext", "envtext", "secrets", "hooks",
-        "executors.types", "executors.exceptions",
+        "executors.types", "executors.exceptions", "counters", "logs",
+        "submission", "tokens", "errors",
     ),
     ("executors",),
-    ("models",),
+    ("models", "cost", "timings"),
     ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
      "events", "events.flow"),
     ("steps",),
     ("runner",),
-    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "admin", "management", "apps",
-     "events.hints", "events.docker", "events.ecs", "events.cloudrun"),
+    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
+     "apps", "events.hints", "events.docker", "events.ecs", "events.cloudrun"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 

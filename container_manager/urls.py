@@ -1,11 +1,11 @@
-"""URLs of container_manager: step, sweep and platform event push targets, and the JSON API.
+"""URLs of container_manager: step, sweep and platform event push targets, the JSON API, metrics.
 
 Mount with ``path("cm/", include("container_manager.urls"))``.
 """
 
-from django.urls import path
+from django.urls import path, re_path
 
-from container_manager import api, endpoints
+from container_manager import api, endpoints, metrics
 
 app_name = "container_manager"
 
@@ -14,8 +14,10 @@ urlpatterns = [
     path("sweep/", endpoints.sweep_view, name="sweep"),
     path("events/cloudrun/", endpoints.cloudrun_event_view, name="events-cloudrun"),
     path("api/jobs/", api.jobs_view, name="api-jobs"),
-    path("api/jobs/<uuid:job_id>/", api.job_view, name="api-job"),
-    path("api/jobs/<uuid:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
-    path("api/jobs/<uuid:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
+    path("api/jobs/<str:job_id>/", api.job_view, name="api-job"),
+    path("api/jobs/<str:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
+    path("api/jobs/<str:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
     path("api/openapi.json", api.openapi_view, name="api-openapi"),
+    path("metrics/", metrics.metrics_view, name="metrics"),
+    re_path(r"^api/(?P<rest>.*)$", api.not_found_view, name="api-not-found"),
 ]
