@@ -22,11 +22,12 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("executors",),
     ("models", "cost", "timings"),
-    ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth"),
+    ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
+     "events", "events.flow"),
     ("steps",),
     ("runner",),
     ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
-     "apps"),
+     "apps", "events.hints", "events.docker", "events.ecs", "events.cloudrun"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from container_manager import cost, counters, dispatch, hooks, logs, timings
 from container_manager import status as st
 from container_manager.conf import setting
+from container_manager.events import flow
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.factory import ExecutorFactory
@@ -87,8 +88,7 @@ def check(job_id: Any) -> str:
         _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
         return "check-error"
     if state == ExecutionState.RUNNING and now >= deadline:
-        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
-        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
+        return _stop_and_finish(job, executor, st.TIMEOUT, _timed_out(job))
     if state == ExecutionState.RUNNING:
         _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
         return "running"
@@ -96,7 +96,11 @@ def check(job_id: Any) -> str:
 
 
 def harvest(job_id: Any) -> str:
-    """Store the results of a job whose execution has finished; a running one is left alone."""
+    """Store the results of a job whose execution has finished; a running one is left alone.
+
+    Sent by platform events, which may arrive while a check is stopping the job for a
+    cancel request or its timeout: the job then ends as that check would end it.
+    """
     job = _load(job_id)
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
@@ -104,6 +108,11 @@ def harvest(job_id: Any) -> str:
     state = executor.check_status(job.execution_id)
     if state == ExecutionState.RUNNING:
         return "not-finished"
+    if state != ExecutionState.NOT_FOUND and job.cancel_requested_at:
+        return _harvest(job, executor, final=st.CANCELLED, reason="cancelled on request")
+    deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
+    if state != ExecutionState.NOT_FOUND and timezone.now() >= deadline:
+        return _harvest(job, executor, final=st.TIMEOUT, reason=_timed_out(job))
     return _settle(job, executor, state)
 
 
@@ -305,7 +314,7 @@ def _start(job: ContainerJob) -> str:
         )  # fmt: skip
         _kick_waiting(job.docker_host_id)
         return "failed"
-    first_check = setting("CHECK_DELAY_INITIAL")
+    first_check = flow.first_check_delay(job, result, setting("CHECK_DELAY_INITIAL"))
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
         execution_id=result, started_at=now, lease_expires_at=None,
@@ -363,11 +372,11 @@ def _schedule_check(
     last_error: str | None = None,
 ) -> None:
     elapsed = (now - job.started_at).total_seconds()
-    delay = min(
+    backoff = min(
         setting("CHECK_DELAY_MAX"),
         max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
-        max((deadline - now).total_seconds(), 0.0) + 0.05,
     )
+    delay = min(flow.check_delay(job, backoff), max((deadline - now).total_seconds(), 0.0) + 0.05)
     fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay)}
     if usage:
         fields.update(_usage_fields(job, usage))
@@ -495,6 +504,10 @@ def _cancel_pending(job: ContainerJob) -> str:
         completed_at=now, last_error="cancelled on request before it launched",
     )  # fmt: skip
     return st.CANCELLED if moved else "taken"
+
+
+def _timed_out(job: ContainerJob) -> str:
+    return f"timed out after {job.timeout_seconds} seconds; the container was stopped"
 
 
 def _vanished(job: ContainerJob) -> str:

@@ -1,4 +1,4 @@
-"""URLs of container_manager: step and sweep push targets, the JSON API and the metrics.
+"""URLs of container_manager: step, sweep and platform event push targets, the JSON API, metrics.
 
 Mount with ``path("cm/", include("container_manager.urls"))``.
 """
@@ -12,6 +12,7 @@ app_name = "container_manager"
 urlpatterns = [
     path("steps/<str:step>/", endpoints.step_view, name="step"),
     path("sweep/", endpoints.sweep_view, name="sweep"),
+    path("events/cloudrun/", endpoints.cloudrun_event_view, name="events-cloudrun"),
     path("api/jobs/", api.jobs_view, name="api-jobs"),
     path("api/jobs/<str:job_id>/", api.job_view, name="api-job"),
     path("api/jobs/<str:job_id>/logs/", api.job_logs_view, name="api-job-logs"),

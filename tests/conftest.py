@@ -24,6 +24,8 @@ FAST_STEPS = {
     "RETRY_BACKOFF_BASE": 0.05,
     "RETRY_BACKOFF_MAX": 0.2,
     "STOP_GRACE_SECONDS": 1,
+    # A lost platform event costs a test a second, not a minute.
+    "CHECK_DELAY_WITH_EVENTS": 1.0,
 }
 
 

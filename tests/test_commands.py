@@ -389,7 +389,8 @@ class TestCleanupContainers:
                 container.remove(force=True)
 
     def exists(self, client, container_id) -> bool:
-        return any(c.id == container_id for c in client.containers.list(all=True))
+        # Only this container is inspected: others on a shared engine may go meanwhile (404).
+        return bool(client.containers.list(all=True, filters={"id": container_id}))
 
     def labels(self, job_id, attempt):
         return {

@@ -96,6 +96,9 @@ def test_packaged_handler_answers_http_schedule_and_sqs(bundle, moto_queue, tmp_
     assert result["sweep"]["launch"] == 1
     assert result["batches"] and all(b == {"batchItemFailures": []} for b in result["batches"])
     assert result["job"] == "completed"
+    # An ECS task state change on the step queue is consumed, and kept on its job's row.
+    assert result["task_event"] == {"batchItemFailures": []}
+    assert result["task_event_version"] == 7
 
 
 def _base_python() -> str:
