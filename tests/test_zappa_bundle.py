@@ -74,9 +74,7 @@ def test_bundle_is_built_for_the_stages_runtime(bundle):
     tag = "cpython-" + RUNTIME.removeprefix("python").replace(".", "")
     assert RUNTIME == "python3.13"  # the newest runtime both zappa 0.63 and this machine have
     assert list((bundle / "container_manager" / "__pycache__").glob(f"steps.{tag}.pyc"))
-    assert list(bundle.glob("psycopg_binary*/_psycopg.*.so"))[0].name.startswith(
-        f"_psycopg.{tag}-"
-    )
+    assert list(bundle.glob("psycopg_binary*/_psycopg.*.so"))[0].name.startswith(f"_psycopg.{tag}-")
 
 
 def test_packaged_handler_answers_http_schedule_and_sqs(bundle, moto_queue, tmp_path):
