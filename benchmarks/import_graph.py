@@ -17,14 +17,15 @@ PACKAGE = "container_manager"
 LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks",
-        "executors.types", "executors.exceptions",
+        "executors.types", "executors.exceptions", "counters", "logs",
     ),
     ("executors",),
-    ("models",),
+    ("models", "cost", "timings"),
     ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth"),
     ("steps",),
     ("runner",),
-    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "admin", "management", "apps"),
+    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
+     "apps"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 

@@ -11,16 +11,17 @@ from functools import wraps
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from container_manager import openapi
+from container_manager import openapi, timings
 from container_manager.auth import AuthError, authenticate_api
 from container_manager.logtext import is_truncated
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
 #: What a submit may say, mapped to ``create_job`` arguments.
 SUBMIT_FIELDS = {
@@ -56,7 +57,9 @@ def jobs_view(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         job = _submit(request, _json_object(request.body))
         return JsonResponse(_job_json(request, job), status=201)
-    jobs = ContainerJob.objects.select_related("docker_host").order_by("-created_at")
+    jobs = _with_attempts(ContainerJob.objects.select_related("docker_host")).order_by(
+        "-created_at"
+    )
     status = request.GET.get("status")
     if status:
         jobs = jobs.filter(status=status)
@@ -154,7 +157,15 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def _job_or_none(job_id: str) -> ContainerJob | None:
-    return ContainerJob.objects.select_related("docker_host").filter(pk=job_id).first()
+    return (
+        _with_attempts(ContainerJob.objects.select_related("docker_host")).filter(pk=job_id).first()
+    )
+
+
+def _with_attempts(jobs: Any) -> Any:
+    """Jobs with their attempts' timings loaded in one more query (logs left out)."""
+    attempts = ContainerExecution.objects.defer("stdout_log", "stderr_log", "docker_log")
+    return jobs.prefetch_related(Prefetch("containerexecution_set", queryset=attempts))
 
 
 def _not_found(job_id: str) -> JsonResponse:
@@ -180,6 +191,9 @@ def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
         "duration_seconds": duration.total_seconds() if duration else None,
+        "estimated_cost": str(job.estimated_cost) if job.estimated_cost is not None else None,
+        "cost_currency": job.cost_currency,
+        "timings": [timings.as_json(e) for e in job.containerexecution_set.all()],
         "links": {
             "self": link("api-job"),
             "logs": link("api-job-logs"),

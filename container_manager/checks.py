@@ -1,4 +1,4 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor.
+"""System checks: ``manage.py check`` reports a misconfigured backend, executor or price table.
 
 ``manage.py check --database default`` also checks every host's ``executor_config``.
 """
@@ -43,7 +43,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(found or _backend_problems(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
+    errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
+    errors.extend(_price_errors())
     return errors
+
+
+def _price_errors() -> list[checks.CheckMessage]:
+    from container_manager.cost import entry_errors, price_table
+
+    messages = [
+        message
+        for platform, regions in price_table().items()
+        for region, entry in regions.items()
+        for message in entry_errors(entry, f"PRICES[{platform!r}][{region!r}]")
+    ]
+    return [
+        checks.Error(
+            message,
+            hint="Rates are numbers per second or per hour; see docs/settings.md (PRICES).",
+            id="container_manager.E020",
+        )
+        for message in messages
+    ]
 
 
 @checks.register(checks.Tags.database)

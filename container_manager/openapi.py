@@ -11,6 +11,34 @@ from container_manager import status as st
 
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
+_PHASES = [
+    "submitted",
+    "launch requested",
+    "accepted",
+    "container started",
+    "finished",
+    "harvested",
+]
+_ATTEMPT_TIMINGS = {
+    "type": "object",
+    "required": ["attempt", "status", "phases", "platform_times"],
+    "properties": {
+        "attempt": {"type": "integer", "minimum": 1},
+        "status": {"type": "string"},
+        "phases": {
+            "type": "object",
+            "description": "Phase name to time; phases not reached yet are left out.",
+            "properties": {name: {"type": "string", "format": "date-time"} for name in _PHASES},
+            "additionalProperties": False,
+        },
+        "platform_times": {
+            "type": "object",
+            "description": "The platform's names (ECS createdAt, Docker StartedAt...) to time.",
+            "additionalProperties": {"type": "string", "format": "date-time"},
+        },
+    },
+}
+
 _JOB = {
     "type": "object",
     "required": ["id", "name", "status", "image", "host", "attempts", "created_at", "links"],
@@ -28,6 +56,18 @@ _JOB = {
         "started_at": _NULLABLE_TIME,
         "completed_at": _NULLABLE_TIME,
         "duration_seconds": {"type": "number", "nullable": True},
+        "estimated_cost": {
+            "type": "string",
+            "nullable": True,
+            "description": "Estimated cost as a decimal, in cost_currency; null until harvested "
+            "or when the platform has no price.",
+        },
+        "cost_currency": {"type": "string", "description": "e.g. USD; empty when free."},
+        "timings": {
+            "type": "array",
+            "description": "Each launch attempt's phases and the platform's own timestamps.",
+            "items": _ATTEMPT_TIMINGS,
+        },
         "links": {
             "type": "object",
             "required": ["self", "logs", "cancel"],

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
-from container_manager import clock, dispatch, hooks
+from container_manager import clock, cost, counters, dispatch, hooks, logs, timings
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -171,6 +171,7 @@ def sweep(now: Any = None) -> dict[str, int]:
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
     dispatch.send_many_on_commit(messages)
+    counters.sweep_found(sent)
     return sent
 
 
@@ -220,7 +221,8 @@ def run_step(step: str, job_id: Any) -> str:
     """
     if step == "sweep":
         return str(sweep())
-    return STEPS[step](job_id)
+    with logs.step_context(step, job_id):
+        return counters.observed(step, STEPS[step], job_id)
 
 
 def build_launch_request(job: ContainerJob) -> LaunchRequest:
@@ -307,7 +309,7 @@ def _start(job: ContainerJob) -> str:
         job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
         execution_id=result, started_at=now, lease_expires_at=None,
         next_check_at=now + timedelta(seconds=first_check),
-        execution={"status": st.RUNNING, "execution_id": result},
+        execution={"status": st.RUNNING, "execution_id": result, "accepted_at": now},
     )  # fmt: skip
     if not moved:
         return "taken"
@@ -461,9 +463,10 @@ def _harvest(
     moved = move(
         job, st.RUNNING, status, guard={"attempt_count": job.attempt_count},
         clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
-        next_check_at=None, last_error=last_error, **results,
+        next_check_at=None, last_error=last_error, **results, **cost.fields(job, completed_at),
         execution={**results, "status": status, "finished_at": completed_at,
-                   "error": last_error if status != st.COMPLETED else ""},
+                   "error": last_error if status != st.COMPLETED else "",
+                   **timings.harvested(job, result)},
     )  # fmt: skip
     if not moved:
         return "taken"

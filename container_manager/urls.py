@@ -1,11 +1,11 @@
-"""URLs of container_manager: step and sweep push targets, and the JSON API.
+"""URLs of container_manager: step and sweep push targets, the JSON API and the metrics.
 
 Mount with ``path("cm/", include("container_manager.urls"))``.
 """
 
 from django.urls import path
 
-from container_manager import api, endpoints
+from container_manager import api, endpoints, metrics
 
 app_name = "container_manager"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/jobs/<uuid:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
     path("api/jobs/<uuid:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
     path("api/openapi.json", api.openapi_view, name="api-openapi"),
+    path("metrics/", metrics.metrics_view, name="metrics"),
 ]

@@ -80,6 +80,30 @@ def _dispatch_options(name: str) -> dict[str, Any]:
     return {}
 
 
+def log_settings(log_format: str, level: str) -> dict[str, Any]:
+    """Django's LOGGING: text or one JSON object per line, with the job id and step on each."""
+    formats = {
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+        "json": {"()": "container_manager.logs.JsonFormatter"},
+    }
+    if log_format not in formats:
+        raise ImproperlyConfigured(f"CM_LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": log_format,
+        "filters": ["step_context"],
+    }
+    logger = {"handlers": ["console"], "level": level}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"step_context": {"()": "container_manager.logs.StepContextFilter"}},
+        "formatters": {log_format: formats[log_format]},
+        "handlers": {"console": handler},
+        "loggers": {"container_manager": logger, "functions": dict(logger)},
+    }
+
+
 def _static_storage(kind: str, debug: bool) -> dict[str, Any]:
     if kind == "whitenoise":
         # The manifest (hashed names, long cache) needs `collectstatic` first: deployments run
@@ -198,18 +222,6 @@ CONTAINER_MANAGER = {
     "API_TOKENS": env_list("CM_API_TOKENS"),
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "container_manager": {
-            "handlers": ["console"],
-            "level": os.environ.get("CM_LOG_LEVEL", "WARNING"),
-        },
-        "functions": {
-            "handlers": ["console"],
-            "level": os.environ.get("CM_LOG_LEVEL", "WARNING"),
-        },
-    },
-}
+LOGGING = log_settings(
+    os.environ.get("CM_LOG_FORMAT", "text"), os.environ.get("CM_LOG_LEVEL", "WARNING")
+)

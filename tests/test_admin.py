@@ -396,7 +396,7 @@ def test_dashboard_costs_one_query_per_figure(admin_client, failed_job, jobs):
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(url("dashboard"))
     figures = [q for q in queries.captured_queries if "container_manager_" in q["sql"]]
-    assert len(figures) == 3, json.dumps([q["sql"] for q in figures], indent=1)
+    assert len(figures) == 5, json.dumps([q["sql"] for q in figures], indent=1)
 
 
 def test_dashboard_needs_view_permission_and_is_linked(client, admin_client, mock_host):

@@ -62,6 +62,7 @@ OPTIONAL = {
     "CM_API_TOKENS": "the JSON API's tokens are the operator's to issue",
     "CM_INSTANCE": "name of the deployment; the default fits one deployment per engine",
     "CM_LOG_LEVEL": "tuning (zappa_settings.json sets INFO)",
+    "CM_LOG_FORMAT": "tuning: json for CloudWatch / Cloud Logging filters",
 }
 #: Set by the platform itself, never by Terraform (Lambda refuses AWS_REGION as a variable).
 PLATFORM = {"aws": {"AWS_REGION"}, "gcp": set()}
