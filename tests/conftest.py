@@ -81,6 +81,7 @@ def clock(monkeypatch):
     """Stop ``container_manager.clock`` (steps, status moves, mock executions) at the current time.
 
     Nothing is due, late or finished until the test says so with ``clock.advance(seconds)``.
+    Rows' automatic timestamps (``created_at``, ``updated_at``) keep Django's own clock.
     """
     frozen = FrozenClock(timezone.now())
     monkeypatch.setattr("container_manager.clock.now", frozen.now)
