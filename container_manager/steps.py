@@ -13,9 +13,8 @@ from typing import Any
 
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
-from django.utils import timezone
 
-from container_manager import cost, counters, dispatch, hooks, logs, timings
+from container_manager import clock, cost, counters, dispatch, hooks, logs, timings
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.events import flow
@@ -40,7 +39,7 @@ def launch(job_id: Any) -> str:
     job = _load(job_id)
     if job is None:
         return "missing"
-    now = timezone.now()
+    now = clock.now()
     lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
     if job.status == st.PENDING:
         if job.cancel_requested_at:
@@ -71,7 +70,7 @@ def check(job_id: Any) -> str:
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
-    now = timezone.now()
+    now = clock.now()
     if job.cancel_requested_at:
         return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
     if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
@@ -138,7 +137,7 @@ def submitted(job: ContainerJob, using: str | None = None) -> None:
 
 def request_cancel(job_id: Any) -> bool:
     """Record a cancel request and send the cancel step; False if the job is already terminal."""
-    now = timezone.now()
+    now = clock.now()
     recorded = ContainerJob.objects.filter(
         pk=job_id, status__in=st.LIVE, cancel_requested_at__isnull=True
     ).update(cancel_requested_at=now, updated_at=now)
@@ -156,7 +155,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     check is always due by the deadline); cancel requests. A fixed number of
     indexed queries, whatever the table size.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
@@ -305,7 +304,7 @@ def _start(job: ContainerJob) -> str:
     except Exception as exc:  # noqa: BLE001 - an unexpected crash is worth another attempt
         logger.exception("launch of job %s crashed", job.pk)
         return _retry_or_fail(job, f"{type(exc).__name__}: {exc}")
-    now = timezone.now()
+    now = clock.now()
     if not launched:
         move(
             job, st.LAUNCHING, st.FAILED, guard=attempt_guard,
@@ -329,7 +328,7 @@ def _start(job: ContainerJob) -> str:
 
 
 def _retry_or_fail(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     guard = {"attempt_count": job.attempt_count}
     execution = {"status": st.FAILED, "error": error, "finished_at": now}
     if job.attempt_count >= job.max_attempts:
@@ -427,7 +426,7 @@ def _stop_and_finish(
         executor.stop(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            _schedule_check(job, timezone.now(), timezone.now(), last_error=f"stop failed: {exc}")
+            _schedule_check(job, clock.now(), clock.now(), last_error=f"stop failed: {exc}")
             return "stop-error"
     return _harvest(job, executor, final=final, reason=reason)
 
@@ -446,7 +445,7 @@ def _harvest(
         result = executor.collect(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            now = timezone.now()
+            now = clock.now()
             _schedule_check(job, now, now + timedelta(seconds=60), last_error=f"harvest: {exc}")
             return "harvest-error"
         result, reason = None, f"results could not be read: {exc}"
@@ -455,7 +454,7 @@ def _harvest(
     if result is not None:
         for name, value in result_fields(job, result).items():
             setattr(job, name, value)
-    now = timezone.now()
+    now = clock.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
     status = final or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
@@ -486,7 +485,7 @@ def _harvest(
 
 
 def _fail_running(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.RUNNING, st.FAILED, guard={"attempt_count": job.attempt_count},
         last_error=error, completed_at=now, next_check_at=None,
@@ -498,7 +497,7 @@ def _fail_running(job: ContainerJob, error: str) -> str:
 
 
 def _cancel_pending(job: ContainerJob) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.PENDING, st.CANCELLED, guard={"attempt_count": job.attempt_count},
         completed_at=now, last_error="cancelled on request before it launched",
@@ -531,7 +530,7 @@ def _kick_waiting(host_id: int) -> None:
     already on their way, which grows with the square of a burst; a slot that two
     concurrent releases leave idle is filled by the next sweep.
     """
-    now = timezone.now()
+    now = clock.now()
     first = (
         ContainerJob.objects.filter(
             docker_host_id=host_id,
