@@ -110,7 +110,7 @@ def harvest(job_id: Any) -> str:
     if state != ExecutionState.NOT_FOUND and job.cancel_requested_at:
         return _harvest(job, executor, final=st.CANCELLED, reason="cancelled on request")
     deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
-    if state != ExecutionState.NOT_FOUND and timezone.now() >= deadline:
+    if state != ExecutionState.NOT_FOUND and clock.now() >= deadline:
         return _harvest(job, executor, final=st.TIMEOUT, reason=_timed_out(job))
     return _settle(job, executor, state)
 
