@@ -13,7 +13,10 @@ class ContainerManagerConfig(AppConfig):
 
     def ready(self) -> None:
         from container_manager import checks  # noqa: F401 - registers the system checks
+        from container_manager import notify, signals
         from container_manager.dispatch import job_created
         from container_manager.models import ContainerJob
 
         post_save.connect(job_created, sender=ContainerJob, dispatch_uid="cm-job-created")
+        for signal in (signals.job_started, signals.job_finished):
+            signal.connect(notify.on_job_event, dispatch_uid="cm-webhooks")

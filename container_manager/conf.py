@@ -44,6 +44,13 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 1024 * 1024,
     # How many due jobs one sweep re-sends at most, per kind of work.
     "SWEEP_BATCH_SIZE": 500,
+    # A scheduled time the sweep reaches later than this (seconds) counts as missed (see catchup).
+    "SCHEDULE_MISFIRE_GRACE_SECONDS": 300,
+    # Webhook deliveries: seconds per request, attempts before giving up, backoff between them.
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_BACKOFF_BASE": 10.0,
+    "WEBHOOK_BACKOFF_MAX": 3600.0,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
     "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
 }

@@ -15,7 +15,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import dispatch
+from container_manager import dispatch, notify, scheduler
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -164,7 +164,10 @@ def sweep(now: Any = None) -> dict[str, int]:
         step = "launch" if kind == "relaunch" else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
+    sent["notify"] = len(notifications := notify.due(settled, batch))
+    messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
+    sent["scheduled"] = scheduler.fire_due(now)
     return sent
 
 
@@ -196,6 +199,7 @@ STEPS: dict[str, Callable[[Any], str]] = {
     "check": check,
     "harvest": harvest,
     "cancel": cancel,
+    "notify": notify.notify,
 }
 
 
