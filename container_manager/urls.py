@@ -5,7 +5,7 @@ Mount with ``path("cm/", include("container_manager.urls"))``.
 
 from django.urls import path
 
-from container_manager import api, endpoints
+from container_manager import api, api_schedules, endpoints
 
 app_name = "container_manager"
 
@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/jobs/<uuid:job_id>/", api.job_view, name="api-job"),
     path("api/jobs/<uuid:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
     path("api/jobs/<uuid:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
+    path("api/schedules/", api_schedules.schedules_view, name="api-schedules"),
     path("api/openapi.json", api.openapi_view, name="api-openapi"),
 ]
