@@ -33,7 +33,7 @@ def expand(cron: str) -> str:
     ...
     django.core.exceptions.ValidationError: {'cron': ["cron: '61 * * * *' is not valid: Bad minute"]}
     """
-    text = " ".join((cron or "").split())
+    text = " ".join(str(cron or "").split())
     fields = ALIASES.get(text.lower(), text)
     if len(fields.split()) != 5:
         names = ", ".join(ALIASES)
@@ -59,7 +59,7 @@ def zone(name: str) -> ZoneInfo:
     django.core.exceptions.ValidationError: {'timezone': ["timezone: 'Mars/Olympus' is not an IANA time zone name"]}
     """
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationError(
             {"timezone": f"timezone: {name!r} is not an IANA time zone name"}

@@ -6,7 +6,7 @@ A compare-and-set on ``next_run_at`` claims a schedule's due times; the jobs com
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -45,7 +45,7 @@ def fire(schedule: JobSchedule, now: datetime) -> list[ContainerJob]:
     if schedule.next_run_at is None or schedule.next_run_at > now:
         return []
     times = runs_due(schedule, now)
-    upcoming = [t.astimezone(timezone.utc) for t in schedule.upcoming(now, 1)]
+    upcoming = [t.astimezone(UTC) for t in schedule.upcoming(now, 1)]
     with transaction.atomic():
         claimed = JobSchedule.objects.filter(
             pk=schedule.pk, enabled=True, next_run_at=schedule.next_run_at
@@ -110,7 +110,7 @@ def _submit(schedule: JobSchedule, moment: datetime, manual: bool) -> ContainerJ
     mark: dict[str, Any] = {
         "id": schedule.pk,
         "name": schedule.name,
-        "scheduled_for": moment.astimezone(timezone.utc).isoformat(),
+        "scheduled_for": moment.astimezone(UTC).isoformat(),
     }
     if manual:
         mark["manual"] = True
