@@ -27,13 +27,17 @@ def announce_move(job: Any, status: str) -> None:
     Called by ``transitions`` after each move it made; a receiver that raises is
     logged and does not disturb the step or the other receivers.
     """
-    signal = job_started if status == st.RUNNING else job_finished if status in st.TERMINAL else None
+    signal = (
+        job_started if status == st.RUNNING else job_finished if status in st.TERMINAL else None
+    )
     if signal is None:
         return
 
     def send() -> None:
         for receiver, result in signal.send_robust(sender=type(job), job=job, status=status):
             if isinstance(result, Exception):
-                logger.error("receiver %r of %s for job %s raised: %r", receiver, status, job.pk, result)
+                logger.error(
+                    "receiver %r of %s for job %s raised: %r", receiver, status, job.pk, result
+                )
 
     transaction.on_commit(send)

@@ -96,9 +96,13 @@ class WebhookDelivery(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
     job = models.ForeignKey(
-        "container_manager.ContainerJob", on_delete=models.CASCADE, related_name="webhook_deliveries"
+        "container_manager.ContainerJob",
+        on_delete=models.CASCADE,
+        related_name="webhook_deliveries",
     )
     event = models.CharField(max_length=30, choices=[(e, e) for e in EVENTS])
     payload = models.JSONField(help_text="The JSON body, fixed when the event happened.")

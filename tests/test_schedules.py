@@ -34,7 +34,9 @@ def make(host, now, **fields):
 def runs(schedule):
     """The scheduled times of the schedule's jobs, oldest first."""
     jobs = ContainerJob.objects.filter(executor_metadata__schedule__id=schedule.pk)
-    return sorted(datetime.fromisoformat(j.executor_metadata["schedule"]["scheduled_for"]) for j in jobs)
+    return sorted(
+        datetime.fromisoformat(j.executor_metadata["schedule"]["scheduled_for"]) for j in jobs
+    )
 
 
 def sweep_every(step, start, end):
@@ -157,7 +159,9 @@ def test_a_job_that_cannot_be_made_is_recorded_and_the_schedule_moves_on(recordi
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_on_postgres_make_each_run_once(postgres_only, recording, mock_host):
     now = utc(2026, 6, 1, 9, 59)
-    schedules = [make(mock_host, now, name=f"race-{n}", cron="0 * * * *", catchup=2) for n in range(20)]
+    schedules = [
+        make(mock_host, now, name=f"race-{n}", cron="0 * * * *", catchup=2) for n in range(20)
+    ]
     later = utc(2026, 6, 1, 12, 1)  # 10:00 and 11:00 missed, 12:00 on time
     barrier = threading.Barrier(4)
     made, errors = [], []
