@@ -12,8 +12,11 @@ class ContainerManagerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from container_manager import checks  # noqa: F401 - registers the system checks
-        from container_manager import notify, signals
+        from container_manager import (
+            checks,  # noqa: F401 - registers the system checks
+            notify,
+            signals,
+        )
         from container_manager.dispatch import job_created
         from container_manager.models import ContainerJob
 

@@ -31,7 +31,7 @@ def expand(cron: str) -> str:
     >>> expand("61 * * * *")
     Traceback (most recent call last):
     ...
-    django.core.exceptions.ValidationError: {'cron': ["cron: '61 * * * *' is not valid: Bad minute"]}
+    django.core.exceptions.ValidationError: {'cron': ["cron: '61 * * * *' is not valid: Bad m...
     """
     text = " ".join(str(cron or "").split())
     fields = ALIASES.get(text.lower(), text)
@@ -56,7 +56,7 @@ def zone(name: str) -> ZoneInfo:
     >>> zone("Mars/Olympus")
     Traceback (most recent call last):
     ...
-    django.core.exceptions.ValidationError: {'timezone': ["timezone: 'Mars/Olympus' is not an IANA time zone name"]}
+    django.core.exceptions.ValidationError: {'timezone': ["timezone: 'Mars/Olympus' is not an...
     """
     try:
         return ZoneInfo(str(name))

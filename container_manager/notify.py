@@ -1,6 +1,6 @@
 """The ``notify`` step: send one webhook delivery, signed, and record the attempt on its row.
 
-Job events make delivery rows; each is sent through dispatch, retried with backoff, re-sent by the sweep.
+Job events make delivery rows, sent through dispatch, retried with backoff, re-sent by the sweep.
 """
 
 from __future__ import annotations

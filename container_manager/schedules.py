@@ -5,8 +5,7 @@ The sweep fires due schedules (``container_manager.scheduler``); this module onl
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -140,18 +139,6 @@ class JobSchedule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        """Check the cron text and the time zone; errors name the field."""
-        super().clean()
-        errors: dict[str, Any] = {}
-        for check, value in ((cron.expand, self.cron), (cron.zone, self.timezone)):
-            try:
-                check(value)
-            except ValidationError as exc:
-                errors.update(exc.message_dict)
-        if errors:
-            raise ValidationError(errors)
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save the settings; ``next_run_at`` is recomputed when cron, zone or ``enabled`` changed.
 
@@ -172,10 +159,22 @@ class JobSchedule(models.Model):
             kwargs["update_fields"] = {*fields, "next_run_at"} if recompute else fields
         super().save(*args, **kwargs)
 
+    def clean(self) -> None:
+        """Check the cron text and the time zone; errors name the field."""
+        super().clean()
+        errors: dict[str, Any] = {}
+        for check, value in ((cron.expand, self.cron), (cron.zone, self.timezone)):
+            try:
+                check(value)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+        if errors:
+            raise ValidationError(errors)
+
     def reschedule(self, now: datetime) -> None:
         """Set ``next_run_at`` to the first time after ``now`` (None while disabled or never)."""
         times = self.upcoming(now, 1) if self.enabled else []
-        self.next_run_at = times[0].astimezone(dt_timezone.utc) if times else None
+        self.next_run_at = times[0].astimezone(UTC) if times else None
         self._computed_for = self._timing()
 
     def upcoming(self, after: datetime, count: int = 5) -> list[datetime]:

@@ -1,4 +1,4 @@
-"""The steps that move a job: launch, check, harvest, cancel, and the sweep that re-sends them.
+"""The steps (launch, check, harvest, cancel; notify for webhooks) and the sweep that re-sends them.
 
 Each step reloads the row, acts only if the row says so, and is safe to run twice.
 """
@@ -137,8 +137,10 @@ def sweep(now: Any = None) -> dict[str, int]:
 
     Pending jobs that are due and whose host has a free slot; launches whose
     lease expired; running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests. A fixed number of
-    indexed queries, whatever the table size.
+    check is always due by the deadline); cancel requests; webhook deliveries
+    whose attempt is due. Then it fires the schedules that are due
+    (``scheduler.fire_due``). A fixed number of indexed queries, whatever the
+    table size, plus the work of what is due.
     """
     now = now or timezone.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)

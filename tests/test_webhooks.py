@@ -15,9 +15,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from container_manager import dispatch, notify, signals, steps
+from container_manager.auth import sign_request
 from container_manager.models import ContainerJob
 from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
-from container_manager.auth import sign_request
 from tests.push_support import HMAC_SECRET
 
 pytestmark = pytest.mark.django_db
