@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from openapi_schema_validator import OAS30Validator
 
 from container_manager import steps
 from container_manager.models import ContainerJob
@@ -124,6 +125,11 @@ def test_api_lists_and_creates_schedules_with_the_job_tokens(
     response = client.post(url, json.dumps(body), content_type="application/json", headers=BEARER)
     assert response.status_code == 201, response.content
     created = response.json()
+    document = client.get(reverse("container_manager:api-openapi")).json()
+    components = document["components"]
+    OAS30Validator({**components["schemas"]["Schedule"], "components": components}).validate(
+        created
+    )
     assert created["next_run_at"] is not None and created["host"] == mock_host.name
     assert JobSchedule.objects.get(name="api-hourly").override_environment == "A=1"
     listed = client.get(url, headers=BEARER).json()["schedules"]

@@ -18,6 +18,8 @@ from container_manager import dispatch, notify, signals, steps
 from container_manager.auth import sign_request
 from container_manager.models import ContainerJob
 from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from functions import handlers
+from tests import aws_support as aws
 from tests.push_support import HMAC_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -257,3 +259,32 @@ def test_signals_are_sent_once_per_move_even_when_messages_repeat(
         signals.job_started.disconnect(record)
         signals.job_finished.disconnect(record)
     assert seen == [(job.pk, "running"), (job.pk, "completed")]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    server, endpoint = aws.start_moto_server()
+    yield endpoint
+    server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_travel_through_sqs_to_the_lambda(
+    moto_endpoint, monkeypatch, settings, receiver, mock_host
+):
+    aws.fake_aws_env(monkeypatch)
+    client, url, arn = aws.make_queue(moto_endpoint)
+    aws.use_sqs(settings, moto_endpoint, url)
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_BACKOFF_BASE": 0.0}
+    WebhookEndpoint.objects.create(url=receiver.url, secret=SECRET)
+    receiver.replies.put((503, {}))
+    job = ContainerJob.objects.create_job(image="x", docker_host=mock_host)
+
+    def delivered():
+        return WebhookDelivery.objects.filter(job=job, state="delivered").count() == 2
+
+    assert aws.feed_lambda(client, url, arn, handlers.sqs_batch, delivered) == []
+    assert ContainerJob.objects.get(pk=job.pk).status == "completed"
+    sent = Counter(headers[notify.DELIVERY_HEADER] for _, headers, _ in receiver.requests)
+    ids = {str(pk) for pk in WebhookDelivery.objects.filter(job=job).values_list("pk", flat=True)}
+    assert set(sent) == ids and sorted(sent.values()) == [1, 2]  # the 503 was retried
