@@ -76,7 +76,7 @@ class JobSchedule(models.Model):
         "container_manager.ExecutorHost",
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,
         related_name="schedules",
         help_text="Where the jobs run; blank: any active host.",
     )
