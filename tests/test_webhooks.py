@@ -33,6 +33,7 @@ class Receiver:
     def __init__(self):
         self.requests = []
         self.replies = queue.Queue()
+        self.release = threading.Event()  # a reply of None hangs until this is set
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -42,6 +43,9 @@ class Receiver:
                 code, headers = (
                     owner.replies.get_nowait() if not owner.replies.empty() else (200, {})
                 )
+                if code is None:
+                    owner.release.wait(30)
+                    return
                 self.send_response(code)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -57,6 +61,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -183,6 +188,23 @@ def test_client_error_fails_without_retry_and_dead_receiver_is_retried(
     assert steps.run_step("notify", delivery.pk) == "retrying"
     row = WebhookDelivery.objects.get(pk=delivery.pk)
     assert row.status_code is None and row.error and row.attempts == 1
+
+
+def test_a_receiver_that_never_answers_times_out_and_is_retried(
+    hooks, run_job, receiver, mock_host, settings
+):
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_TIMEOUT_SECONDS": 0.3}
+    WebhookEndpoint.objects.create(url=receiver.url, events=["job.completed"])
+    receiver.replies.put((None, {}))
+    job, _ = run_job(mock_host)
+    delivery = WebhookDelivery.objects.get(job=job)
+    assert steps.run_step("notify", delivery.pk) == "retrying"
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert row.status_code is None and "timed out" in row.error
+    receiver.release.set()
+    assert steps.run_step("notify", delivery.pk) == "delivered"
+    sent = [headers[notify.DELIVERY_HEADER] for _, headers, _ in receiver.requests]
+    assert sent == [str(delivery.pk)] * 2
 
 
 def test_attempts_stop_at_the_limit(hooks, run_job, receiver, mock_host, settings):
