@@ -135,6 +135,7 @@ class JobSchedule(models.Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._computed_for = self._timing() if self.pk else None
+        self._rescheduled = False
 
     def __str__(self) -> str:
         return self.name
@@ -147,8 +148,7 @@ class JobSchedule(models.Model):
         """
         from container_manager.models import _editable_field_names
 
-        recompute = self._computed_for != self._timing()
-        if recompute:
+        if self._computed_for != self._timing():
             cron.expand(self.cron)
             cron.zone(self.timezone)
             self.reschedule(timezone.now())
@@ -156,8 +156,9 @@ class JobSchedule(models.Model):
             fields = kwargs.get("update_fields")
             if fields is None:
                 fields = _editable_field_names(self, self.SYSTEM_FIELDS)
-            kwargs["update_fields"] = {*fields, "next_run_at"} if recompute else fields
+            kwargs["update_fields"] = {*fields, "next_run_at"} if self._rescheduled else fields
         super().save(*args, **kwargs)
+        self._rescheduled = False
 
     def clean(self) -> None:
         """Check the cron text and the time zone; errors name the field."""
@@ -176,6 +177,7 @@ class JobSchedule(models.Model):
         times = self.upcoming(now, 1) if self.enabled else []
         self.next_run_at = times[0].astimezone(UTC) if times else None
         self._computed_for = self._timing()
+        self._rescheduled = True  # the next save writes it
 
     def upcoming(self, after: datetime, count: int = 5) -> list[datetime]:
         """The next ``count`` times after ``after``, in the schedule's zone."""

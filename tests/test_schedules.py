@@ -139,6 +139,13 @@ def test_editing_a_stale_copy_does_not_refire(recording, mock_host):
     assert JobSchedule.objects.get(pk=schedule.pk).command == "echo changed"
 
 
+def test_rescheduling_an_existing_schedule_is_saved(recording, mock_host):
+    schedule = make(mock_host, utc(2026, 6, 1, 9, 59), cron="0 * * * *")
+    schedule.reschedule(utc(2026, 6, 2, 9, 59))
+    schedule.save()
+    assert JobSchedule.objects.get(pk=schedule.pk).next_run_at == utc(2026, 6, 2, 10)
+
+
 def test_schedules_not_due_cost_one_query(recording, mock_host, django_assert_num_queries):
     now = utc(2026, 6, 1, 9, 59)
     for n in range(40):
