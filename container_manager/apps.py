@@ -1,7 +1,9 @@
-"""App configuration: wires the job-created signal to dispatch and registers the system checks."""
+"""App configuration: loads the steps (which bind the models' hooks), the system checks, webhooks.
+
+Registers the ``notify`` step and connects the webhook receiver to the job signals.
+"""
 
 from django.apps import AppConfig
-from django.db.models.signals import post_save
 
 
 class ContainerManagerConfig(AppConfig):
@@ -16,10 +18,9 @@ class ContainerManagerConfig(AppConfig):
             checks,  # noqa: F401 - registers the system checks
             notify,
             signals,
+            steps,  # binds launch, harvest, cancel and submit for the models
         )
-        from container_manager.dispatch import job_created
-        from container_manager.models import ContainerJob
 
-        post_save.connect(job_created, sender=ContainerJob, dispatch_uid="cm-job-created")
+        steps.register_step("notify", notify.notify)
         for signal in (signals.job_started, signals.job_finished):
             signal.connect(notify.on_job_event, dispatch_uid="cm-webhooks")

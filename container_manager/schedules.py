@@ -146,8 +146,6 @@ class JobSchedule(models.Model):
         The sweep's fields are never written from an existing schedule's copy, so an
         edit made from a stale copy cannot make a time fire twice.
         """
-        from container_manager.models import _editable_field_names
-
         if self._computed_for != self._timing():
             cron.expand(self.cron)
             cron.zone(self.timezone)
@@ -155,7 +153,11 @@ class JobSchedule(models.Model):
         if not self._state.adding:
             fields = kwargs.get("update_fields")
             if fields is None:
-                fields = _editable_field_names(self, self.SYSTEM_FIELDS)
+                fields = [
+                    f.attname
+                    for f in self._meta.concrete_fields
+                    if not f.primary_key and f.name not in self.SYSTEM_FIELDS
+                ]
             kwargs["update_fields"] = {*fields, "next_run_at"} if self._rescheduled else fields
         super().save(*args, **kwargs)
         self._rescheduled = False
