@@ -17,17 +17,19 @@ PACKAGE = "container_manager"
 LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "status", "logtext", "envtext", "secrets", "hooks",
-        "executors.types", "executors.exceptions", "signals", "cron",
+        "executors.types", "executors.exceptions", "counters", "logs",
+        "submission", "tokens", "errors", "signals", "cron",
     ),
     ("executors",),
-    ("models", "schedules", "webhooks"),
+    ("models", "cost", "timings", "schedules", "webhooks"),
     (
         "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
         "notify", "scheduler",
     ),
     ("steps",),
     ("runner",),
-    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "admin", "management", "apps"),
+    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
+     "apps"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 

@@ -1,6 +1,7 @@
 """The JSON API of schedules: list them with their next run, and create one.
 
-Same bearer tokens and error shape as the job API (``api.api_view``).
+Same tokens and error shape as the job API (``api.api_view``); a user's token needs the
+user's ``view_jobschedule`` / ``add_jobschedule`` permission, a service token may do both.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_http_methods
 
 from container_manager.api import LIST_LIMIT, api_view
 from container_manager.api import _host as host_named
 from container_manager.api import _json_object as json_object
+from container_manager.auth import ApiCaller, AuthError
 from container_manager.envtext import format_env_text
 from container_manager.models import EnvironmentVariableTemplate
 from container_manager.schedules import JobSchedule
@@ -27,10 +28,10 @@ CREATE_FIELDS = {
 }  # fmt: skip
 
 
-@api_view
-@require_http_methods(["GET", "POST"])
-def schedules_view(request: HttpRequest) -> JsonResponse:
+@api_view("GET", "POST")
+def schedules_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     """GET: the schedules (by name); POST: create one (201), or 400 naming the field."""
+    _require(caller, "add" if request.method == "POST" else "view")
     if request.method == "POST":
         schedule = _create(json_object(request.body))
         return JsonResponse(schedule_json(schedule), status=201)
@@ -59,6 +60,12 @@ def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
         "last_run_at": when(schedule.last_run_at),
         "last_outcome": schedule.last_outcome,
     }
+
+
+def _require(caller: ApiCaller, action: str) -> None:
+    user = caller.user
+    if user is not None and not user.has_perm(f"container_manager.{action}_jobschedule"):
+        raise AuthError(403, f"this token's user may not {action} job schedules")
 
 
 def _create(payload: dict[str, Any]) -> JobSchedule:

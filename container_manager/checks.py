@@ -1,4 +1,5 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor.
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend, executor or
+price table, and a development SECRET_KEY used with DEBUG off.
 
 ``manage.py check --database default`` also checks every host's ``executor_config``.
 """
@@ -43,7 +44,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(found or _backend_problems(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
+    errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
+    errors.extend(_price_errors())
     return errors
+
+
+def _price_errors() -> list[checks.CheckMessage]:
+    from container_manager.cost import entry_errors, price_table
+
+    messages = [
+        message
+        for platform, regions in price_table().items()
+        for region, entry in regions.items()
+        for message in entry_errors(entry, f"PRICES[{platform!r}][{region!r}]")
+    ]
+    return [
+        checks.Error(
+            message,
+            hint="Rates are numbers per second or per hour; see docs/settings.md (PRICES).",
+            id="container_manager.E020",
+        )
+        for message in messages
+    ]
 
 
 @checks.register(checks.Tags.database)
@@ -77,6 +99,27 @@ def _backend_problems(dispatch: dict, where: str) -> list[checks.CheckMessage]:
         problems = [str(exc)]
     return [
         checks.Error(f"{where}: {problem}", id="container_manager.E004") for problem in problems
+    ]
+
+
+#: Keys that are public: local development's and Django's ``startproject`` placeholder.
+INSECURE_KEY_PREFIXES = ("insecure-local-development", "django-insecure-")
+
+
+@checks.register(checks.Tags.security)
+def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With DEBUG off, a SECRET_KEY known to the world is an error (sessions could be forged)."""
+    from django.conf import settings
+
+    key = str(getattr(settings, "SECRET_KEY", ""))
+    if settings.DEBUG or not key.startswith(INSECURE_KEY_PREFIXES):
+        return []
+    return [
+        checks.Error(
+            "SECRET_KEY is a development key while DEBUG is off.",
+            hint="Set DJANGO_SECRET_KEY to a long random value (it signs sessions and CSRF).",
+            id="container_manager.E006",
+        )
     ]
 
 

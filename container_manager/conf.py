@@ -51,8 +51,54 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_BACKOFF_BASE": 10.0,
     "WEBHOOK_BACKOFF_MAX": 3600.0,
+    # Price table of the cost estimate: platform -> region (or "default") -> rates, merged
+    # over these defaults, taken on 2026-12-01 from the vendors' pages (docs/settings.md).
+    "PRICES": {
+        "fargate": {
+            "default": {
+                "currency": "USD",
+                "vcpu_hour": 0.04048,
+                "gb_hour": 0.004445,
+                "minimum_seconds": 60,
+            },
+        },
+        "cloudrun": {
+            "default": {
+                "currency": "USD",
+                "vcpu_second": 0.000018,
+                "gb_second": 0.000002,
+                "increment_seconds": 0.1,
+            },
+        },
+        "scaleway": {
+            "default": {"currency": "EUR", "vcpu_second": 0.00001, "gb_second": 0.000001},
+        },
+    },
+    # What a job that sets no cpu_limit / memory_limit is assumed to use, for its cost.
+    "COST_DEFAULT_VCPU": 1.0,
+    "COST_DEFAULT_MEMORY_MB": 512,
+    # Row-derived metrics (cm/metrics/) and dashboard timings look back this many hours.
+    "METRICS_WINDOW_HOURS": 24,
+    # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
+    "METRICS_AUTH": "container_manager.auth.authenticate_api",
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
-    "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
+    "SECRET_NAME_PATTERNS": [
+        "*KEY*",
+        "*SECRET*",
+        "*TOKEN*",
+        "*PASS*",
+        "*_PWD",
+        "*CREDENTIAL*",
+        "*DSN*",
+        "*AUTH*",
+        "*_PAT",
+        "*JWT*",
+        "*PRIVATE*",
+        "*CERT*",
+        "*COOKIE*",
+        "*SESSION*",
+        "*SALT*",
+    ],  # fmt: skip
 }
 
 

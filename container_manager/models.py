@@ -18,7 +18,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from container_manager import hooks
+from container_manager import hooks, submission
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.envtext import format_env_text, parse_env_text, validate_env_text
@@ -30,8 +30,10 @@ from container_manager.executors.factory import (
     executor_choices,
 )
 from container_manager.logtext import strip_timestamps
+from container_manager.tokens import ApiToken
 
 __all__ = [
+    "ApiToken",
     "ContainerExecution",
     "ContainerJob",
     "EnvironmentVariableTemplate",
@@ -427,7 +429,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``run_after``, ``created_by`` …)
 
         Raises:
-            ValidationError: naming the field at fault; nothing is stored.
+            ValidationError: naming the field at fault; nothing is stored. The
+                types and bounds of the fields are ``container_manager.submission``'s,
+                the same the JSON API and its OpenAPI document use.
 
         >>> job = ContainerJob.objects.create_job(
         ...     image="python:3.11-slim",
@@ -445,11 +449,15 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
+        submission.check_arguments(
+            {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
+            | {key: kwargs[key] for key in kwargs.keys() & submission.BY_NAME.keys()}
+        )
         template = _resolve_template(environment_template)
         override_text = kwargs.pop("override_environment", "") or ""
         if environment_vars:
             merged = _parse_field(override_text, "override_environment")
-            merged.update({str(k): str(v) for k, v in environment_vars.items()})
+            merged.update(environment_vars)
             override_text = format_env_text(merged)
         if docker_host is None:
             docker_host = ExecutorHost.objects.choose()
@@ -676,6 +684,16 @@ class ContainerJob(models.Model):
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When a cancel was requested."
     )
+    estimated_cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Estimated cost of the run, in cost_currency; set at harvest.",
+    )
+    cost_currency = models.CharField(
+        max_length=3, blank=True, default="", help_text="Currency of estimated_cost, e.g. USD."
+    )
 
     objects = JobManager()
 
@@ -686,12 +704,14 @@ class ContainerJob(models.Model):
             "executor_metadata", "max_memory_usage", "cpu_usage_percent", "stdout_log",
             "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
+            "estimated_cost", "cost_currency",
         }
     )  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "container job"
+        permissions = [("view_all_jobs", "Can see every user's jobs through the API")]
         indexes = [
             models.Index(fields=["status", "created_at"], name="cjob_status_created_idx"),
             models.Index(fields=["created_by", "status"], name="cjob_created_by_status_idx"),
@@ -1008,10 +1028,17 @@ class ContainerExecution(models.Model):
     resource use. A job retried after a launch error keeps every attempt.
 
     Execution Lifecycle:
-        1. Created by the launch step when an attempt begins (``launching``)
-        2. ``execution_id`` recorded when the platform accepts the launch
-        3. Logs, exit code and usage recorded when the job is harvested
+        1. Created by the launch step when an attempt begins (``launching``):
+           ``started_at`` is when the launch was requested
+        2. ``execution_id`` and ``accepted_at`` recorded when the platform accepts the launch
+        3. Logs, exit code, usage, ``container_started_at``, ``platform_times`` and
+           ``harvested_at`` recorded when the job is harvested
         4. ``status`` and ``finished_at`` recorded when the attempt ends
+
+    Phase timings:
+        ``phases()`` lists submitted, launch requested, accepted, container
+        started, finished and harvested, as far as they are known; the admin
+        draws them as a timeline and the API returns them.
 
     Relationship to ContainerJob:
         - One-to-many: ``job.containerexecution_set``, one row per ``attempt``
@@ -1057,8 +1084,24 @@ class ContainerExecution(models.Model):
         default=st.LAUNCHING,
         help_text="How the attempt ended.",
     )
-    started_at = models.DateTimeField(default=timezone.now, help_text="When the attempt began.")
+    started_at = models.DateTimeField(
+        default=timezone.now, help_text="When the attempt began: the launch was requested."
+    )
+    accepted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the platform accepted the launch (an execution id)."
+    )
+    container_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the container started, by the platform's clock."
+    )
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When the attempt ended.")
+    harvested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the results were stored."
+    )
+    platform_times = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The platform's own timestamps of the execution (name -> ISO 8601), if any.",
+    )
     exit_code = models.IntegerField(null=True, blank=True)
     stdout_log = models.TextField(blank=True, default="")
     stderr_log = models.TextField(blank=True, default="")
@@ -1071,6 +1114,10 @@ class ContainerExecution(models.Model):
         ordering = ["job", "attempt"]
         constraints = [
             models.UniqueConstraint(fields=["job", "attempt"], name="cexec_job_attempt_unique")
+        ]
+        # The dashboard's time-to-start medians read the attempts started in the last day.
+        indexes = [
+            models.Index(fields=["container_started_at"], name="cexec_container_started_idx")
         ]
         verbose_name = "container execution"
 
@@ -1091,6 +1138,28 @@ class ContainerExecution(models.Model):
     def duration(self) -> timedelta | None:
         """Time from the start of the attempt to its end, None while it goes on."""
         return self.finished_at - self.started_at if self.finished_at else None
+
+    def phases(self) -> list[tuple[str, Any]]:
+        """``(phase, time)`` of this attempt in order, the unknown ones left out.
+
+        "submitted" is the job's ``created_at``.
+
+        >>> from datetime import datetime, timezone as tz
+        >>> at = datetime(2024, 1, 1, 12, 0, tzinfo=tz.utc)
+        >>> execution = ContainerExecution(started_at=at, accepted_at=at + timedelta(seconds=2))
+        >>> [name for name, _ in execution.phases()]
+        ['launch requested', 'accepted']
+        """
+        submitted = self.job.created_at if self.job_id else None
+        points = [
+            ("submitted", submitted),
+            ("launch requested", self.started_at),
+            ("accepted", self.accepted_at),
+            ("container started", self.container_started_at),
+            ("finished", self.finished_at),
+            ("harvested", self.harvested_at),
+        ]
+        return [(name, at) for name, at in points if at is not None]
 
 
 def _is_number(value: Any) -> bool:

@@ -14,7 +14,8 @@ from container_manager.conf import setting
 #: What a masked value is shown as.
 MASK = "********"
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)", re.I)
+# The password runs to the last "@" of the word: one written with a raw "@" is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/\s]*:)[^\s]+(?P<at>@)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
@@ -51,6 +52,15 @@ def mask_env_text(text: str) -> str:
     return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
 
 
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it masked.
+
+    >>> mask_url("tcp://admin:p@ss@docker.example:2376")
+    'tcp://admin:********@docker.example:2376'
+    """
+    return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", text)
+
+
 def _mask_value(key: str, value: Any) -> Any:
     if isinstance(value, dict):
         return mask_env(value)
@@ -59,7 +69,7 @@ def _mask_value(key: str, value: Any) -> Any:
     if is_secret_name(key):
         return MASK
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", value)
+        return mask_url(value)
     return value
 
 

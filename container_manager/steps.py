@@ -15,7 +15,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import dispatch, hooks, notify, scheduler
+from container_manager import cost, counters, dispatch, hooks, logs, notify, scheduler, timings
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -177,6 +177,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
     sent["scheduled"] = scheduler.fire_due(now)
+    counters.sweep_found(sent)
     return sent
 
 
@@ -226,7 +227,8 @@ def run_step(step: str, job_id: Any) -> str:
     """
     if step == "sweep":
         return str(sweep())
-    return STEPS[step](job_id)
+    with logs.step_context(step, job_id):
+        return counters.observed(step, STEPS[step], job_id)
 
 
 def build_launch_request(job: ContainerJob) -> LaunchRequest:
@@ -313,7 +315,7 @@ def _start(job: ContainerJob) -> str:
         job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
         execution_id=result, started_at=now, lease_expires_at=None,
         next_check_at=now + timedelta(seconds=first_check),
-        execution={"status": st.RUNNING, "execution_id": result},
+        execution={"status": st.RUNNING, "execution_id": result, "accepted_at": now},
     )  # fmt: skip
     if not moved:
         return "taken"
@@ -467,9 +469,10 @@ def _harvest(
     moved = move(
         job, st.RUNNING, status, guard={"attempt_count": job.attempt_count},
         clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
-        next_check_at=None, last_error=last_error, **results,
+        next_check_at=None, last_error=last_error, **results, **cost.fields(job, completed_at),
         execution={**results, "status": status, "finished_at": completed_at,
-                   "error": last_error if status != st.COMPLETED else ""},
+                   "error": last_error if status != st.COMPLETED else "",
+                   **timings.harvested(job, result)},
     )  # fmt: skip
     if not moved:
         return "taken"

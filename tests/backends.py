@@ -17,3 +17,10 @@ class RecordingBackend(DispatchBackend):
         """Return and forget the messages recorded so far."""
         taken, self.messages = self.messages, []
         return taken
+
+
+class FailingBackend(DispatchBackend):
+    """Every delivery raises, as a transport that is down would."""
+
+    def deliver(self, step, job_id, delay):
+        raise ConnectionError(f"transport down: {step} of {job_id} not sent")

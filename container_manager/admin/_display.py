@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from container_manager import status as st
@@ -62,3 +62,61 @@ def masked_env_block(text: str) -> SafeString:
     if not (text or "").strip():
         return format_html('<span class="cm-empty">{}</span>', "(none)")
     return format_html('<pre class="cm-env">{}</pre>', mask_env_text(text))
+
+
+def cost_text(job) -> str:
+    """The job's estimated cost with its currency, ``free``, or ``-`` when unknown.
+
+    >>> from decimal import Decimal
+    >>> from container_manager.models import ContainerJob
+    >>> cost_text(ContainerJob(estimated_cost=Decimal("0.012300"), cost_currency="EUR"))
+    '0.012300 EUR'
+    >>> cost_text(ContainerJob(estimated_cost=Decimal(0))), cost_text(ContainerJob())
+    ('free', '-')
+    """
+    if job.estimated_cost is None:
+        return "-"
+    if not job.estimated_cost and not job.cost_currency:
+        return "free"
+    return f"{job.estimated_cost} {job.cost_currency}".strip()
+
+
+def timeline_block(executions) -> SafeString:
+    """One bar per attempt, a segment per phase sized by its share, and the times below it."""
+    from container_manager.timings import timeline
+
+    if not executions:
+        return format_html('<span class="cm-empty">{}</span>', "(not launched yet)")
+    parts = []
+    for execution in executions:
+        phases = execution.phases()
+        segments = timeline(phases)
+        label = ", ".join(f"{s['name']} {s['seconds']:g} s" for s in segments) or "no phases yet"
+        bar = format_html_join(
+            "",
+            '<span class="cm-phase cm-phase-{}" style="width:{}%" title="{}: {} to {}, {} s">'
+            "</span>",
+            (
+                (s["name"], s["percent"], s["name"], s["from"], s["to"], f"{s['seconds']:g}")
+                for s in segments
+            ),
+        )
+        times = format_html_join(
+            "", "<li>{}: {}</li>", ((name, at.isoformat()) for name, at in phases)
+        )
+        platform = format_html_join(
+            "", "<li>{} (platform): {}</li>", sorted(execution.platform_times.items())
+        )
+        parts.append(
+            format_html(
+                '<div class="cm-attempt"><strong>attempt {}</strong>'
+                '<div class="cm-timeline" role="img" aria-label="{}">{}</div>'
+                '<ul class="cm-times">{}{}</ul></div>',
+                execution.attempt,
+                label,
+                bar,
+                times,
+                platform,
+            )  # fmt: skip
+        )
+    return format_html_join("", "{}", ((part,) for part in parts))

@@ -1,4 +1,4 @@
-"""The admin dashboard: job counts by status, jobs finished per hour over a day, load per host.
+"""The admin dashboard: counts by status, jobs finished per hour, load, cost and start times.
 
 One query per figure; the hourly chart is SVG drawn on the server (deployments have no internet).
 """
@@ -6,18 +6,22 @@ One query per figure; the hourly chart is SVG drawn on the server (deployments h
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from statistics import median
 from typing import Any
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate, TruncHour
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from container_manager import status as st
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
 HOURS = 24
+#: Days of cost shown, and the most attempts the start-time medians are taken from.
+COST_DAYS = 14
+MEDIAN_SAMPLE = 2_000
 #: Size of the hourly chart's drawing area, in SVG units.
 CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN = 720, 180, 28
 
@@ -69,6 +73,65 @@ def host_load() -> list[ExecutorHost]:
         capacity = max(host.max_concurrent_jobs, 1)
         host.load_percent = min(100, round(100 * host.current_job_count / capacity))
     return hosts
+
+
+def cost_summary(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Estimated cost of the jobs finished in the last ``COST_DAYS``, per day and per host.
+
+    One grouped query; a sum never mixes currencies. Days are newest first.
+    """
+    since = (now or timezone.now()) - timedelta(days=COST_DAYS)
+    rows = (
+        ContainerJob.objects.filter(completed_at__gte=since, estimated_cost__isnull=False)
+        .annotate(day=TruncDate("completed_at"))
+        .order_by()
+        .values_list("day", "docker_host__name", "cost_currency")
+        .annotate(total=Sum("estimated_cost"), n=Count("pk"))
+    )
+    per_day: dict[tuple[Any, str], dict[str, Any]] = {}
+    per_host: dict[tuple[str, str], dict[str, Any]] = {}
+    for day, host, currency, total, count in rows:
+        for table, key, label in (
+            (per_day, (day, currency), day),
+            (per_host, (host, currency), host),
+        ):
+            row = table.setdefault(
+                key, {"label": label, "currency": currency, "total": 0, "jobs": 0}
+            )
+            row["total"] += total
+            row["jobs"] += count
+    return {
+        "days": sorted(per_day.values(), key=lambda r: (r["label"], r["currency"]), reverse=True),
+        "hosts": sorted(per_host.values(), key=lambda r: (r["label"], r["currency"])),
+    }
+
+
+def start_medians(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per host, the median submit-to-start and launch-to-start of the last 24 h (one query).
+
+    Taken from the newest ``MEDIAN_SAMPLE`` attempts whose container start is known,
+    which keeps the page fast at any table size.
+    """
+    since = (now or timezone.now()) - timedelta(hours=HOURS)
+    rows = (
+        ContainerExecution.objects.filter(container_started_at__gte=since)
+        .order_by("-container_started_at")
+        .values_list("host__name", "job__created_at", "started_at", "container_started_at")
+    )[:MEDIAN_SAMPLE]
+    samples: dict[str, tuple[list[float], list[float]]] = {}
+    for host, submitted, requested, started in rows:
+        waits, launches = samples.setdefault(host or "(deleted host)", ([], []))
+        waits.append(max((started - submitted).total_seconds(), 0.0))
+        launches.append(max((started - requested).total_seconds(), 0.0))
+    return [
+        {
+            "host": host,
+            "attempts": len(waits),
+            "submit_to_start": median(waits),
+            "launch_to_start": median(launches),
+        }
+        for host, (waits, launches) in sorted(samples.items())
+    ]
 
 
 def hour_chart(buckets: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,5 +188,8 @@ def render(request: HttpRequest, admin_site: Any, opts: Any) -> TemplateResponse
         "counts": status_counts(),
         "chart": hour_chart(finished_per_hour()),
         "hosts": host_load(),
+        "cost": cost_summary(),
+        "medians": start_medians(),
+        "cost_days": COST_DAYS,
     }
     return TemplateResponse(request, "admin/container_manager/dashboard.html", context)

@@ -134,9 +134,10 @@ class ContainerExecutionAdmin(admin.ModelAdmin):
     search_fields = ("execution_id", "job__id", "job__name")
     list_select_related = ("job", "host")
     readonly_fields = (
-        "job_link", "attempt", "status", "host", "execution_id", "started_at", "finished_at",
-        "exit_code", "error", "stdout_display", "stderr_display", "docker_log_display",
-        "max_memory_usage", "cpu_usage_percent",
+        "job_link", "attempt", "status", "host", "execution_id", "started_at", "accepted_at",
+        "container_started_at", "finished_at", "harvested_at", "platform_times", "exit_code",
+        "error", "stdout_display", "stderr_display", "docker_log_display", "max_memory_usage",
+        "cpu_usage_percent",
     )  # fmt: skip
     fields = readonly_fields
 
@@ -187,7 +188,7 @@ class ContainerJobAdmin(admin.ModelAdmin):
 
     list_display = (
         "short_id", "name", "status_badge", "docker_host", "docker_image", "duration_display",
-        "exit_code_display", "created_at",
+        "exit_code_display", "cost_display", "created_at",
     )  # fmt: skip
     list_filter = (
         "status", "docker_host", "docker_host__executor_type", "created_at", ScheduleFilter,
@@ -203,7 +204,7 @@ class ContainerJobAdmin(admin.ModelAdmin):
         "created_at", "updated_at", "override_environment_masked", "environment_masked",
         "stdout_display", "stderr_display", "clean_output_display", "docker_log_display",
         "max_memory_usage", "cpu_usage_percent", "execution_id", "run_after", "next_check_at",
-        "lease_expires_at", "executor_metadata",
+        "lease_expires_at", "executor_metadata", "cost_display", "timeline_display",
     )  # fmt: skip
 
     class Media:
@@ -378,6 +379,15 @@ class ContainerJobAdmin(admin.ModelAdmin):
     def duration_display(self, job: ContainerJob) -> str:
         return show.live_field(job, "duration", show.format_duration(job.runtime_duration))
 
+    @admin.display(description="estimated cost", ordering="estimated_cost")
+    def cost_display(self, job: ContainerJob) -> str:
+        return show.cost_text(job)
+
+    @admin.display(description="phases per attempt")
+    def timeline_display(self, job: ContainerJob) -> str:
+        executions = job.containerexecution_set.select_related("job").defer(*_LOG_FIELDS[:2])
+        return show.timeline_block(list(executions))
+
     @admin.display(description="retries")
     def retry_links(self, job: ContainerJob) -> str:
         links = []
@@ -461,6 +471,7 @@ def _job_fieldsets(env_field: str) -> list:
                 "and its history stay as they are.",
             },
         ),
+        ("Timeline and cost", {"fields": ("timeline_display", "cost_display")}),
         ("Request", {"fields": _SUBMIT_FIELDSETS[0][1]["fields"]}),
         ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         ("Environment", {"fields": ("environment_template", env_field, "environment_masked")}),
@@ -527,7 +538,9 @@ def _export_row(job: ContainerJob) -> list[Any]:
 
 
 def _csv_safe(value: Any) -> Any:
-    # A cell starting with = + - @ is run as a formula by spreadsheets.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A cell starting with = + - @ is run as a formula by spreadsheets, also after a tab, CR or LF.
+    if isinstance(value, str) and (
+        value[:1] in ("\t", "\r") or value.lstrip(" \t\r\n")[:1] in ("=", "+", "-", "@")
+    ):
         return "'" + value
     return "" if value is None else value

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from container_manager import counters
 from container_manager.conf import setting
 from container_manager.dispatch.base import DispatchBackend
 
@@ -57,7 +58,11 @@ def use_backend(backend: DispatchBackend) -> Iterator[DispatchBackend]:
 
 def send(step: str, job_id: Any, delay: float = 0) -> None:
     """Send ``step`` for ``job_id`` now (to run after ``delay`` seconds)."""
-    get_backend().send(step, str(job_id), max(float(delay), 0.0))
+    try:
+        get_backend().send(step, str(job_id), max(float(delay), 0.0))
+    except Exception:
+        counters.send_failed(step)
+        raise
 
 
 def send_on_commit(step: str, job_id: Any, delay: float = 0, using: str | None = None) -> None:
@@ -69,7 +74,17 @@ def send_many_on_commit(messages: list[tuple[str, Any, float]], using: str | Non
     """Send many ``(step, job_id, delay)`` messages once the transaction commits."""
     batch = [(step, str(job_id), max(float(delay), 0.0)) for step, job_id, delay in messages]
     if batch:
-        transaction.on_commit(lambda: get_backend().send_many(batch), using=using)
+        transaction.on_commit(lambda: _send_many(batch), using=using)
+
+
+def _send_many(batch: list[tuple[str, str, float]]) -> None:
+    """Send a batch; if it raises, each of its messages counts as failed (which went is unknown)."""
+    try:
+        get_backend().send_many(batch)
+    except Exception:
+        for step, _, _ in batch:
+            counters.send_failed(step)
+        raise
 
 
 @receiver(setting_changed)

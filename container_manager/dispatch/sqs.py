@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from container_manager import counters
 from container_manager.dispatch.base import DispatchBackend
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class SQSBackend(DispatchBackend):
                 DelaySeconds=math.ceil(delay),
             )
         except (BotoCoreError, ClientError):
+            counters.send_failed(step)
             logger.warning("sending %s of job %s to SQS failed; the sweep will resend it",
                            step, job_id, exc_info=True)  # fmt: skip
 
@@ -76,10 +78,13 @@ class SQSBackend(DispatchBackend):
             try:
                 failed = self.client().send_message_batch(QueueUrl=self.queue_url, Entries=batch)
             except (BotoCoreError, ClientError):
+                for entry in batch:
+                    counters.send_failed(messages[int(entry["Id"])][0])
                 logger.warning("sending %d steps to SQS failed; the sweep will resend them",
                                len(batch), exc_info=True)  # fmt: skip
                 continue
             for failure in failed.get("Failed", []):
+                counters.send_failed(messages[int(failure["Id"])][0])
                 logger.warning("SQS refused a step (%s); the sweep will resend it",
                                failure.get("Code"))  # fmt: skip
 

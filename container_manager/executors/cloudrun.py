@@ -28,6 +28,7 @@ from container_manager.executors.types import (
     ExecutionState,
     HarvestResult,
     LaunchRequest,
+    known_times,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,13 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
             started_at=_time(execution.start_time),
             finished_at=ended or datetime.now(UTC),
             reason=_execution_error(execution, result),
+            platform_times=known_times(
+                {
+                    "createTime": _time(execution.create_time),
+                    "startTime": _time(execution.start_time),
+                    "completionTime": ended,
+                }
+            ),  # fmt: skip
         )
 
     def stop(self, execution_id: str) -> bool:

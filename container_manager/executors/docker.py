@@ -43,6 +43,7 @@ from container_manager.executors.types import (
     HarvestResult,
     LaunchRequest,
     Network,
+    known_times,
 )
 from container_manager.logtext import cap_log
 
@@ -200,6 +201,13 @@ class DockerExecutor(ContainerExecutor):
             # No finish time means it still runs (a stop that failed); now is the best bound.
             finished_at=_parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC),
             reason=_state_error(memory // (1024 * 1024), state),
+            platform_times=known_times(
+                {
+                    "Created": _parse_docker_time(container.attrs.get("Created")),
+                    "StartedAt": _parse_docker_time(state.get("StartedAt")),
+                    "FinishedAt": _parse_docker_time(state.get("FinishedAt")),
+                }
+            ),  # fmt: skip
         )
 
     def stop(self, execution_id: str) -> bool:

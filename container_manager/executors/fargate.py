@@ -29,9 +29,13 @@ from container_manager.executors.types import (
     ExecutionState,
     HarvestResult,
     LaunchRequest,
+    known_times,
 )
 
 logger = logging.getLogger(__name__)
+
+#: The task timestamps ECS reports, kept as the execution's platform times.
+ECS_TIMES = ("createdAt", "pullStartedAt", "pullStoppedAt", "startedAt", "stoppingAt", "stoppedAt")
 
 #: Valid Fargate task sizes: CPU units -> the memory sizes (MiB) allowed with them.
 FARGATE_SIZES: dict[int, list[int]] = {
@@ -161,6 +165,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             started_at=task.get("startedAt"),
             finished_at=stopped or datetime.now(UTC),
             reason=_task_error(task, container),
+            platform_times=known_times({name: task.get(name) for name in ECS_TIMES}),
         )
 
     def stop(self, execution_id: str) -> bool:

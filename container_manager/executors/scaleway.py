@@ -28,6 +28,7 @@ from container_manager.executors.types import (
     ExecutionState,
     HarvestResult,
     LaunchRequest,
+    known_times,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,13 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
             started_at=run.started_at,
             finished_at=run.terminated_at or datetime.now(UTC),
             reason=failure,
+            platform_times=known_times(
+                {
+                    "created_at": getattr(run, "created_at", None),
+                    "started_at": run.started_at,
+                    "terminated_at": run.terminated_at,
+                }
+            ),  # fmt: skip
         )
 
     def stop(self, execution_id: str) -> bool:

@@ -81,6 +81,17 @@ class HarvestResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
+    #: Every timestamp the platform gave, under its own names (ECS ``pullStartedAt``, ...).
+    platform_times: dict[str, datetime] = field(default_factory=dict)
+
+
+def known_times(times: dict[str, datetime | None]) -> dict[str, datetime]:
+    """The timestamps a platform gave, the missing ones (None) left out.
+
+    >>> known_times({"startedAt": datetime(2024, 1, 1), "stoppedAt": None})
+    {'startedAt': datetime.datetime(2024, 1, 1, 0, 0)}
+    """
+    return {name: at for name, at in times.items() if at is not None}
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,14 @@ executor_config['timeout']: expected int or float, got bool
             )
 
 
+#: Keys every executor accepts, read by other modules than the executor.
+SHARED_CONFIG = (
+    ConfigKey(
+        "prices", (dict,), "the host's own rates for the cost estimate (container_manager.cost)"
+    ),
+)
+
+
 def validate_config(config: Any, schema: tuple[ConfigKey, ...], platform: str) -> dict[str, Any]:
     """Check ``config`` against ``schema``; return it with defaults filled in.
 
@@ -128,7 +147,7 @@ executor_config['b']: required by the demo executor
     """
     if not isinstance(config, dict):
         raise ExecutorConfigurationError("executor_config: must be a JSON object", key="")
-    keys = {key.name: key for key in schema}
+    keys = {key.name: key for key in (*schema, *SHARED_CONFIG)}
     for name, value in config.items():
         if name not in keys:
             raise ExecutorConfigurationError(

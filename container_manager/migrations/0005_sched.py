@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0002_used_signature'),
+        ('container_manager', '0004_harden1'),
     ]
 
     operations = [

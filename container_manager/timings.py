@@ -1,0 +1,79 @@
+"""Phase timings of an attempt: what the harvest step records, and the timeline drawn from them.
+
+Submitted, launch requested, accepted, container started, finished, harvested (``phases()``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from container_manager.executors.types import HarvestResult
+    from container_manager.models import ContainerExecution, ContainerJob
+
+#: The stretch between two phases, named after what happens in it.
+SEGMENTS = {
+    "launch requested": "waiting",
+    "accepted": "launching",
+    "container started": "starting",
+    "finished": "running",
+    "harvested": "harvesting",
+}
+
+
+def harvested(job: ContainerJob, result: HarvestResult | None) -> dict[str, Any]:
+    """Fields of the attempt's ``ContainerExecution`` to store with the harvest.
+
+    ``job.started_at`` already holds the platform's start time where it gave one;
+    ``result`` (None when nothing could be read) has the platform's timestamps.
+    """
+    times = result.platform_times if result is not None else {}
+    return {
+        "harvested_at": timezone.now(),
+        "container_started_at": job.started_at,
+        "platform_times": {name: at.isoformat() for name, at in times.items()},
+    }
+
+
+def timeline(phases: list[tuple[str, datetime]]) -> list[dict[str, Any]]:
+    """Segments between consecutive phases, each with its seconds and share of the whole.
+
+    A platform clock a little behind ours can put a phase before the one it
+    follows; such a segment counts as zero seconds.
+
+    >>> from datetime import timedelta
+    >>> t = datetime(2024, 1, 1, 12, 0)
+    >>> [(s["name"], s["seconds"], s["percent"]) for s in timeline([
+    ...     ("submitted", t), ("launch requested", t + timedelta(seconds=1)),
+    ...     ("accepted", t + timedelta(seconds=2)), ("container started", t + timedelta(seconds=4)),
+    ... ])]
+    [('waiting', 1.0, 25.0), ('launching', 1.0, 25.0), ('starting', 2.0, 50.0)]
+    """
+    spans = [
+        (SEGMENTS.get(name, name), start_name, name, max((end - start).total_seconds(), 0.0))
+        for (start_name, start), (name, end) in zip(phases, phases[1:], strict=False)
+    ]
+    total = sum(span[3] for span in spans)
+    return [
+        {
+            "name": label,
+            "from": start_name,
+            "to": end_name,
+            "seconds": round(seconds, 3),
+            "percent": round(100 * seconds / total, 2) if total else 0.0,
+        }
+        for label, start_name, end_name, seconds in spans
+    ]
+
+
+def as_json(execution: ContainerExecution) -> dict[str, Any]:
+    """An attempt's phases and platform timestamps for the JSON API."""
+    return {
+        "attempt": execution.attempt,
+        "status": execution.status,
+        "phases": {name: at.isoformat() for name, at in execution.phases()},
+        "platform_times": execution.platform_times,
+    }
