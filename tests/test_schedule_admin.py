@@ -148,3 +148,25 @@ def test_api_lists_and_creates_schedules_with_the_job_tokens(
         assert response.status_code == 400
         assert list(response.json()["fields"]) == [field]
     assert JobSchedule.objects.count() == 1
+
+
+def test_api_user_tokens_need_the_schedule_permissions(client, recording, mock_host):
+    from django.contrib.auth.models import Permission
+
+    from container_manager.tokens import ApiToken
+
+    user = User.objects.create_user("planner")
+    _, secret = ApiToken.objects.issue(user, "test")
+    headers = {"Authorization": f"Bearer {secret}"}
+    url = reverse("container_manager:api-schedules")
+    body = json.dumps({"name": "u", "cron": "@daily", "image": "x"})
+    assert client.get(url, headers=headers).status_code == 403
+    assert (
+        client.post(url, body, content_type="application/json", headers=headers).status_code == 403
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_jobschedule", "add_jobschedule"])
+    )
+    response = client.post(url, body, content_type="application/json", headers=headers)
+    assert response.status_code == 201
+    assert [s["name"] for s in client.get(url, headers=headers).json()["schedules"]] == ["u"]
