@@ -68,10 +68,37 @@ def _require(caller: ApiCaller, action: str) -> None:
         raise AuthError(403, f"this token's user may not {action} job schedules")
 
 
+def _check_types(payload: dict[str, Any]) -> None:
+    """Each field has its JSON type (numbers within 32-bit range), or a 400 names it."""
+    errors = {}
+    for name, value in payload.items():
+        if name in _NUMBERS:
+            ok = value is None or (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and abs(value) < 2**31
+            )
+        elif name == "enabled":
+            ok = isinstance(value, bool)
+        elif name == "environment_vars":
+            ok = value is None or isinstance(value, dict)
+        else:
+            ok = isinstance(value, str) or (value is None and name in _NULLABLE)
+        if not ok:
+            errors[name] = [f"{name}: wrong type {type(value).__name__}"]
+    if errors:
+        raise ValidationError(errors)
+
+
+_NUMBERS = {"catchup", "memory_limit", "cpu_limit", "timeout_seconds"}
+_NULLABLE = {"host", "environment_template"}
+
+
 def _create(payload: dict[str, Any]) -> JobSchedule:
     unknown = sorted(set(payload) - CREATE_FIELDS)
     if unknown:
         raise ValidationError({name: [f"{name}: unknown field"] for name in unknown})
+    _check_types(payload)
     fields = dict(payload)
     fields["docker_image"] = fields.pop("image", "")
     host = fields.pop("host", None)
