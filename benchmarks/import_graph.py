@@ -18,12 +18,14 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
-        "submission", "tokens", "errors",
+        "submission", "tokens", "errors", "signals", "cron",
     ),
     ("executors",),
-    ("models", "cost", "timings"),
-    ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
-     "events", "events.flow"),
+    ("models", "cost", "timings", "schedules", "webhooks"),
+    (
+        "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
+        "events", "events.flow", "notify", "scheduler",
+    ),
     ("steps",),
     ("runner",),
     ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",

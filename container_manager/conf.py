@@ -55,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_BATCH_SIZE": 500,
     # Largest JSON payload (task path, args, kwargs) a Django task may carry, in bytes.
     "TASK_PAYLOAD_MAX_BYTES": 8192,
+    # A scheduled time the sweep reaches later than this (seconds) counts as missed (see catchup).
+    "SCHEDULE_MISFIRE_GRACE_SECONDS": 300,
+    # Webhook deliveries: seconds per request, attempts before giving up, backoff between them.
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_BACKOFF_BASE": 10.0,
+    "WEBHOOK_BACKOFF_MAX": 3600.0,
     # Price table of the cost estimate: platform -> region (or "default") -> rates, merged
     # over these defaults, taken on 2026-12-01 from the vendors' pages (docs/settings.md).
     "PRICES": {

@@ -1,4 +1,4 @@
-"""The steps that move a job: launch, check, harvest, cancel, and the sweep that re-sends them.
+"""The steps (launch, check, harvest, cancel; notify for webhooks) and the sweep that re-sends them.
 
 Each step reloads the row, acts only if the row says so, and is safe to run twice.
 """
@@ -14,7 +14,17 @@ from typing import Any
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
-from container_manager import clock, cost, counters, dispatch, hooks, logs, timings
+from container_manager import (
+    clock,
+    cost,
+    counters,
+    dispatch,
+    hooks,
+    logs,
+    notify,
+    scheduler,
+    timings,
+)
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.events import flow
@@ -152,8 +162,10 @@ def sweep(now: Any = None) -> dict[str, int]:
 
     Pending jobs that are due and whose host has a free slot; launches whose
     lease expired; running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests. A fixed number of
-    indexed queries, whatever the table size.
+    check is always due by the deadline); cancel requests; webhook deliveries
+    whose attempt is due. Then it fires the schedules that are due
+    (``scheduler.fire_due``). A fixed number of indexed queries, whatever the
+    table size, plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -179,7 +191,10 @@ def sweep(now: Any = None) -> dict[str, int]:
         step = "launch" if kind == "relaunch" else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
+    sent["notify"] = len(notifications := notify.due(settled, batch))
+    messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
+    sent["scheduled"] = scheduler.fire_due(now)
     counters.sweep_found(sent)
     return sent
 

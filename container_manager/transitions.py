@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_save
 
-from container_manager import clock
+from container_manager import clock, signals
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
@@ -115,6 +115,7 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
             using=ContainerJob.objects.db,
         )
     )
+    signals.announce_move(job, job.status)
 
 
 def release_slot(host_id: int) -> None:

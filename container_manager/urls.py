@@ -5,7 +5,7 @@ Mount with ``path("cm/", include("container_manager.urls"))``.
 
 from django.urls import path, re_path
 
-from container_manager import api, endpoints, metrics
+from container_manager import api, api_schedules, endpoints, metrics
 
 app_name = "container_manager"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/jobs/<str:job_id>/", api.job_view, name="api-job"),
     path("api/jobs/<str:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
     path("api/jobs/<str:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
+    path("api/schedules/", api_schedules.schedules_view, name="api-schedules"),
     path("api/openapi.json", api.openapi_view, name="api-openapi"),
     path("metrics/", metrics.metrics_view, name="metrics"),
     re_path(r"^api/(?P<rest>.*)$", api.not_found_view, name="api-not-found"),

@@ -285,7 +285,14 @@ def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host, clock):
     steps.launch(running.pk)
     recording.take()
     sent = steps.sweep(now=clock.now() + timedelta(seconds=3))
-    assert sent == {"launch": 0, "relaunch": 0, "check": 1, "cancel": 0}
+    assert sent == {
+        "launch": 0,
+        "relaunch": 0,
+        "check": 1,
+        "cancel": 0,
+        "notify": 0,
+        "scheduled": 0,
+    }
     assert recording.take() == [("check", str(running.pk), 0.0)]
     assert row(later).status == "pending"
 
@@ -296,11 +303,11 @@ def test_sweep_query_count_does_not_grow_with_rows(
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         steps.sweep(now=clock.now() + timedelta(seconds=5))
 
 
