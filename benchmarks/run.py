@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
-PARTS = ("floor", "ours", "mock", "sweep", "peer", "cold_start")
+PARTS = ("floor", "ours", "mock", "sweep", "peer", "cold_start", "events")
 logger = logging.getLogger("benchmarks")
 
 
@@ -75,6 +75,9 @@ def _commands(
         stall = "10" if quick else "20"
         return [[str(PEER_PYTHON), f"{HERE}/peer.py", "--n", str(n), "--max-jobs", str(workers),
                  "--stall", stall, "--latency-n", "5" if quick else "20"]]  # fmt: skip
+    if part == "events":
+        fargate = "4" if quick else "20"
+        return [[py, f"{HERE}/events.py", "--n", str(latency_n), *w, "--fargate-n", fargate]]
     if part == "cold_start":
         if not (HERE / "cold_start.py").exists():
             logger.warning("no benchmarks/cold_start.py yet: the cold start is skipped")

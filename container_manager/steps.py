@@ -1,4 +1,4 @@
-"""The steps that move a job: launch, check, harvest, cancel, and the sweep that re-sends them.
+"""The steps (launch, check, harvest, cancel; notify for webhooks) and the sweep that re-sends them.
 
 Each step reloads the row, acts only if the row says so, and is safe to run twice.
 """
@@ -13,11 +13,21 @@ from typing import Any
 
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
-from django.utils import timezone
 
-from container_manager import cost, counters, dispatch, hooks, logs, timings
+from container_manager import (
+    clock,
+    cost,
+    counters,
+    dispatch,
+    hooks,
+    logs,
+    notify,
+    scheduler,
+    timings,
+)
 from container_manager import status as st
 from container_manager.conf import setting
+from container_manager.events import flow
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.factory import ExecutorFactory
@@ -44,7 +54,7 @@ def launch(job_id: Any) -> str:
     job = _load(job_id)
     if job is None:
         return "missing"
-    now = timezone.now()
+    now = clock.now()
     lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
     if job.status == st.PENDING:
         if job.cancel_requested_at:
@@ -75,7 +85,7 @@ def check(job_id: Any) -> str:
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
-    now = timezone.now()
+    now = clock.now()
     if job.cancel_requested_at and not job.stop_requested_at:
         return _request_stop(job, executor, now, st.CANCELLED)
     if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
@@ -100,7 +110,11 @@ def check(job_id: Any) -> str:
 
 
 def harvest(job_id: Any) -> str:
-    """Store the results of a job whose execution has finished; a running one is left alone."""
+    """Store the results of a job whose execution has finished; a running one is left alone.
+
+    Sent by platform events, which may arrive while a check is stopping the job for a
+    cancel request or its timeout: the job then ends as that check would end it.
+    """
     job = _load(job_id)
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
@@ -108,7 +122,13 @@ def harvest(job_id: Any) -> str:
     state = executor.check_status(job.execution_id)
     if state == ExecutionState.RUNNING:
         return "not-finished"
-    return _settle(job, executor, state)
+    deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
+    intended = ""
+    if state != ExecutionState.NOT_FOUND and job.cancel_requested_at:
+        intended = st.CANCELLED
+    elif state != ExecutionState.NOT_FOUND and clock.now() >= deadline:
+        intended = st.TIMEOUT
+    return _settle(job, executor, state, intended)
 
 
 def cancel(job_id: Any) -> str:
@@ -133,7 +153,7 @@ def submitted(job: ContainerJob, using: str | None = None) -> None:
 
 def request_cancel(job_id: Any) -> bool:
     """Record a cancel request and send the cancel step; False if the job is already terminal."""
-    now = timezone.now()
+    now = clock.now()
     recorded = ContainerJob.objects.filter(
         pk=job_id, status__in=st.LIVE, cancel_requested_at__isnull=True
     ).update(cancel_requested_at=now, updated_at=now)
@@ -149,10 +169,12 @@ def sweep(now: Any = None) -> dict[str, int]:
     Pending jobs that are due and whose host has a free slot; launches not recorded
     ``LAUNCH_RECONCILE_SECONDS`` after they began (to reconcile) or whose lease
     expired (to take over); running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests. A fixed number of
-    indexed queries, whatever the table size.
+    check is always due by the deadline); cancel requests; webhook deliveries
+    whose attempt is due. Then it fires the schedules that are due
+    (``scheduler.fire_due``). A fixed number of indexed queries, whatever the
+    table size, plus the work of what is due.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
@@ -176,7 +198,10 @@ def sweep(now: Any = None) -> dict[str, int]:
         step = "launch" if kind == "relaunch" else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
+    sent["notify"] = len(notifications := notify.due(settled, batch))
+    messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
+    sent["scheduled"] = scheduler.fire_due(now)
     counters.sweep_found(sent)
     return sent
 
@@ -303,7 +328,7 @@ def _start(job: ContainerJob) -> str:
     except Exception as exc:  # noqa: BLE001 - an unexpected crash is worth another attempt
         logger.exception("launch of job %s crashed", job.pk)
         return _retry_or_fail(job, f"{type(exc).__name__}: {exc}")
-    now = timezone.now()
+    now = clock.now()
     if not launched:
         move(
             job, st.LAUNCHING, st.FAILED, guard=attempt_guard,
@@ -318,7 +343,7 @@ def _start(job: ContainerJob) -> str:
 
 def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
     """The platform accepted the attempt: running, with the temporary messages of launching gone."""
-    first_check = setting("CHECK_DELAY_INITIAL")
+    first_check = flow.first_check_delay(job, execution_id, setting("CHECK_DELAY_INITIAL"))
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
         execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",
@@ -355,7 +380,7 @@ def _reconcile(job: ContainerJob, now: datetime) -> str:
 
 
 def _retry_or_fail(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     guard = {"attempt_count": job.attempt_count}
     execution = {"status": st.FAILED, "error": error, "finished_at": now}
     if job.attempt_count >= job.max_attempts:
@@ -386,7 +411,7 @@ def _host_unreachable(job: ContainerJob, exc: ExecutorError) -> str:
     anything the lost call started), with backoff, until HOST_UNREACHABLE_TIMEOUT has
     passed since it first met the outage; then it fails saying so.
     """
-    now = timezone.now()
+    now = clock.now()
     _mark_unreachable(job, exc, now)
     since = job.waiting_for_host_since or now
     waited = (now - since).total_seconds()
@@ -449,10 +474,12 @@ def _schedule_check(
     """Send the next check, after ``delay`` or a growing delay capped at the deadline."""
     if delay is None:
         elapsed = (now - job.started_at).total_seconds()
-        delay = min(
+        backoff = min(
             setting("CHECK_DELAY_MAX"),
             max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
-            max((deadline - now).total_seconds(), 0.0) + 0.05,
+        )
+        delay = min(
+            flow.check_delay(job, backoff), max((deadline - now).total_seconds(), 0.0) + 0.05
         )
     fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay), **(extra or {})}
     if job.waiting_for_host_since and not extra:
@@ -573,34 +600,42 @@ def _check_failed(
     return "check-error"
 
 
-def _settle(job: ContainerJob, executor: ex.ContainerExecutor, state: ExecutionState) -> str:
+def _settle(
+    job: ContainerJob, executor: ex.ContainerExecutor, state: ExecutionState, intended: str = ""
+) -> str:
     """The execution stopped running: store its results, or fail the job if it vanished.
 
-    A job asked to stop ends as ``stop_reason`` says, even when its execution is gone.
+    A job asked to stop ends as ``stop_reason`` says, even when its execution is gone;
+    ``intended`` (a harvest seeing a cancel request or a passed deadline first) else.
     """
     if state == ExecutionState.NOT_FOUND and not job.stop_reason:
         return _fail_running(job, _vanished(job))
     if state == ExecutionState.NOT_FOUND:
         return _finish(job, executor, None)
-    return _harvest(job, executor)
+    return _harvest(job, executor, intended)
 
 
-def _harvest(job: ContainerJob, executor: ex.ContainerExecutor) -> str:
+def _harvest(job: ContainerJob, executor: ex.ContainerExecutor, intended: str = "") -> str:
     try:
         result = executor.collect(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            _check_failed(job, timezone.now(), exc, what="harvest")
+            _check_failed(job, clock.now(), exc, what="harvest")
             return "harvest-error"
         if not job.stop_reason:
             return _fail_running(job, f"results could not be read: {exc}")
         result = None
     if result is None and not job.stop_reason:
         return _fail_running(job, "results could not be read from the platform")
-    return _finish(job, executor, result)
+    return _finish(job, executor, result, intended)
 
 
-def _finish(job: ContainerJob, executor: ex.ContainerExecutor, result: HarvestResult | None) -> str:
+def _finish(
+    job: ContainerJob,
+    executor: ex.ContainerExecutor,
+    result: HarvestResult | None,
+    intended: str = "",
+) -> str:
     """The final move: the status and reason follow from the result and the row's stop_reason.
 
     The move is guarded by the ``stop_reason`` this step read: if a stop was asked meanwhile
@@ -610,7 +645,7 @@ def _finish(job: ContainerJob, executor: ex.ContainerExecutor, result: HarvestRe
     fields.pop("last_error", None)
     for name, value in fields.items():
         setattr(job, name, value)
-    now = timezone.now()
+    now = clock.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
     results = {
@@ -622,7 +657,7 @@ def _finish(job: ContainerJob, executor: ex.ContainerExecutor, result: HarvestRe
         "cpu_usage_percent": job.cpu_usage_percent,
     }
     for _ in range(2):
-        status = job.stop_reason or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
+        status = job.stop_reason or intended or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
         last_error = final_reason(job, status, result)
         moved = move(
             job, st.RUNNING, status,
@@ -655,14 +690,14 @@ def final_reason(job: ContainerJob, status: str, result: HarvestResult | None) -
     if status == st.COMPLETED:
         return ""
     if status == st.TIMEOUT:
-        return f"timed out after {job.timeout_seconds} seconds; the container was stopped"
+        return _timed_out(job)
     if status == st.CANCELLED:
         return "cancelled on request"
     return (result.reason if result else "") or f"exited with code {job.exit_code}"
 
 
 def _fail_running(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.RUNNING, st.FAILED, guard={"attempt_count": job.attempt_count},
         last_error=error, completed_at=now, next_check_at=None, waiting_for_host_since=None,
@@ -674,7 +709,7 @@ def _fail_running(job: ContainerJob, error: str) -> str:
 
 
 def _cancel_pending(job: ContainerJob) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.PENDING, st.CANCELLED, guard={"attempt_count": job.attempt_count},
         completed_at=now, last_error="cancelled on request before it launched",
@@ -713,6 +748,10 @@ def _unreachable_message(job: ContainerJob, limit: float, exc: ExecutorError) ->
     )
 
 
+def _timed_out(job: ContainerJob) -> str:
+    return f"timed out after {job.timeout_seconds} seconds; the container was stopped"
+
+
 def _vanished(job: ContainerJob) -> str:
     return (
         f"execution {job.execution_id!r} is no longer on host {job.docker_host.name!r}; "
@@ -734,7 +773,7 @@ def _kick_waiting(host_id: int) -> None:
     already on their way, which grows with the square of a burst; a slot that two
     concurrent releases leave idle is filled by the next sweep.
     """
-    now = timezone.now()
+    now = clock.now()
     first = (
         ContainerJob.objects.filter(
             docker_host_id=host_id,

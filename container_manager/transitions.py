@@ -10,8 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_save
-from django.utils import timezone
 
+from container_manager import clock, signals
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
@@ -37,7 +37,7 @@ def move(
     frees the host slot in that transaction too, so counts never drift.
     """
     st.check_move(old, new)
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
             status=new, updated_at=now, **fields
@@ -67,7 +67,7 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     met an unreachable host and is tried again under its number).
     """
     attempt = job.attempt_count + 1
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         changed = ContainerJob.objects.filter(
             pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
@@ -122,6 +122,7 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
             using=ContainerJob.objects.db,
         )
     )
+    signals.announce_move(job, job.status)
 
 
 def release_slot(host_id: int) -> None:
