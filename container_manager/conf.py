@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 1024 * 1024,
     # How many due jobs one sweep re-sends at most, per kind of work.
     "SWEEP_BATCH_SIZE": 500,
+    # Largest array_size create_job accepts (at most 10,000).
+    "ARRAY_MAX_SIZE": 10_000,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
     "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
 }

@@ -15,7 +15,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import dispatch
+from container_manager import dispatch, workflows
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
@@ -40,10 +40,13 @@ def launch(job_id: Any) -> str:
     now = timezone.now()
     lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
     if job.status == st.PENDING:
-        if job.cancel_requested_at:
-            return _cancel_pending(job)
         if job.run_after and job.run_after > now:
             return "not-due"
+        waiting = workflows.launch_gate(job)
+        if waiting:
+            return waiting
+        if job.cancel_requested_at:
+            return _cancel_pending(job)
         if not job.docker_host.is_available():
             return "waiting-for-slot"  # cheap answer; begin_launch re-checks atomically
         try:
@@ -65,7 +68,7 @@ def launch(job_id: Any) -> str:
 def check(job_id: Any) -> str:
     """Look at a running job: finish it if it exited, timed out or was cancelled; else re-check."""
     job = _load(job_id)
-    if job is None or job.status != st.RUNNING:
+    if job is None or job.status != st.RUNNING or job.is_array_parent:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     now = timezone.now()
@@ -96,7 +99,7 @@ def check(job_id: Any) -> str:
 def harvest(job_id: Any) -> str:
     """Store the results of a job whose execution has finished; a running one is left alone."""
     job = _load(job_id)
-    if job is None or job.status != st.RUNNING:
+    if job is None or job.status != st.RUNNING or job.is_array_parent:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     state = executor.check_status(job.execution_id)
@@ -110,6 +113,8 @@ def cancel(job_id: Any) -> str:
     job = _load(job_id)
     if job is None or not job.cancel_requested_at:
         return "nothing-to-do"
+    if job.is_array_parent and job.status in st.LIVE:
+        return workflows.cancel_array(job)
     if job.status == st.PENDING:
         return _cancel_pending(job)
     if job.status == st.RUNNING:
@@ -135,10 +140,11 @@ def request_cancel(job_id: Any) -> bool:
 def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
-    Pending jobs that are due and whose host has a free slot; launches whose
-    lease expired; running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests. A fixed number of
-    indexed queries, whatever the table size.
+    Pending jobs that are due, whose dependencies completed and whose host has a
+    free slot; pending jobs whose dependency ended badly (their launch cancels
+    them); launches whose lease expired; running jobs whose check is due
+    (timeouts included, as a check is always due by the deadline); cancel
+    requests. A fixed number of indexed queries, whatever the table size.
     """
     now = now or timezone.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -146,6 +152,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     jobs = ContainerJob.objects
     due = {
         "launch": _launchable(settled),
+        "settle": workflows.doomed(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
         "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now).order_by(
             "lease_expires_at"
@@ -161,7 +168,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages = []
     for kind, queryset in due.items():
         ids = list(queryset.values_list("pk", flat=True)[:batch])
-        step = "launch" if kind == "relaunch" else kind
+        step = "launch" if kind in ("relaunch", "settle") else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
     dispatch.send_many_on_commit(messages)
@@ -178,6 +185,7 @@ def _launchable(settled: Any) -> Any:
     return (
         ContainerJob.objects.filter(
             Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
+            *workflows.launchable(),
             status=st.PENDING,
             docker_host__is_active=True,
             docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
@@ -450,6 +458,7 @@ def _kick_waiting(host_id: int) -> None:
     now = timezone.now()
     first = (
         ContainerJob.objects.filter(
+            *workflows.launchable(),
             docker_host_id=host_id,
             status=st.PENDING,
             docker_host__is_active=True,

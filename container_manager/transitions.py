@@ -34,9 +34,12 @@ def move(
     ``guard`` adds conditions (e.g. the attempt number), ``fields`` are written
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
-    frees the host slot in that transaction too, so counts never drift.
+    frees the host slot in that transaction too, so counts never drift; an array's
+    counts and a job's dependents follow the move there too (``workflows.job_moved``).
     """
-    st.check_move(old, new)
+    from container_manager import workflows
+
+    st.check_move(old, new, array_parent=job.is_array_parent)
     now = timezone.now()
     with transaction.atomic():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
@@ -44,12 +47,13 @@ def move(
         )
         if changed != 1:
             return False
-        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT:
+        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent:
             release_slot(job.docker_host_id)
         if execution is not None:
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
+        workflows.job_moved(job, new)
     job.status = new
     job._loaded_status = new
     for name, value in fields.items():

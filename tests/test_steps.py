@@ -283,7 +283,7 @@ def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host):
     steps.launch(running.pk)
     recording.take()
     sent = steps.sweep(now=timezone.now() + timedelta(seconds=3))
-    assert sent == {"launch": 0, "relaunch": 0, "check": 1, "cancel": 0}
+    assert sent == {"launch": 0, "settle": 0, "relaunch": 0, "check": 1, "cancel": 0}
     assert recording.take() == [("check", str(running.pk), 0.0)]
     assert row(later).status == "pending"
 
