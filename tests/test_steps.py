@@ -294,11 +294,11 @@ def test_sweep_query_count_does_not_grow_with_rows(
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         steps.sweep(now=timezone.now() + timedelta(seconds=5))
 
 
