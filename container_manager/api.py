@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from container_manager import openapi
+from container_manager import openapi, workflows
 from container_manager.auth import AuthError, authenticate_api
 from container_manager.logtext import is_truncated
 from container_manager.models import ContainerJob, ExecutorHost
@@ -26,7 +26,7 @@ from container_manager.models import ContainerJob, ExecutorHost
 SUBMIT_FIELDS = {
     "image", "command", "name", "description", "memory_limit", "cpu_limit", "timeout_seconds",
     "working_directory", "environment_template", "environment_vars", "network_configuration",
-    "host", "priority", "max_attempts", "run_after",
+    "host", "priority", "max_attempts", "run_after", "depends_on", "array_size",
 }  # fmt: skip
 LIST_LIMIT = 100
 
@@ -57,6 +57,7 @@ def jobs_view(request: HttpRequest) -> JsonResponse:
         job = _submit(request, _json_object(request.body))
         return JsonResponse(_job_json(request, job), status=201)
     jobs = ContainerJob.objects.select_related("docker_host").order_by("-created_at")
+    jobs = jobs.prefetch_related("dependency_links")
     status = request.GET.get("status")
     if status:
         jobs = jobs.filter(status=status)
@@ -180,6 +181,7 @@ def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
         "duration_seconds": duration.total_seconds() if duration else None,
+        **workflows.api_fields(job),
         "links": {
             "self": link("api-job"),
             "logs": link("api-job-logs"),

@@ -28,6 +28,29 @@ _JOB = {
         "started_at": _NULLABLE_TIME,
         "completed_at": _NULLABLE_TIME,
         "duration_seconds": {"type": "number", "nullable": True},
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "description": "Jobs that must complete before this one launches.",
+        },
+        "array": {
+            "type": "object",
+            "nullable": True,
+            "description": (
+                "Set on an array parent (index and parent null, counts of its children by "
+                "status) and on each child (its index and its parent)."
+            ),
+            "required": ["size", "index", "parent"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 2},
+                "index": {"type": "integer", "minimum": 0, "nullable": True},
+                "parent": {"type": "string", "format": "uuid", "nullable": True},
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
         "links": {
             "type": "object",
             "required": ["self", "logs", "cancel"],
@@ -70,6 +93,23 @@ _SUBMIT = {
         "priority": {"type": "integer"},
         "max_attempts": {"type": "integer", "minimum": 1},
         "run_after": {"type": "string", "format": "date-time"},
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "description": (
+                "Ids of jobs that must complete first; if one ends failed, timeout or "
+                "cancelled, this job ends cancelled."
+            ),
+        },
+        "array_size": {
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 10000,
+            "description": (
+                "Submit an array: the job returned is a parent that runs no container, with "
+                "this many children whose containers get CM_ARRAY_INDEX and CM_ARRAY_SIZE."
+            ),
+        },
     },
 }
 

@@ -192,6 +192,23 @@ def status_counts(parent: ContainerJob) -> dict[str, int]:
     return counts
 
 
+def api_fields(job: ContainerJob) -> dict[str, Any]:
+    """What the JSON API tells about a job's place in a workflow (counts for an array parent)."""
+    array = None
+    if job.array_size is not None:
+        array = {
+            "size": job.array_size,
+            "index": job.array_index,
+            "parent": str(job.array_parent_id) if job.array_parent_id else None,
+        }
+        if job.is_array_parent:
+            array["counts"] = status_counts(job)
+    return {
+        "depends_on": [str(link.depends_on_id) for link in job.dependency_links.all()],
+        "array": array,
+    }
+
+
 def final_status(counts: ArrayCounts) -> str:
     """The parent's status once every child ended: completed, failed or cancelled.
 
