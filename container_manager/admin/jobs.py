@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 from container_manager import status as st
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
+from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.secrets import mask_env_text
 
@@ -175,7 +176,7 @@ class _JobChangeList(ChangeList):
 
 
 @admin.register(ContainerJob)
-class ContainerJobAdmin(admin.ModelAdmin):
+class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     """Jobs with live status; submit, cancel, retry and export go through the steps.
 
     Retry submits a new job with the same request and links both ways ("retry of",
@@ -199,7 +200,7 @@ class ContainerJobAdmin(admin.ModelAdmin):
         "created_at", "updated_at", "override_environment_masked", "environment_masked",
         "stdout_display", "stderr_display", "clean_output_display", "docker_log_display",
         "max_memory_usage", "cpu_usage_percent", "execution_id", "run_after", "next_check_at",
-        "lease_expires_at", "executor_metadata",
+        "lease_expires_at", "executor_metadata", *WORKFLOW_FIELDS,
     )  # fmt: skip
 
     class Media:
@@ -457,6 +458,7 @@ def _job_fieldsets(env_field: str) -> list:
                 "and its history stay as they are.",
             },
         ),
+        ("Workflow", {"fields": WORKFLOW_FIELDS}),
         ("Request", {"fields": _SUBMIT_FIELDSETS[0][1]["fields"]}),
         ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         ("Environment", {"fields": ("environment_template", env_field, "environment_masked")}),
