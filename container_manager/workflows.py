@@ -38,7 +38,7 @@ def resolve_dependencies(depends_on: Iterable[Any] | None) -> list[ContainerJob]
     >>> resolve_dependencies(["not-an-id"])
     Traceback (most recent call last):
     ...
-    django.core.exceptions.ValidationError: {'depends_on': ["depends_on: 'not-an-id' is not a job id."]}
+    django.core.exceptions.ValidationError: {'depends_on': [...'not-an-id' is not a job id."]}
     """
     if depends_on is None:
         return []
@@ -62,7 +62,7 @@ def check_array_size(array_size: Any) -> int | None:
     >>> check_array_size(1)
     Traceback (most recent call last):
     ...
-    django.core.exceptions.ValidationError: {'array_size': ['array_size: must be an integer from 2 to 10000.']}
+    django.core.exceptions.ValidationError: {'array_size': [...from 2 to 10000.']}
     """
     if array_size is None:
         return None
@@ -257,7 +257,9 @@ def _reaches(start: set[uuid.UUID], target: uuid.UUID) -> bool:
     seen, frontier = set(start), set(start)
     while frontier:
         upstream = set(
-            JobDependency.objects.filter(job_id__in=frontier).values_list("depends_on_id", flat=True)
+            JobDependency.objects.filter(job_id__in=frontier).values_list(
+                "depends_on_id", flat=True
+            )
         )
         if target in upstream:
             return True
@@ -275,7 +277,9 @@ def _children(parent: ContainerJob) -> list[ContainerJob]:
     copied["run_after"] = parent.run_after
     base = parent.name or parent.docker_image
     return [
-        ContainerJob(**{**copied, "name": f"{base}[{index}]"}, array_parent=parent, array_index=index)
+        ContainerJob(
+            **{**copied, "name": f"{base}[{index}]"}, array_parent=parent, array_index=index
+        )
         for index in range(parent.array_size)
     ]
 

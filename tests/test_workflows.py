@@ -296,3 +296,15 @@ def test_lost_messages_are_recovered_by_the_sweep(recording, make_mock_host, moc
     assert statuses == ["completed"] * 4 + ["failed", "cancelled", "cancelled"]
     assert all(launches(j) <= 1 for j in ContainerJob.objects.all())
     assert row(after_doomed).last_error == f"dependency {doomed.pk} ended cancelled"
+
+
+def test_fargate_children_also_get_the_aws_batch_index(db):
+    host = ExecutorHost.objects.create(
+        name="fargate", executor_type="fargate", connection_string="ecs://cluster"
+    )
+    parent = ContainerJob(docker_host=host, array_size=5)
+    child = ContainerJob(docker_host=host, array_parent=parent, array_index=2, array_size=5)
+    assert child.get_all_environment_variables() == {
+        "CM_ARRAY_INDEX": "2", "CM_ARRAY_SIZE": "5", "AWS_BATCH_JOB_ARRAY_INDEX": "2",
+    }  # fmt: skip
+    assert parent.get_all_environment_variables() == {}

@@ -59,7 +59,9 @@ def assert_ran_once_in_order(backend, host, parent, children, merge, join):
     assert statuses == {"completed": FAN_OUT + 3}
     counts = ArrayCounts.objects.get(parent=parent)
     assert (counts.completed, counts.finished) == (FAN_OUT, FAN_OUT)
-    last_child = max(ContainerJob.objects.filter(array_parent=parent).values_list("completed_at"))[0]
+    last_child = max(ContainerJob.objects.filter(array_parent=parent).values_list("completed_at"))[
+        0
+    ]
     for waiting in (merge, join):
         waiting.refresh_from_db()
         assert waiting.started_at >= last_child
