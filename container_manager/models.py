@@ -524,6 +524,9 @@ class ContainerJob(models.Model):
         - ExecutorHost: where the job executes (``docker_host``, reverse ``host.jobs``)
         - EnvironmentVariableTemplate: base environment (reverse ``template.jobs``)
         - ContainerExecution: one row per launch attempt (``containerexecution_set``)
+        - Workflows (``container_manager.workflows``): ``depends_on`` / ``dependents``
+          through ``JobDependency``; an array parent's ``array_children`` and its
+          ``array_counts``
     """
 
     STATUS_CHOICES = st.STATUS_CHOICES

@@ -436,3 +436,17 @@ def test_array_parent_page_shows_progress_and_links_to_its_children(
     assert listing.count('class="field-short_id"') == 3
     child_page = admin_client.get(url("change", child.pk)).content.decode()
     assert "child 0 of 3" in child_page and f'href="{url("change", parent.pk)}"' in child_page
+
+
+def test_retrying_an_array_parent_makes_a_new_array(make_mock_host, recording):
+    from container_manager.admin.jobs import retry_job
+
+    parent = ContainerJob.objects.create_job(
+        image="x", docker_host=make_mock_host(exit_code=1), array_size=2
+    )
+    for child in parent.array_children.all():
+        finish(child)
+    parent.refresh_from_db()
+    assert parent.status == "failed"
+    again = retry_job(parent)
+    assert again.is_array_parent and again.array_children.count() == 2

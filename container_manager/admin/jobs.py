@@ -55,7 +55,8 @@ _PASSED_AS_KWARGS = tuple(
 def retry_job(job: ContainerJob, user: Any = None) -> ContainerJob:
     """Submit a new job with ``job``'s request; its ``executor_metadata["retry_of"]`` links back.
 
-    The original job keeps its history untouched. Its host is reused while it is active;
+    The original job keeps its history untouched; an array parent is retried as a new array
+    of the same size. Its host is reused while it is active;
     otherwise ``create_job`` chooses one. Raises ``ValidationError`` unless ``job`` failed,
     timed out or was cancelled.
     """
@@ -70,6 +71,7 @@ def retry_job(job: ContainerJob, user: Any = None) -> ContainerJob:
         docker_host=host,
         executor_metadata={"retry_of": str(job.pk)},
         created_by=user if getattr(user, "pk", None) else None,
+        array_size=job.array_size if job.is_array_parent else None,
         **{field: getattr(job, field) for field in _PASSED_AS_KWARGS},
     )
     logger.info("job %s retried as job %s by user %s", job.pk, new.pk, getattr(user, "pk", None))
