@@ -24,9 +24,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slots", type=int, nargs="+", default=[1000, 20])
+    parser.add_argument("--sweep-interval", type=float, default=30, help="the local default")
     args = parser.parse_args()
     url = args.database_url if args.db == "postgres" else _fresh_sqlite_url()
-    setup_django(url, args.workers, sweep_interval=1)
+    setup_django(url, args.workers, sweep_interval=args.sweep_interval)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -35,7 +36,8 @@ def main() -> None:
         for shape in ("array", "separate"):
             runs.append(measure(shape, args.n, slots))
             print(runs[-1])
-    write_result(f"arrays_{args.db}", {"db": args.db, "workers": args.workers, "runs": runs})
+    config = {"db": args.db, "workers": args.workers, "sweep_interval": args.sweep_interval}
+    write_result(f"arrays_{args.db}", {**config, "runs": runs})
 
 
 def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         queries[0] += 1
         return execute(sql, params, many, context)
 
+    cpu_before = time.process_time()
     began = time.perf_counter()
     with connection.execute_wrapper(count):
         if shape == "array":
@@ -64,6 +67,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
     while ContainerJob.objects.live().exists():
         backend.wait_idle(timeout=1)
     done = time.perf_counter() - began
+    cpu = time.process_time() - cpu_before
     children = ContainerJob.objects.filter(array_parent__isnull=True, array_size__isnull=True)
     if shape == "array":
         children = ContainerJob.objects.filter(array_parent__isnull=False)
@@ -74,6 +78,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         "submit_seconds": round(submitted, 3),
         "submit_queries": queries[0],
         "seconds_until_all_done": round(done, 3),
+        "cpu_seconds": round(cpu, 2),
         "completed": children.filter(status="completed").count(),
     }
 

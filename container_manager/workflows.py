@@ -90,7 +90,9 @@ def submitted(job: ContainerJob, depends_on: list[ContainerJob]) -> None:
 def add_dependencies(job: ContainerJob, depends_on: Iterable[Any]) -> None:
     """Make a pending job wait for more jobs; a cycle or an unknown id is a ValidationError.
 
-    Nothing is stored when it is refused.
+    Nothing is stored when it is refused. Meant for jobs that cannot launch yet
+    (waiting for other jobs, or ``run_after`` later): a launch already past its
+    dependency check when the edge is written goes on.
     """
     if job.status != st.PENDING:
         raise ValidationError({"depends_on": f"depends_on: job {job.pk} is {job.status}."})
@@ -253,18 +255,20 @@ def _link(job: ContainerJob, depends_on: list[ContainerJob], check_cycles: bool)
 
 
 def _reaches(start: set[uuid.UUID], target: uuid.UUID) -> bool:
-    """True when ``target`` is upstream of ``start``: one query per level of the graph."""
+    """True when ``target`` is upstream of ``start``: two queries per level of the graph.
+
+    An array child waits for what its parent waits for, so a child leads to its parent.
+    """
     seen, frontier = set(start), set(start)
     while frontier:
-        upstream = set(
-            JobDependency.objects.filter(job_id__in=frontier).values_list(
-                "depends_on_id", flat=True
-            )
-        )
-        if target in upstream:
+        parents = ContainerJob.objects.filter(pk__in=frontier, array_parent__isnull=False)
+        frontier |= set(parents.values_list("array_parent_id", flat=True))
+        edges = JobDependency.objects.filter(job_id__in=frontier)
+        upstream = set(edges.values_list("depends_on_id", flat=True))
+        if target in frontier | upstream:
             return True
-        frontier = upstream - seen
         seen |= frontier
+        frontier = upstream - seen
     return False
 
 

@@ -138,6 +138,13 @@ def test_a_cycle_is_refused_and_nothing_is_stored(recording, mock_host):
             workflows.add_dependencies(a, [target])
         assert "cycle" in caught.value.message_dict["depends_on"][0]
     assert JobDependency.objects.count() == 2
+    parent = submit(mock_host, array_size=2)
+    with pytest.raises(ValidationError, match="cycle"):
+        workflows.add_dependencies(parent, [parent.array_children.first()])
+    outside = submit(mock_host, depends_on=[parent.array_children.first()])
+    with pytest.raises(ValidationError, match="cycle"):
+        workflows.add_dependencies(parent, [outside])
+    assert JobDependency.objects.count() == 3
     extra = submit(mock_host)
     workflows.add_dependencies(c, [extra])
     assert set(c.depends_on.all()) == {b, extra}
