@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slots", type=int, nargs="+", default=[1000, 20])
     parser.add_argument("--sweep-interval", type=float, default=30, help="the local default")
+    parser.add_argument("--shapes", nargs="+", default=["array", "separate"])
+    parser.add_argument("--label", default="", help="suffix of the result file")
     args = parser.parse_args()
     url = args.database_url if args.db == "postgres" else _fresh_sqlite_url()
     setup_django(url, args.workers, sweep_interval=args.sweep_interval)
@@ -33,11 +35,11 @@ def main() -> None:
     call_command("migrate", verbosity=0, interactive=False)
     runs = []
     for slots in args.slots:
-        for shape in ("array", "separate"):
+        for shape in args.shapes:
             runs.append(measure(shape, args.n, slots))
             print(runs[-1])
     config = {"db": args.db, "workers": args.workers, "sweep_interval": args.sweep_interval}
-    write_result(f"arrays_{args.db}", {**config, "runs": runs})
+    write_result(f"arrays_{args.db}{args.label}", {**config, "runs": runs})
 
 
 def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
@@ -68,9 +70,10 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         backend.wait_idle(timeout=1)
     done = time.perf_counter() - began
     cpu = time.process_time() - cpu_before
-    children = ContainerJob.objects.filter(array_parent__isnull=True, array_size__isnull=True)
+    # Separate jobs only, so that the baseline runs on code without arrays too.
+    jobs = ContainerJob.objects.filter(status="completed")
     if shape == "array":
-        children = ContainerJob.objects.filter(array_parent__isnull=False)
+        jobs = jobs.filter(array_parent__isnull=False)
     return {
         "shape": shape,
         "jobs": n,
@@ -79,14 +82,13 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         "submit_queries": queries[0],
         "seconds_until_all_done": round(done, 3),
         "cpu_seconds": round(cpu, 2),
-        "completed": children.filter(status="completed").count(),
+        "completed": jobs.count(),
     }
 
 
 def _fresh_host(slots: int) -> Any:
     from container_manager.models import ContainerJob, ExecutorHost
 
-    ContainerJob.objects.filter(array_parent__isnull=False).delete()
     ContainerJob.objects.all().delete()
     ExecutorHost.objects.all().delete()
     return ExecutorHost.objects.create(
