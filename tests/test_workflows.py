@@ -315,3 +315,23 @@ def test_fargate_children_also_get_the_aws_batch_index(db):
         "CM_ARRAY_INDEX": "2", "CM_ARRAY_SIZE": "5", "AWS_BATCH_JOB_ARRAY_INDEX": "2",
     }  # fmt: skip
     assert parent.get_all_environment_variables() == {}
+
+
+def test_sweep_query_count_does_not_grow_with_workflows(
+    recording, make_mock_host, django_assert_num_queries
+):
+    host, failing = make_mock_host(), make_mock_host(exit_code=1)
+    later = timezone.now() + timedelta(seconds=5)
+    bad = submit(failing)
+    submit(host, depends_on=[bad])
+    with django_assert_num_queries(5):
+        steps.sweep(now=later)
+    for _ in range(10):
+        parent = submit(host, array_size=5)
+        submit(host, depends_on=[parent, bad])
+    steps.launch(bad.pk)
+    steps.check(bad.pk)
+    recording.take()  # the releases are lost
+    with django_assert_num_queries(5):
+        sent = steps.sweep(now=later + timedelta(seconds=5))
+    assert (sent["settle"], sent["launch"]) == (11, 10)  # ten children fill the host's slots
