@@ -1,7 +1,6 @@
-"""App configuration: wires the job-created signal to dispatch and registers the system checks."""
+"""App configuration: loads the steps (which bind the models' hooks) and the system checks."""
 
 from django.apps import AppConfig
-from django.db.models.signals import post_save
 
 
 class ContainerManagerConfig(AppConfig):
@@ -12,8 +11,7 @@ class ContainerManagerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from container_manager import checks  # noqa: F401 - registers the system checks
-        from container_manager.dispatch import job_created
-        from container_manager.models import ContainerJob
-
-        post_save.connect(job_created, sender=ContainerJob, dispatch_uid="cm-job-created")
+        from container_manager import (
+            checks,  # noqa: F401 - registers the system checks
+            steps,  # noqa: F401 - binds launch, harvest, cancel and submit for the models
+        )

@@ -1,8 +1,13 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor."""
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend or executor.
+
+``manage.py check --database default`` also checks every host's ``executor_config``.
+"""
 
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from container_manager.conf import DEFAULTS, setting
@@ -33,10 +38,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     else:
-        errors.extend(_importable(dispatch["BACKEND"], "CONTAINER_MANAGER['DISPATCH']['BACKEND']"))
+        where = "CONTAINER_MANAGER['DISPATCH']['BACKEND']"
+        found = _importable(dispatch["BACKEND"], where)
+        errors.extend(found or _backend_problems(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_hosts(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """Each active host's ``executor_type`` and ``executor_config`` against the declared keys."""
+    from container_manager.models import ExecutorHost
+
+    if not databases:
+        return []
+    try:
+        hosts = list(ExecutorHost.objects.filter(is_active=True))
+    except DatabaseError:
+        return []  # not migrated yet: nothing to check
+    return [
+        checks.Error(
+            f"executor host {host.name!r}: {problem}",
+            hint="Fix it in the admin; docs/executors.md lists each executor's keys.",
+            obj=host,
+            id="container_manager.E005",
+        )
+        for host in hosts
+        if (problem := host.config_problem()) is not None
+    ]
+
+
+def _backend_problems(dispatch: dict, where: str) -> list[checks.CheckMessage]:
+    try:
+        backend = import_string(dispatch["BACKEND"])(dispatch.get("OPTIONS", {}))
+        problems = backend.check()
+    except (ImproperlyConfigured, ValueError, TypeError) as exc:
+        problems = [str(exc)]
+    return [
+        checks.Error(f"{where}: {problem}", id="container_manager.E004") for problem in problems
+    ]
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

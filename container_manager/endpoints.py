@@ -14,9 +14,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from container_manager import steps
+from container_manager import runner, steps
 from container_manager.auth import AuthError, authenticate_push, forget_expired_signatures
-from container_manager.executors.exceptions import ExecutorError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 @require_POST
 def step_view(request: HttpRequest, step: str) -> JsonResponse:
     """Run one step for the job named in the JSON body ``{"job_id": "..."}``."""
-    if step not in steps.STEPS:
+    if step == "sweep" or not runner.known(step):
         return _error(404, f"unknown step {step!r}; known: {', '.join(sorted(steps.STEPS))}")
     try:
         pusher = authenticate_push(request)
@@ -37,22 +36,14 @@ def step_view(request: HttpRequest, step: str) -> JsonResponse:
     job_id = _job_id(request.body)
     if job_id is None:
         return _error(400, 'body must be JSON {"job_id": "<uuid>"}')
-    try:
-        outcome = steps.run_step(step, job_id)
-    except ExecutorError as exc:
-        if exc.retryable:
-            logger.warning(
-                "step %s for job %s: platform busy, asking for a retry: %s", step, job_id, exc
-            )
-            return _error(503, f"platform unavailable, retry: {exc}")
+    outcome = runner.run(step, job_id)
+    if outcome.verdict == runner.Verdict.RETRY:
+        return _error(503, outcome.reason)
+    if outcome.verdict == runner.Verdict.DROP:
         # A retry of this push cannot help; the row is unchanged and the sweep looks again.
-        logger.error("step %s for job %s: platform error: %s", step, job_id, exc)
-        return JsonResponse({"step": step, "job_id": job_id, "result": "executor-error"})
-    except TRANSIENT_ERRORS as exc:
-        logger.warning("step %s for job %s: database unavailable: %s", step, job_id, exc)
-        return _error(503, "database unavailable, retry")
+        return JsonResponse({"step": step, "job_id": job_id, "result": outcome.result})
     pusher.accepted()
-    return JsonResponse({"step": step, "job_id": job_id, "result": outcome})
+    return JsonResponse({"step": step, "job_id": job_id, "result": outcome.result})
 
 
 @csrf_exempt

@@ -18,26 +18,27 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from container_manager import hooks
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.envtext import format_env_text, parse_env_text, validate_env_text
+from container_manager.executors import capabilities
+from container_manager.executors.exceptions import ExecutorConfigurationError
+from container_manager.executors.factory import (
+    BUILTIN_EXECUTOR_TYPES,
+    ExecutorFactory,
+    executor_choices,
+)
 from container_manager.logtext import strip_timestamps
 
-BUILTIN_EXECUTOR_TYPES = [
-    ("docker", "Docker"),
-    ("cloudrun", "Google Cloud Run"),
-    ("fargate", "AWS Fargate"),
-    ("scaleway", "Scaleway Containers"),
-    ("mock", "Mock (tests and demos)"),
+__all__ = [
+    "ContainerExecution",
+    "ContainerJob",
+    "EnvironmentVariableTemplate",
+    "ExecutorHost",
+    "UsedSignature",
+    "executor_choices",
 ]
-
-
-def executor_choices() -> list[tuple[str, str]]:
-    """Executor types a host may name: the built-in ones and those added in settings."""
-    extra = [
-        (name, name) for name in setting("EXECUTORS") if name not in dict(BUILTIN_EXECUTOR_TYPES)
-    ]
-    return BUILTIN_EXECUTOR_TYPES + extra
 
 
 def default_max_attempts() -> int:
@@ -133,7 +134,7 @@ class ExecutorHost(models.Model):
     """
 
     HOST_TYPE_CHOICES = [("tcp", "TCP"), ("unix", "Unix socket")]
-    EXECUTOR_CHOICES = BUILTIN_EXECUTOR_TYPES
+    EXECUTOR_CHOICES = [(name, label) for name, (_path, label) in BUILTIN_EXECUTOR_TYPES.items()]
 
     name = models.CharField(
         max_length=100, unique=True, help_text="Unique, human-readable name of the host."
@@ -219,10 +220,27 @@ class ExecutorHost(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        """Check the executor type is known; its config is checked by the executor."""
+        """Check ``executor_config`` against the executor's declared keys, naming the key."""
         super().clean()
         if self.executor_config is not None and not isinstance(self.executor_config, dict):
             raise ValidationError({"executor_config": "must be a JSON object"})
+        problem = self.config_problem()
+        if problem:
+            field = "executor_type" if problem.key == "executor_type" else "executor_config"
+            raise ValidationError({field: str(problem)})
+
+    def config_problem(self) -> ExecutorConfigurationError | None:
+        """What is wrong with the executor type or its config, or None (no platform is called).
+
+        >>> host = ExecutorHost(executor_type="mock", executor_config={"durration": 1})
+        >>> str(host.config_problem()).split(" (known")[0]
+        "executor_config['durration']: unknown key for the mock executor"
+        """
+        try:
+            ExecutorFactory.executor_class(self.executor_type)(self)
+        except ExecutorConfigurationError as exc:
+            return exc
+        return None
 
     def is_available(self) -> bool:
         """True when the host is active and below ``max_concurrent_jobs``.
@@ -239,8 +257,6 @@ class ExecutorHost(models.Model):
 
     def health_check(self) -> bool:
         """Ask the executor whether the platform answers; record and return the result."""
-        from container_manager.executors.factory import ExecutorFactory
-
         try:
             health = ExecutorFactory().get_executor(self).get_health_status()
         except Exception as exc:  # noqa: BLE001 - a broken config is an unhealthy host
@@ -433,10 +449,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
-        from container_manager import workflows
-
-        depends_on = workflows.resolve_dependencies(kwargs.pop("depends_on", None))
-        array_size = workflows.check_array_size(kwargs.pop("array_size", None))
+        depends_on = hooks.call("resolve_dependencies", kwargs.pop("depends_on", None))
+        array_size = hooks.call("check_array_size", kwargs.pop("array_size", None))
         template = _resolve_template(environment_template)
         override_text = kwargs.pop("override_environment", "") or ""
         if environment_vars:
@@ -462,7 +476,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         job.full_clean()
         with transaction.atomic(using=self.db):
             job.save(using=self.db)
-            workflows.submitted(job, depends_on)
+            hooks.call("workflow_submitted", job, depends_on)
         return job
 
 
@@ -755,7 +769,8 @@ class ContainerJob(models.Model):
         so an edit made from a stale copy cannot undo a step's work.
         """
         current = self.__dict__.get("status")
-        if self._state.adding:
+        adding = self._state.adding
+        if adding:
             if current != st.PENDING:
                 raise st.InvalidTransition(
                     f"status: a new job starts as 'pending', not {current!r}"
@@ -769,6 +784,9 @@ class ContainerJob(models.Model):
             kwargs["update_fields"] = _editable_field_names(self, self.SYSTEM_FIELDS)
         super().save(*args, **kwargs)
         self._loaded_status = current
+        if adding:
+            # The steps send the first launch once the row commits (steps.submitted).
+            hooks.call("submitted", self, using=kwargs.get("using") or self._state.db)
 
     def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
         """Reload from the database (the truth), status included."""
@@ -803,8 +821,20 @@ class ContainerJob(models.Model):
                     f"docker_host: host {host.name!r} has unknown executor type "
                     f"{host.executor_type!r}."
                 )
+            else:
+                errors.update(self._capability_errors(host))
         if errors:
             raise ValidationError(errors)
+
+    def _capability_errors(self, host: ExecutorHost) -> dict[str, str]:
+        try:
+            executor_class = ExecutorFactory.executor_class(host.executor_type)
+        except ExecutorConfigurationError:
+            return {}  # a type that cannot be imported fails at launch, naming the path
+        return {
+            field: f"{field}: host {host.name!r} ({host.executor_type}) {why}"
+            for field, why in capabilities.missing(self, executor_class.capabilities).items()
+        }
 
     # -- the request --------------------------------------------------------
 
@@ -831,10 +861,6 @@ class ContainerJob(models.Model):
         if self.environment_template_id is not None or self.environment_template is not None:
             result.update(self.environment_template.get_environment_variables_dict())
         result.update(self.get_override_environment_variables_dict())
-        if self.array_parent_id is not None:
-            from container_manager.workflows import array_environment
-
-            result.update(array_environment(self))
         return result
 
     def get_override_environment_variables_dict(self) -> dict[str, str]:
@@ -874,16 +900,11 @@ class ContainerJob(models.Model):
         >>> job.can_use_executor("docker"), job.can_use_executor("cloudrun")
         (True, False)
         """
-        from container_manager.executors.factory import ExecutorFactory
-
         try:
-            capabilities = ExecutorFactory.executor_class(executor_type).capabilities
-        except Exception:  # noqa: BLE001 - an unknown or broken type cannot be used
+            executor_class = ExecutorFactory.executor_class(executor_type)
+        except ExecutorConfigurationError:  # an unknown or broken type cannot be used
             return False
-        if self.network_configuration and not capabilities.get("supports_networking"):
-            return False
-        has_limits = self.memory_limit is not None or self.cpu_limit is not None
-        return not (has_limits and not capabilities.get("supports_resource_limits"))
+        return not capabilities.missing(self, executor_class.capabilities)
 
     @property
     def is_array_parent(self) -> bool:
@@ -988,9 +1009,7 @@ class ContainerJob(models.Model):
             it could not (its host is full, a retry is scheduled, or the
             launch failed: see ``last_error``).
         """
-        from container_manager import steps
-
-        steps.launch(self.pk)
+        hooks.call("launch", self.pk)
         self.refresh_from_db()
         return bool(self.execution_id) or self.status == st.LAUNCHING
 
@@ -1006,10 +1025,8 @@ class ContainerJob(models.Model):
         Returns:
             bool: True when the job is terminal afterwards.
         """
-        from container_manager import steps
-
         if not self.is_terminal_status:
-            steps.harvest(self.pk)
+            hooks.call("harvest", self.pk)
         self.refresh_from_db()
         return self.is_terminal_status
 
@@ -1020,9 +1037,7 @@ class ContainerJob(models.Model):
         Returns:
             bool: True when the request was recorded (the job was live).
         """
-        from container_manager import steps
-
-        accepted = steps.request_cancel(self.pk)
+        accepted = hooks.call("request_cancel", self.pk)
         self.refresh_from_db()
         return accepted
 
@@ -1035,8 +1050,6 @@ class ContainerJob(models.Model):
         """
         parts = [e.logs for e in self.containerexecution_set.order_by("attempt") if e.logs]
         if self.status == st.RUNNING and self.execution_id:
-            from container_manager.executors.factory import ExecutorFactory
-
             stdout, stderr = ExecutorFactory().get_executor(self).get_logs(self.execution_id)
             parts.append(_join_logs(stdout, stderr))
         return "".join(parts)

@@ -4,24 +4,30 @@ Terminal statuses never change again. ``check_move`` is the one rule book.
 """
 
 from django.core.exceptions import ValidationError
+from django.db import models
 
-PENDING = "pending"
-LAUNCHING = "launching"
-RUNNING = "running"
-COMPLETED = "completed"
-FAILED = "failed"
-TIMEOUT = "timeout"
-CANCELLED = "cancelled"
 
-STATUS_CHOICES = [
-    (PENDING, "Pending"),
-    (LAUNCHING, "Launching"),
-    (RUNNING, "Running"),
-    (COMPLETED, "Completed"),
-    (FAILED, "Failed"),
-    (TIMEOUT, "Timeout"),
-    (CANCELLED, "Cancelled"),
-]
+class JobStatus(models.TextChoices):
+    """A job's status; what a platform says of an execution is ``ExecutionState``."""
+
+    PENDING = "pending", "Pending"
+    LAUNCHING = "launching", "Launching"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timeout"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+PENDING = JobStatus.PENDING
+LAUNCHING = JobStatus.LAUNCHING
+RUNNING = JobStatus.RUNNING
+COMPLETED = JobStatus.COMPLETED
+FAILED = JobStatus.FAILED
+TIMEOUT = JobStatus.TIMEOUT
+CANCELLED = JobStatus.CANCELLED
+
+STATUS_CHOICES = JobStatus.choices
 
 TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED})
 LIVE = frozenset({PENDING, LAUNCHING, RUNNING})

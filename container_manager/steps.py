@@ -15,12 +15,14 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from container_manager import dispatch, workflows
+from container_manager import dispatch, hooks, workflows
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.factory import ExecutorFactory
+from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
+from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerJob
 from container_manager.transitions import HostFull, begin_launch, move
 
@@ -87,10 +89,10 @@ def check(job_id: Any) -> str:
             return _fail_running(job, f"status check failed: {exc}")
         _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
         return "check-error"
-    if state == ex.RUNNING and now >= deadline:
+    if state == ExecutionState.RUNNING and now >= deadline:
         reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
         return _stop_and_finish(job, executor, st.TIMEOUT, reason)
-    if state == ex.RUNNING:
+    if state == ExecutionState.RUNNING:
         _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
         return "running"
     return _settle(job, executor, state)
@@ -103,7 +105,7 @@ def harvest(job_id: Any) -> str:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     state = executor.check_status(job.execution_id)
-    if state == ex.RUNNING:
+    if state == ExecutionState.RUNNING:
         return "not-finished"
     return _settle(job, executor, state)
 
@@ -123,6 +125,11 @@ def cancel(job_id: Any) -> str:
         # The first check after the launch records the execution carries it out.
         return "after-launch"
     return "nothing-to-do"
+
+
+def submitted(job: ContainerJob, using: str | None = None) -> None:
+    """A new job's row was inserted: send its first launch once the row commits."""
+    dispatch.send_on_commit("launch", job.pk, using=using)
 
 
 def request_cancel(job_id: Any) -> bool:
@@ -199,6 +206,7 @@ def _launchable(settled: Any) -> Any:
     )
 
 
+#: The steps a message may name: ``name -> function(job_id) -> outcome text``.
 STEPS: dict[str, Callable[[Any], str]] = {
     "launch": launch,
     "check": check,
@@ -207,11 +215,68 @@ STEPS: dict[str, Callable[[Any], str]] = {
 }
 
 
+def register_step(name: str, function: Callable[[Any], str]) -> None:
+    """Add a step that messages may name (e.g. ``notify``); it must be idempotent like these."""
+    if name == "sweep":
+        raise ValueError("'sweep' is the sweep's name, not a step's")
+    STEPS[name] = function
+
+
 def run_step(step: str, job_id: Any) -> str:
-    """Run a step by name (``"sweep"`` ignores ``job_id``); ``KeyError`` for an unknown one."""
+    """Run a step by name (``"sweep"`` ignores ``job_id``); ``KeyError`` for an unknown one.
+
+    Exceptions propagate; ``container_manager.runner.run`` decides what they mean.
+    """
     if step == "sweep":
         return str(sweep())
     return STEPS[step](job_id)
+
+
+def build_launch_request(job: ContainerJob) -> LaunchRequest:
+    """What the executor gets to start the job's current attempt: the one place it is built.
+
+    Raises ``ExecutorError`` (not retryable) when the command cannot be parsed.
+    """
+    return LaunchRequest(
+        job_id=str(job.id),
+        attempt=job.attempt_count,
+        launch_key=ex.launch_key(job.id, job.attempt_count),
+        image=job.docker_image,
+        command=tuple(ex.parse_command(job.command) or ()) or None,
+        environment={**job.get_all_environment_variables(), **workflows.array_environment(job)},
+        memory_limit_mb=job.memory_limit,
+        cpu_limit=job.cpu_limit,
+        networks=tuple(
+            Network(net["network_name"], tuple(net.get("aliases") or ()))
+            for net in job.network_configuration or []
+        ),
+        working_directory=job.working_directory or "",
+        labels=ex.labels(job.id, job.attempt_count),
+        timeout_seconds=job.timeout_seconds,
+    )
+
+
+def result_fields(job: ContainerJob, result: HarvestResult) -> dict[str, Any]:
+    """The job fields a harvest result sets; usage sampled while it ran is kept unless beaten."""
+    memory = result.usage.memory_bytes
+    fields = {
+        "exit_code": result.exit_code,
+        "stdout_log": result.stdout,
+        "stderr_log": result.stderr,
+        "docker_log": result.platform_log,
+        "clean_output": (
+            strip_timestamps(result.stdout) if result.clean_output is None else result.clean_output
+        ),
+        "started_at": result.started_at or job.started_at,
+        "completed_at": result.finished_at,
+        "max_memory_usage": job.max_memory_usage if memory is None else int(memory),
+        "cpu_usage_percent": (
+            job.cpu_usage_percent if result.usage.cpu_percent is None else result.usage.cpu_percent
+        ),
+    }
+    if result.reason:
+        fields["last_error"] = result.reason
+    return fields
 
 
 # -- helpers --------------------------------------------------------------------
@@ -229,7 +294,7 @@ def _start(job: ContainerJob) -> str:
     attempt_guard = {"attempt_count": job.attempt_count}
     try:
         executor = ExecutorFactory().get_executor(job)
-        launched, result = executor.launch_job(job)
+        launched, result = True, executor.start(build_launch_request(job))
     except ExecutorError as exc:
         if exc.retryable:
             return _retry_or_fail(job, str(exc))
@@ -364,9 +429,9 @@ def _stop_and_finish(
     return _harvest(job, executor, final=final, reason=reason)
 
 
-def _settle(job: ContainerJob, executor: ex.ContainerExecutor, state: str) -> str:
+def _settle(job: ContainerJob, executor: ex.ContainerExecutor, state: ExecutionState) -> str:
     """The execution stopped running: store its results, or fail the job if it vanished."""
-    if state == ex.NOT_FOUND:
+    if state == ExecutionState.NOT_FOUND:
         return _fail_running(job, _vanished(job))
     return _harvest(job, executor)
 
@@ -375,15 +440,18 @@ def _harvest(
     job: ContainerJob, executor: ex.ContainerExecutor, final: str | None = None, reason: str = ""
 ) -> str:
     try:
-        collected = executor.harvest_job(job)
+        result = executor.collect(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
             now = timezone.now()
             _schedule_check(job, now, now + timedelta(seconds=60), last_error=f"harvest: {exc}")
             return "harvest-error"
-        collected, reason = False, f"results could not be read: {exc}"
-    if not collected and final is None:
+        result, reason = None, f"results could not be read: {exc}"
+    if result is None and final is None:
         return _fail_running(job, reason or "results could not be read from the platform")
+    if result is not None:
+        for name, value in result_fields(job, result).items():
+            setattr(job, name, value)
     now = timezone.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
@@ -471,3 +539,6 @@ def _kick_waiting(host_id: int) -> None:
     )
     if first is not None:
         dispatch.send_on_commit("launch", first)
+
+
+hooks.bind(launch=launch, harvest=harvest, request_cancel=request_cancel, submitted=submitted)

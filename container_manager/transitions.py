@@ -12,6 +12,7 @@ from django.db.models import F
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from container_manager import hooks
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
@@ -35,10 +36,9 @@ def move(
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     frees the host slot in that transaction too, so counts never drift; an array's
-    counts and a job's dependents follow the move there too (``workflows.job_moved``).
+    counts and a job's dependents follow the move there too (the ``job_moved`` hook,
+    bound by ``container_manager.workflows``).
     """
-    from container_manager import workflows
-
     st.check_move(old, new, array_parent=job.is_array_parent)
     now = timezone.now()
     with transaction.atomic():
@@ -53,7 +53,7 @@ def move(
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
-        workflows.job_moved(job, new)
+        hooks.call("job_moved", job, new)
     job.status = new
     job._loaded_status = new
     for name, value in fields.items():

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from container_manager import dispatch
+from container_manager import dispatch, hooks
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.models import ArrayCounts, ContainerJob, JobDependency
@@ -104,7 +104,12 @@ def add_dependencies(job: ContainerJob, depends_on: Iterable[Any]) -> None:
 
 
 def array_environment(job: ContainerJob) -> dict[str, str]:
-    """Variables that tell an array child which shard it is (its host's convention included)."""
+    """Variables that tell an array child which shard it is (its host's convention included).
+
+    Empty for any other job. The steps add them to the launch request's environment.
+    """
+    if job.array_parent_id is None:
+        return {}
     environment = {"CM_ARRAY_INDEX": str(job.array_index), "CM_ARRAY_SIZE": str(job.array_size)}
     platform = PLATFORM_INDEX_VARIABLES.get(job.docker_host.executor_type)
     if platform:
@@ -214,10 +219,9 @@ def api_fields(job: ContainerJob) -> dict[str, Any]:
 def final_status(counts: ArrayCounts) -> str:
     """The parent's status once every child ended: completed, failed or cancelled.
 
-    >>> final_status(ArrayCounts(completed=3))
-    'completed'
-    >>> final_status(ArrayCounts(completed=2, timeout=1)), final_status(ArrayCounts(cancelled=3))
-    ('failed', 'cancelled')
+    >>> cases = [{"completed": 3}, {"completed": 2, "timeout": 1}, {"completed": 1, "cancelled": 2}]
+    >>> [str(final_status(ArrayCounts(**counts))) for counts in cases]
+    ['completed', 'failed', 'cancelled']
     """
     if counts.finished == counts.completed:
         return st.COMPLETED
@@ -338,7 +342,8 @@ def _parent_running(parent_id: Any) -> None:
 def _count_child(child: ContainerJob, status: str) -> None:
     # The row lock this update takes serializes finishing children: the one whose
     # increment completes the sum is the only one that sees it complete.
-    ArrayCounts.objects.filter(pk=child.array_parent_id).update(**{status: F(status) + 1})
+    column = str(status)
+    ArrayCounts.objects.filter(pk=child.array_parent_id).update(**{column: F(column) + 1})
     counts = ArrayCounts.objects.get(pk=child.array_parent_id)
     if counts.finished < child.array_size:
         return
@@ -354,3 +359,11 @@ def _count_child(child: ContainerJob, status: str) -> None:
         parent, parent.status, final, completed_at=timezone.now(),
         last_error="" if final == st.COMPLETED else f"array children: {summary}",
     )  # fmt: skip
+
+
+hooks.bind(
+    resolve_dependencies=resolve_dependencies,
+    check_array_size=check_array_size,
+    workflow_submitted=submitted,
+    job_moved=job_moved,
+)

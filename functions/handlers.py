@@ -52,27 +52,24 @@ def sqs_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict
 def _run_record(record: dict[str, Any]) -> bool:
     from django.db import close_old_connections
 
-    from container_manager import steps
+    from container_manager import runner
     from container_manager.dispatch.sqs import decode_message
 
     message_id = record.get("messageId", "?")
     try:
         step, job_id = decode_message(record.get("body"))
-        if step not in steps.STEPS:
+        if step == "sweep" or not runner.known(step):
             raise ValueError(f"unknown step {step!r}")
     except ValueError as exc:
         logger.error("SQS message %s rejected: %s", message_id, exc)
         return False
     close_old_connections()
     try:
-        outcome = steps.run_step(step, job_id)
-    except Exception:  # noqa: BLE001 - one failed step must not fail the rest of the batch
-        logger.exception("%s of job %s (SQS message %s) raised", step, job_id, message_id)
-        return False
+        outcome = runner.run(step, job_id)
     finally:
         close_old_connections()
-    logger.info("%s of job %s: %s", step, job_id, outcome)
-    return True
+    logger.info("%s of job %s (SQS message %s): %s", step, job_id, message_id, outcome)
+    return outcome.done
 
 
 def _setup() -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 from google.api_core.exceptions import AlreadyExists
 
@@ -89,7 +90,7 @@ def test_delays_beyond_thirty_days_are_left_to_the_sweep(backend):
 
 
 def test_missing_options_are_named():
-    with pytest.raises(ValueError, match="QUEUE, TARGET_BASE_URL"):
+    with pytest.raises(ImproperlyConfigured, match="QUEUE, TARGET_BASE_URL"):
         CloudTasksBackend({"PROJECT": "p", "LOCATION": "l", "SERVICE_ACCOUNT_EMAIL": "a@b"})
 
 

@@ -22,13 +22,16 @@ from container_manager.executors.base import (
     LABEL_MANAGED,
     NOT_FOUND,
     RUNNING,
+    labels,
 )
 from container_manager.executors.docker import DockerExecutor
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
+    ExecutorError,
 )
 from container_manager.logtext import is_truncated
+from container_manager.steps import build_launch_request, result_fields
 from tests.conftest import missing_service
 
 pytestmark = pytest.mark.docker
@@ -140,12 +143,32 @@ def _remove_job_containers(client, job) -> None:
         container.remove(force=True)
 
 
+def launch(executor: DockerExecutor, job) -> tuple[bool, str]:
+    """Launch the request the steps build: ``(True, id)``, or ``(False, why)`` when refused."""
+    try:
+        return True, executor.launch_job(build_launch_request(job))
+    except ExecutorError as exc:
+        if exc.retryable:
+            raise
+        return False, str(exc)
+
+
+def harvest(executor: DockerExecutor, job) -> bool:
+    """Harvest into ``job`` as the steps write it; False when there is nothing to harvest."""
+    result = executor.harvest_job(job.execution_id)
+    if result is None:
+        return False
+    for name, value in result_fields(job, result).items():
+        setattr(job, name, value)
+    return True
+
+
 def run_to_end(executor: DockerExecutor, job, timeout: float = 30) -> SimpleNamespace:
-    ok, execution_id = executor.launch_job(job)
+    ok, execution_id = launch(executor, job)
     assert ok, execution_id
     job.execution_id = execution_id
     wait_for(lambda: executor.check_status(execution_id) != RUNNING, timeout)
-    assert executor.harvest_job(job)
+    assert harvest(executor, job)
     return job
 
 
@@ -194,14 +217,14 @@ def test_oom_kill_is_reported(executor, jobs):
 
 def test_stop_then_harvest_keeps_logs(executor, jobs):
     job = jobs("sh -c 'echo before; echo err-before >&2; sleep 60'")
-    ok, job.execution_id = executor.launch_job(job)
+    ok, job.execution_id = launch(executor, job)
     assert ok
     wait_for(lambda: "before" in executor.get_logs(job.execution_id)[0])
     with override_settings(CONTAINER_MANAGER=FAST):
         assert executor.stop(job.execution_id)
     assert executor.check_status(job.execution_id) == EXITED
     job.max_memory_usage, job.cpu_usage_percent = 1234, 5.0  # sampled earlier
-    assert executor.harvest_job(job)
+    assert harvest(executor, job)
     assert job.exit_code in (137, 143)
     assert job.clean_output == "before\n"
     assert "err-before" in job.stderr_log
@@ -233,19 +256,19 @@ def test_log_cap_marker(executor, jobs):
 
 def test_missing_image_is_refused_with_its_name(executor, jobs):
     job = jobs("true", docker_image="cm-no-such-image:never")
-    ok, message = executor.launch_job(job)
+    ok, message = launch(executor, job)
     assert not ok
     assert "cm-no-such-image:never" in message and "test-docker" in message
 
 
 def test_launch_is_idempotent(executor, jobs):
     job = jobs("sleep 30")
-    first = executor.launch_job(job)
-    second = executor.launch_job(job)
+    first = launch(executor, job)
+    second = launch(executor, job)
     assert first[0] and first == second
     assert len(containers_of(executor, job)) == 1
     job.attempt_count = 2  # a new attempt is a new container
-    third = executor.launch_job(job)
+    third = launch(executor, job)
     assert third[0] and third[1] != first[1]
     assert len(containers_of(executor, job)) == 2
 
@@ -255,13 +278,13 @@ def test_concurrent_launches_make_one_container(executor, jobs):
     barrier = threading.Barrier(5)
     results: list[tuple[bool, str]] = []
 
-    def launch() -> None:
+    def race() -> None:
         own = DockerExecutor(executor.host)  # as separate workers would
         own.client  # noqa: B018 - connect before the race, not during it
         barrier.wait()
-        results.append(own.launch_job(job))
+        results.append(launch(own, job))
 
-    threads = [threading.Thread(target=launch) for _ in range(5)]
+    threads = [threading.Thread(target=race) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -269,17 +292,20 @@ def test_concurrent_launches_make_one_container(executor, jobs):
     assert len(results) == 5
     assert {r for r in results} == {results[0]} and results[0][0]
     [container] = containers_of(executor, job)
-    assert container.name == executor.container_name(job)
+    assert container.name == executor.container_name(build_launch_request(job))
     assert container.status == "running"
 
 
 def test_created_container_is_started_by_next_launch(executor, jobs):
     job = jobs("sleep 30")
     pre = executor.client.containers.create(
-        IMAGE, ["sleep", "30"], name=executor.container_name(job), labels=executor.labels(job)
+        IMAGE,
+        ["sleep", "30"],
+        name=executor.container_name(build_launch_request(job)),
+        labels=labels(job.id, job.attempt_count),
     )
     assert executor.check_status(pre.id) == RUNNING  # created counts as running
-    assert executor.launch_job(job) == (True, pre.id)
+    assert launch(executor, job) == (True, pre.id)
     pre.reload()
     assert pre.status == "running"
 
@@ -293,7 +319,7 @@ def test_networks_with_aliases(executor, jobs, network):
             {"network_name": second, "aliases": ["svc-b"]},
         ],
     )
-    ok, execution_id = executor.launch_job(job)
+    ok, execution_id = launch(executor, job)
     assert ok, execution_id
     attached = executor.client.containers.get(execution_id).attrs["NetworkSettings"]["Networks"]
     assert set(attached) == {first, second}
@@ -303,13 +329,13 @@ def test_networks_with_aliases(executor, jobs, network):
 
 def test_missing_network_is_refused(executor, jobs):
     job = jobs("true", network_configuration=[{"network_name": "cm-no-such-net", "aliases": []}])
-    assert executor.launch_job(job) == (False, "network 'cm-no-such-net' does not exist")
+    assert launch(executor, job) == (False, "network 'cm-no-such-net' does not exist")
     assert containers_of(executor, job) == []
 
 
 def test_resource_limits_in_host_config(executor, jobs):
     job = jobs("sleep 30", memory_limit=64, cpu_limit=0.5)
-    ok, execution_id = executor.launch_job(job)
+    ok, execution_id = launch(executor, job)
     assert ok, execution_id
     host_config = executor.client.containers.get(execution_id).attrs["HostConfig"]
     assert host_config["Memory"] == 64 * 1024 * 1024
@@ -319,7 +345,7 @@ def test_resource_limits_in_host_config(executor, jobs):
 
 def test_labels_and_listing(executor, jobs):
     job = jobs("true", attempt_count=3)
-    ok, execution_id = executor.launch_job(job)
+    ok, execution_id = launch(executor, job)
     assert ok
     labels = executor.client.containers.get(execution_id).labels
     assert labels[LABEL_MANAGED] == "true" and labels[LABEL_ATTEMPT] == "3"
@@ -327,7 +353,7 @@ def test_labels_and_listing(executor, jobs):
     assert rows == [
         {
             "id": execution_id,
-            "name": executor.container_name(job),
+            "name": executor.container_name(build_launch_request(job)),
             "status": rows[0]["status"],
             "job_id": str(job.id),
             "attempt": "3",
@@ -340,7 +366,7 @@ def test_labels_and_listing(executor, jobs):
 
 def test_sample_usage_of_running_container(executor, jobs):
     job = jobs("sleep 30")
-    ok, execution_id = executor.launch_job(job)
+    ok, execution_id = launch(executor, job)
     assert ok
     usage = executor.sample_usage(execution_id)
     assert usage is not None
@@ -355,14 +381,14 @@ def test_sample_usage_of_running_container(executor, jobs):
 def test_cleanup_removes_or_keeps(executor, jobs):
     remover = DockerExecutor(make_host())
     job = jobs("sleep 30")
-    ok, execution_id = remover.launch_job(job)
+    ok, execution_id = launch(remover, job)
     assert ok
     assert remover.cleanup(execution_id)
     assert containers_of(executor, job) == []
     assert remover.check_status(execution_id) == NOT_FOUND
 
     kept = jobs("sleep 30")
-    ok, kept_id = executor.launch_job(kept)
+    ok, kept_id = launch(executor, kept)
     assert ok
     assert executor.cleanup(kept_id)
     [container] = containers_of(executor, kept)
@@ -376,7 +402,7 @@ def test_gone_container_answers(executor):
     assert executor.stop(missing) is True
     assert executor.cleanup(missing) is True
     assert executor.sample_usage(missing) is None
-    assert executor.harvest_job(make_job("true", execution_id=missing)) is False
+    assert harvest(executor, make_job("true", execution_id=missing)) is False
 
 
 def test_unreachable_engine_is_retryable():
@@ -385,7 +411,7 @@ def test_unreachable_engine_is_retryable():
         executor.check_status("abc")
     assert caught.value.retryable
     with pytest.raises(ExecutorConnectionError):
-        executor.launch_job(make_job("true"))
+        launch(executor, make_job("true"))
     health = executor.get_health_status()
     assert health["healthy"] is False and health["error"]
 

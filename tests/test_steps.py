@@ -188,8 +188,8 @@ def test_cancel_during_launch_is_carried_out_after_it(recording, make_mock_host)
 
     def launch_and_cancel(self, job_arg):
         result = original(self, job_arg)
-        steps.request_cancel(job_arg.pk)
-        assert steps.cancel(job_arg.pk) == "after-launch"
+        steps.request_cancel(job_arg.job_id)
+        assert steps.cancel(job_arg.job_id) == "after-launch"
         return result
 
     MockExecutor.launch_job = launch_and_cancel

@@ -73,8 +73,8 @@ DEPLOY_DOCS = {
 #: Secret outputs, which must be ``sensitive = true``.
 SECRET_OUTPUT = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL|DATABASE_URL", re.IGNORECASE)
 EXECUTOR_MODULES = {
-    "cloudrun_executor_config": "container_manager.executors.cloudrun",
-    "fargate_executor_config": "container_manager.executors.fargate",
+    "cloudrun_executor_config": "container_manager.executors.cloudrun.CloudRunExecutor",
+    "fargate_executor_config": "container_manager.executors.fargate.FargateExecutor",
 }
 
 
@@ -151,9 +151,10 @@ def test_other_outputs_have_a_consumer(cloud: str) -> None:
 def test_executor_config_outputs_match_the_executor(name: str) -> None:
     cloud = "gcp" if name.startswith("cloudrun") else "aws"
     config = outputs(cloud)[name]["value"]
-    schema = importlib.import_module(EXECUTOR_MODULES[name])._CONFIG_SCHEMA
-    assert set(config) <= set(schema), f"{name}: keys the executor refuses"
-    required = {key for key, (_types, needed) in schema.items() if needed}
+    module, _, class_name = EXECUTOR_MODULES[name].rpartition(".")
+    schema = getattr(importlib.import_module(module), class_name).config_schema
+    assert set(config) <= {key.name for key in schema}, f"{name}: keys the executor refuses"
+    required = {key.name for key in schema if key.required}
     assert required <= set(config), f"{name}: missing {sorted(required - set(config))}"
 
 

@@ -165,7 +165,7 @@ def test_array_parent_runs_no_container_and_follows_its_children(recording, mock
     assert [(c.array_index, c.array_size, c.name) for c in children] == [
         (i, 4, f"shard[{i}]") for i in range(4)
     ]
-    env = children[3].get_all_environment_variables()
+    env = steps.build_launch_request(children[3]).environment
     assert (env["CM_ARRAY_INDEX"], env["CM_ARRAY_SIZE"]) == ("3", "4")
     [(step, job_id, _)] = recording.take()
     assert (step, job_id) == ("launch", str(parent.pk))
@@ -311,10 +311,10 @@ def test_fargate_children_also_get_the_aws_batch_index(db):
     )
     parent = ContainerJob(docker_host=host, array_size=5)
     child = ContainerJob(docker_host=host, array_parent=parent, array_index=2, array_size=5)
-    assert child.get_all_environment_variables() == {
+    assert workflows.array_environment(child) == {
         "CM_ARRAY_INDEX": "2", "CM_ARRAY_SIZE": "5", "AWS_BATCH_JOB_ARRAY_INDEX": "2",
     }  # fmt: skip
-    assert parent.get_all_environment_variables() == {}
+    assert workflows.array_environment(parent) == {}
 
 
 def test_sweep_query_count_does_not_grow_with_workflows(

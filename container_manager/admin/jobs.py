@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from container_manager import status as st
+from container_manager import workflows
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
 from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
@@ -396,7 +397,10 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     @admin.display(description="effective environment (template + overrides)")
     def environment_masked(self, job: ContainerJob) -> str:
         try:
-            variables = job.get_all_environment_variables()
+            variables = {
+                **job.get_all_environment_variables(),
+                **workflows.array_environment(job),
+            }
         except ValidationError:
             return "(the template does not parse)"
         text = "\n".join(f"{key}={value}" for key, value in variables.items())

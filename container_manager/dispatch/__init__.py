@@ -72,12 +72,6 @@ def send_many_on_commit(messages: list[tuple[str, Any, float]], using: str | Non
         transaction.on_commit(lambda: get_backend().send_many(batch), using=using)
 
 
-def job_created(sender: Any, instance: Any, created: bool, using: str, **kwargs: Any) -> None:
-    """``post_save`` receiver: a new pending job is sent to launch when its row commits."""
-    if created and not kwargs.get("raw"):
-        send_on_commit("launch", instance.pk, using=using)
-
-
 @receiver(setting_changed)
 def _settings_changed(setting: str, **kwargs: Any) -> None:
     if setting == "CONTAINER_MANAGER":

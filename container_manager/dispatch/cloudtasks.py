@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from container_manager.auth import sign_request
 from container_manager.dispatch.base import DispatchBackend
 
@@ -53,7 +55,10 @@ class CloudTasksBackend(DispatchBackend):
         if not options.get("SERVICE_ACCOUNT_EMAIL") and not options.get("SIGN_WITH_HMAC"):
             missing.append("SERVICE_ACCOUNT_EMAIL (or SIGN_WITH_HMAC)")
         if missing:
-            raise ValueError(f"CloudTasksBackend OPTIONS: missing {', '.join(missing)}")
+            raise ImproperlyConfigured(
+                f"CONTAINER_MANAGER['DISPATCH']['OPTIONS']: CloudTasksBackend needs "
+                f"{', '.join(missing)}"
+            )
         self.base_url = options["TARGET_BASE_URL"].rstrip("/") + "/"
         project, location, queue = options["PROJECT"], options["LOCATION"], options["QUEUE"]
         self.queue_path = f"projects/{project}/locations/{location}/queues/{queue}"
@@ -69,22 +74,19 @@ class CloudTasksBackend(DispatchBackend):
                     self._client = self._build_client()
         return self._client
 
-    def send(self, step: str, job_id: str, delay: float) -> None:
+    def deliver(self, step: str, job_id: str, delay: float) -> None:
         from google.api_core.exceptions import AlreadyExists
 
-        if delay > MAX_SCHEDULE_SECONDS:
-            logger.debug("%s for job %s is due in %ss: left to the sweep", step, job_id, delay)
-            return
         due = time.time() + delay
         try:
             self.client.create_task(parent=self.queue_path, task=self.task(step, job_id, due))
         except AlreadyExists:
             logger.debug("task for %s of job %s already exists", step, job_id)
 
-    def send_many(self, messages: list[tuple[str, str, float]]) -> None:
+    def deliver_many(self, messages: list[tuple[str, str, float]]) -> None:
         """Create the tasks concurrently (a sweep's hundreds must fit in one request)."""
         with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(messages) or 1)) as pool:
-            list(pool.map(lambda message: self.send(*message), messages))
+            list(pool.map(lambda message: self.deliver(*message), messages))
 
     def task(self, step: str, job_id: str, due: float) -> dict[str, Any]:
         """The task for one step, as ``create_task`` takes it."""

@@ -25,7 +25,7 @@ class ImmediateBackend(DispatchBackend):
         self._local = threading.local()
 
     def send(self, step: str, job_id: str, delay: float) -> None:
-        from container_manager.steps import run_step
+        from container_manager import runner
 
         queue = getattr(self._local, "queue", None)
         if queue is not None:
@@ -37,6 +37,7 @@ class ImmediateBackend(DispatchBackend):
                 step, job_id, delay = queue.popleft()
                 if delay and self.sleep:
                     time.sleep(delay)
-                run_step(step, job_id)
+                # A failed step is logged by the runner; the row keeps the work for the sweep.
+                runner.run(step, job_id)
         finally:
             self._local.queue = None

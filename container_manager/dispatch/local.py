@@ -48,6 +48,19 @@ class LocalBackend(DispatchBackend):
     def send(self, step: str, job_id: str, delay: float) -> None:
         self._send(step, job_id, delay, tries=0)
 
+    def check(self) -> list[str]:
+        """``WORKERS`` must be at least 1, ``SWEEP_INTERVAL`` and ``RETRIES`` not negative."""
+        problems = []
+        if self.workers < 1:
+            problems.append(f"OPTIONS['WORKERS'] must be at least 1, got {self.workers}")
+        if self.sweep_interval < 0:
+            problems.append(
+                f"OPTIONS['SWEEP_INTERVAL'] must be 0 or more, got {self.sweep_interval}"
+            )
+        if self.retries < 0:
+            problems.append(f"OPTIONS['RETRIES'] must be 0 or more, got {self.retries}")
+        return problems
+
     def start(self) -> None:
         """Start the threads now (the first send does it otherwise)."""
         with self._cond:
@@ -125,7 +138,7 @@ class LocalBackend(DispatchBackend):
                 self._ready.put(("sweep", "", 0))
 
     def _work(self) -> None:
-        from container_manager.steps import run_step
+        from container_manager import runner
 
         try:
             while True:
@@ -137,10 +150,8 @@ class LocalBackend(DispatchBackend):
                     if self._closing:
                         continue  # dropped: the rows keep the work, the next sweep resends it
                     close_old_connections()
-                    run_step(step, job_id)
-                except Exception:  # noqa: BLE001 - a message is a hint: log, retry, the sweep backs it
-                    logger.exception("step %s for job %s raised", step, job_id)
-                    if tries < self.retries and step != "sweep":
+                    outcome = runner.run(step, job_id)
+                    if not outcome.done and tries < self.retries and step != "sweep":
                         self._send(step, job_id, 1.0, tries + 1)
                 finally:
                     with self._cond:

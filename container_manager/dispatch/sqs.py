@@ -48,11 +48,7 @@ class SQSBackend(DispatchBackend):
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def send(self, step: str, job_id: str, delay: float) -> None:
-        if delay > SQS_MAX_DELAY:
-            logger.debug("%s of job %s in %.0fs: longer than SQS holds, left to the sweep",
-                         step, job_id, delay)  # fmt: skip
-            return
+    def deliver(self, step: str, job_id: str, delay: float) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -66,7 +62,7 @@ class SQSBackend(DispatchBackend):
             logger.warning("sending %s of job %s to SQS failed; the sweep will resend it",
                            step, job_id, exc_info=True)  # fmt: skip
 
-    def send_many(self, messages: list[tuple[str, str, float]]) -> None:
+    def deliver_many(self, messages: list[tuple[str, str, float]]) -> None:
         """Send in batches of ten (``SendMessageBatch``): a sweep's sends take few requests."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -74,7 +70,6 @@ class SQSBackend(DispatchBackend):
             {"Id": str(n), "MessageBody": encode_message(step, job_id),
              "DelaySeconds": math.ceil(delay)}
             for n, (step, job_id, delay) in enumerate(messages)
-            if delay <= SQS_MAX_DELAY
         ]  # fmt: skip
         for start in range(0, len(entries), SQS_BATCH_SIZE):
             batch = entries[start : start + SQS_BATCH_SIZE]

@@ -1,4 +1,4 @@
-"""Helpers shared by the cloud executors: config checks, command parsing, log text, log waits.
+"""Helpers shared by the executors: find-or-start launches, lazy clients, log text, log waits.
 
 Imports no cloud SDK; each executor module imports its own.
 """
@@ -8,16 +8,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from container_manager.conf import setting
-from container_manager.executors.exceptions import ExecutorConfigurationError, ExecutorError
+from container_manager.executors.exceptions import ExecutorError
+from container_manager.executors.types import ExecutionState, LaunchRequest
 from container_manager.logtext import cap_log
-
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob
 
 logger = logging.getLogger(__name__)
 
@@ -30,28 +29,70 @@ T = TypeVar("T")
 
 
 class FindOrStart:
-    """``launch_job`` for platforms where an attempt's execution can be found by its launch key.
+    """``launch_job`` and ``cleanup`` for platforms that find an execution by its launch key.
 
     The executor implements ``find_execution(key)`` (the id of an execution this
-    attempt already started, or None) and ``start_execution(job, key)``; a
+    attempt already started, or None) and ``start_execution(request)``; a
     launch retried after a crash then returns the first execution, never a second.
+    The platform keeps (and prunes) finished executions itself, so ``cleanup``
+    only stops one that still runs.
     """
 
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+    def launch_job(self, request: LaunchRequest) -> str:
         """Return the attempt's execution, starting it only if none exists yet."""
-        key = self.launch_key(job)
-        try:
-            existing = self.find_execution(key)
-            if existing:
-                logger.info("launch of %s found execution %s already there", key, existing)
-                return True, existing
-            execution_id = self.start_execution(job, key)
-        except ExecutorError as exc:
-            if exc.retryable:
-                raise
-            return False, str(exc)
+        key = request.launch_key
+        existing = self.find_execution(key)
+        if existing:
+            logger.info("launch of %s found execution %s already there", key, existing)
+            return existing
+        execution_id = self.start_execution(request)
         logger.info("launched %s as %s", key, execution_id)
-        return True, execution_id
+        return execution_id
+
+    def cleanup(self, execution_id: str) -> bool:
+        """Stop the execution if it still runs; the platform removes finished ones."""
+        if self.check_status(execution_id) == ExecutionState.RUNNING:
+            self.stop(execution_id)
+        return True
+
+
+def environment(request: LaunchRequest) -> dict[str, str]:
+    """The request's environment plus ``CM_LAUNCH_KEY``, which finds the execution again.
+
+    >>> from container_manager.executors.types import LaunchRequest
+    >>> environment(LaunchRequest("j", 1, "k-1", "img", environment={"A": "1"}))
+    {'A': '1', 'CM_LAUNCH_KEY': 'k-1'}
+    """
+    return {**request.environment, LAUNCH_KEY_ENV: request.launch_key}
+
+
+#: ``classify(action, exc)``: the executor error an SDK exception means, or None to let it through.
+Classifier = Callable[[str, Exception], ExecutorError | None]
+
+
+@contextmanager
+def sdk_errors(action: str, classify: Classifier) -> Iterator[None]:
+    """The one way SDK errors are translated: what ``classify`` returns is raised instead.
+
+    Executor errors pass unchanged; an exception ``classify`` does not know propagates.
+
+    >>> def classify(action, exc):
+    ...     return ExecutorError(f"{action}: {exc}") if isinstance(exc, OSError) else None
+    >>> with sdk_errors("ping", classify):
+    ...     raise OSError("reset")
+    Traceback (most recent call last):
+    ...
+    container_manager.executors.exceptions.ExecutorError: ping: reset
+    """
+    try:
+        yield
+    except ExecutorError:
+        raise
+    except Exception as exc:
+        error = classify(action, exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class LazyClients:
@@ -68,41 +109,6 @@ class LazyClients:
             if kind not in self._clients:
                 self._clients[kind] = self._build(kind)
             return self._clients[kind]
-
-
-def validate_config(
-    config: dict[str, Any],
-    schema: dict[str, tuple[tuple[type, ...], bool]],
-    platform: str,
-) -> None:
-    """Check ``config`` against ``{key: (types, required)}``; raise naming the first bad key.
-
-    >>> validate_config({"a": 1}, {"a": ((int,), True), "b": ((str,), True)}, "demo")
-    Traceback (most recent call last):
-    ...
-    container_manager.executors.exceptions.ExecutorConfigurationError: \
-executor_config['b']: required by the demo executor
-    """
-    for key, value in config.items():
-        if key not in schema:
-            known = ", ".join(sorted(schema))
-            raise ExecutorConfigurationError(
-                f"executor_config[{key!r}]: unknown key for the {platform} executor "
-                f"(known: {known})",
-                key=key,
-            )
-        types = schema[key][0]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise ExecutorConfigurationError(
-                f"executor_config[{key!r}]: expected {names}, got {type(value).__name__}",
-                key=key,
-            )
-    for key, (_types, required) in schema.items():
-        if required and config.get(key) in (None, "", []):
-            raise ExecutorConfigurationError(
-                f"executor_config[{key!r}]: required by the {platform} executor", key=key
-            )
 
 
 def log_text(lines: Iterable[tuple[datetime | None, str]]) -> str:

@@ -1,7 +1,7 @@
 """The executor interface: what the steps ask of every container platform.
 
-An executor speaks jobs to one ``ExecutorHost``; it never changes a job's status
-and never saves a job. The steps (``container_manager.steps``) do that.
+Executors get launch requests and return execution ids, states and harvest results;
+the steps (``container_manager.steps``) read and write the rows.
 """
 
 from __future__ import annotations
@@ -10,19 +10,26 @@ import json
 import shlex
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from django.apps import apps
 
 from container_manager.conf import setting
 from container_manager.executors.exceptions import ExecutorError
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+    Usage,
+    validate_config,
+)
 
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
-
-#: What ``check_status`` answers.
-RUNNING = "running"
-EXITED = "exited"
-FAILED = "failed"
-NOT_FOUND = "not-found"
+#: What ``check_status`` answers (the members of ``ExecutionState``).
+RUNNING = ExecutionState.RUNNING
+EXITED = ExecutionState.EXITED
+FAILED = ExecutionState.FAILED
+NOT_FOUND = ExecutionState.NOT_FOUND
 
 #: Labels (or tags) every execution carries, so it can be found again after a crash.
 LABEL_MANAGED = "container_manager.managed"
@@ -60,14 +67,19 @@ def parse_command(command: str) -> list[str] | None:
 
 
 class ContainerExecutor(ABC):
-    """Run a job's container on one platform.
+    """Run containers on one platform: an adapter that speaks only that platform's API.
 
-    Subclasses implement the five abstract methods. ``launch_job`` must be
-    idempotent per launch key (job id + attempt): called again for the same
-    attempt, it returns the execution that is already there instead of
-    starting a second one.
+    Subclasses implement the five abstract methods and declare ``config_schema``
+    (the ``executor_config`` keys they read) and ``capabilities``. They get
+    immutable ``LaunchRequest`` values from the steps and return execution ids,
+    ``ExecutionState`` members and ``HarvestResult`` values; they never read
+    or write a database row. ``launch_job`` must be idempotent per
+    ``request.launch_key``: asked again for the same key, it returns the
+    execution that is already there instead of starting a second one.
     """
 
+    #: The ``executor_config`` keys this executor reads; others are refused.
+    config_schema: tuple[ConfigKey, ...] = ()
     #: Capabilities, overridden truthfully by each platform.
     capabilities: dict[str, bool] = {
         "supports_resource_limits": False,
@@ -80,36 +92,39 @@ class ContainerExecutor(ABC):
         "supports_resource_usage": False,
     }
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: Any):
         self.host = host
-        self.config: dict[str, Any] = dict(host.executor_config or {})
+        self.config: dict[str, Any] = validate_config(
+            dict(host.executor_config or {}), self.config_schema, self.platform_name()
+        )
+
+    @classmethod
+    def platform_name(cls) -> str:
+        """The name used in messages: the class name without ``Executor``, lower case."""
+        return cls.__name__.removesuffix("Executor").lower() or cls.__name__
 
     @abstractmethod
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
-        """Start the job's current attempt; return ``(True, execution_id)``.
+    def launch_job(self, request: LaunchRequest) -> str:
+        """Start the attempt ``request`` describes (or find it started); return its execution id.
 
-        Return ``(False, reason)`` for a failure that retrying will not fix;
-        raise ``ExecutorError`` (``retryable=True``) for one that it may.
+        Raise ``ExecutorError`` with ``retryable=True`` for a failure a later
+        attempt may not meet, ``retryable=False`` for one it would.
         """
 
     @abstractmethod
-    def check_status(self, execution_id: str) -> str:
-        """Return ``"running"``, ``"exited"``, ``"failed"`` or ``"not-found"``."""
+    def check_status(self, execution_id: str) -> ExecutionState:
+        """Return the execution's state as the platform reports it now."""
 
     @abstractmethod
     def get_logs(self, execution_id: str) -> tuple[str, str]:
         """Return ``(stdout, stderr)`` as the platform has them now."""
 
     @abstractmethod
-    def harvest_job(self, job: ContainerJob) -> bool:
-        """Collect a finished execution's results into ``job`` (not saved).
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
+        """Read a finished execution's results; None when the platform has none any more.
 
-        Sets ``exit_code``, ``stdout_log``, ``stderr_log``, ``docker_log``,
-        ``clean_output``, ``completed_at`` and, where known, the platform's own
-        ``started_at``, ``max_memory_usage``,
-        ``cpu_usage_percent`` and ``last_error``. Removes nothing: the step calls
-        ``cleanup`` once the results are stored, so a crash loses nothing.
-        Returns False when the results could not be read.
+        Removes nothing: the steps call ``cleanup`` once the results are
+        stored, so a crash loses nothing.
         """
 
     @abstractmethod
@@ -148,17 +163,88 @@ class ContainerExecutor(ABC):
         """Raise if the platform cannot be reached; the default assumes it can."""
         return None
 
-    @staticmethod
-    def launch_key(job: ContainerJob) -> str:
-        """The idempotency key of the job's current attempt: job id and attempt number."""
-        return f"{job.id.hex}-{job.attempt_count}"
+    # -- what the steps call: the seed-style adapter below answers these differently ----------
+
+    def start(self, request: LaunchRequest) -> str:
+        """The launch step's entry point: ``launch_job(request)``."""
+        return self.launch_job(request)
+
+    def collect(self, execution_id: str) -> HarvestResult | None:
+        """The harvest's entry point: ``harvest_job(execution_id)``."""
+        return self.harvest_job(execution_id)
+
+
+class LegacyExecutorAdapter(ContainerExecutor):
+    """Compatibility base for executors written in the seed's style, against the job row.
+
+    Subclass it and implement ``launch_job(job) -> (ok, execution_id_or_reason)``
+    and ``harvest_job(job) -> bool`` setting ``exit_code``, ``stdout_log``,
+    ``stderr_log``, ``docker_log``, ``completed_at`` (and optionally
+    ``clean_output``, ``started_at``, ``max_memory_usage``,
+    ``cpu_usage_percent``, ``last_error``) on the unsaved ``job``. The adapter
+    loads the row (one query more per launch and harvest) and turns the
+    answers into the new interface's values; new executors should not use it.
+    """
+
+    config_schema = ()
+
+    def __init__(self, host: Any):
+        self.host = host
+        self.config = dict(host.executor_config or {})
+
+    def start(self, request: LaunchRequest) -> str:
+        job = _job_model().objects.select_related("docker_host").get(pk=request.job_id)
+        launched, result = self.launch_job(job)  # type: ignore[arg-type]
+        if not launched:
+            raise ExecutorError(result, retryable=False)
+        return result
+
+    def collect(self, execution_id: str) -> HarvestResult | None:
+        job = _job_model().objects.filter(execution_id=execution_id).order_by("-updated_at").first()
+        if job is None or not self.harvest_job(job):  # type: ignore[arg-type]
+            return None
+        return HarvestResult(
+            exit_code=job.exit_code,
+            stdout=job.stdout_log,
+            stderr=job.stderr_log,
+            platform_log=job.docker_log,
+            clean_output=job.clean_output or None,
+            usage=Usage(job.max_memory_usage, job.cpu_usage_percent),
+            started_at=job.started_at,
+            finished_at=job.completed_at,
+            reason=job.last_error or "",
+        )
 
     @staticmethod
-    def labels(job: ContainerJob) -> dict[str, str]:
+    def launch_key(job: Any) -> str:
+        """The idempotency key of the job's current attempt: job id and attempt number."""
+        return launch_key(job.pk, job.attempt_count)
+
+    @staticmethod
+    def labels(job: Any) -> dict[str, str]:
         """Labels that let an execution be found again from the job alone."""
-        return {
-            LABEL_MANAGED: "true",
-            LABEL_INSTANCE: setting("INSTANCE"),
-            LABEL_JOB_ID: str(job.id),
-            LABEL_ATTEMPT: str(job.attempt_count),
-        }
+        return labels(job.pk, job.attempt_count)
+
+
+def launch_key(job_id: Any, attempt: int) -> str:
+    """The idempotency key of one attempt: the job id's hex and the attempt number.
+
+    >>> launch_key("6f1c2b9e-0000-4000-8000-000000000001", 2)
+    '6f1c2b9e000040008000000000000001-2'
+    """
+    return f"{str(job_id).replace('-', '')}-{attempt}"
+
+
+def labels(job_id: Any, attempt: int) -> dict[str, str]:
+    """Labels (or tags) that let an execution be found again from the job alone."""
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_INSTANCE: setting("INSTANCE"),
+        LABEL_JOB_ID: str(job_id),
+        LABEL_ATTEMPT: str(attempt),
+    }
+
+
+def _job_model() -> Any:
+    # By name, so that this module does not import the models (they import the executors).
+    return apps.get_model("container_manager", "ContainerJob")

@@ -6,10 +6,9 @@ Speaks Cloud Run v2 and Cloud Logging with the google-cloud clients, imported on
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from container_manager.executors import _cloud
 from container_manager.executors.base import (
@@ -18,17 +17,18 @@ from container_manager.executors.base import (
     NOT_FOUND,
     RUNNING,
     ContainerExecutor,
-    parse_command,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
     ExecutorError,
 )
-from container_manager.logtext import strip_timestamps
-
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +36,6 @@ logger = logging.getLogger(__name__)
 #: its deadline; the platform limit only catches jobs whose checks stopped coming.
 DEFAULT_TIMEOUT_MARGIN_SECONDS = 60
 
-_CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
-    "project": ((str,), True),
-    "region": ((str,), True),
-    "job": ((str,), True),
-    "container_name": ((str,), False),
-    "credentials_file": ((str,), False),
-    "log_wait_seconds": ((int, float), False),
-    "timeout_margin_seconds": ((int,), False),
-    # Test and emulator keys.
-    "api_endpoint": ((str,), False),
-    "logging_endpoint": ((str,), False),
-    "anonymous_credentials": ((bool,), False),
-}
 _RETRYABLE = (
     "ServiceUnavailable", "InternalServerError", "TooManyRequests", "DeadlineExceeded",
     "GatewayTimeout", "Aborted", "BadGateway", "ResourceExhausted", "RetryError",
@@ -73,6 +60,24 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
     looks for an execution carrying it before running the job again.
     """
 
+    config_schema = (
+        ConfigKey("project", (str,), "Google Cloud project id.", required=True),
+        ConfigKey("region", (str,), "Region of the Cloud Run job.", required=True),
+        ConfigKey("job", (str,), "Name of the Cloud Run job that holds the image.", required=True),
+        ConfigKey("container_name", (str,), "Container the overrides go to (multi-container)."),
+        ConfigKey("credentials_file", (str,), "Service account JSON; default: ADC."),
+        ConfigKey(
+            "log_wait_seconds", (int, float), "Seconds a harvest waits for logs.",
+            default=_cloud.DEFAULT_LOG_WAIT_SECONDS,
+        ),
+        ConfigKey(
+            "timeout_margin_seconds", (int,), "Added to the job's timeout for Cloud Run's limit.",
+            default=DEFAULT_TIMEOUT_MARGIN_SECONDS,
+        ),
+        ConfigKey("api_endpoint", (str,), "Cloud Run REST endpoint (tests, emulators)."),
+        ConfigKey("logging_endpoint", (str,), "Cloud Logging endpoint (tests, emulators)."),
+        ConfigKey("anonymous_credentials", (bool,), "No credentials (tests, emulators)."),
+    )  # fmt: skip
     capabilities = {
         **ContainerExecutor.capabilities,
         "supports_secrets": True,
@@ -85,9 +90,8 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_image_override": False,
     }
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: Any):
         super().__init__(host)
-        _cloud.validate_config(self.config, _CONFIG_SCHEMA, "cloudrun")
         cfg = self.config
         self.job_name = f"projects/{cfg['project']}/locations/{cfg['region']}/jobs/{cfg['job']}"
         self._clients = _cloud.LazyClients(self._build_client)
@@ -96,7 +100,7 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         """The ``jobs``, ``executions``, ``tasks`` or ``logging`` client, built once."""
         return self._clients.get(kind)
 
-    def check_status(self, execution_id: str) -> str:
+    def check_status(self, execution_id: str) -> ExecutionState:
         """From the execution's counts: RUNNING until it completed, then EXITED or FAILED."""
         execution = self._get(execution_id)
         if execution is None:
@@ -110,29 +114,30 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         since = _time(execution.create_time) if execution else None
         return self._read_logs(execution_id, since)
 
-    def harvest_job(self, job: ContainerJob) -> bool:
-        """Copy exit code, times, conditions and Cloud Logging lines into ``job``."""
-        execution = self._get(job.execution_id)
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
+        """Exit code, times, conditions and Cloud Logging lines of the execution."""
+        execution = self._get(execution_id)
         if execution is None:
-            return False
+            return None
         finished = _finished(execution)
         ended = _time(execution.completion_time)
         wait = self.config.get("log_wait_seconds", _cloud.DEFAULT_LOG_WAIT_SECONDS)
-        job.stdout_log, job.stderr_log = _cloud.settled_read(
-            lambda: self._read_logs(job.execution_id, _time(execution.create_time)),
+        stdout, stderr = _cloud.settled_read(
+            lambda: self._read_logs(execution_id, _time(execution.create_time)),
             ended,
             wait if finished else 0,
         )
-        job.clean_output = strip_timestamps(job.stdout_log)
-        result = self._task_result(job.execution_id)
-        job.exit_code = result.get("exit_code")
-        job.started_at = _time(execution.start_time) or job.started_at
-        job.completed_at = ended or datetime.now(UTC)
-        job.docker_log = _summary(execution, result)
-        error = _execution_error(execution, result)
-        if error:
-            job.last_error = error
-        return True
+        result = self._task_result(execution_id)
+        return HarvestResult(
+            exit_code=result.get("exit_code"),
+            stdout=stdout,
+            stderr=stderr,
+            platform_log=_summary(execution, result),
+            created_at=_time(execution.create_time),
+            started_at=_time(execution.start_time),
+            finished_at=ended or datetime.now(UTC),
+            reason=_execution_error(execution, result),
+        )
 
     def stop(self, execution_id: str) -> bool:
         """Cancel the execution; the operation is not waited for."""
@@ -143,12 +148,6 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
                 return True
             except self._api().FailedPrecondition:
                 return True  # it already finished
-        return True
-
-    def cleanup(self, execution_id: str) -> bool:
-        """Cancel it if still running; Cloud Run keeps the last 1,000 executions and prunes."""
-        if self.check_status(execution_id) == RUNNING:
-            self.stop(execution_id)
         return True
 
     def ping(self) -> None:
@@ -210,32 +209,31 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return exceptions
 
-    @contextmanager
-    def _google_errors(self, action: str) -> Iterator[None]:
+    def _google_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
         import google.auth.exceptions
         import requests
 
         api = self._api()
-        try:
-            yield
-        except ExecutorError:
-            raise
-        except api.NotFound as exc:
-            raise ExecutorConfigurationError(
+        if isinstance(exc, api.NotFound):
+            return ExecutorConfigurationError(
                 f"{action}: Cloud Run job {self.job_name} not found: {exc}", key="job"
-            ) from exc
-        except api.GoogleAPICallError as exc:
+            )
+        if isinstance(exc, api.GoogleAPICallError):
             if type(exc).__name__ in _RETRYABLE:
-                raise ExecutorConnectionError(f"{action}: {exc}") from exc
-            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
-        except (requests.exceptions.RequestException, api.RetryError) as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ExecutorConfigurationError(
+                return ExecutorConnectionError(f"{action}: {exc}")
+            return ExecutorError(f"{action}: {exc}", retryable=False)
+        if isinstance(exc, requests.exceptions.RequestException | api.RetryError):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
+            return ExecutorConfigurationError(
                 f"{action}: no Google credentials: {exc}", key="credentials_file"
-            ) from exc
-        except google.auth.exceptions.GoogleAuthError as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+            )
+        if isinstance(exc, google.auth.exceptions.GoogleAuthError):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return None
 
     def find_execution(self, key: str) -> str | None:
         """The execution whose container carries this launch key, if one was started."""
@@ -247,26 +245,25 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
                         return execution.name
         return None
 
-    def start_execution(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, launch: LaunchRequest) -> str:
         """Run the job with this attempt's overrides; never waits for the operation."""
         from google.cloud import run_v2
 
-        environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
+        environment = _cloud.environment(launch)
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
             env=[run_v2.EnvVar(name=k, value=v) for k, v in environment.items()],
         )
         if self.config.get("container_name"):
             override.name = self.config["container_name"]
-        args = parse_command(job.command)
-        if args:
-            override.args = args
+        if launch.command:
+            override.args = list(launch.command)
         margin = self.config.get("timeout_margin_seconds", DEFAULT_TIMEOUT_MARGIN_SECONDS)
         request = run_v2.RunJobRequest(
             name=self.job_name,
             overrides=run_v2.RunJobRequest.Overrides(
                 container_overrides=[override],
                 task_count=1,
-                timeout=timedelta(seconds=job.timeout_seconds + margin),
+                timeout=timedelta(seconds=launch.timeout_seconds + margin),
             ),
         )
         with self._google_errors(f"run of {self.job_name}"):

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +19,7 @@ import docker.utils
 import requests
 
 from container_manager.conf import setting
+from container_manager.executors._cloud import LazyClients, sdk_errors
 from container_manager.executors.base import (
     EXITED,
     FAILED,
@@ -31,7 +30,6 @@ from container_manager.executors.base import (
     NOT_FOUND,
     RUNNING,
     ContainerExecutor,
-    parse_command,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -39,12 +37,17 @@ from container_manager.executors.exceptions import (
     ExecutorError,
     ExecutorResourceError,
 )
-from container_manager.logtext import cap_log, strip_timestamps
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+    Network,
+)
+from container_manager.logtext import cap_log
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
-
-    from container_manager.models import ContainerJob, ExecutorHost
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +69,6 @@ _STATUS_MAP = {
 }
 
 _TLS_FILE_KEYS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "tls_ca_cert": (str,),
-    "tls_client_cert": (str,),
-    "tls_client_key": (str,),
-    "timeout": (int, float),
-    "remove_containers": (bool,),
-}
 
 
 class DockerExecutor(ContainerExecutor):
@@ -101,6 +97,13 @@ class DockerExecutor(ContainerExecutor):
     naming the key, when the executor is built.
     """
 
+    config_schema = (
+        ConfigKey("tls_ca_cert", (str,), "CA certificate path of the engine (with tls_enabled)."),
+        ConfigKey("tls_client_cert", (str,), "Client certificate path; give the key too."),
+        ConfigKey("tls_client_key", (str,), "Client key path; give the certificate too."),
+        ConfigKey("timeout", (int, float), "Seconds one API request may take.", default=60),
+        ConfigKey("remove_containers", (bool,), "cleanup removes containers.", default=True),
+    )
     capabilities = {
         "supports_resource_limits": True,
         "supports_networking": True,
@@ -112,48 +115,43 @@ class DockerExecutor(ContainerExecutor):
         "supports_resource_usage": True,
     }
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: Any):
         super().__init__(host)
         self._validate_config()
-        self._client: docker.DockerClient | None = None
-        self._client_lock = threading.Lock()
+        self._clients = LazyClients(lambda _kind: self._build_client())
 
     @property
     def client(self) -> docker.DockerClient:
         """The engine's client, built on first use and kept for this executor's life."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._build_client()
-        return self._client
+        return self._clients.get("docker")
 
     @property
     def remove_containers(self) -> bool:
         """Whether ``cleanup`` removes containers (True) or only stops them."""
         return bool(self.config.get("remove_containers", True))
 
-    def container_name(self, job: ContainerJob) -> str:
-        """The name of the container of the job's current attempt."""
-        return f"{CONTAINER_PREFIX}{self.launch_key(job)}"
+    @staticmethod
+    def container_name(request: LaunchRequest) -> str:
+        """The name of the container of the request's attempt."""
+        return f"{CONTAINER_PREFIX}{request.launch_key}"
 
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
+    def launch_job(self, request: LaunchRequest) -> str:
         """Create and start the attempt's container, or return the one already there."""
-        name = self.container_name(job)
+        name = self.container_name(request)
         try:
             with self._docker_errors(f"launch of {name}"):
                 container = self._find_container(name)
                 if container is None:
-                    container = self._create_container(job, name)
-                self._ensure_started(container, job)
+                    container = self._create_container(request, name)
+                self._ensure_started(container, request)
         except ExecutorError as exc:
-            if exc.retryable:
-                raise
-            logger.warning("launch of %s refused: %s", name, exc)
-            return False, str(exc)
+            if not exc.retryable:
+                logger.warning("launch of %s refused: %s", name, exc)
+            raise
         logger.info("launched %s as container %s", name, container.short_id)
-        return True, container.id
+        return container.id
 
-    def check_status(self, execution_id: str) -> str:
+    def check_status(self, execution_id: str) -> ExecutionState:
         """Map the container's state to running / exited / failed / not-found."""
         with self._docker_errors(f"status of {execution_id}"):
             try:
@@ -175,34 +173,34 @@ class DockerExecutor(ContainerExecutor):
             except docker.errors.NotFound:
                 return "", ""
 
-    def harvest_job(self, job: ContainerJob) -> bool:
-        """Copy the finished container's exit code, logs and final state into ``job``.
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
+        """The finished container's exit code, logs and final state.
 
-        Returns False when the container is gone; raises
-        ``ExecutorConnectionError`` when the engine cannot be reached, since
-        a later harvest may still succeed. Usage figures sampled while the
-        job ran are left as they are: a stopped container has none.
+        None when the container is gone; raises ``ExecutorConnectionError``
+        when the engine cannot be reached, since a later harvest may still
+        succeed. A stopped container has no usage figures: the ones sampled
+        while it ran stay.
         """
-        with self._docker_errors(f"harvest of {job.execution_id}"):
+        with self._docker_errors(f"harvest of {execution_id}"):
             try:
-                container = self.client.containers.get(job.execution_id)
+                container = self.client.containers.get(execution_id)
                 stdout, stderr = self._read_logs(container)
             except docker.errors.NotFound:
-                logger.warning("harvest of %s: container not found", job.execution_id)
-                return False
+                logger.warning("harvest of %s: container not found", execution_id)
+                return None
         state = container.attrs.get("State") or {}
-        job.exit_code = state.get("ExitCode")
-        job.stdout_log = stdout
-        job.stderr_log = stderr
-        job.clean_output = strip_timestamps(stdout)
-        job.docker_log = _state_summary(container, state)
-        # No finish time means it still runs (a stop that failed); now is the best bound.
-        job.completed_at = _parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC)
-        job.started_at = _parse_docker_time(state.get("StartedAt")) or job.started_at
-        error = _state_error(job, state)
-        if error:
-            job.last_error = error
-        return True
+        memory = (container.attrs.get("HostConfig") or {}).get("Memory") or 0
+        return HarvestResult(
+            exit_code=state.get("ExitCode"),
+            stdout=stdout,
+            stderr=stderr,
+            platform_log=_state_summary(container, state),
+            created_at=_parse_docker_time(container.attrs.get("Created")),
+            started_at=_parse_docker_time(state.get("StartedAt")),
+            # No finish time means it still runs (a stop that failed); now is the best bound.
+            finished_at=_parse_docker_time(state.get("FinishedAt")) or datetime.now(UTC),
+            reason=_state_error(memory // (1024 * 1024), state),
+        )
 
     def stop(self, execution_id: str) -> bool:
         """Stop the container (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS), keep it."""
@@ -260,19 +258,6 @@ class DockerExecutor(ContainerExecutor):
     # --- private helpers -------------------------------------------------------
 
     def _validate_config(self) -> None:
-        for key, value in self.config.items():
-            expected = _CONFIG_TYPES.get(key)
-            if expected is None:
-                logger.warning("host %s: executor_config[%r] is not used", self.host.name, key)
-                continue
-            # bool is an int to isinstance, but True is no timeout.
-            wrong_bool = isinstance(value, bool) and bool not in expected
-            if wrong_bool or not isinstance(value, expected):
-                names = " or ".join(t.__name__ for t in expected)
-                raise ExecutorConfigurationError(
-                    f"executor_config[{key!r}]: expected {names}, got {type(value).__name__}",
-                    key=key,
-                )
         timeout = self.config.get("timeout", DEFAULT_API_TIMEOUT)
         if timeout <= 0:
             raise ExecutorConfigurationError(
@@ -319,24 +304,25 @@ class DockerExecutor(ContainerExecutor):
             verify=bool(self.host.tls_verify),
         )
 
-    @contextmanager
-    def _docker_errors(self, action: str) -> Iterator[None]:
+    def _docker_errors(self, action: str) -> AbstractContextManager[None]:
         """Turn docker-py and transport errors into executor errors.
 
         Callers catch ``NotFound`` inside the block when it means something.
         """
-        try:
-            yield
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise ExecutorConnectionError(
+        return sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return ExecutorConnectionError(
                 f"{action}: cannot reach Docker host '{self.host.name}': {exc}"
-            ) from exc
-        except docker.errors.APIError as exc:
+            )
+        if isinstance(exc, docker.errors.APIError):
             if exc.is_server_error():
-                raise ExecutorConnectionError(f"{action}: Docker engine error: {exc}") from exc
-            raise ExecutorError(f"{action}: {_explain(exc)}", retryable=False) from exc
-        except docker.errors.DockerException as exc:
-            raise ExecutorError(f"{action}: {exc}", retryable=False) from exc
+                return ExecutorConnectionError(f"{action}: Docker engine error: {exc}")
+            return ExecutorError(f"{action}: {_explain(exc)}", retryable=False)
+        if isinstance(exc, docker.errors.DockerException):
+            return ExecutorError(f"{action}: {exc}", retryable=False)
+        return None
 
     def _find_container(self, name: str) -> Container | None:
         try:
@@ -344,10 +330,10 @@ class DockerExecutor(ContainerExecutor):
         except docker.errors.NotFound:
             return None
 
-    def _create_container(self, job: ContainerJob, name: str) -> Container:
-        kwargs = self._create_kwargs(job, name)
+    def _create_container(self, request: LaunchRequest, name: str) -> Container:
+        kwargs = self._create_kwargs(request, name)
         try:
-            return self._create_with_pull(job.docker_image, kwargs)
+            return self._create_with_pull(request.image, kwargs)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise
@@ -368,36 +354,32 @@ class DockerExecutor(ContainerExecutor):
                 return container
             time.sleep(0.05)
 
-    def _create_kwargs(self, job: ContainerJob, name: str) -> dict[str, Any]:
+    def _create_kwargs(self, request: LaunchRequest, name: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "image": job.docker_image,
-            "command": parse_command(job.command),
+            "image": request.image,
+            "command": list(request.command) if request.command else None,
             "name": name,
-            "environment": dict(job.get_all_environment_variables() or {}),
-            "working_dir": job.working_directory or None,
-            "labels": self.labels(job),
+            "environment": dict(request.environment),
+            "working_dir": request.working_directory or None,
+            "labels": dict(request.labels),
             "detach": True,
         }
-        if job.memory_limit:
+        if request.memory_limit_mb:
             # Equal swap limit: the job gets no swap, so the limit is a real one.
-            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{job.memory_limit}m"
-        if job.cpu_limit:
-            kwargs["nano_cpus"] = int(job.cpu_limit * 1e9)
-        kwargs.update(self._first_network_kwargs(job))
+            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{request.memory_limit_mb}m"
+        if request.cpu_limit:
+            kwargs["nano_cpus"] = int(request.cpu_limit * 1e9)
+        kwargs.update(self._first_network_kwargs(request.networks))
         return kwargs
 
-    def _first_network_kwargs(self, job: ContainerJob) -> dict[str, Any]:
-        networks = list(job.network_configuration or [])
+    def _first_network_kwargs(self, networks: tuple[Network, ...]) -> dict[str, Any]:
         for net in networks:
-            self._require_network(net["network_name"])
+            self._require_network(net.name)
         if not networks:
             return {}
         first = networks[0]
-        endpoint = self.client.api.create_endpoint_config(aliases=first.get("aliases") or None)
-        return {
-            "network": first["network_name"],
-            "networking_config": {first["network_name"]: endpoint},
-        }
+        endpoint = self.client.api.create_endpoint_config(aliases=list(first.aliases) or None)
+        return {"network": first.name, "networking_config": {first.name: endpoint}}
 
     def _require_network(self, network_name: str) -> None:
         try:
@@ -427,26 +409,24 @@ class DockerExecutor(ContainerExecutor):
     def _image_missing(self, image: str) -> ExecutorResourceError:
         return ExecutorResourceError(f"image '{image}' not found on host '{self.host.name}'")
 
-    def _ensure_started(self, container: Container, job: ContainerJob) -> None:
+    def _ensure_started(self, container: Container, request: LaunchRequest) -> None:
         if container.status != "created":
             return
-        self._connect_extra_networks(container, job)
+        self._connect_extra_networks(container, request.networks[1:])
         # Starting a container another launch has just started answers 304: harmless.
         container.start()
 
-    def _connect_extra_networks(self, container: Container, job: ContainerJob) -> None:
+    def _connect_extra_networks(self, container: Container, networks: tuple[Network, ...]) -> None:
         attached = set((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
-        for net in list(job.network_configuration or [])[1:]:
-            if net["network_name"] in attached:
+        for net in networks:
+            if net.name in attached:
                 continue
             try:
                 self.client.api.connect_container_to_network(
-                    container.id, net["network_name"], aliases=net.get("aliases") or None
+                    container.id, net.name, aliases=list(net.aliases) or None
                 )
             except docker.errors.NotFound:
-                raise ExecutorResourceError(
-                    f"network '{net['network_name']}' does not exist"
-                ) from None
+                raise ExecutorResourceError(f"network '{net.name}' does not exist") from None
             except docker.errors.APIError as exc:
                 # A concurrent launch of the same attempt may have connected it first.
                 if "already" not in _explain(exc).lower():
@@ -491,12 +471,12 @@ def _state_summary(container: Container, state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _state_error(job: ContainerJob, state: dict[str, Any]) -> str:
+def _state_error(memory_limit_mb: int, state: dict[str, Any]) -> str:
     if state.get("OOMKilled"):
-        if job.memory_limit:
+        if memory_limit_mb:
             return (
                 f"container was killed for exceeding its memory limit "
-                f"({job.memory_limit} MB) (OOMKilled)"
+                f"({memory_limit_mb} MB) (OOMKilled)"
             )
         return "container was killed for running out of memory (OOMKilled)"
     if state.get("Error"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils.module_loading import import_string
 
@@ -15,16 +15,28 @@ from container_manager.conf import setting
 from container_manager.executors.base import ContainerExecutor
 from container_manager.executors.exceptions import ExecutorConfigurationError
 
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
-
-BUILTIN_EXECUTORS = {
-    "docker": "container_manager.executors.docker.DockerExecutor",
-    "mock": "container_manager.executors.mock.MockExecutor",
-    "cloudrun": "container_manager.executors.cloudrun.CloudRunExecutor",
-    "fargate": "container_manager.executors.fargate.FargateExecutor",
-    "scaleway": "container_manager.executors.scaleway.ScalewayExecutor",
+#: The one registry of built-in executor types: name -> (class path, label).
+BUILTIN_EXECUTOR_TYPES: dict[str, tuple[str, str]] = {
+    "docker": ("container_manager.executors.docker.DockerExecutor", "Docker"),
+    "cloudrun": ("container_manager.executors.cloudrun.CloudRunExecutor", "Google Cloud Run"),
+    "fargate": ("container_manager.executors.fargate.FargateExecutor", "AWS Fargate"),
+    "scaleway": ("container_manager.executors.scaleway.ScalewayExecutor", "Scaleway Containers"),
+    "mock": ("container_manager.executors.mock.MockExecutor", "Mock (tests and demos)"),
 }
+#: Built-in type name -> class path.
+BUILTIN_EXECUTORS = {name: path for name, (path, _label) in BUILTIN_EXECUTOR_TYPES.items()}
+
+
+def executor_choices() -> list[tuple[str, str]]:
+    """Executor types a host may name: the built-in ones, then those added in settings.
+
+    >>> executor_choices()[0]
+    ('docker', 'Docker')
+    """
+    builtin = [(name, label) for name, (_path, label) in BUILTIN_EXECUTOR_TYPES.items()]
+    extra = [(name, name) for name in setting("EXECUTORS") if name not in BUILTIN_EXECUTOR_TYPES]
+    return builtin + extra
+
 
 _instances: dict[tuple[Any, str], ContainerExecutor] = {}
 _lock = threading.Lock()
@@ -66,7 +78,7 @@ executor type 'nope' (known: cloudrun, docker, fargate, mock, scaleway)
             )
         return executor_class
 
-    def get_executor(self, target: ContainerJob | ExecutorHost) -> ContainerExecutor:
+    def get_executor(self, target: Any) -> ContainerExecutor:
         """The executor for a job (its ``docker_host``) or for a host."""
         host = getattr(target, "docker_host", target)
         key = (host.pk, _config_fingerprint(host))
@@ -84,7 +96,7 @@ def clear_cache() -> None:
         _instances.clear()
 
 
-def _config_fingerprint(host: ExecutorHost) -> str:
+def _config_fingerprint(host: Any) -> str:
     return json.dumps(
         [
             host.executor_type,

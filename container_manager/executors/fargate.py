@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from container_manager.executors import _cloud
 from container_manager.executors.base import (
@@ -16,7 +17,6 @@ from container_manager.executors.base import (
     FAILED,
     RUNNING,
     ContainerExecutor,
-    parse_command,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
@@ -24,10 +24,12 @@ from container_manager.executors.exceptions import (
     ExecutorError,
     ExecutorResourceError,
 )
-from container_manager.logtext import strip_timestamps
-
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +47,6 @@ FARGATE_SIZES: dict[int, list[int]] = {
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
 
-_CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
-    "cluster": ((str,), True),
-    "task_definition": ((str,), True),
-    "subnets": ((list,), True),
-    "security_groups": ((list,), False),
-    "assign_public_ip": ((bool,), False),
-    "container_name": ((str,), False),
-    "platform_version": ((str,), False),
-    "region": ((str,), False),
-    "endpoint_url": ((str,), False),
-    "log_wait_seconds": ((int, float), False),
-}
 _NOT_FINISHED = {
     "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
     "DEPROVISIONING",
@@ -88,6 +78,21 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
     that value, so it never starts a second one (moto ignores clientToken).
     """
 
+    config_schema = (
+        ConfigKey("cluster", (str,), "ECS cluster name or ARN.", required=True),
+        ConfigKey("task_definition", (str,), "Family, family:revision or ARN.", required=True),
+        ConfigKey("subnets", (list,), "Subnet ids of the task's awsvpc network.", required=True),
+        ConfigKey("security_groups", (list,), "Security group ids of the task."),
+        ConfigKey("assign_public_ip", (bool,), "Give the task a public IP.", default=False),
+        ConfigKey("container_name", (str,), "Container the overrides go to; default the first."),
+        ConfigKey("platform_version", (str,), "Fargate platform version."),
+        ConfigKey("region", (str,), "AWS region; default from the AWS chain."),
+        ConfigKey("endpoint_url", (str,), "ECS/Logs endpoint (moto, VPC endpoint)."),
+        ConfigKey(
+            "log_wait_seconds", (int, float), "Seconds a harvest waits for CloudWatch.",
+            default=_cloud.DEFAULT_LOG_WAIT_SECONDS,
+        ),
+    )  # fmt: skip
     capabilities = {
         **ContainerExecutor.capabilities,
         "supports_resource_limits": True,
@@ -100,9 +105,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_platform_timeout": False,
     }
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: Any):
         super().__init__(host)
-        _cloud.validate_config(self.config, _CONFIG_SCHEMA, "fargate")
         for key in ("subnets", "security_groups"):
             if not all(isinstance(v, str) for v in self.config.get(key, [])):
                 raise ExecutorConfigurationError(
@@ -117,7 +121,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         """The boto3 client of ``service`` ("ecs" or "logs"), built once for this host."""
         return self._clients.get(service)
 
-    def check_status(self, execution_id: str) -> str:
+    def check_status(self, execution_id: str) -> ExecutionState:
         """RUNNING until ECS says STOPPED; then EXITED with an exit code, else FAILED.
 
         A task ECS no longer describes (about an hour after it stopped) is
@@ -135,29 +139,29 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         definition = task.get("taskDefinitionArn") if task else None
         return self._read_logs(execution_id, definition), ""
 
-    def harvest_job(self, job: ContainerJob) -> bool:
-        """Copy exit code, reasons, times and CloudWatch logs into ``job``; never guesses."""
-        task = self._describe(job.execution_id)
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
+        """Exit code, reasons, times and CloudWatch logs of the task; never guesses."""
+        task = self._describe(execution_id)
         if task is None:
-            return self._harvest_forgotten(job)
+            return self._harvest_forgotten(execution_id)
         container = self._container(task)
         stopped = task.get("stoppedAt") or task.get("stoppingAt")
         wait = self.config.get("log_wait_seconds", _cloud.DEFAULT_LOG_WAIT_SECONDS)
-        job.stdout_log = _cloud.settled_read(
-            lambda: self._read_logs(job.execution_id, task.get("taskDefinitionArn")),
+        stdout = _cloud.settled_read(
+            lambda: self._read_logs(execution_id, task.get("taskDefinitionArn")),
             stopped,
             wait if task.get("lastStatus") == "STOPPED" else 0,
         )
-        job.stderr_log = ""
-        job.clean_output = strip_timestamps(job.stdout_log)
-        job.exit_code = container.get("exitCode")
-        job.started_at = task.get("startedAt") or job.started_at
-        job.completed_at = stopped or datetime.now(UTC)
-        job.docker_log = _task_summary(task, container)
-        error = _task_error(task, container)
-        if error:
-            job.last_error = error
-        return True
+        return HarvestResult(
+            exit_code=container.get("exitCode"),
+            stdout=stdout,
+            platform_log=_task_summary(task, container),
+            created_at=task.get("createdAt"),
+            pulled_at=task.get("pullStoppedAt"),
+            started_at=task.get("startedAt"),
+            finished_at=stopped or datetime.now(UTC),
+            reason=_task_error(task, container),
+        )
 
     def stop(self, execution_id: str) -> bool:
         """``stop_task``: ECS sends SIGTERM, then SIGKILL after the container's stopTimeout."""
@@ -169,12 +173,6 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             except self._errors().ClientError as exc:
                 if "not found" not in str(exc).lower():
                     raise
-        return True
-
-    def cleanup(self, execution_id: str) -> bool:
-        """ECS forgets stopped tasks by itself; stop the task if it still runs."""
-        if self.check_status(execution_id) == RUNNING:
-            self.stop(execution_id)
         return True
 
     def ping(self) -> None:
@@ -209,8 +207,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return botocore.exceptions
 
-    def _aws_errors(self, action: str) -> _AwsErrors:
-        return _AwsErrors(action, self._errors())
+    def _aws_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, _aws_error)
 
     def find_execution(self, key: str) -> str | None:
         """The task this launch key started (running, else stopped), if any."""
@@ -226,9 +224,10 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
                     return found[0]
         return None
 
-    def start_execution(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, launch: LaunchRequest) -> str:
         """Run the attempt's task with its overrides, ``clientToken`` and ``startedBy``."""
-        request = self._run_request(job, key)
+        key = launch.launch_key
+        request = self._run_request(launch)
         with self._aws_errors(f"run_task of {key}"):
             response = self.client("ecs").run_task(**request)
         tasks = response.get("tasks") or []
@@ -243,17 +242,17 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         message = f"ECS did not start the task: {reasons or 'no reason'}"
         raise ExecutorError(message, retryable=retryable)
 
-    def _run_request(self, job: ContainerJob, key: str) -> dict[str, Any]:
-        environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
+    def _run_request(self, launch: LaunchRequest) -> dict[str, Any]:
+        key = launch.launch_key
+        environment = _cloud.environment(launch)
         container: dict[str, Any] = {
             "name": self._container_name(self.config["task_definition"]),
             "environment": [{"name": k, "value": v} for k, v in environment.items()],
         }
-        command = parse_command(job.command)
-        if command:
-            container["command"] = command
+        if launch.command:
+            container["command"] = list(launch.command)
         overrides: dict[str, Any] = {"containerOverrides": [container]}
-        size = fargate_size(job.cpu_limit, job.memory_limit)
+        size = fargate_size(launch.cpu_limit, launch.memory_limit_mb)
         if size:
             overrides["cpu"], overrides["memory"] = str(size[0]), str(size[1])
         network = {
@@ -269,7 +268,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             "count": 1,
             "clientToken": key,
             "startedBy": STARTED_BY_PREFIX + key,
-            "tags": [{"key": k, "value": v} for k, v in self.labels(job).items()],
+            "tags": [{"key": k, "value": v} for k, v in launch.labels.items()],
             "networkConfiguration": {"awsvpcConfiguration": network},
             "overrides": overrides,
         }
@@ -353,17 +352,15 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
                     return lines
                 token = page["nextForwardToken"]
 
-    def _harvest_forgotten(self, job: ContainerJob) -> bool:
-        job.stdout_log = self._read_logs(job.execution_id, None)
-        job.stderr_log = ""
-        job.clean_output = strip_timestamps(job.stdout_log)
-        job.exit_code = None
-        job.docker_log = f"task {job.execution_id}: not described by ECS any more"
-        job.last_error = (
-            f"ECS no longer describes task {job.execution_id} (it keeps stopped tasks about an "
-            "hour): exit code unknown, logs read from CloudWatch"
+    def _harvest_forgotten(self, execution_id: str) -> HarvestResult:
+        return HarvestResult(
+            stdout=self._read_logs(execution_id, None),
+            platform_log=f"task {execution_id}: not described by ECS any more",
+            reason=(
+                f"ECS no longer describes task {execution_id} (it keeps stopped tasks about "
+                "an hour): exit code unknown, logs read from CloudWatch"
+            ),
         )
-        return True
 
 
 def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:
@@ -398,30 +395,21 @@ and any memory (largest: 16 vCPU, 120 GiB)
     )
 
 
-class _AwsErrors:
-    """Context manager: botocore errors to executor errors, throttling and 5xx retryable."""
+def _aws_error(action: str, exc: Exception) -> ExecutorError | None:
+    """A botocore error as an executor error: throttling and 5xx retryable, bad setup config."""
+    import botocore.exceptions as errors
 
-    def __init__(self, action: str, errors: Any):
-        self.action, self.errors = action, errors
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, _tb: Any) -> bool:
-        if exc is None or isinstance(exc, ExecutorError):
-            return False
-        errors = self.errors
-        if isinstance(exc, errors.NoCredentialsError | errors.NoRegionError):
-            raise ExecutorConfigurationError(f"{self.action}: {exc}", key="region") from exc
-        if isinstance(exc, errors.ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in _RETRYABLE_CODES or status >= 500:
-                raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
-            raise ExecutorError(f"{self.action}: {exc}", retryable=False) from exc
-        if isinstance(exc, errors.BotoCoreError):
-            raise ExecutorConnectionError(f"{self.action}: {exc}") from exc
-        return False
+    if isinstance(exc, errors.NoCredentialsError | errors.NoRegionError):
+        return ExecutorConfigurationError(f"{action}: {exc}", key="region")
+    if isinstance(exc, errors.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _RETRYABLE_CODES or status >= 500:
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return ExecutorError(f"{action}: {exc}", retryable=False)
+    if isinstance(exc, errors.BotoCoreError):
+        return ExecutorConnectionError(f"{action}: {exc}")
+    return None
 
 
 def _task_summary(task: dict[str, Any], container: dict[str, Any]) -> str:

@@ -9,30 +9,19 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from container_manager.executors import base
-from container_manager.executors.exceptions import (
-    ExecutorConfigurationError,
-    ExecutorConnectionError,
+from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+    Usage,
 )
 
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob
-
 DEFAULT_STDOUT = "mock executor: simulated run, no container was started\n"
-
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "duration": (int, float),
-    "exit_code": (int,),
-    "stdout": (str,),
-    "stderr": (str,),
-    "launch_error": (str,),
-    "launch_failures": (int,),
-    "memory_bytes": (int,),
-    "cpu_percent": (int, float),
-    "vanish": (bool,),
-}
 
 
 class MockExecutor(base.ContainerExecutor):
@@ -51,6 +40,17 @@ class MockExecutor(base.ContainerExecutor):
     the start time, so another process can tell when one finishes.
     """
 
+    config_schema = (
+        ConfigKey("duration", (int, float), "Seconds an execution runs.", default=0),
+        ConfigKey("exit_code", (int,), "Its exit code.", default=0),
+        ConfigKey("stdout", (str,), "Its standard output.", default=DEFAULT_STDOUT),
+        ConfigKey("stderr", (str,), "Its standard error.", default=""),
+        ConfigKey("launch_error", (str,), "'retryable' or 'permanent': every launch fails."),
+        ConfigKey("launch_failures", (int,), "The first N launches fail, retryably.", default=0),
+        ConfigKey("memory_bytes", (int,), "Memory it reports using."),
+        ConfigKey("cpu_percent", (int, float), "CPU percent it reports using."),
+        ConfigKey("vanish", (bool,), "Executions disappear.", default=False),
+    )
     capabilities = {
         **base.ContainerExecutor.capabilities,
         "supports_resource_limits": True,
@@ -63,39 +63,26 @@ class MockExecutor(base.ContainerExecutor):
     _launch_calls: dict[str, int] = {}
     _lock = threading.Lock()
 
-    def __init__(self, host):
-        super().__init__(host)
-        for key, value in self.config.items():
-            expected = _CONFIG_TYPES.get(key)
-            if expected is None:
-                raise ExecutorConfigurationError(
-                    f"executor_config[{key!r}]: unknown key for the mock executor "
-                    f"(known: {', '.join(sorted(_CONFIG_TYPES))})",
-                    key=key,
-                )
-            if not isinstance(value, expected) or isinstance(value, bool) != (expected == (bool,)):
-                raise ExecutorConfigurationError(
-                    f"executor_config[{key!r}]: expected {expected[0].__name__}, got {value!r}",
-                    key=key,
-                )
-
-    def launch_job(self, job: ContainerJob) -> tuple[bool, str]:
-        key = self.launch_key(job)
+    def launch_job(self, request: LaunchRequest) -> str:
+        key = request.launch_key
         with self._lock:
-            calls = self._launch_calls[str(job.id)] = self._launch_calls.get(str(job.id), 0) + 1
+            job_id = str(request.job_id)
+            calls = self._launch_calls[job_id] = self._launch_calls.get(job_id, 0) + 1
             existing = next((i for i, e in self._executions.items() if e["key"] == key), None)
             if existing:
-                return True, existing
+                return existing
             mode = self.config.get("launch_error")
             if mode == "permanent":
-                return False, "mock executor: launch refused (launch_error=permanent)"
+                raise ExecutorError(
+                    "mock executor: launch refused (launch_error=permanent)", retryable=False
+                )
             if mode == "retryable" or calls <= self.config.get("launch_failures", 0):
                 raise ExecutorConnectionError("mock executor: platform unavailable (simulated)")
             execution_id = f"mock-{key}-{time.time():.6f}"
             self._executions[execution_id] = {"key": key, "stopped": None}
-        return True, execution_id
+        return execution_id
 
-    def check_status(self, execution_id: str) -> str:
+    def check_status(self, execution_id: str) -> ExecutionState:
         if self.config.get("vanish"):
             return base.NOT_FOUND
         if self._finished_at(execution_id) <= time.time():
@@ -105,23 +92,24 @@ class MockExecutor(base.ContainerExecutor):
     def get_logs(self, execution_id: str) -> tuple[str, str]:
         return self.config.get("stdout", DEFAULT_STDOUT), self.config.get("stderr", "")
 
-    def harvest_job(self, job: ContainerJob) -> bool:
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
         if self.config.get("vanish"):
-            return False
-        execution = self._executions.get(job.execution_id, {})
-        stopped = execution.get("stopped")
-        job.exit_code = 137 if stopped else self.config.get("exit_code", 0)
-        job.stdout_log, job.stderr_log = self.get_logs(job.execution_id)
-        job.clean_output = job.stdout_log
-        started = float(job.execution_id.rsplit("-", 1)[-1])
-        job.started_at = datetime.fromtimestamp(started, tz=UTC)
-        job.completed_at = datetime.fromtimestamp(self._finished_at(job.execution_id), tz=UTC)
-        job.docker_log = f"mock execution {job.execution_id}: exit code {job.exit_code}\n"
-        if "memory_bytes" in self.config:
-            job.max_memory_usage = self.config["memory_bytes"]
-        if "cpu_percent" in self.config:
-            job.cpu_usage_percent = float(self.config["cpu_percent"])
-        return True
+            return None
+        stopped = self._executions.get(execution_id, {}).get("stopped")
+        exit_code = 137 if stopped else self.config.get("exit_code", 0)
+        stdout, stderr = self.get_logs(execution_id)
+        started = float(execution_id.rsplit("-", 1)[-1])
+        cpu = self.config.get("cpu_percent")
+        return HarvestResult(
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            clean_output=stdout,
+            platform_log=f"mock execution {execution_id}: exit code {exit_code}\n",
+            usage=Usage(self.config.get("memory_bytes"), None if cpu is None else float(cpu)),
+            started_at=datetime.fromtimestamp(started, tz=UTC),
+            finished_at=datetime.fromtimestamp(self._finished_at(execution_id), tz=UTC),
+        )
 
     def stop(self, execution_id: str) -> bool:
         with self._lock:

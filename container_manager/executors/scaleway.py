@@ -6,11 +6,9 @@ Speaks the Serverless Jobs API (v1alpha2) with the scaleway SDK, imported only h
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from container_manager.executors import _cloud
 from container_manager.executors.base import (
@@ -19,30 +17,23 @@ from container_manager.executors.base import (
     NOT_FOUND,
     RUNNING,
     ContainerExecutor,
-    parse_command,
 )
 from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
     ExecutorError,
 )
-
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.executors.types import (
+    ConfigKey,
+    ExecutionState,
+    HarvestResult,
+    LaunchRequest,
+)
 
 logger = logging.getLogger(__name__)
 
 NO_LOGS_NOTE = "Scaleway Serverless Jobs logs are in Cockpit; the Jobs API does not return them"
 
-_CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
-    "job_definition_id": ((str,), True),
-    "region": ((str,), True),
-    "project_id": ((str,), False),
-    "access_key": ((str,), False),
-    "secret_key": ((str,), False),
-    # Test and emulator key.
-    "api_url": ((str,), False),
-}
 _STATES = {
     "succeeded": EXITED,
     "failed": FAILED,
@@ -65,6 +56,14 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     first. Logs live in Cockpit, which this executor does not read.
     """
 
+    config_schema = (
+        ConfigKey("job_definition_id", (str,), "The job definition runs start.", required=True),
+        ConfigKey("region", (str,), "Region of the job definition.", required=True),
+        ConfigKey("project_id", (str,), "Project id; default: the SDK's."),
+        ConfigKey("access_key", (str,), "API access key; default: the SDK's config."),
+        ConfigKey("secret_key", (str,), "API secret key; default: the SDK's config."),
+        ConfigKey("api_url", (str,), "API URL (tests, emulators)."),
+    )
     capabilities = {
         **ContainerExecutor.capabilities,
         "supports_secrets": True,
@@ -76,21 +75,16 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_image_override": False,
     }
 
-    def __init__(self, host: ExecutorHost):
+    def __init__(self, host: Any):
         super().__init__(host)
-        _cloud.validate_config(self.config, _CONFIG_SCHEMA, "scaleway")
-        self._api: Any = None
-        self._lock = threading.Lock()
+        self._clients = _cloud.LazyClients(lambda _kind: self._build_api())
 
     @property
     def api(self) -> Any:
         """The Serverless Jobs API client, built once for this host."""
-        with self._lock:
-            if self._api is None:
-                self._api = self._build_api()
-            return self._api
+        return self._clients.get("jobs")
 
-    def check_status(self, execution_id: str) -> str:
+    def check_status(self, execution_id: str) -> ExecutionState:
         run = self._get(execution_id)
         if run is None:
             return NOT_FOUND
@@ -99,25 +93,30 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     def get_logs(self, execution_id: str) -> tuple[str, str]:
         return "", ""
 
-    def harvest_job(self, job: ContainerJob) -> bool:
-        """Copy the run's state, exit code and times into ``job``; there are no logs to read."""
-        run = self._get(job.execution_id)
+    def harvest_job(self, execution_id: str) -> HarvestResult | None:
+        """The run's state, exit code and times; there are no logs to read."""
+        run = self._get(execution_id)
         if run is None:
-            return False
+            return None
         state, reason = str(run.state), str(run.reason or "")
         # The SDK reads a missing exit code as 0: trust it only when the run says it exited.
         exited = state == "succeeded" or reason == "exited_with_error"
-        job.exit_code = run.exit_code if exited else None
-        job.stdout_log = job.stderr_log = job.clean_output = ""
-        job.started_at = run.started_at or job.started_at
-        job.completed_at = run.terminated_at or datetime.now(UTC)
-        job.docker_log = (
-            f"job run {run.id}: state={state} reason={reason} exit_code={job.exit_code}\n"
-            f"{NO_LOGS_NOTE}"
-        )
+        exit_code = run.exit_code if exited else None
+        failure = ""
         if not exited and state not in ("interrupted", "interrupting"):
-            job.last_error = f"Scaleway: {reason}: {run.error_message or 'no message'}"
-        return True
+            failure = f"Scaleway: {reason}: {run.error_message or 'no message'}"
+        return HarvestResult(
+            exit_code=exit_code,
+            platform_log=(
+                f"job run {run.id}: state={state} reason={reason} exit_code={exit_code}\n"
+                f"{NO_LOGS_NOTE}"
+            ),
+            clean_output="",
+            created_at=getattr(run, "created_at", None),
+            started_at=run.started_at,
+            finished_at=run.terminated_at or datetime.now(UTC),
+            reason=failure,
+        )
 
     def stop(self, execution_id: str) -> bool:
         with self._scaleway_errors(f"stop of {execution_id}"):
@@ -126,12 +125,6 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
             except self._exception() as exc:
                 if exc.status_code not in (404, 409, 412, 400):
                     raise
-        return True
-
-    def cleanup(self, execution_id: str) -> bool:
-        """Stop the run if it still runs; Scaleway keeps finished runs itself."""
-        if self.check_status(execution_id) == RUNNING:
-            self.stop(execution_id)
         return True
 
     def ping(self) -> None:
@@ -174,26 +167,25 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
 
         return ScalewayException
 
-    @contextmanager
-    def _scaleway_errors(self, action: str) -> Iterator[None]:
+    def _scaleway_errors(self, action: str) -> AbstractContextManager[None]:
+        return _cloud.sdk_errors(action, self._classify)
+
+    def _classify(self, action: str, exc: Exception) -> ExecutorError | None:
         import requests
 
-        try:
-            yield
-        except ExecutorError:
-            raise
-        except self._exception() as exc:
+        if isinstance(exc, self._exception()):
             status = exc.status_code or 0
             if status >= 500 or status == 429:
-                raise ExecutorConnectionError(f"{action}: HTTP {status}: {exc}") from exc
+                return ExecutorConnectionError(f"{action}: HTTP {status}: {exc}")
             if status == 404:
-                raise ExecutorConfigurationError(
+                return ExecutorConfigurationError(
                     f"{action}: job definition {self.config['job_definition_id']} not found",
                     key="job_definition_id",
-                ) from exc
-            raise ExecutorError(f"{action}: HTTP {status}: {exc}", retryable=False) from exc
-        except requests.exceptions.RequestException as exc:
-            raise ExecutorConnectionError(f"{action}: {exc}") from exc
+                )
+            return ExecutorError(f"{action}: HTTP {status}: {exc}", retryable=False)
+        if isinstance(exc, requests.exceptions.RequestException):
+            return ExecutorConnectionError(f"{action}: {exc}")
+        return None
 
     def find_execution(self, key: str) -> str | None:
         """The run of the definition carrying this launch key, if one was started."""
@@ -208,14 +200,14 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
                 return run.id
         return None
 
-    def start_execution(self, job: ContainerJob, key: str) -> str:
+    def start_execution(self, launch: LaunchRequest) -> str:
         """Start a run of the definition with this attempt's args and environment."""
-        environment = {**job.get_all_environment_variables(), _cloud.LAUNCH_KEY_ENV: key}
+        environment = _cloud.environment(launch)
         with self._scaleway_errors(f"start of {self.config['job_definition_id']}"):
             response = self.api.start_job_definition(
                 job_definition_id=self.config["job_definition_id"],
                 region=self.config["region"],
-                args=parse_command(job.command),
+                args=list(launch.command) if launch.command else None,
                 environment_variables=environment,
                 replicas=1,
             )

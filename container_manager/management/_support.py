@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from django.core.management.base import CommandError, OutputWrapper
 
-from container_manager import dispatch, steps
+from container_manager import dispatch, runner
 from container_manager import status as st
 from container_manager.dispatch.base import DispatchBackend
 from container_manager.dispatch.local import LocalBackend
@@ -180,8 +180,5 @@ def first_line(text: str, width: int = 40) -> str:
 
 
 def _run_step(step: str, job_id: str) -> str:
-    try:
-        return steps.run_step(step, job_id)
-    except Exception:  # noqa: BLE001 - one broken job must not stop the others; the sweep retries
-        logger.exception("step %s for job %s raised", step, job_id)
-        return "error"
+    outcome = runner.run(step, job_id)
+    return outcome.result if outcome.verdict == runner.Verdict.DONE else "error"
