@@ -156,7 +156,7 @@ def cancel_array(parent: ContainerJob) -> str:
 
 
 def job_moved(job: ContainerJob, new: str) -> None:
-    """Carry a committed move over to the array and the dependents; runs in the move's transaction.
+    """Carry a move over to the array and the dependents; runs inside the move's transaction.
 
     A child's first run marks its parent running; a child's final move adds one to
     the parent's counts, and the last one moves the parent. A final move sends
