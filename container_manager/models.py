@@ -715,16 +715,6 @@ class ContainerJob(models.Model):
         editable=False,
         help_text="Children in the array (set on the parent and on each child).",
     )
-    has_dependencies = models.BooleanField(
-        default=False,
-        editable=False,
-        help_text="The job (or its array) waits for other jobs: its launch checks them.",
-    )
-    has_dependents = models.BooleanField(
-        default=False,
-        editable=False,
-        help_text="Other jobs wait for this one: its final move releases them.",
-    )
 
     objects = JobManager()
 
@@ -735,7 +725,6 @@ class ContainerJob(models.Model):
             "executor_metadata", "max_memory_usage", "cpu_usage_percent", "stdout_log",
             "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
-            "has_dependencies", "has_dependents",
         }
     )  # fmt: skip
 

@@ -128,8 +128,6 @@ def launch_gate(job: ContainerJob) -> str | None:
     A job whose dependency ended failed, timeout or cancelled is moved to cancelled.
     An array parent never launches: it starts its children (or has them cancelled).
     """
-    if not job.has_dependencies and not job.is_array_parent:
-        return None  # the common case costs no query
     blocking = _blocking(job)
     doomed = next((dep for dep in blocking if dep["status"] in DOOMING), None)
     if job.is_array_parent:
@@ -163,16 +161,14 @@ def job_moved(job: ContainerJob, new: str) -> None:
     A child's first run marks its parent running; a child's final move adds one to
     the parent's counts, and the last one moves the parent. A final move sends
     ``launch`` to the dependents that became ready or doomed, after the commit (so
-    two dependencies finishing at once cannot both miss the other's move). A job
-    whose ``has_dependents`` was set after the step loaded it releases nobody: the
-    sweep launches what it made ready.
+    two dependencies finishing at once cannot both miss the other's move).
     """
     if job.array_parent_id is not None:
         if new == st.RUNNING:
             _parent_running(job.array_parent_id)
         elif new in st.TERMINAL:
             _count_child(job, new)
-    if new in st.TERMINAL and job.has_dependents:
+    if new in st.TERMINAL:
         transaction.on_commit(lambda: release_dependents(job.pk, new))
 
 
@@ -257,9 +253,6 @@ def _link(job: ContainerJob, depends_on: list[ContainerJob], check_cycles: bool)
     JobDependency.objects.bulk_create(
         [JobDependency(job=job, depends_on=dep) for dep in depends_on], ignore_conflicts=True
     )
-    ContainerJob.objects.filter(Q(pk=job.pk) | Q(array_parent=job)).update(has_dependencies=True)
-    ContainerJob.objects.filter(pk__in=ids, has_dependents=False).update(has_dependents=True)
-    job.has_dependencies = True
     doomed = next((dep for dep in depends_on if dep.status in DOOMING), None)
     if doomed and not job.is_array_parent:
         _doom(job, {"pk": doomed.pk, "name": doomed.name, "status": doomed.status})
@@ -290,7 +283,6 @@ def _children(parent: ContainerJob) -> list[ContainerJob]:
         if f.name not in _NOT_COPIED and f.name not in ContainerJob.SYSTEM_FIELDS
     }
     copied["run_after"] = parent.run_after
-    copied["has_dependencies"] = parent.has_dependencies
     base = parent.name or parent.docker_image
     return [
         ContainerJob(
