@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_save
 
-from container_manager import clock, signals
+from container_manager import clock, hooks, signals
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
@@ -34,9 +34,11 @@ def move(
     ``guard`` adds conditions (e.g. the attempt number), ``fields`` are written
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
-    frees the host slot in that transaction too, so counts never drift.
+    frees the host slot in that transaction too, so counts never drift; an array's
+    counts and a job's dependents follow the move there too (the ``job_moved`` hook,
+    bound by ``container_manager.workflows``).
     """
-    st.check_move(old, new)
+    st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
     with transaction.atomic():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
@@ -44,12 +46,13 @@ def move(
         )
         if changed != 1:
             return False
-        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT:
+        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent:
             release_slot(job.docker_host_id)
         if execution is not None:
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
+        hooks.call("job_moved", job, new)
     job.status = new
     job._loaded_status = new
     for name, value in fields.items():

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0005_sched'),
+        ('container_manager', '0006_workflows'),
     ]
 
     operations = [
