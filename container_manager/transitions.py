@@ -5,19 +5,25 @@ One row changed means this caller owns the move; zero means someone else made it
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, Q
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from container_manager import hooks
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
 
 class HostFull(Exception):
     """The host had no free slot (or is inactive); the job stays pending."""
+
+
+class _Taken(Exception):
+    """Another caller moved the job first (``begin_launch`` answers False)."""
 
 
 def move(
@@ -38,14 +44,17 @@ def move(
     """
     st.check_move(old, new)
     now = timezone.now()
-    with transaction.atomic():
+    frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT
+    # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
+    several = frees_slot or execution is not None
+    with transaction.atomic() if several else nullcontext():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
             status=new, updated_at=now, **fields
         )
         if changed != 1:
             return False
-        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT:
-            release_slot(job.docker_host_id)
+        if frees_slot:
+            hand_over(job.docker_host_id, now)
         if execution is not None:
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
@@ -63,39 +72,94 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
 
     Returns False when another caller already moved the job. Raises
     ``HostFull`` when the host is full or inactive (nothing is changed).
-    Creates the attempt's ``ContainerExecution``.
+    Creates the attempt's ``ContainerExecution``. On PostgreSQL this is one
+    statement (``_begin_launch_postgresql``), so the host's row is locked for
+    one round trip, not for a transaction of four.
     """
     attempt = job.attempt_count + 1
     now = timezone.now()
-    with transaction.atomic():
-        changed = ContainerJob.objects.filter(
-            pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
-        ).update(
-            status=st.LAUNCHING,
-            attempt_count=attempt,
-            lease_expires_at=lease_expires_at,
-            execution_id="",
-            updated_at=now,
-        )
-        if changed != 1:
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        try:
+            _begin_launch_postgresql(connection, job, lease_expires_at, now)
+        except _Taken:
             return False
-        reserved = ExecutorHost.objects.filter(
-            pk=job.docker_host_id,
-            is_active=True,
-            current_job_count__lt=F("max_concurrent_jobs"),
-        ).update(current_job_count=F("current_job_count") + 1)
-        if reserved != 1:
-            # Raising inside the atomic block undoes the job's move: it stays pending.
-            raise HostFull(job.docker_host_id)
-        ContainerExecution.objects.create(
-            job_id=job.pk, attempt=attempt, host_id=job.docker_host_id, started_at=now
-        )
+    else:
+        with transaction.atomic():
+            changed = ContainerJob.objects.filter(
+                pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
+            ).update(
+                status=st.LAUNCHING,
+                attempt_count=attempt,
+                lease_expires_at=lease_expires_at,
+                execution_id="",
+                updated_at=now,
+            )
+            if changed != 1:
+                return False
+            reserved = ExecutorHost.objects.filter(
+                pk=job.docker_host_id,
+                is_active=True,
+                current_job_count__lt=F("max_concurrent_jobs"),
+            ).update(current_job_count=F("current_job_count") + 1)
+            if reserved != 1:
+                # Raising inside the atomic block undoes the job's move: it stays pending.
+                raise HostFull(job.docker_host_id)
+            ContainerExecution.objects.create(
+                job_id=job.pk, attempt=attempt, host_id=job.docker_host_id, started_at=now
+            )
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
     job.execution_id = ""
     _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
     return True
+
+
+def _begin_launch_postgresql(
+    connection: Any, job: ContainerJob, lease_expires_at: Any, now: Any
+) -> None:
+    """``begin_launch`` in one statement; returns when moved, raises ``HostFull`` or ``_Taken``.
+
+    ``slot`` locks the host row only if it has room (re-checked on the newest
+    row version after any wait); the job moves and the count grows only if the
+    slot was had, and the attempt's row is inserted only if the job moved.
+    """
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    insert, insert_params = _insert_attempt("moved", job.docker_host_id, now)
+    sql = f"""
+        WITH slot AS (
+            SELECT id FROM {hosts}
+            WHERE id = %s AND is_active AND current_job_count < max_concurrent_jobs
+            FOR UPDATE
+        ),
+        moved AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id = %s AND status = %s AND attempt_count = %s AND EXISTS (SELECT 1 FROM slot)
+            RETURNING id, attempt_count
+        ),
+        reserved AS (
+            UPDATE {hosts} SET current_job_count = current_job_count + 1
+            WHERE id IN (SELECT id FROM slot) AND EXISTS (SELECT 1 FROM moved)
+        ),
+        attempt AS ({insert})
+        SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
+    """
+    params = (
+        job.docker_host_id,
+        st.LAUNCHING, lease_expires_at, now, job.pk, st.PENDING, job.attempt_count,
+        *insert_params,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        slot, moved = cursor.fetchone()
+    if moved:
+        return
+    if not slot:
+        raise HostFull(job.docker_host_id)
+    raise _Taken(job.pk)
 
 
 def _announce(job: ContainerJob, changed: set[str]) -> None:
@@ -115,6 +179,132 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
             using=ContainerJob.objects.db,
         )
     )
+
+
+def hand_over(host_id: int, now: Any) -> Any:
+    """A job left its slot on ``host_id``: give the slot to the next waiting job, or free it.
+
+    Run inside the transaction that moved the job out of its slot. The next
+    waiting job (due, not cancelled, best priority, oldest) is claimed with
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent hand-overs each
+    take a different job; SQLite's write lock serialises them anyway. The
+    claimed job moves to ``launching`` as a new attempt with an expired lease,
+    so the launch step (sent when the transaction commits) takes it over as
+    it would a lapsed launch, and so does the sweep if that message is lost.
+    The host's count is unchanged: the slot passed from one job to the other.
+    Returns the claimed job's id, or None when the slot was freed.
+    """
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        job_id = _hand_over_postgresql(connection, host_id, now)
+    else:
+        job_id = _hand_over_portable(host_id, now)
+    if job_id is not None:
+        hooks.call("handed_over", job_id)
+    return job_id
+
+
+def _waiting(host_id: int, now: Any) -> Any:
+    """The jobs that may take a slot freed on ``host_id``, best first."""
+    return (
+        ContainerJob.objects.filter(
+            docker_host_id=host_id,
+            status=st.PENDING,
+            cancel_requested_at__isnull=True,
+            docker_host__is_active=True,
+            # The count still includes the leaving job: hand over only if it fits without it too.
+            docker_host__current_job_count__lte=F("docker_host__max_concurrent_jobs"),
+        )
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .order_by("-priority", "created_at")
+    )
+
+
+def _claim_fields(now: Any) -> dict[str, Any]:
+    return {
+        "status": st.LAUNCHING,
+        "attempt_count": F("attempt_count") + 1,
+        "lease_expires_at": now,
+        "execution_id": "",
+        "updated_at": now,
+    }
+
+
+def _hand_over_portable(host_id: int, now: Any) -> Any:
+    """Select, claim and insert the attempt, or release: serialised by the write lock."""
+    for job_id, attempt in _waiting(host_id, now).values_list("pk", "attempt_count")[:1]:
+        claimed = ContainerJob.objects.filter(
+            pk=job_id, status=st.PENDING, attempt_count=attempt
+        ).update(**_claim_fields(now))
+        if claimed:
+            ContainerExecution.objects.create(
+                job_id=job_id, attempt=attempt + 1, host_id=host_id, started_at=now
+            )
+            return job_id
+    release_slot(host_id)
+    return None
+
+
+def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
+    """Claim the next waiting job (and insert its attempt) or free the slot, in one statement.
+
+    The ``SELECT … FOR UPDATE SKIP LOCKED`` comes from the ORM (the same
+    filter as the portable path); the claim, the attempt's row and the
+    release are data-modifying CTEs around it, the release only when nothing
+    was claimed.
+    """
+    waiting = (
+        _waiting(host_id, now).select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
+    )
+    pick_sql, pick_params = waiting.query.sql_with_params()
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    insert, insert_params = _insert_attempt("claimed", host_id, now)
+    sql = f"""
+        WITH picked AS ({pick_sql}),
+        claimed AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id IN (SELECT id FROM picked) AND status = %s
+            RETURNING id, attempt_count
+        ),
+        released AS (
+            UPDATE {hosts} SET current_job_count = current_job_count - 1
+            WHERE id = %s AND current_job_count > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
+        ),
+        attempt AS ({insert})
+        SELECT id FROM claimed
+    """
+    params = (*pick_params, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:
+    """``INSERT`` of a new attempt's ``ContainerExecution`` for each row of the CTE ``source``.
+
+    ``source`` returns the job's ``id`` and its new ``attempt_count``; every
+    other column gets the model field's default, so the statement follows the model.
+    """
+    connection = connections[ContainerExecution.objects.db]
+    own = {"job": f"{source}.id", "attempt": f"{source}.attempt_count"}
+    given = {"host": host_id, "started_at": now, "status": st.LAUNCHING}
+    columns, values, params = [], [], []
+    for field in ContainerExecution._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.name in own:
+            values.append(own[field.name])
+            continue
+        value = given[field.name] if field.name in given else field.get_default()
+        values.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(ContainerExecution._meta.db_table)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"
+    return sql, params
 
 
 def release_slot(host_id: int) -> None:
