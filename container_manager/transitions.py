@@ -142,7 +142,7 @@ def _begin_launch_postgresql(
         ),
         reserved AS (
             UPDATE {hosts} SET current_job_count = current_job_count + 1
-            WHERE id IN (SELECT id FROM slot) AND EXISTS (SELECT 1 FROM moved)
+            WHERE id IN (SELECT slot.id FROM slot) AND EXISTS (SELECT 1 FROM moved)
         ),
         attempt AS ({insert})
         SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
@@ -265,7 +265,7 @@ def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
         claimed AS (
             UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
                 lease_expires_at = %s, execution_id = '', updated_at = %s
-            WHERE id IN (SELECT id FROM picked) AND status = %s
+            WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
             RETURNING id, attempt_count
         ),
         released AS (
