@@ -26,6 +26,27 @@ def holding(host):
     return ContainerJob.objects.filter(docker_host=host, status__in=st.HOLDS_SLOT).count()
 
 
+def together(work):
+    """Run ``(function, job_id)`` items on threads released at once; the exceptions raised."""
+    barrier, errors = threading.Barrier(len(work)), []
+
+    def run(function, job_id):
+        try:
+            barrier.wait()
+            function(job_id)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=item) for item in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def due_now(jobs):
     ContainerJob.objects.filter(pk__in=[j.pk for j in jobs]).update(next_check_at=timezone.now())
 
@@ -121,23 +142,7 @@ def test_concurrent_finishes_and_launches_never_exceed_the_host(
         recording.take()
         work = [(steps.check, job.pk) for job in running[:threads_per_kind]]
         work += [(steps.launch, job.pk) for job in pending[-threads_per_kind:]]
-        barrier = threading.Barrier(len(work))
-        errors = []
-
-        def run(function, job_id):
-            try:
-                barrier.wait()
-                function(job_id)
-            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-                errors.append(exc)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=run, args=item) for item in work]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = together(work)
         assert errors == []
         count = ExecutorHost.objects.get(pk=host.pk).current_job_count
         assert count == holding(host) <= capacity
