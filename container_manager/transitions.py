@@ -192,7 +192,10 @@ def hand_over(host_id: int, now: Any) -> Any:
     so the launch step (sent when the transaction commits) takes it over as
     it would a lapsed launch, and so does the sweep if that message is lost.
     The host's count is unchanged: the slot passed from one job to the other.
-    Returns the claimed job's id, or None when the slot was freed.
+
+    Only a full host hands its slot over: with free slots the waiting jobs'
+    own launches find room, and the first of them is only sent its launch
+    again (a hint, as before). Returns the id of the job sent its launch, or None.
     """
     connection = connections[ContainerJob.objects.db]
     if connection.vendor == "postgresql":
@@ -232,7 +235,12 @@ def _claim_fields(now: Any) -> dict[str, Any]:
 
 def _hand_over_portable(host_id: int, now: Any) -> Any:
     """Select, claim and insert the attempt, or release: serialised by the write lock."""
-    for job_id, attempt in _waiting(host_id, now).values_list("pk", "attempt_count")[:1]:
+    first = _waiting(host_id, now).values_list(
+        "pk", "attempt_count", "docker_host__current_job_count", "docker_host__max_concurrent_jobs"
+    )[:1]
+    for job_id, attempt, used, slots in first:
+        if used < slots:
+            break
         claimed = ContainerJob.objects.filter(
             pk=job_id, status=st.PENDING, attempt_count=attempt
         ).update(**_claim_fields(now))
@@ -241,17 +249,19 @@ def _hand_over_portable(host_id: int, now: Any) -> Any:
                 job_id=job_id, attempt=attempt + 1, host_id=host_id, started_at=now
             )
             return job_id
+    else:
+        job_id = None
     release_slot(host_id)
-    return None
+    return job_id
 
 
 def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
-    """Claim the next waiting job (and insert its attempt) or free the slot, in one statement.
+    """Claim the next waiting job of a full host (and insert its attempt) or free the slot.
 
-    The ``SELECT … FOR UPDATE SKIP LOCKED`` comes from the ORM (the same
+    One statement. The ``SELECT … FOR UPDATE SKIP LOCKED`` comes from the ORM (the same
     filter as the portable path); the claim, the attempt's row and the
     release are data-modifying CTEs around it, the release only when nothing
-    was claimed.
+    was claimed; the picked job's id is returned either way.
     """
     waiting = (
         _waiting(host_id, now).select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
@@ -262,10 +272,14 @@ def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
     insert, insert_params = _insert_attempt("claimed", host_id, now)
     sql = f"""
         WITH picked AS ({pick_sql}),
+        full_host AS (
+            SELECT id FROM {hosts} WHERE id = %s AND current_job_count >= max_concurrent_jobs
+        ),
         claimed AS (
             UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
                 lease_expires_at = %s, execution_id = '', updated_at = %s
             WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
+                AND EXISTS (SELECT 1 FROM full_host)
             RETURNING id, attempt_count
         ),
         released AS (
@@ -273,9 +287,11 @@ def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
             WHERE id = %s AND current_job_count > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
         ),
         attempt AS ({insert})
-        SELECT id FROM claimed
+        SELECT pk FROM picked
     """
-    params = (*pick_params, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params)
+    params = (
+        *pick_params, host_id, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params
+    )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
