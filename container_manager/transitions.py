@@ -124,6 +124,8 @@ def _begin_launch_postgresql(
     ``slot`` locks the host row only if it has room (re-checked on the newest
     row version after any wait); the job moves and the count grows only if the
     slot was had, and the attempt's row is inserted only if the job moved.
+    ``FOR NO KEY UPDATE`` is the lock the UPDATE takes anyway: it does not
+    block the foreign-key check of a job being inserted for that host.
     """
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
@@ -132,7 +134,7 @@ def _begin_launch_postgresql(
         WITH slot AS (
             SELECT id FROM {hosts}
             WHERE id = %s AND is_active AND current_job_count < max_concurrent_jobs
-            FOR UPDATE
+            FOR NO KEY UPDATE
         ),
         moved AS (
             UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
@@ -258,44 +260,43 @@ def _hand_over_portable(host_id: int, now: Any) -> Any:
 def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
     """Claim the next waiting job of a full host (and insert its attempt) or free the slot.
 
-    One statement. The ``SELECT … FOR UPDATE SKIP LOCKED`` comes from the ORM (the same
-    filter as the portable path); the claim, the attempt's row and the
-    release are data-modifying CTEs around it, the release only when nothing
-    was claimed; the picked job's id is returned either way.
+    One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
+    portable path's filter) locks a job only when the host is full: a job locked
+    while this transaction then waited for the host row could deadlock with a
+    launch holding the host row and waiting for that job. ``hint`` is the
+    first waiting job, unlocked, sent its launch when nothing was claimed.
     """
-    waiting = (
-        _waiting(host_id, now).select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
-    )
-    pick_sql, pick_params = waiting.query.sql_with_params()
+    waiting = _waiting(host_id, now)
+    full = waiting.filter(docker_host__current_job_count__gte=F("docker_host__max_concurrent_jobs"))
+    picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
+    pick_sql, pick_params = picked.query.sql_with_params()
+    hint_sql, hint_params = waiting.values("pk")[:1].query.sql_with_params()
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
     insert, insert_params = _insert_attempt("claimed", host_id, now)
+    # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
     sql = f"""
         WITH picked AS ({pick_sql}),
-        full_host AS (
-            SELECT id FROM {hosts} WHERE id = %s AND current_job_count >= max_concurrent_jobs
-        ),
         claimed AS (
             UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
                 lease_expires_at = %s, execution_id = '', updated_at = %s
             WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
-                AND EXISTS (SELECT 1 FROM full_host)
             RETURNING id, attempt_count
         ),
         released AS (
             UPDATE {hosts} SET current_job_count = current_job_count - 1
             WHERE id = %s AND current_job_count > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
         ),
-        attempt AS ({insert})
-        SELECT pk FROM picked
+        attempt AS ({insert}),
+        hint AS ({hint_sql})
+        SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
     """
     params = (
-        *pick_params, host_id, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params
+        *pick_params, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params, *hint_params
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+        return cursor.fetchone()[0]
 
 
 def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:
