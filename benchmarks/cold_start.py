@@ -96,6 +96,7 @@ def _targets(tmp: Path, bundle: Path | None) -> dict[str, tuple[list[str], Path,
                 # Configured for SQS, as deployed: the SDK must still not load for a web request.
                 "CM_DISPATCH_BACKEND": "sqs",
                 "CM_SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/steps",
+                "DJANGO_SECRET_KEY": "cold-start",
             },
         ),
     }

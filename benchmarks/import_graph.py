@@ -16,8 +16,9 @@ PACKAGE = "container_manager"
 #: Layers from the bottom: a module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "conf", "status", "logtext", "envtext", "secrets", "hooks",
+        "conf", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
+        "submission", "tokens", "errors",
     ),
     ("executors",),
     ("models", "cost", "timings"),

@@ -1,84 +1,102 @@
 """The JSON API for other services: submit a job, read its status and logs, cancel it.
 
-Bearer-token authenticated (``CONTAINER_MANAGER["API_TOKENS"]``); described by ``openapi.py``.
+Bearer tokens: users' ``ApiToken`` or service ``API_TOKENS``; the body rules are ``submission``'s.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db.models import Prefetch
 from django.http import HttpRequest, JsonResponse
-from django.urls import reverse
-from django.utils.dateparse import parse_datetime
+from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from container_manager import openapi, timings
-from container_manager.auth import AuthError, authenticate_api
+from container_manager import openapi, submission, timings
+from container_manager import status as st
+from container_manager.auth import ApiCaller, AuthError, authenticate_api
 from container_manager.logtext import is_truncated
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
-#: What a submit may say, mapped to ``create_job`` arguments.
-SUBMIT_FIELDS = {
-    "image", "command", "name", "description", "memory_limit", "cpu_limit", "timeout_seconds",
-    "working_directory", "environment_template", "environment_vars", "network_configuration",
-    "host", "priority", "max_attempts", "run_after",
-}  # fmt: skip
+logger = logging.getLogger(__name__)
+
 LIST_LIMIT = 100
 
 
-def api_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
-    """Authenticate the bearer token and turn bad input into a 400 naming the field."""
+def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
+    """Allow ``methods``, authenticate the caller, answer every failure as JSON.
 
-    @csrf_exempt
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-        try:
-            authenticate_api(request)
-            return view(request, *args, **kwargs)
-        except AuthError as exc:
-            return JsonResponse({"error": exc.reason}, status=exc.status)
-        except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-            return JsonResponse({"error": "invalid input", "fields": errors}, status=400)
+    The view receives the ``ApiCaller`` after the request. Bad input is a 400
+    naming the field, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` a 413, an
+    unexpected error a logged 500.
+    """
 
-    return wrapper
+    def decorate(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                response = _error(405, f"method {request.method} not allowed here")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                caller = authenticate_api(request)
+                return view(request, caller, *args, **kwargs)
+            except AuthError as exc:
+                return _error(exc.status, exc.reason)
+            except ValidationError as exc:
+                errors = exc.message_dict if hasattr(exc, "error_dict") else {"body": exc.messages}
+                return JsonResponse({"error": "invalid input", "fields": errors}, status=400)
+            except RequestDataTooBig:
+                return _error(413, "the body is larger than this server accepts")
+            except Exception:
+                job = kwargs.get("job_id", "-")
+                logger.exception("API %s %s failed (job %s)", request.method, request.path, job)
+                return _error(500, "internal error; it was logged")
+
+        return wrapper
+
+    return decorate
 
 
-@api_view
-@require_http_methods(["GET", "POST"])
-def jobs_view(request: HttpRequest) -> JsonResponse:
+@api_view("GET", "POST")
+def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     """GET: the latest jobs (``?status=``); POST: submit a job."""
     if request.method == "POST":
-        job = _submit(request, _json_object(request.body))
+        _require(caller, "add")
+        job = _submit(caller, _json_object(request.body))
         return JsonResponse(_job_json(request, job), status=201)
-    jobs = _with_attempts(ContainerJob.objects.select_related("docker_host")).order_by(
-        "-created_at"
-    )
+    _require(caller, "view")
+    jobs = _with_attempts(caller.visible(ContainerJob.objects.select_related("docker_host")))
     status = request.GET.get("status")
     if status:
+        if status not in dict(st.STATUS_CHOICES):
+            known = ", ".join(dict(st.STATUS_CHOICES))
+            raise ValidationError({"status": [f"status: must be one of {known}."]})
         jobs = jobs.filter(status=status)
-    return JsonResponse({"jobs": [_job_json(request, job) for job in jobs[:LIST_LIMIT]]})
+    jobs = jobs.order_by("-created_at")[:LIST_LIMIT]
+    return JsonResponse({"jobs": [_job_json(request, job) for job in jobs]})
 
 
-@api_view
-@require_GET
-def job_view(request: HttpRequest, job_id: str) -> JsonResponse:
+@api_view("GET")
+def job_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
     """A job's status and results summary."""
-    job = _job_or_none(job_id)
+    _require(caller, "view")
+    job = _job_or_none(caller, job_id)
     return JsonResponse(_job_json(request, job)) if job else _not_found(job_id)
 
 
-@api_view
-@require_GET
-def job_logs_view(request: HttpRequest, job_id: str) -> JsonResponse:
+@api_view("GET")
+def job_logs_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
     """A job's stored stdout, stderr and timestamp-free output."""
-    job = _job_or_none(job_id)
+    _require(caller, "view")
+    job = _job_or_none(caller, job_id)
     if job is None:
         return _not_found(job_id)
     return JsonResponse(
@@ -93,57 +111,73 @@ def job_logs_view(request: HttpRequest, job_id: str) -> JsonResponse:
     )
 
 
-@api_view
-@require_POST
-def job_cancel_view(request: HttpRequest, job_id: str) -> JsonResponse:
+@api_view("POST")
+def job_cancel_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
     """Ask for a job to be cancelled (202), or say it already finished (409)."""
-    job = _job_or_none(job_id)
+    _require(caller, "change")
+    job = _job_or_none(caller, job_id)
     if job is None:
         return _not_found(job_id)
     if not job.cancel():
-        return JsonResponse({"error": f"job is already {job.status}"}, status=409)
+        return _error(409, f"job is already {job.status}")
     return JsonResponse(_job_json(request, job), status=202)
 
 
-@require_GET
+@csrf_exempt
 def openapi_view(request: HttpRequest) -> JsonResponse:
     """The OpenAPI 3 description of this API, with the server URL of this deployment."""
+    if request.method not in ("GET", "HEAD"):
+        response = _error(405, f"method {request.method} not allowed here")
+        response["Allow"] = "GET, HEAD"
+        return response
     root = request.build_absolute_uri(reverse("container_manager:api-jobs")).rsplit("jobs/", 1)[0]
     return JsonResponse(openapi.schema(server_url=root.rstrip("/")))
 
 
-def _submit(request: HttpRequest, payload: dict[str, Any]) -> ContainerJob:
-    unknown = sorted(set(payload) - SUBMIT_FIELDS)
-    if unknown:
-        raise ValidationError({name: [f"{name}: unknown field"] for name in unknown})
-    fields = dict(payload)
+@csrf_exempt
+def not_found_view(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any other path under ``api/``: a JSON 404, or a JSON 308 to the path with its slash."""
+    if not request.path.endswith("/"):
+        match = _resolve_or_none(request.path + "/")
+        if match is not None and match.func is not not_found_view:
+            response = _error(308, "this path ends with a slash")
+            response["Location"] = request.get_full_path(force_append_slash=True)
+            return response
+    return _error(404, "no such API path; see api/openapi.json")
+
+
+def _resolve_or_none(path: str):
+    """The URL match of ``path``, or None."""
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
+
+
+def _require(caller: ApiCaller, action: str) -> None:
+    if not caller.may(action):
+        raise AuthError(403, f"this token's user may not {action} container jobs")
+
+
+def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
+    fields = submission.from_json(payload)
     environment = fields.pop("environment_vars", None) or {}
-    if not isinstance(environment, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
-    ):
-        raise ValidationError({"environment_vars": ["environment_vars: must map names to strings"]})
     host_name = fields.pop("host", None)
     if host_name is not None:
         fields["docker_host"] = _host(host_name)
-    if "run_after" in fields:
-        fields["run_after"] = _datetime("run_after", fields["run_after"])
     return ContainerJob.objects.create_job(
-        image=fields.pop("image", ""), environment_vars=environment, **fields
+        image=fields.pop("image", ""),
+        environment_vars=environment,
+        created_by=caller.user,
+        **fields,
     )
 
 
-def _host(name: Any) -> ExecutorHost:
-    host = ExecutorHost.objects.filter(name=str(name)).first()
+def _host(name: str) -> ExecutorHost:
+    host = ExecutorHost.objects.filter(name=name).first()
     if host is None:
-        raise ValidationError({"host": [f"host: no executor host named {name!r}"]})
+        raise ValidationError({"host": [f"host: no executor host named {name[:100]!r}."]})
     return host
-
-
-def _datetime(field: str, value: Any) -> Any:
-    parsed = parse_datetime(str(value)) if value else None
-    if value and parsed is None:
-        raise ValidationError({field: [f"{field}: not an ISO 8601 date-time"]})
-    return parsed
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -151,15 +185,20 @@ def _json_object(body: bytes) -> dict[str, Any]:
         payload = json.loads(body or b"{}")
     except ValueError:
         raise ValidationError("the body is not valid JSON") from None
+    except RecursionError:
+        raise ValidationError("the body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise ValidationError("the body must be a JSON object")
     return payload
 
 
-def _job_or_none(job_id: str) -> ContainerJob | None:
-    return (
-        _with_attempts(ContainerJob.objects.select_related("docker_host")).filter(pk=job_id).first()
-    )
+def _job_or_none(caller: ApiCaller, job_id: str) -> ContainerJob | None:
+    try:
+        pk = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    jobs = caller.visible(ContainerJob.objects.select_related("docker_host"))
+    return _with_attempts(jobs).filter(pk=pk).first()
 
 
 def _with_attempts(jobs: Any) -> Any:
@@ -169,7 +208,11 @@ def _with_attempts(jobs: Any) -> Any:
 
 
 def _not_found(job_id: str) -> JsonResponse:
-    return JsonResponse({"error": f"no job {job_id}"}, status=404)
+    return _error(404, f"no job {job_id[:40]}")
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
 
 
 def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:

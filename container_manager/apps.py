@@ -1,6 +1,7 @@
-"""App configuration: loads the steps (which bind the models' hooks) and the system checks."""
+"""App configuration: loads the steps (which bind the models' hooks), the checks, task signals."""
 
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 
 
 class ContainerManagerConfig(AppConfig):
@@ -15,3 +16,8 @@ class ContainerManagerConfig(AppConfig):
             checks,  # noqa: F401 - registers the system checks
             steps,  # noqa: F401 - binds launch, harvest, cancel and submit for the models
         )
+        from container_manager.models import ContainerJob
+        from container_manager.tasks.signals import job_moved
+
+        # Moves announce themselves with post_save: Django tasks' started/finished signals.
+        post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,11 +34,14 @@ AUTH_DEFAULTS: dict[str, Any] = {
     "OIDC_AUDIENCES": [],
     "OIDC_SERVICE_ACCOUNTS": [],
     "OIDC_CERTS_URL": GOOGLE_CERTS_URL,
+    "OIDC_CERTS_TIMEOUT": 5.0,
+    "OIDC_CERTS_FAILURE_TTL": 30.0,
 }
 
 
 class AuthError(Exception):
-    """A request that may not act: ``status`` is 401 (who are you?) or 403 (not you)."""
+    """A request that may not act: ``status`` is 401 (who are you?), 403 (not you) or 503
+    (the signing certificates cannot be read now: try again)."""
 
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -74,19 +79,44 @@ def authenticate_push(request: HttpRequest) -> Pusher:
     raise AuthError(401, "no credentials: send a Google OIDC token or an HMAC signature")
 
 
-def authenticate_api(request: HttpRequest) -> str:
-    """Check a JSON API call's bearer token; return a short, non-secret name for it."""
-    tokens = [t for t in setting("API_TOKENS") or [] if t]
-    if not tokens:
-        raise AuthError(403, "the API is disabled: no API_TOKENS are configured")
+@dataclass(frozen=True)
+class ApiCaller:
+    """Who calls the JSON API: a user's ``ApiToken`` or a service token of ``API_TOKENS``.
+
+    A service token may do everything and sees every job; a user's token acts
+    with that user's Django permissions and sees the user's own jobs only,
+    unless the user has ``container_manager.view_all_jobs``.
+    """
+
+    name: str
+    user: Any = None
+
+    def may(self, action: str) -> bool:
+        """May this caller ``add``, ``view`` or ``change`` container jobs?"""
+        return self.user is None or self.user.has_perm(f"container_manager.{action}_containerjob")
+
+    def visible(self, jobs: Any) -> Any:
+        """The part of the ``jobs`` queryset this caller may see."""
+        if self.user is None or self.user.has_perm("container_manager.view_all_jobs"):
+            return jobs
+        return jobs.filter(created_by=self.user)
+
+
+def authenticate_api(request: HttpRequest) -> ApiCaller:
+    """Check a JSON API call's bearer token: a user's ``ApiToken`` or one of ``API_TOKENS``."""
+    from container_manager.tokens import ApiToken
+
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise AuthError(401, "send 'Authorization: Bearer <token>'")
-    given = header.removeprefix("Bearer ").strip().encode()
-    for token in tokens:
-        if hmac.compare_digest(given, token.encode()):
-            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:8]
-    raise AuthError(403, "unknown API token")
+    given = header.removeprefix("Bearer ").strip()
+    for token in [t for t in setting("API_TOKENS") or [] if t]:
+        if hmac.compare_digest(given.encode(errors="replace"), token.encode()):
+            return ApiCaller("service:" + hashlib.sha256(token.encode()).hexdigest()[:8])
+    owned = ApiToken.objects.find(given) if given else None
+    if owned is None:
+        raise AuthError(403, "unknown or revoked API token")
+    return ApiCaller(f"token:{owned.pk}", owned.user)
 
 
 def sign_request(
@@ -124,7 +154,9 @@ def _verify_hmac(request: HttpRequest) -> Pusher:
     try:
         sent_at = float(stamp)
     except ValueError:
-        raise AuthError(401, f"{TIMESTAMP_HEADER} is missing or not a number") from None
+        sent_at = math.nan
+    if not math.isfinite(sent_at):
+        raise AuthError(401, f"{TIMESTAMP_HEADER} is missing or not a finite number")
     max_age = float(auth_setting("HMAC_MAX_AGE"))
     if abs(time.time() - sent_at) > max_age:
         raise AuthError(401, f"signature timestamp is more than {max_age:g}s away from now")
@@ -155,8 +187,58 @@ def _remember_signature(signature: str, expires_at: float) -> None:
 
 # -- Google OIDC --------------------------------------------------------------------
 
-_certs_lock = threading.Lock()
-_certs_cache: dict[str, Any] = {"url": None, "certs": None, "until": 0.0}
+#: What a refused OIDC token is told: a fixed phrase per kind of fault, never the token itself.
+_OIDC_FAULTS = (
+    ("audience", "wrong audience"),
+    ("expired", "expired"),
+    ("too early", "not yet valid"),
+    ("signature", "bad signature"),
+    ("certificate", "bad signature"),
+    ("segments", "malformed"),
+)
+
+
+class CertCache:
+    """Google's signing certificates per URL, fetched with a timeout and no lock held meanwhile.
+
+    Good certificates are kept for the ``max-age`` Google gives; a failed fetch
+    is remembered for ``OIDC_CERTS_FAILURE_TTL`` seconds, so a certificate
+    endpoint that is down costs one timeout, not one per request. ``clock`` is
+    injectable for tests.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, dict[str, str] | None, str]] = {}
+
+    def get(self, url: str) -> dict[str, str]:
+        """The certificates at ``url``; raise ``AuthError(503)`` when they cannot be read."""
+        with self._lock:
+            entry = self._entries.get(url)
+        if entry is not None and self.clock() < entry[0]:
+            certs, error = entry[1], entry[2]
+            if certs is None:
+                raise AuthError(503, error)
+            return certs
+        try:
+            certs, lifetime = _fetch_certs(url, float(auth_setting("OIDC_CERTS_TIMEOUT")))
+        except AuthError as exc:
+            until = self.clock() + float(auth_setting("OIDC_CERTS_FAILURE_TTL"))
+            with self._lock:
+                self._entries[url] = (until, None, exc.reason)
+            raise
+        with self._lock:
+            self._entries[url] = (self.clock() + lifetime, certs, "")
+        return certs
+
+    def clear(self) -> None:
+        """Forget every remembered fetch."""
+        with self._lock:
+            self._entries.clear()
+
+
+_certs = CertCache()
 
 
 def _verify_oidc(token: str) -> Pusher:
@@ -166,13 +248,14 @@ def _verify_oidc(token: str) -> Pusher:
     accounts = set(auth_setting("OIDC_SERVICE_ACCOUNTS"))
     if not audiences or not accounts:
         raise AuthError(401, "OIDC tokens are not accepted: no OIDC_AUDIENCES/SERVICE_ACCOUNTS")
+    certs = _certs.get(auth_setting("OIDC_CERTS_URL"))
     try:
-        claims = jwt.decode(token, certs=_google_certs(), audience=audiences)
-    except (ValueError, KeyError) as exc:
-        raise AuthError(401, f"invalid OIDC token: {exc}") from None
+        claims = jwt.decode(token, certs=certs, audience=audiences)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuthError(401, f"invalid OIDC token: {_oidc_fault(exc)}") from None
     if claims.get("iss") not in GOOGLE_ISSUERS:
-        raise AuthError(401, f"OIDC token issuer {claims.get('iss')!r} is not Google")
-    email = claims.get("email", "")
+        raise AuthError(401, f"OIDC token issuer {str(claims.get('iss'))[:100]!r} is not Google")
+    email = str(claims.get("email", ""))[:200]
     if email not in accounts:
         raise AuthError(403, f"service account {email!r} may not push steps")
     if claims.get("email_verified") is not True:
@@ -180,21 +263,22 @@ def _verify_oidc(token: str) -> Pusher:
     return Pusher("oidc", email)
 
 
-def _google_certs() -> dict[str, str]:
-    """Google's signing certificates, cached for as long as Google says they are good."""
+def _oidc_fault(exc: Exception) -> str:
+    text = str(exc).lower()
+    return next((fault for word, fault in _OIDC_FAULTS if word in text), "not a valid ID token")
+
+
+def _fetch_certs(url: str, timeout: float) -> tuple[dict[str, str], float]:
     import requests
 
-    url = auth_setting("OIDC_CERTS_URL")
-    with _certs_lock:
-        if _certs_cache["url"] == url and time.time() < _certs_cache["until"]:
-            return _certs_cache["certs"]
-        try:
-            response = requests.get(url, timeout=5)
-            response.raise_for_status()
-            certs = response.json()
-        except (requests.RequestException, json.JSONDecodeError) as exc:
-            raise AuthError(401, f"cannot read the OIDC signing certificates: {exc}") from None
-        match = re.search(r"max-age=(\d+)", response.headers.get("Cache-Control", ""))
-        lifetime = int(match.group(1)) if match else 300
-        _certs_cache.update(url=url, certs=certs, until=time.time() + lifetime)
-        return certs
+    try:
+        response = requests.get(url, timeout=timeout)
+        response.raise_for_status()
+        certs = response.json()
+    except (requests.RequestException, json.JSONDecodeError) as exc:
+        kind = type(exc).__name__
+        raise AuthError(503, f"cannot read the OIDC signing certificates now ({kind})") from None
+    if not isinstance(certs, dict):
+        raise AuthError(503, "cannot read the OIDC signing certificates now (not an object)")
+    match = re.search(r"max-age=(\d+)", response.headers.get("Cache-Control", ""))
+    return certs, float(match.group(1)) if match else 300.0

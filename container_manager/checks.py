@@ -1,4 +1,5 @@
-"""System checks: ``manage.py check`` reports a misconfigured backend, executor or price table.
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend, executor or
+price table, and a development SECRET_KEY used with DEBUG off.
 
 ``manage.py check --database default`` also checks every host's ``executor_config``.
 """
@@ -98,6 +99,27 @@ def _backend_problems(dispatch: dict, where: str) -> list[checks.CheckMessage]:
         problems = [str(exc)]
     return [
         checks.Error(f"{where}: {problem}", id="container_manager.E004") for problem in problems
+    ]
+
+
+#: Keys that are public: local development's and Django's ``startproject`` placeholder.
+INSECURE_KEY_PREFIXES = ("insecure-local-development", "django-insecure-")
+
+
+@checks.register(checks.Tags.security)
+def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With DEBUG off, a SECRET_KEY known to the world is an error (sessions could be forged)."""
+    from django.conf import settings
+
+    key = str(getattr(settings, "SECRET_KEY", ""))
+    if settings.DEBUG or not key.startswith(INSECURE_KEY_PREFIXES):
+        return []
+    return [
+        checks.Error(
+            "SECRET_KEY is a development key while DEBUG is off.",
+            hint="Set DJANGO_SECRET_KEY to a long random value (it signs sessions and CSRF).",
+            id="container_manager.E006",
+        )
     ]
 
 

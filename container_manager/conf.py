@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 1024 * 1024,
     # How many due jobs one sweep re-sends at most, per kind of work.
     "SWEEP_BATCH_SIZE": 500,
+    # Largest JSON payload (task path, args, kwargs) a Django task may carry, in bytes.
+    "TASK_PAYLOAD_MAX_BYTES": 8192,
     # Price table of the cost estimate: platform -> region (or "default") -> rates, merged
     # over these defaults, taken on 2026-12-01 from the vendors' pages (docs/settings.md).
     "PRICES": {
@@ -75,7 +77,23 @@ DEFAULTS: dict[str, Any] = {
     # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
     "METRICS_AUTH": "container_manager.auth.authenticate_api",
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
-    "SECRET_NAME_PATTERNS": ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*CREDENTIAL*"],
+    "SECRET_NAME_PATTERNS": [
+        "*KEY*",
+        "*SECRET*",
+        "*TOKEN*",
+        "*PASS*",
+        "*_PWD",
+        "*CREDENTIAL*",
+        "*DSN*",
+        "*AUTH*",
+        "*_PAT",
+        "*JWT*",
+        "*PRIVATE*",
+        "*CERT*",
+        "*COOKIE*",
+        "*SESSION*",
+        "*SALT*",
+    ],  # fmt: skip
 }
 
 

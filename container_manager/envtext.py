@@ -7,7 +7,16 @@ import re
 
 from django.core.exceptions import ValidationError
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Characters written as an escape inside double quotes: every line boundary that
+#: ``str.splitlines()`` knows, the quote and the backslash. ``parse_env_text`` reads them back.
+_ESCAPES = {
+    "\\": "\\", '"': '"', "\n": "n", "\r": "r", "\v": "v", "\f": "f",
+    "\x1c": "x1c", "\x1d": "x1d", "\x1e": "x1e", "\x85": "x85",
+    "\u2028": "u2028", "\u2029": "u2029",
+}  # fmt: skip
+_UNESCAPE = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|.)")
+_NAMED = {"n": "\n", "r": "\r", "v": "\v", "f": "\f"}
 
 
 def parse_env_text(text: str) -> dict[str, str]:
@@ -15,8 +24,9 @@ def parse_env_text(text: str) -> dict[str, str]:
 
     Blank lines and lines starting with ``#`` are ignored; the first ``=``
     splits key from value, so values may hold ``=``; a value wrapped in
-    matching single or double quotes loses them (inside double quotes
-    ``\\"`` and ``\\\\`` are unescaped). Raises ``ValidationError`` naming the
+    matching single or double quotes loses them; inside double quotes a
+    backslash escapes the next character, and ``\\n``, ``\\r``, ``\\v``, ``\\f``,
+    ``\\xHH`` and ``\\uHHHH`` stand for those characters. Raises ``ValidationError`` naming the
     line for a line without ``=`` or a key that is not a valid name.
 
     >>> parse_env_text('''
@@ -43,13 +53,22 @@ def parse_env_text(text: str) -> dict[str, str]:
             raise ValidationError(f"line {number}: expected KEY=value, got {line[:40]!r}")
         key, value = line.split("=", 1)
         key = key.strip()
-        if not _KEY.match(key):
+        if not is_valid_name(key):
             raise ValidationError(
                 f"line {number}: {key[:40]!r} is not a valid variable name "
                 "(letters, digits and _, not starting with a digit)"
             )
         result[key] = _unquote(value.strip())
     return result
+
+
+def is_valid_name(name: object) -> bool:
+    """True for a variable name: letters, digits and ``_``, not starting with a digit.
+
+    >>> is_valid_name("LOG_LEVEL"), is_valid_name("A\\n"), is_valid_name("1A")
+    (True, False, False)
+    """
+    return isinstance(name, str) and _KEY.fullmatch(name) is not None
 
 
 def validate_env_text(text: str) -> None:
@@ -60,30 +79,48 @@ def validate_env_text(text: str) -> None:
 def format_env_text(variables: dict[str, str]) -> str:
     """Write a dict back as ``KEY=value`` lines that ``parse_env_text`` reads the same.
 
-    >>> env = {"A": "1", "B": "two words", "C": ' padded '}
+    A value that would not survive as it is (padding, a leading quote, a line
+    boundary, a backslash) is written in double quotes with escapes.
+
+    >>> env = {"A": "1", "B": "two words", "C": ' padded ', "D": "x\\rINJECTED=1"}
+    >>> print(format_env_text(env))
+    A=1
+    B=two words
+    C=" padded "
+    D="x\\rINJECTED=1"
     >>> parse_env_text(format_env_text(env)) == env
     True
     """
     lines = []
     for key, value in variables.items():
-        if not _KEY.match(str(key)):
+        if not is_valid_name(key):
             raise ValidationError(f"{key!r} is not a valid variable name")
         text = str(value)
-        if text != text.strip() or text[:1] in "\"'" or "\n" in text:
-            escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-            text = f'"{escaped}"'
+        if _needs_quotes(text):
+            text = '"' + "".join(_escape(char) for char in text) + '"'
         lines.append(f"{key}={text}")
     return "\n".join(lines)
+
+
+def _needs_quotes(text: str) -> bool:
+    return text != text.strip() or text[:1] == "'" or any(char in _ESCAPES for char in text)
+
+
+def _escape(char: str) -> str:
+    code = _ESCAPES.get(char)
+    return char if code is None else "\\" + code
 
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == "'":
         return value[1:-1]
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", _unescape, value[1:-1])
+        return _UNESCAPE.sub(_unescape, value[1:-1])
     return value
 
 
 def _unescape(match: re.Match) -> str:
-    char = match.group(1)
-    return "\n" if char == "n" else char
+    code = match.group(1)
+    if len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _NAMED.get(code, code)

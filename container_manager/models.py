@@ -18,7 +18,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from container_manager import hooks
+from container_manager import hooks, submission
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.envtext import format_env_text, parse_env_text, validate_env_text
@@ -30,8 +30,10 @@ from container_manager.executors.factory import (
     executor_choices,
 )
 from container_manager.logtext import strip_timestamps
+from container_manager.tokens import ApiToken
 
 __all__ = [
+    "ApiToken",
     "ContainerExecution",
     "ContainerJob",
     "EnvironmentVariableTemplate",
@@ -427,7 +429,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``run_after``, ``created_by`` …)
 
         Raises:
-            ValidationError: naming the field at fault; nothing is stored.
+            ValidationError: naming the field at fault; nothing is stored. The
+                types and bounds of the fields are ``container_manager.submission``'s,
+                the same the JSON API and its OpenAPI document use.
 
         >>> job = ContainerJob.objects.create_job(
         ...     image="python:3.11-slim",
@@ -445,11 +449,15 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
+        submission.check_arguments(
+            {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
+            | {key: kwargs[key] for key in kwargs.keys() & submission.BY_NAME.keys()}
+        )
         template = _resolve_template(environment_template)
         override_text = kwargs.pop("override_environment", "") or ""
         if environment_vars:
             merged = _parse_field(override_text, "override_environment")
-            merged.update({str(k): str(v) for k, v in environment_vars.items()})
+            merged.update(environment_vars)
             override_text = format_env_text(merged)
         if docker_host is None:
             docker_host = ExecutorHost.objects.choose()
@@ -704,6 +712,7 @@ class ContainerJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "container job"
+        permissions = [("view_all_jobs", "Can see every user's jobs through the API")]
         indexes = [
             models.Index(fields=["status", "created_at"], name="cjob_status_created_idx"),
             models.Index(fields=["created_by", "status"], name="cjob_created_by_status_idx"),

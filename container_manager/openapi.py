@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from container_manager import status as st
+from container_manager import submission
 
+_STATUSES = [value for value, _ in st.STATUS_CHOICES]
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
 _PHASES = [
@@ -45,7 +47,7 @@ _JOB = {
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         "name": {"type": "string"},
-        "status": {"type": "string", "enum": [value for value, _ in st.STATUS_CHOICES]},
+        "status": {"type": "string", "enum": _STATUSES},
         "image": {"type": "string"},
         "command": {"type": "string"},
         "host": {"type": "string", "description": "Name of the executor host."},
@@ -77,39 +79,6 @@ _JOB = {
                 "cancel": {"type": "string"},
             },
         },
-    },
-}
-
-_SUBMIT = {
-    "type": "object",
-    "required": ["image"],
-    "additionalProperties": False,
-    "properties": {
-        "image": {"type": "string", "minLength": 1, "maxLength": 500},
-        "command": {"type": "string", "description": "Shell form, or a JSON array as text."},
-        "name": {"type": "string", "maxLength": 200},
-        "description": {"type": "string"},
-        "memory_limit": {"type": "integer", "description": "MB, within the configured bounds."},
-        "cpu_limit": {"type": "number", "minimum": 0.1, "maximum": 32},
-        "timeout_seconds": {"type": "integer", "minimum": 1},
-        "working_directory": {"type": "string"},
-        "environment_template": {"type": "string", "description": "Template name."},
-        "environment_vars": {"type": "object", "additionalProperties": {"type": "string"}},
-        "network_configuration": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["network_name"],
-                "properties": {
-                    "network_name": {"type": "string"},
-                    "aliases": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-        },
-        "host": {"type": "string", "description": "Executor host name; omitted: one is chosen."},
-        "priority": {"type": "integer"},
-        "max_attempts": {"type": "integer", "minimum": 1},
-        "run_after": {"type": "string", "format": "date-time"},
     },
 }
 
@@ -161,8 +130,22 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
         "servers": [{"url": server_url}],
         "security": [{"apiToken": []}],
         "components": {
-            "securitySchemes": {"apiToken": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Job": _JOB, "JobSubmit": _SUBMIT, "JobLogs": _LOGS, "Error": _ERROR},
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A user's token (manage.py issue_api_token): that user's permissions "
+                        "and jobs; or a service token of API_TOKENS: every job."
+                    ),
+                }
+            },
+            "schemas": {
+                "Job": _JOB,
+                "JobSubmit": submission.json_schema(),
+                "JobLogs": _LOGS,
+                "Error": _ERROR,
+            },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
             },
@@ -171,7 +154,13 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             "/jobs/": {
                 "get": {
                     "summary": "The latest jobs",
-                    "parameters": [{"name": "status", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": _STATUSES},
+                        }
+                    ],
                     "responses": {
                         "200": {
                             "description": "Jobs, newest first",
@@ -190,7 +179,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_errors("401", "403"),
+                        **_errors("400", "401", "403"),
                     },
                 },
                 "post": {
@@ -198,7 +187,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("JobSubmit")},
                     "responses": {
                         "201": {"description": "Submitted", "content": _json("Job")},
-                        **_errors("400", "401", "403"),
+                        **_errors("400", "401", "403", "413"),
                     },
                 },
             },

@@ -10,23 +10,29 @@ import re
 from typing import Any
 
 from container_manager.conf import setting
+from container_manager.taskwire import PAYLOAD_ENV
 
 #: What a masked value is shown as.
 MASK = "********"
+#: Names masked whatever ``SECRET_NAME_PATTERNS`` says: a Django task's arguments.
+ALWAYS_SECRET = frozenset({PAYLOAD_ENV})
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)", re.I)
+# The password runs to the last "@" of the word: one written with a raw "@" is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/\s]*:)[^\s]+(?P<at>@)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
-    """True when ``name`` matches one of ``SECRET_NAME_PATTERNS`` (case-insensitive).
+    """True when ``name`` matches ``SECRET_NAME_PATTERNS`` (case-insensitive) or is a task payload.
 
     >>> is_secret_name("AWS_SECRET_ACCESS_KEY"), is_secret_name("api_token")
     (True, True)
-    >>> is_secret_name("DEBUG")
-    False
+    >>> is_secret_name("DEBUG"), is_secret_name("CM_TASK_PAYLOAD")
+    (False, True)
     """
     upper = str(name).upper()
-    return any(fnmatch.fnmatchcase(upper, p.upper()) for p in setting("SECRET_NAME_PATTERNS"))
+    return upper in ALWAYS_SECRET or any(
+        fnmatch.fnmatchcase(upper, p.upper()) for p in setting("SECRET_NAME_PATTERNS")
+    )
 
 
 def mask_env(variables: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +57,15 @@ def mask_env_text(text: str) -> str:
     return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
 
 
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it masked.
+
+    >>> mask_url("tcp://admin:p@ss@docker.example:2376")
+    'tcp://admin:********@docker.example:2376'
+    """
+    return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", text)
+
+
 def _mask_value(key: str, value: Any) -> Any:
     if isinstance(value, dict):
         return mask_env(value)
@@ -59,7 +74,7 @@ def _mask_value(key: str, value: Any) -> Any:
     if is_secret_name(key):
         return MASK
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", value)
+        return mask_url(value)
     return value
 
 

@@ -3,7 +3,7 @@
 Mount with ``path("cm/", include("container_manager.urls"))``.
 """
 
-from django.urls import path
+from django.urls import path, re_path
 
 from container_manager import api, endpoints, metrics
 
@@ -13,9 +13,10 @@ urlpatterns = [
     path("steps/<str:step>/", endpoints.step_view, name="step"),
     path("sweep/", endpoints.sweep_view, name="sweep"),
     path("api/jobs/", api.jobs_view, name="api-jobs"),
-    path("api/jobs/<uuid:job_id>/", api.job_view, name="api-job"),
-    path("api/jobs/<uuid:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
-    path("api/jobs/<uuid:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
+    path("api/jobs/<str:job_id>/", api.job_view, name="api-job"),
+    path("api/jobs/<str:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
+    path("api/jobs/<str:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
     path("api/openapi.json", api.openapi_view, name="api-openapi"),
     path("metrics/", metrics.metrics_view, name="metrics"),
+    re_path(r"^api/(?P<rest>.*)$", api.not_found_view, name="api-not-found"),
 ]

@@ -1,6 +1,7 @@
 """Settings of the functions project, every one read from an environment variable.
 
-With no environment at all it runs locally: SQLite file, local dispatch, DEBUG on.
+With no environment at all it runs locally: SQLite file, local dispatch, DEBUG on. Deployed
+(Lambda, Cloud Run, a cloud dispatch backend or a remote database) DEBUG defaults to off.
 docs/configuration.md lists the variables.
 """
 
@@ -21,6 +22,13 @@ DISPATCH_BACKENDS = {
     "cloudtasks": "container_manager.dispatch.cloudtasks.CloudTasksBackend",
     "sqs": "container_manager.dispatch.sqs.SQSBackend",
 }
+
+#: Short names of the dispatch backends that only run deployed.
+CLOUD_DISPATCH_BACKENDS = frozenset({"cloudtasks", "sqs"})
+#: Database hosts that mean "this machine".
+LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+#: The key local development runs with; a system check refuses it whenever DEBUG is off.
+DEVELOPMENT_SECRET_KEY = "insecure-local-development-key"
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -86,6 +94,10 @@ def log_settings(log_format: str, level: str) -> dict[str, Any]:
         "text": {"format": "%(levelname)s %(name)s %(message)s"},
         "json": {"()": "container_manager.logs.JsonFormatter"},
     }
+    request_formats = {
+        "text": {"format": "%(levelname)s %(name)s %(message)s [job %(job_id)s]"},
+        "json": formats["json"],
+    }
     if log_format not in formats:
         raise ImproperlyConfigured(f"CM_LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
     handler = {
@@ -97,11 +109,45 @@ def log_settings(log_format: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"step_context": {"()": "container_manager.logs.StepContextFilter"}},
-        "formatters": {log_format: formats[log_format]},
-        "handlers": {"console": handler},
-        "loggers": {"container_manager": logger, "functions": dict(logger)},
+        "filters": {
+            "step_context": {"()": "container_manager.logs.StepContextFilter"},
+            "job_id": {"()": "container_manager.errors.JobIdFilter"},
+        },
+        "formatters": {log_format: formats[log_format], "request": request_formats[log_format]},
+        "handlers": {
+            "console": handler,
+            # Every unhandled exception of a request, with its traceback and the job id
+            # when the request names one; Django alone would only mail the empty ADMINS.
+            "request_errors": {
+                **handler,
+                "level": "ERROR",
+                "formatter": "request",
+                "filters": ["step_context", "job_id"],
+            },
+        },
+        "loggers": {
+            "container_manager": logger,
+            "functions": dict(logger),
+            "django.request": {"handlers": ["request_errors"]},
+        },
     }
+
+
+def deployed() -> bool:
+    """True when this process runs deployed: on Lambda or Cloud Run (their own variables say
+    so), with a cloud dispatch backend, or with a database that is not on this machine."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or os.environ.get("K_SERVICE"):
+        return True
+    if os.environ.get("CM_DISPATCH_BACKEND", "local") in CLOUD_DISPATCH_BACKENDS:
+        return True
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return False
+    database = dj_database_url.parse(url)
+    local = (
+        database["ENGINE"] == "django.db.backends.sqlite3" or database.get("HOST") in LOCAL_HOSTS
+    )
+    return not local
 
 
 def _static_storage(kind: str, debug: bool) -> dict[str, Any]:
@@ -121,17 +167,25 @@ def _static_storage(kind: str, debug: bool) -> dict[str, Any]:
     raise ImproperlyConfigured(f"CM_STATIC_STORAGE must be 'whitenoise' or 's3', not {kind!r}")
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    "insecure-local-development-key" if DEBUG else ""
-)
+DEBUG = env_bool("DJANGO_DEBUG", not deployed())
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set when DEBUG is off (DJANGO_DEBUG unset defaults to off "
+        "on Lambda, Cloud Run, with a cloud dispatch backend or a remote database)"
+    )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 # API Gateway, function URLs, Cloud Run and load balancers end TLS in front of the app.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+# HTTPS only, once deployed: redirects, HSTS (a year; subdomains left to the operator).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = False
 
 INSTALLED_APPS = [
     "django.contrib.admin",

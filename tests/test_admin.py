@@ -406,3 +406,33 @@ def test_dashboard_needs_view_permission_and_is_linked(client, admin_client, moc
     assert dashboard in admin_client.get(url("changelist")).content.decode()
     app_index = reverse("admin:app_list", args=["container_manager"])
     assert dashboard in admin_client.get(app_index).content.decode()
+
+
+def test_host_connection_string_masked_and_not_searchable_for_viewers(viewer, make_mock_host):
+    host = make_mock_host(name="secret-host")
+    ExecutorHost.objects.filter(pk=host.pk).update(
+        connection_string="tcp://admin:p@ssw0rd@docker.example:2376",
+        executor_config={"duration": 0, "endpoint": "https://svc:hunter2@api.example/"},
+    )
+    page = viewer.get(reverse("admin:container_manager_executorhost_change", args=[host.pk]))
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "p@ssw0rd" not in text and "ssw0rd" not in text and "hunter2" not in text
+    assert f"tcp://admin:{MASK}@docker.example:2376" in text
+    listing = reverse("admin:container_manager_executorhost_changelist")
+    found = viewer.get(listing, {"q": "ssw0rd"}).context["cl"].result_count
+    assert found == 0
+
+
+def test_csv_export_neutralises_formulas_after_tab_or_return(admin_client, mock_host, recording):
+    for name in ["\t=cmd", "\r+1", " =HYPERLINK()", "plain"]:
+        ContainerJob.objects.create_job(image="x", name=name, docker_host=mock_host)
+    changelist = reverse("admin:container_manager_containerjob_changelist")
+    response = admin_client.post(
+        changelist,
+        {"action": "export_csv", "_selected_action": list(
+            ContainerJob.objects.values_list("pk", flat=True))},
+    )  # fmt: skip
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    names = {row[1] for row in rows[1:]}
+    assert names == {"'\t=cmd", "'\r+1", "' =HYPERLINK()", "plain"}

@@ -32,7 +32,7 @@ def pushes(settings, issuer):
     """Recording dispatch, and auth trusting the local issuer and the test secret."""
     from container_manager import dispatch
 
-    auth._certs_cache.update(url=None, certs=None, until=0.0)
+    auth._certs.clear()
     settings.CONTAINER_MANAGER = {
         **FAST_STEPS,
         "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},

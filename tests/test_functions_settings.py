@@ -5,6 +5,7 @@ No environment means the local defaults; each CM_* variable lands in its CONTAIN
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_sqs_deployment():
 
 def test_cloudtasks_deployment():
     s = load(
+        DJANGO_SECRET_KEY="k",
         CM_DISPATCH_BACKEND="cloudtasks",
         CM_CLOUDTASKS_PROJECT="p",
         CM_CLOUDTASKS_LOCATION="europe-west1",
@@ -117,6 +119,54 @@ def test_dotted_path_and_json_options():
 )
 def test_bad_configuration_names_the_variable(env, named):
     assert named in load(**env)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AWS_LAMBDA_FUNCTION_NAME": "cm"},
+        {"K_SERVICE": "cm"},
+        {"CM_DISPATCH_BACKEND": "sqs", "CM_SQS_QUEUE_URL": "https://sqs.invalid/1/q"},
+        {"CM_DISPATCH_BACKEND": "cloudtasks"},
+        {"DATABASE_URL": "postgres://u:p@db.internal:5432/cm"},
+    ],
+)
+def test_deployed_processes_default_to_debug_off(env):
+    assert "DJANGO_SECRET_KEY" in load(**env)  # closed: no key, no start
+    s = load(DJANGO_SECRET_KEY="k", **env)
+    assert s["DEBUG"] is False
+
+
+def test_local_databases_keep_debug_on():
+    for url in ("postgres://u:p@127.0.0.1:5432/cm", "postgres://u:p@localhost/cm", "sqlite:///x"):
+        assert load(DATABASE_URL=url)["DEBUG"] is True
+    assert load(K_SERVICE="cm", DJANGO_DEBUG="1")["DEBUG"] is True
+
+
+def check(*args, **env):
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args], cwd=REPO, capture_output=True, text=True,
+        env={**CLEAN, "DJANGO_SETTINGS_MODULE": "functions.settings", **env},
+    )  # fmt: skip
+
+
+def test_development_key_with_debug_off_fails_the_check():
+    out = check(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="insecure-local-development-key")
+    assert out.returncode != 0 and "container_manager.E006" in out.stderr
+    assert check().returncode == 0
+
+
+def test_deploy_check_is_clean_with_deployed_settings():
+    out = check(
+        "--deploy", "--fail-level", "WARNING",
+        AWS_LAMBDA_FUNCTION_NAME="cm", DJANGO_SECRET_KEY="x" * 60 + "-Deployed-Key-0123456789",
+        DJANGO_ALLOWED_HOSTS="cm.example.com",
+    )  # fmt: skip
+    # Left to the operator of the domain, as docs/configuration.md explains: HSTS for every
+    # subdomain and the browsers' preload list cannot be undone quickly.
+    remaining = sorted(set(re.findall(r"\(security\.(W\d+)\)", out.stderr)))
+    assert remaining == ["W005", "W021"], out.stderr
+    assert "ERRORS" not in out.stderr
 
 
 def test_connections_are_kept_across_steps_by_default_and_postgres_starts_in_utc():

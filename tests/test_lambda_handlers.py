@@ -125,6 +125,7 @@ def test_entry_points_load_no_cloud_sdk():
     """Cold starts pay only for what is used: importing the entry points loads no SDK."""
     code = (
         "import sys, os; os.environ['CM_DISPATCH_BACKEND'] = 'sqs';"
+        "os.environ['DJANGO_SECRET_KEY'] = 'test';"
         "os.environ['CM_SQS_QUEUE_URL'] = 'https://sqs.invalid/1/q';"
         "import django; os.environ['DJANGO_SETTINGS_MODULE'] = 'functions.settings';"
         "django.setup(); import functions.handlers, container_manager.dispatch.sqs;"

@@ -37,3 +37,16 @@ def test_mask_env_text_keeps_layout():
     text = '# comment\n\nPASSWORD="a b"\nNAME=x=y\nnot a line'
     assert mask_env_text(text) == f"# comment\n\nPASSWORD={MASK}\nNAME=x=y\nnot a line"
     assert mask_env_text("") == ""
+
+
+def test_default_patterns_cover_common_secret_names():
+    names = ["DB_PASS", "PASSWD", "SENTRY_DSN", "AUTH", "GITHUB_PAT", "JWT", "PRIVATE_KEY",
+             "TLS_CERT", "MYSQL_PWD", "oauth_client", "SESSION_COOKIE", "SALT"]  # fmt: skip
+    assert [name for name in names if not is_secret_name(name)] == []
+    assert not any(is_secret_name(name) for name in ["DEBUG", "PATH", "LOG_LEVEL", "PORT"])
+
+
+def test_url_password_holding_an_at_sign_is_masked_whole():
+    masked = mask_env({"URL": "postgres://app:p@ss@db:5432/x", "C": "tcp://u@corp:a/b@h:2376"})
+    assert masked == {"URL": f"postgres://app:{MASK}@db:5432/x", "C": f"tcp://u@corp:{MASK}@h:2376"}
+    assert "ss@db" not in mask_env_text("DATABASE_URL=postgres://app:p@ss@db/x")

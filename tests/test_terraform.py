@@ -63,6 +63,11 @@ OPTIONAL = {
     "CM_INSTANCE": "name of the deployment; the default fits one deployment per engine",
     "CM_LOG_LEVEL": "tuning (zappa_settings.json sets INFO)",
     "CM_LOG_FORMAT": "tuning: json for CloudWatch / Cloud Logging filters",
+    "AWS_LAMBDA_FUNCTION_NAME": "set by Lambda itself: tells the settings they run deployed",
+    "K_SERVICE": "set by Cloud Run itself: tells the settings they run deployed",
+    "DJANGO_SECURE_SSL_REDIRECT": "on by default when DEBUG is off",
+    "DJANGO_SECURE_HSTS_SECONDS": "a year by default when DEBUG is off",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "the domain owner's choice (docs/configuration.md)",
 }
 #: Set by the platform itself, never by Terraform (Lambda refuses AWS_REGION as a variable).
 PLATFORM = {"aws": {"AWS_REGION"}, "gcp": set()}

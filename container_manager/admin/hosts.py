@@ -17,14 +17,16 @@ from django.utils.html import format_html
 
 from container_manager import status as st
 from container_manager.models import ExecutorHost
-from container_manager.secrets import mask_env
+from container_manager.secrets import mask_env, mask_url
 
 
 @admin.register(ExecutorHost)
 class ExecutorHostAdmin(admin.ModelAdmin):
     """Hosts with health, capacity and running count; "test connection" needs change permission.
 
-    ``executor_config`` values whose keys look secret are masked wherever it is read-only.
+    For a user who may not change the host, ``executor_config`` values whose keys
+    look secret and passwords in URLs (there and in ``connection_string``) are
+    masked, and ``connection_string`` is not searchable (a search would reveal it).
     """
 
     list_display = (
@@ -35,7 +37,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
     actions = ["test_connection"]
     readonly_fields = (
         "current_job_count", "running_jobs", "health", "last_health_check_at",
-        "last_health_error", "executor_config_masked",
+        "last_health_error", "executor_config_masked", "connection_string_masked",
     )  # fmt: skip
 
     class Media:
@@ -48,11 +50,16 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             .annotate(running=Count("jobs", filter=Q(jobs__status=st.RUNNING)))
         )
 
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        if self.has_change_permission(request):
+            return self.search_fields
+        return ("name",)
+
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
-        config = "executor_config"
+        config, connection = "executor_config", "connection_string"
         if obj is not None and not self.has_change_permission(request, obj):
-            config = "executor_config_masked"
-        settings = ("name", "executor_type", "connection_string", "host_type", config)
+            config, connection = "executor_config_masked", "connection_string_masked"
+        settings = ("name", "executor_type", connection, "host_type", config)
         fieldsets = [
             (None, {"fields": settings}),
             ("Scheduling", {"fields": ("is_active", "max_concurrent_jobs", "weight")}),
@@ -123,6 +130,10 @@ class ExecutorHostAdmin(admin.ModelAdmin):
     @admin.display(description="running", ordering="running")
     def running_jobs(self, host: ExecutorHost) -> int:
         return getattr(host, "running", 0)
+
+    @admin.display(description="connection string")
+    def connection_string_masked(self, host: ExecutorHost) -> str:
+        return mask_url(host.connection_string or "")
 
     @admin.display(description="executor config")
     def executor_config_masked(self, host: ExecutorHost) -> str:

@@ -534,7 +534,9 @@ def _export_row(job: ContainerJob) -> list[Any]:
 
 
 def _csv_safe(value: Any) -> Any:
-    # A cell starting with = + - @ is run as a formula by spreadsheets.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A cell starting with = + - @ is run as a formula by spreadsheets, also after a tab, CR or LF.
+    if isinstance(value, str) and (
+        value[:1] in ("\t", "\r") or value.lstrip(" \t\r\n")[:1] in ("=", "+", "-", "@")
+    ):
         return "'" + value
     return "" if value is None else value
