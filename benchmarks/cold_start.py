@@ -27,7 +27,8 @@ import sys
 from wsgiref.util import setup_testing_defaults
 from django.core.wsgi import get_wsgi_application
 app = get_wsgi_application()
-environ = {"PATH_INFO": "/admin/login/", "HTTP_HOST": "localhost", "HTTP_X_FORWARDED_PROTO": "https"}
+environ = {"PATH_INFO": "/admin/login/", "HTTP_HOST": "localhost",
+           "HTTP_X_FORWARDED_PROTO": "https"}  # behind the platforms' TLS front
 setup_testing_defaults(environ)
 status = []
 body = b"".join(app(environ, lambda s, h, exc_info=None: status.append(s)))

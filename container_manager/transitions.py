@@ -40,7 +40,9 @@ def move(
     ``guard`` adds conditions (e.g. the attempt number), ``fields`` are written
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
-    frees the host slot in that transaction too, so counts never drift.
+    hands the host slot to the next waiting job or frees it (``hand_over``) in
+    that transaction too, so counts never drift. A move of one UPDATE runs
+    without a transaction of its own.
     """
     st.check_move(old, new)
     now = timezone.now()
