@@ -1,11 +1,13 @@
 # Local entry points; see infra/README.md. Recipes are plain /bin/sh.
-PYTHON = .venv/bin/python
+# VENV=.venv-x (with CM_PYTHON, CM_DJANGO in the environment) tests in another venv.
+VENV ?= .venv
+PYTHON = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: demo test services lint venv bench
 
 venv:
-	bash infra/venv.sh
+	CM_VENV=$(VENV) bash infra/venv.sh
 
 demo: venv
 	@if bash infra/docker-engine.sh && bash infra/test-image.sh; then :; else \

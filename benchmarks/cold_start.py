@@ -105,7 +105,8 @@ def _targets(tmp: Path, bundle: Path | None) -> dict[str, tuple[list[str], Path,
         unzipped = tmp / "bundle"
         with zipfile.ZipFile(bundle) as archive:
             archive.extractall(unzipped)
-        base_python = Path(sys.base_prefix) / "bin" / "python3.11"
+        # The Lambda runtime's interpreter: the one infra/lambda-bundle.sh built the bundle with.
+        base_python = REPO / "build" / "lambda-venv-aws" / "bin" / "python"
         targets["zappa_bundle"] = (
             [str(base_python), "-S", "-c", BUNDLE_CHILD, str(unzipped)],
             unzipped,

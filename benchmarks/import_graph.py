@@ -16,17 +16,20 @@ PACKAGE = "container_manager"
 #: Layers from the bottom: a module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "conf", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
+        "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
-        "submission", "tokens", "errors",
+        "submission", "tokens", "errors", "signals", "cron",
     ),
     ("executors",),
-    ("models", "cost", "timings"),
-    ("transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth"),
+    ("models", "cost", "timings", "schedules", "webhooks"),
+    (
+        "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
+        "events", "events.flow", "notify", "scheduler",
+    ),
     ("steps",),
     ("runner",),
     ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
-     "apps"),
+     "apps", "events.hints", "events.docker", "events.ecs", "events.cloudrun"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 

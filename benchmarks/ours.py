@@ -79,11 +79,12 @@ class Bench:
         from container_manager import dispatch
 
         host = self._reset(max_concurrent=self.workers)
-        backend = dispatch.get_backend()
+        dispatch.get_backend().start()
         latencies, totals = [], []
         for _ in tqdm(range(n), desc=f"ours {self.executor} sequential", unit="job"):
             job = self._submit(host)
-            backend.wait_idle(timeout=120)
+            # Not wait_idle: while engine events flow, a finished job's check stays queued.
+            self.recorder.wait_done([str(job.pk)], timeout=120)
             start, done = self._job_latencies(job)
             latencies.append(start)
             totals.append(done)
@@ -100,13 +101,13 @@ class Bench:
         from container_manager import dispatch
 
         host = self._reset(max_concurrent=max(n, self.workers))
-        backend = dispatch.get_backend()
+        dispatch.get_backend().start()
         self.recorder.bar = tqdm(total=n, desc=f"ours {self.executor} burst of {n}", unit="job")
         cpu_before = time.process_time()
         began = time.perf_counter()
         jobs = [self._submit(host) for _ in range(n)]
         submitted = time.perf_counter() - began
-        backend.wait_idle(timeout=600)
+        self.recorder.wait_done([str(job.pk) for job in jobs], timeout=600)
         elapsed = time.perf_counter() - began
         cpu = time.process_time() - cpu_before
         self.recorder.bar.close()
@@ -183,6 +184,7 @@ class StepRecorder:
     def __init__(self):
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)
         self.bar: tqdm | None = None
         self.reset()
 
@@ -208,12 +210,23 @@ class StepRecorder:
                 self.results[step][result] += 1
                 if result in TERMINAL_RESULTS:
                     self.done_at[str(job_id)] = time.time()
+                    self._finished.notify_all()
                     if self.bar is not None:
                         self.bar.update()
             return result
 
         steps.run_step = run_step
         self._wrap_executor(executor)
+
+    def wait_done(self, job_ids: list[str], timeout: float) -> None:
+        """Wait until a step has finished every one of ``job_ids``; RuntimeError after timeout."""
+        deadline = time.monotonic() + timeout
+        with self._finished:
+            while not all(job_id in self.done_at for job_id in job_ids):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"jobs not finished within {timeout}s")
+                self._finished.wait(remaining)
 
     def step(self, name: str) -> _StepTimer:
         """Context manager timing one step in this thread."""

@@ -26,6 +26,7 @@ PARTS = (
     "tasks_db",
     "peer",
     "cold_start",
+    "events",
 )
 logger = logging.getLogger("benchmarks")
 
@@ -101,6 +102,9 @@ def _commands(
         stall = "10" if quick else "20"
         return [[str(PEER_PYTHON), f"{HERE}/peer.py", "--n", str(n), "--max-jobs", str(workers),
                  "--stall", stall, "--latency-n", "5" if quick else "20"]]  # fmt: skip
+    if part == "events":
+        fargate = "4" if quick else "20"
+        return [[py, f"{HERE}/events.py", "--n", str(latency_n), *w, "--fargate-n", fargate]]
     if part == "cold_start":
         if not (HERE / "cold_start.py").exists():
             logger.warning("no benchmarks/cold_start.py yet: the cold start is skipped")

@@ -46,6 +46,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
     errors.extend(_price_errors())
+    errors.extend(_platform_events(setting("PLATFORM_EVENTS")))
     return errors
 
 
@@ -121,6 +122,21 @@ def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             id="container_manager.E006",
         )
     ]
+
+
+def _platform_events(value: Any) -> list[checks.CheckMessage]:
+    from container_manager.events.flow import EVENT_SOURCES
+
+    known = ", ".join(sorted(EVENT_SOURCES))
+    if not isinstance(value, list | tuple) or not set(value) <= EVENT_SOURCES:
+        return [
+            checks.Error(
+                f"CONTAINER_MANAGER['PLATFORM_EVENTS'] = {value!r}: must be a list of {known}.",
+                hint="Docker's events need no entry: the local backend follows the engines.",
+                id="container_manager.E007",
+            )
+        ]
+    return []
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

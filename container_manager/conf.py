@@ -36,6 +36,15 @@ DEFAULTS: dict[str, Any] = {
     "CHECK_DELAY_INITIAL": 0.5,
     "CHECK_DELAY_MAX": 30.0,
     "CHECK_DELAY_FACTOR": 2.0,
+    # While the platform pushes stop events (container_manager.events), checks are this far
+    # apart (seconds): they only back up events that were lost.
+    "CHECK_DELAY_WITH_EVENTS": 60.0,
+    # Executor types whose stop events reach this deployment (wired by Terraform):
+    # "fargate" (EventBridge to the step queue), "cloudrun" (log sink, Pub/Sub push).
+    # Docker needs no entry: the local dispatcher follows the engine's event stream.
+    "PLATFORM_EVENTS": [],
+    # An event said "stopped" but the platform still said running: harvest again this much later.
+    "EVENT_RECHECK_DELAY": 5.0,
     # Resource use of a running job is sampled at most this often (seconds); 0 turns it off.
     "USAGE_SAMPLE_INTERVAL": 10.0,
     # How long a job stopped for timeout or cancel is given before it is killed.
@@ -46,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_BATCH_SIZE": 500,
     # Largest JSON payload (task path, args, kwargs) a Django task may carry, in bytes.
     "TASK_PAYLOAD_MAX_BYTES": 8192,
+    # A scheduled time the sweep reaches later than this (seconds) counts as missed (see catchup).
+    "SCHEDULE_MISFIRE_GRACE_SECONDS": 300,
+    # Webhook deliveries: seconds per request, attempts before giving up, backoff between them.
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_BACKOFF_BASE": 10.0,
+    "WEBHOOK_BACKOFF_MAX": 3600.0,
     # Price table of the cost estimate: platform -> region (or "default") -> rates, merged
     # over these defaults, taken on 2026-12-01 from the vendors' pages (docs/settings.md).
     "PRICES": {

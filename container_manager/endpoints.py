@@ -1,4 +1,4 @@
-"""HTTPS push targets: ``POST steps/<step>/`` (Cloud Tasks, other pushers) and ``POST sweep/``.
+"""HTTPS push targets: ``POST steps/<step>/``, ``POST sweep/`` and ``POST events/cloudrun/``.
 
 2xx when the step is done or there was nothing to do; 5xx only when a retry can help.
 """
@@ -62,6 +62,37 @@ def sweep_view(request: HttpRequest) -> JsonResponse:
         return _error(503, "database unavailable, retry")
     pusher.accepted()
     return JsonResponse({"sent": sent, "signatures_forgotten": forgotten})
+
+
+@csrf_exempt
+@require_POST
+def cloudrun_event_view(request: HttpRequest) -> JsonResponse:
+    """Harvest the job whose Cloud Run execution the pushed completion log entry names.
+
+    The body is a Pub/Sub push envelope (``container_manager.events.cloudrun``); entries
+    about anything else are acknowledged and ignored.
+    """
+    from container_manager.events import cloudrun
+
+    try:
+        pusher = authenticate_push(request)
+    except AuthError as exc:
+        return _refused(request, exc)
+    try:
+        ended = cloudrun.parse_push(request.body)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    if ended is None:
+        return JsonResponse({"result": "ignored"})
+    try:
+        outcome = cloudrun.handle(ended)
+    except DatabaseError as exc:
+        logger.warning("Cloud Run event for %s: database unavailable: %s", ended.execution, exc)
+        return _error(503, "database unavailable, retry")
+    if outcome.verdict == runner.Verdict.RETRY:
+        return _error(503, outcome.reason)
+    pusher.accepted()
+    return JsonResponse({"execution": ended.execution, "result": outcome.result})
 
 
 def _job_id(body: bytes) -> str | None:

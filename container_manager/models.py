@@ -1242,3 +1242,8 @@ class UsedSignature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.signature[:12]}… until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+# Models kept in their own modules, imported here so Django registers them with the app.
+from container_manager.schedules import JobSchedule  # noqa: E402, F401
+from container_manager.webhooks import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -95,6 +95,48 @@ _LOGS = {
     },
 }
 
+_SCHEDULE_FIELDS = {
+    "name": {"type": "string", "maxLength": 200},
+    "cron": {
+        "type": "string",
+        "description": "Five fields, or @hourly, @daily, @weekly, @monthly.",
+    },
+    "timezone": {"type": "string", "description": "IANA time zone name (default UTC)."},
+    "enabled": {"type": "boolean"},
+    "overlap": {"type": "string", "enum": ["allow", "skip", "replace"]},
+    "catchup": {"type": "integer", "minimum": 0, "maximum": 100},
+    "image": {"type": "string"},
+    "command": {"type": "string"},
+    "host": {"type": "string", "nullable": True, "description": "Host name; none: any host."},
+}
+
+_SCHEDULE = {
+    "type": "object",
+    "required": ["id", "name", "cron", "timezone", "enabled", "next_run_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        **_SCHEDULE_FIELDS,
+        "next_run_at": _NULLABLE_TIME,
+        "last_run_at": _NULLABLE_TIME,
+        "last_outcome": {"type": "string"},
+    },
+}
+
+_SCHEDULE_CREATE = {
+    "type": "object",
+    "required": ["name", "cron", "image"],
+    "additionalProperties": False,
+    "properties": {
+        **_SCHEDULE_FIELDS,
+        "job_name": {"type": "string", "maxLength": 200},
+        "memory_limit": {"type": "integer"},
+        "cpu_limit": {"type": "number", "minimum": 0.1, "maximum": 32},
+        "timeout_seconds": {"type": "integer", "minimum": 1},
+        "environment_template": {"type": "string"},
+        "environment_vars": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -112,7 +154,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
     """The OpenAPI document, its one server being ``server_url``.
 
     >>> sorted(schema()["paths"])
-    ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/']
+    ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/', '/schedules/']
     """
     job_id = {
         "name": "job_id",
@@ -145,6 +187,8 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 "JobSubmit": submission.json_schema(),
                 "JobLogs": _LOGS,
                 "Error": _ERROR,
+                "Schedule": _SCHEDULE,
+                "ScheduleCreate": _SCHEDULE_CREATE,
             },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
@@ -220,6 +264,37 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                         **_errors("401", "403", "404", "409"),
                     },
                 }
+            },
+            "/schedules/": _schedules_path(),
+        },
+    }
+
+
+def _schedules_path() -> dict[str, Any]:
+    listed = {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {
+            "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}
+        },
+    }
+    return {
+        "get": {
+            "summary": "The schedules, by name, with their next run",
+            "responses": {
+                "200": {
+                    "description": "Schedules",
+                    "content": {"application/json": {"schema": listed}},
+                },
+                **_errors("401", "403"),
+            },
+        },
+        "post": {
+            "summary": "Create a schedule",
+            "requestBody": {"required": True, "content": _json("ScheduleCreate")},
+            "responses": {
+                "201": {"description": "Created", "content": _json("Schedule")},
+                **_errors("400", "401", "403"),
             },
         },
     }

@@ -1,4 +1,4 @@
-"""The steps that move a job: launch, check, harvest, cancel, and the sweep that re-sends them.
+"""The steps (launch, check, harvest, cancel; notify for webhooks) and the sweep that re-sends them.
 
 Each step reloads the row, acts only if the row says so, and is safe to run twice.
 """
@@ -13,11 +13,21 @@ from typing import Any
 
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
-from django.utils import timezone
 
-from container_manager import cost, counters, dispatch, hooks, logs, timings
+from container_manager import (
+    clock,
+    cost,
+    counters,
+    dispatch,
+    hooks,
+    logs,
+    notify,
+    scheduler,
+    timings,
+)
 from container_manager import status as st
 from container_manager.conf import setting
+from container_manager.events import flow
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.factory import ExecutorFactory
@@ -39,7 +49,7 @@ def launch(job_id: Any) -> str:
     job = _load(job_id)
     if job is None:
         return "missing"
-    now = timezone.now()
+    now = clock.now()
     lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
     if job.status == st.PENDING:
         if job.cancel_requested_at:
@@ -70,7 +80,7 @@ def check(job_id: Any) -> str:
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
-    now = timezone.now()
+    now = clock.now()
     if job.cancel_requested_at:
         return _stop_and_finish(job, executor, st.CANCELLED, "cancelled on request")
     if job.next_check_at and job.next_check_at > now + timedelta(seconds=EARLY_CHECK_TOLERANCE):
@@ -87,8 +97,7 @@ def check(job_id: Any) -> str:
         _schedule_check(job, now, deadline, last_error=f"status check failed, will retry: {exc}")
         return "check-error"
     if state == ExecutionState.RUNNING and now >= deadline:
-        reason = f"timed out after {job.timeout_seconds} seconds; the container was stopped"
-        return _stop_and_finish(job, executor, st.TIMEOUT, reason)
+        return _stop_and_finish(job, executor, st.TIMEOUT, _timed_out(job))
     if state == ExecutionState.RUNNING:
         _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
         return "running"
@@ -96,7 +105,11 @@ def check(job_id: Any) -> str:
 
 
 def harvest(job_id: Any) -> str:
-    """Store the results of a job whose execution has finished; a running one is left alone."""
+    """Store the results of a job whose execution has finished; a running one is left alone.
+
+    Sent by platform events, which may arrive while a check is stopping the job for a
+    cancel request or its timeout: the job then ends as that check would end it.
+    """
     job = _load(job_id)
     if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
@@ -104,6 +117,11 @@ def harvest(job_id: Any) -> str:
     state = executor.check_status(job.execution_id)
     if state == ExecutionState.RUNNING:
         return "not-finished"
+    if state != ExecutionState.NOT_FOUND and job.cancel_requested_at:
+        return _harvest(job, executor, final=st.CANCELLED, reason="cancelled on request")
+    deadline = job.started_at + timedelta(seconds=job.timeout_seconds)
+    if state != ExecutionState.NOT_FOUND and clock.now() >= deadline:
+        return _harvest(job, executor, final=st.TIMEOUT, reason=_timed_out(job))
     return _settle(job, executor, state)
 
 
@@ -129,7 +147,7 @@ def submitted(job: ContainerJob, using: str | None = None) -> None:
 
 def request_cancel(job_id: Any) -> bool:
     """Record a cancel request and send the cancel step; False if the job is already terminal."""
-    now = timezone.now()
+    now = clock.now()
     recorded = ContainerJob.objects.filter(
         pk=job_id, status__in=st.LIVE, cancel_requested_at__isnull=True
     ).update(cancel_requested_at=now, updated_at=now)
@@ -144,10 +162,12 @@ def sweep(now: Any = None) -> dict[str, int]:
 
     Pending jobs that are due and whose host has a free slot; launches whose
     lease expired; running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests. A fixed number of
-    indexed queries, whatever the table size.
+    check is always due by the deadline); cancel requests; webhook deliveries
+    whose attempt is due. Then it fires the schedules that are due
+    (``scheduler.fire_due``). A fixed number of indexed queries, whatever the
+    table size, plus the work of what is due.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
@@ -171,7 +191,10 @@ def sweep(now: Any = None) -> dict[str, int]:
         step = "launch" if kind == "relaunch" else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
+    sent["notify"] = len(notifications := notify.due(settled, batch))
+    messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
+    sent["scheduled"] = scheduler.fire_due(now)
     counters.sweep_found(sent)
     return sent
 
@@ -296,7 +319,7 @@ def _start(job: ContainerJob) -> str:
     except Exception as exc:  # noqa: BLE001 - an unexpected crash is worth another attempt
         logger.exception("launch of job %s crashed", job.pk)
         return _retry_or_fail(job, f"{type(exc).__name__}: {exc}")
-    now = timezone.now()
+    now = clock.now()
     if not launched:
         move(
             job, st.LAUNCHING, st.FAILED, guard=attempt_guard,
@@ -304,7 +327,7 @@ def _start(job: ContainerJob) -> str:
             execution={"status": st.FAILED, "error": result, "finished_at": now},
         )  # fmt: skip
         return "failed"
-    first_check = setting("CHECK_DELAY_INITIAL")
+    first_check = flow.first_check_delay(job, result, setting("CHECK_DELAY_INITIAL"))
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard=attempt_guard,
         execution_id=result, started_at=now, lease_expires_at=None,
@@ -319,7 +342,7 @@ def _start(job: ContainerJob) -> str:
 
 
 def _retry_or_fail(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     guard = {"attempt_count": job.attempt_count}
     execution = {"status": st.FAILED, "error": error, "finished_at": now}
     if job.attempt_count >= job.max_attempts:
@@ -360,11 +383,11 @@ def _schedule_check(
     last_error: str | None = None,
 ) -> None:
     elapsed = (now - job.started_at).total_seconds()
-    delay = min(
+    backoff = min(
         setting("CHECK_DELAY_MAX"),
         max(setting("CHECK_DELAY_INITIAL"), elapsed * (setting("CHECK_DELAY_FACTOR") - 1)),
-        max((deadline - now).total_seconds(), 0.0) + 0.05,
     )
+    delay = min(flow.check_delay(job, backoff), max((deadline - now).total_seconds(), 0.0) + 0.05)
     fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay)}
     if usage:
         fields.update(_usage_fields(job, usage))
@@ -415,7 +438,7 @@ def _stop_and_finish(
         executor.stop(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            _schedule_check(job, timezone.now(), timezone.now(), last_error=f"stop failed: {exc}")
+            _schedule_check(job, clock.now(), clock.now(), last_error=f"stop failed: {exc}")
             return "stop-error"
     return _harvest(job, executor, final=final, reason=reason)
 
@@ -434,7 +457,7 @@ def _harvest(
         result = executor.collect(job.execution_id)
     except ExecutorError as exc:
         if exc.retryable:
-            now = timezone.now()
+            now = clock.now()
             _schedule_check(job, now, now + timedelta(seconds=60), last_error=f"harvest: {exc}")
             return "harvest-error"
         result, reason = None, f"results could not be read: {exc}"
@@ -443,7 +466,7 @@ def _harvest(
     if result is not None:
         for name, value in result_fields(job, result).items():
             setattr(job, name, value)
-    now = timezone.now()
+    now = clock.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
     status = final or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
@@ -473,7 +496,7 @@ def _harvest(
 
 
 def _fail_running(job: ContainerJob, error: str) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.RUNNING, st.FAILED, guard={"attempt_count": job.attempt_count},
         last_error=error, completed_at=now, next_check_at=None,
@@ -483,12 +506,16 @@ def _fail_running(job: ContainerJob, error: str) -> str:
 
 
 def _cancel_pending(job: ContainerJob) -> str:
-    now = timezone.now()
+    now = clock.now()
     moved = move(
         job, st.PENDING, st.CANCELLED, guard={"attempt_count": job.attempt_count},
         completed_at=now, last_error="cancelled on request before it launched",
     )  # fmt: skip
     return st.CANCELLED if moved else "taken"
+
+
+def _timed_out(job: ContainerJob) -> str:
+    return f"timed out after {job.timeout_seconds} seconds; the container was stopped"
 
 
 def _vanished(job: ContainerJob) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
+from container_manager import clock
 
 if TYPE_CHECKING:
     from container_manager.executors.types import HarvestResult
@@ -32,7 +32,7 @@ def harvested(job: ContainerJob, result: HarvestResult | None) -> dict[str, Any]
     """
     times = result.platform_times if result is not None else {}
     return {
-        "harvested_at": timezone.now(),
+        "harvested_at": clock.now(),
         "container_started_at": job.started_at,
         "platform_times": {name: at.isoformat() for name, at in times.items()},
     }

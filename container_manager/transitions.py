@@ -11,9 +11,8 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import F, Q
 from django.db.models.signals import post_save
-from django.utils import timezone
 
-from container_manager import hooks
+from container_manager import clock, hooks, signals
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
@@ -45,7 +44,7 @@ def move(
     without a transaction of its own.
     """
     st.check_move(old, new)
-    now = timezone.now()
+    now = clock.now()
     frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT
     # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
     several = frees_slot or execution is not None
@@ -79,7 +78,7 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     one round trip, not for a transaction of four.
     """
     attempt = job.attempt_count + 1
-    now = timezone.now()
+    now = clock.now()
     connection = connections[ContainerJob.objects.db]
     if connection.vendor == "postgresql":
         try:
@@ -183,6 +182,7 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
             using=ContainerJob.objects.db,
         )
     )
+    signals.announce_move(job, job.status)
 
 
 def hand_over(host_id: int, now: Any) -> Any:

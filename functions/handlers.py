@@ -39,12 +39,15 @@ def sqs_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict
     A record that cannot be read (not JSON, unknown step, no job id) or whose
     step raised is listed in ``batchItemFailures``; the others are deleted by
     Lambda. The event source mapping needs ``ReportBatchItemFailures`` on.
+    The same queue carries ECS task state changes from an EventBridge rule:
+    those records harvest the job whose task stopped (``container_manager.events.ecs``).
     """
     _setup()
     failures = []
     for record in event.get("Records") or []:
         message_id = record.get("messageId", "")
-        if not _run_record(record):
+        run = _run_task_event if _is_platform_event(record.get("body")) else _run_record
+        if not run(record):
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
 
@@ -69,6 +72,36 @@ def _run_record(record: dict[str, Any]) -> bool:
     finally:
         close_old_connections()
     logger.info("%s of job %s (SQS message %s): %s", step, job_id, message_id, outcome)
+    return outcome.done
+
+
+def _is_platform_event(body: Any) -> bool:
+    """An EventBridge event (step messages never carry ``detail-type``)."""
+    return isinstance(body, str) and '"detail-type"' in body
+
+
+def _run_task_event(record: dict[str, Any]) -> bool:
+    from django.db import close_old_connections
+
+    from container_manager.events import ecs
+
+    message_id = record.get("messageId", "?")
+    try:
+        event = ecs.from_body(record.get("body"))
+        if event is None:
+            raise ValueError("not an ECS Task State Change event")
+    except ValueError as exc:
+        logger.error("SQS message %s rejected: %s", message_id, exc)
+        return False
+    close_old_connections()
+    try:
+        outcome = ecs.handle(event)
+    except Exception:  # noqa: BLE001 - one failed event must not fail the rest of the batch
+        logger.exception("ECS event for %s (SQS message %s) raised", event.task_arn, message_id)
+        return False
+    finally:
+        close_old_connections()
+    logger.info("ECS event for task %s v%s: %s", event.task_arn, event.version, outcome)
     return outcome.done
 
 

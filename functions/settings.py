@@ -280,6 +280,8 @@ CONTAINER_MANAGER = {
         "OIDC_SERVICE_ACCOUNTS": env_list("CM_OIDC_SERVICE_ACCOUNT"),
     },
     "API_TOKENS": env_list("CM_API_TOKENS"),
+    # Executor types whose stop events the deployment receives (Terraform wires them up).
+    "PLATFORM_EVENTS": env_list("CM_PLATFORM_EVENTS"),
 }
 
 LOGGING = log_settings(

@@ -5,7 +5,8 @@
 # the static files into staticfiles/, then runs `zappa package STAGE -o ZIP`. No AWS
 # credentials are needed. The last stdout line is the zip's path (default build/lambda-STAGE.zip).
 # Linux x86_64 only: zappa_settings.json turns off zappa's wheel downloads, so the venv's own
-# manylinux wheels go into the zip as they are.
+# manylinux wheels go into the zip as they are. The venv's interpreter is the stage's "runtime"
+# (python3.13: pyenv's or one on PATH; CM_PYTHON overrides).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,8 +31,17 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-PY=${CM_PYTHON:-python3.11}
-command -v "$PY" >/dev/null 2>&1 || die "$PY not found: the Lambda runtime is python3.11"
+RUNTIME=$(sed -n 's/^ *"runtime": "\(python3\.[0-9]*\)".*/\1/p' zappa_settings.json | head -1)
+[ -n "$RUNTIME" ] || die "zappa_settings.json sets no \"runtime\""
+PY=${CM_PYTHON:-$(find_cpython "${RUNTIME#python}")} \
+    || die "no Python ${RUNTIME#python} found (the Lambda runtime is $RUNTIME): install it with pyenv or set CM_PYTHON"
+"$PY" -c "import sys; sys.exit('python%d.%d' % sys.version_info[:2] != '$RUNTIME')" \
+    || die "$PY is not $RUNTIME, the stage's Lambda runtime"
+# Lambda's python3.12 and newer run on Amazon Linux 2023 (glibc 2.34), python3.11 on Amazon Linux 2.
+case "$RUNTIME" in
+    python3.11) GLIBC=2.26 ;;
+    *) GLIBC=2.34 ;;
+esac
 want=$( { cat pyproject.toml "${BASH_SOURCE[0]}"; echo "$EXTRAS $ZAPPA_SPEC"; "$PY" -VV; } \
     | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.cm-stamp" 2>/dev/null)" != "$want" ]; then
@@ -41,15 +51,16 @@ if [ "$(cat "$VENV/.cm-stamp" 2>/dev/null)" != "$want" ]; then
     pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
     "${pip[@]}" install ".[$EXTRAS]" "$ZAPPA_SPEC" >&2 || die "pip install into $VENV failed"
     "${pip[@]}" uninstall -y container_manager >&2
-    # Lambda's python3.11 runs on Amazon Linux 2 (glibc 2.26): pip, choosing for this machine,
-    # may take a wheel built for a newer glibc. Replace those with manylinux2014 (glibc 2.17).
-    newer=$("$VENV/bin/python" - <<'PY'
-import importlib.metadata as md, re
+    # pip, choosing for this machine, may take a wheel built for a newer glibc than Lambda's.
+    # Replace those with a build for Lambda's glibc or older.
+    newer=$("$VENV/bin/python" - "$GLIBC" <<'PY'
+import importlib.metadata as md, re, sys
+limit = tuple(int(n) for n in sys.argv[1].split("."))
 for dist in md.distributions():
     tags = re.findall(r"^Tag: (\S+)", dist.read_text("WHEEL") or "", re.M)
     glibc = [re.search(r"manylinux_?(\d+)_(\d+)|manylinux(1|2010|2014)", t) for t in tags]
     if tags and not any(t.endswith("-any") for t in tags) and not any(
-        m and (m.group(3) or (int(m.group(1)), int(m.group(2))) <= (2, 26)) for m in glibc
+        m and (m.group(3) or (int(m.group(1)), int(m.group(2))) <= limit) for m in glibc
     ):
         print(f"{dist.metadata['Name']}=={dist.version}")
 PY
@@ -58,9 +69,9 @@ PY
         log "replacing wheels built for a glibc newer than Lambda's: $(echo "$newer" | tr '\n' ' ')"
         # shellcheck disable=SC2086 # one requirement per word
         "${pip[@]}" install --no-deps --upgrade --only-binary=:all: --implementation cp \
-            --python-version 3.11 --platform manylinux2014_x86_64 \
+            --python-version "${RUNTIME#python}" --platform "manylinux_${GLIBC/./_}_x86_64" \
             --target "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-            $newer >&2 || die "no manylinux2014 wheel for: $newer"
+            $newer >&2 || die "no wheel for glibc $GLIBC or older for: $newer"
     fi
     rm -rf "$REPO/build/lib" "$REPO/build/bdist."*  # left by pip building the project
     echo "$want" >"$VENV/.cm-stamp"
@@ -80,7 +91,7 @@ VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/zappa" package "$STAGE" -o
 # checked by hash only (unchecked: the sources never change inside a bundle).
 log "precompiling the bundle's modules"
 "$VENV/bin/python" - "$OUT" <<'PY' >&2
-import compileall, py_compile, shutil, sys, tempfile, zipfile
+import shutil, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 
 out = Path(sys.argv[1])
@@ -91,8 +102,9 @@ with tempfile.TemporaryDirectory() as tmp:
         archive.extractall(root)
     for stale in root.rglob("__pycache__"):
         shutil.rmtree(stale)
-    mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
-    compileall.compile_dir(root, quiet=2, workers=0, invalidation_mode=mode)
+    # In its own process: 3.13's worker processes start by importing __main__, here stdin.
+    compile_all = [sys.executable, "-m", "compileall", "-qq", "-j", "0"]
+    subprocess.run([*compile_all, "--invalidation-mode", "unchecked-hash", str(root)])
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             name = path.relative_to(root).as_posix()

@@ -52,3 +52,20 @@ wait_for() {
     done
     "$@" >/dev/null 2>&1
 }
+
+# find_cpython X.Y: print the path of a CPython X.Y: pythonX.Y on PATH, else pyenv's
+# ($PYENV_ROOT or ~/.pyenv, then /root/.pyenv). Debian 12 packages only 3.11 and PyPI ships no
+# interpreters (uv downloads its own from elsewhere), so without pyenv there may be none: 1 then.
+find_cpython() {
+    local version=$1 candidate
+    for candidate in "$(command -v "python$version" 2>/dev/null)" \
+        "${PYENV_ROOT:-$HOME/.pyenv}/versions/$version".*/bin/"python$version" \
+        /root/.pyenv/versions/"$version".*/bin/"python$version"; do
+        if [ -x "$candidate" ] && "$candidate" -c \
+            "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$version')" 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}

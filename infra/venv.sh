@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Create/refresh the project virtualenv .venv (Python 3.11+) with
-# `pip install -e '.[dev]'`. Idempotent and quick when nothing changed: the
-# install is redone only when pyproject.toml, the interpreter or this script
-# change (their hash is stored in .venv/.cm-infra-stamp).
-# CM_PYTHON=/path/to/python overrides the interpreter choice.
+# `pip install -e '.[dev]' "$CM_DJANGO"`. Idempotent and quick when nothing changed:
+# the install is redone only when pyproject.toml, the interpreter, the Django spec
+# or this script change (their hash is stored in VENV/.cm-infra-stamp).
+# CM_PYTHON=/path/to/python overrides the interpreter choice; CM_VENV=.venv-x builds
+# another venv; CM_DJANGO (default 'Django>=5.2,<5.3', the LTS) picks the Django.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/.." && pwd)
-VENV="$REPO/.venv"
+VENV="$REPO/${CM_VENV:-.venv}"
+DJANGO_SPEC=${CM_DJANGO:-Django>=5.2,<5.3}
 STAMP="$VENV/.cm-infra-stamp"
 cd "$REPO"
 [ -f pyproject.toml ] || die "no pyproject.toml in $REPO"
@@ -39,9 +41,10 @@ fi
 
 # Fast path: a working venv whose stamp matches.
 if [ -x "$VENV/bin/python" ] && py_ok "$VENV/bin/python"; then
-    want=$( { cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
+    want=$( { cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; echo "$DJANGO_SPEC"; } \
+        | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
-        log ".venv is up to date ($("$VENV/bin/python" -V))"
+        log "$VENV is up to date ($("$VENV/bin/python" -V))"
         exit 0
     fi
 fi
@@ -56,15 +59,16 @@ if [ ! -x "$VENV/bin/python" ] || ! py_ok "$VENV/bin/python" \
     if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         apt_install python3-venv
     fi
-    log "creating .venv with $PY ($("$PY" -V 2>&1))"
+    log "creating $VENV with $PY ($("$PY" -V 2>&1))"
     rm -rf "$VENV"
     "$PY" -m venv "$VENV" || die "$PY -m venv failed"
     "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q --upgrade pip >&2
 fi
 
-log "pip install -e '.[dev]' into .venv"
-"$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]' >&2 \
-    || die "pip install -e '.[dev]' failed"
+log "pip install -e '.[dev]' '$DJANGO_SPEC' into $VENV"
+"$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+    -e '.[dev]' "$DJANGO_SPEC" >&2 || die "pip install -e '.[dev]' '$DJANGO_SPEC' failed"
 
-{ cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1 >"$STAMP"
-log ".venv ready ($("$VENV/bin/python" -V))"
+{ cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; echo "$DJANGO_SPEC"; } \
+    | sha256sum | cut -d' ' -f1 >"$STAMP"
+log "$VENV ready ($("$VENV/bin/python" -V), Django $("$VENV/bin/python" -m django --version))"

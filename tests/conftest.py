@@ -7,9 +7,11 @@ import os
 import subprocess
 import time
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from container_manager import dispatch
 from container_manager.executors import factory
@@ -24,6 +26,8 @@ FAST_STEPS = {
     "RETRY_BACKOFF_BASE": 0.05,
     "RETRY_BACKOFF_MAX": 0.2,
     "STOP_GRACE_SECONDS": 1,
+    # A lost platform event costs a test a second, not a minute.
+    "CHECK_DELAY_WITH_EVENTS": 1.0,
 }
 
 
@@ -57,6 +61,33 @@ def _fresh_process_state():
     yield
     dispatch.reset_backend()
     factory.clear_cache()
+
+
+class FrozenClock:
+    """A clock that stands still until the test moves it with ``advance``."""
+
+    def __init__(self, start: datetime):
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the clock forward by ``seconds`` and return the new time."""
+        self.current += timedelta(seconds=seconds)
+        return self.current
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Stop ``container_manager.clock`` (steps, status moves, mock executions) at the current time.
+
+    Nothing is due, late or finished until the test says so with ``clock.advance(seconds)``.
+    Rows' automatic timestamps (``created_at``, ``updated_at``) keep Django's own clock.
+    """
+    frozen = FrozenClock(timezone.now())
+    monkeypatch.setattr("container_manager.clock.now", frozen.now)
+    return frozen
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def test_openapi_document_is_valid_and_served(client, document):
     assert document["servers"][0]["url"] == "http://testserver/cm/api"
     assert set(document["paths"]) == {
         "/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/logs/", "/jobs/{job_id}/cancel/",
+        "/schedules/",
     }  # fmt: skip
 
 

@@ -48,7 +48,8 @@ def backend():
     return stub
 
 
-def test_task_pushes_to_the_step_with_an_oidc_token(backend):
+def test_task_pushes_to_the_step_with_an_oidc_token(backend, monkeypatch):
+    monkeypatch.setattr("container_manager.dispatch.cloudtasks.time.time", lambda: 1700000000.2)
     backend.send("check", "job-1", 30)
     [task] = backend.client.tasks
     request = task["http_request"]
@@ -60,7 +61,7 @@ def test_task_pushes_to_the_step_with_an_oidc_token(backend):
     }
     assert request["body"] == b'{"job_id": "job-1", "step": "check"}'
     assert task["dispatch_deadline"].seconds == 25
-    assert abs(task["schedule_time"].seconds - (time.time() + 30)) < 2
+    assert task["schedule_time"].seconds == 1700000030
     assert task["name"].startswith(QUEUE + "/tasks/") and task["name"].endswith(
         "-check-job-1-" + str(task["schedule_time"].seconds)
     )

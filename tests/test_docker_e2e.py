@@ -130,7 +130,9 @@ def test_environment_workdir_and_network_alias(local, docker_host, docker_ready)
         network.remove()
 
 
-def test_resource_use_is_sampled_while_running(local, docker_host, docker_ready):
+def test_resource_use_is_sampled_while_running(local, docker_host, docker_ready, settings):
+    # Usage is sampled by checks, which are sparse while engine events flow.
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "CHECK_DELAY_WITH_EVENTS": 0.5}
     done = finished(run(docker_host, docker_ready, "sh -c 'sleep 3'", memory_limit=32))
     assert done.status == "completed"
     assert done.max_memory_usage and done.max_memory_usage > 0

@@ -158,13 +158,13 @@ def test_bad_body_and_unknown_step(client, job, issuer):
     assert client.get(step_url("launch"), headers=bearer).status_code == 405
 
 
-def test_duplicate_and_out_of_order_pushes_leave_the_job_right(client, job, pushes, issuer):
+def test_duplicate_and_out_of_order_pushes_leave_the_job_right(client, job, pushes, issuer, clock):
     bearer = {"Authorization": f"Bearer {issuer.token()}"}
     results = [
         push(client, s, job.pk, **bearer).json()["result"] for s in ("harvest", "launch", "launch")
     ]
     assert results == ["nothing-to-do", "launched", "nothing-to-do"]
-    time.sleep(0.05)
+    clock.advance(0.05)
     assert push(client, "harvest", job.pk, **bearer).json()["result"] == "completed"
     assert push(client, "check", job.pk, **bearer).json()["result"] == "nothing-to-do"
     assert push(client, "launch", job.pk, **bearer).json()["result"] == "nothing-to-do"

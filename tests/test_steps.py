@@ -1,20 +1,20 @@
 """The steps and the status machine on the mock executor, message by message.
 
-The recording backend delivers nothing by itself: each test plays the transport.
+The recording backend delivers nothing by itself: each test plays the transport, and the
+clock stands still (the ``clock`` fixture) unless the test moves it.
 """
 
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from container_manager import steps, transitions
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.status import InvalidTransition
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clock")]
 
 
 def submit(host, **kwargs):
@@ -67,7 +67,7 @@ def test_success_path_launch_check_harvest(recording, mock_host):
     )  # fmt: skip
 
 
-def test_duplicate_and_out_of_order_messages(recording, make_mock_host):
+def test_duplicate_and_out_of_order_messages(recording, make_mock_host, clock):
     host = make_mock_host(duration=0.3)
     job = submit(host)
     recording.take()
@@ -76,9 +76,7 @@ def test_duplicate_and_out_of_order_messages(recording, make_mock_host):
     assert steps.launch(job.pk) == "nothing-to-do"  # launch twice
     assert steps.harvest(job.pk) == "not-finished"  # harvest before the container exits
     assert row(job).status == "running"
-    wait = row(job).started_at + timedelta(seconds=0.35)
-    while timezone.now() < wait:
-        pass
+    clock.advance(0.35)
     assert steps.harvest(job.pk) == "completed"  # harvest before check
     assert steps.check(job.pk) == "nothing-to-do"
     assert steps.harvest(job.pk) == "nothing-to-do"
@@ -94,20 +92,21 @@ def test_nonzero_exit_fails_with_reason(recording, make_mock_host):
     assert done.last_error == "exited with code 3"
 
 
-def test_retryable_launch_error_backs_off_then_succeeds(recording, make_mock_host):
+def test_retryable_launch_error_backs_off_then_succeeds(recording, make_mock_host, clock):
     host = make_mock_host(launch_failures=1)
     job = submit(host)
     recording.take()
     assert steps.launch(job.pk) == "retrying"
     waiting = row(job)
     assert (waiting.status, waiting.attempt_count) == ("pending", 1)
-    assert waiting.run_after > timezone.now()
+    assert clock.now() < waiting.run_after <= clock.now() + timedelta(seconds=0.05)
     assert "retrying" in waiting.last_error and "unavailable" in waiting.last_error
     assert slots(host) == 0
     sends = recording.take()
     assert [(s, d > 0) for s, _, d in sends] == [("launch", True)]
+    clock.advance((waiting.run_after - clock.now()).total_seconds() - 0.001)
     assert steps.launch(job.pk) == "not-due"
-    ContainerJob.objects.filter(pk=job.pk).update(run_after=timezone.now())
+    clock.advance(0.001)
     assert steps.launch(job.pk) == "launched"
     assert row(job).attempt_count == 2
     attempts = list(ContainerExecution.objects.filter(job=job).values_list("attempt", "status"))
@@ -139,11 +138,13 @@ def test_bad_executor_config_fails_the_job_naming_the_key(recording, make_mock_h
     assert "durration" in row(job).last_error
 
 
-def test_timeout_stops_and_keeps_logs(recording, make_mock_host):
+def test_timeout_stops_and_keeps_logs(recording, make_mock_host, clock):
     host = make_mock_host(duration=60, stdout="partial output\n")
     job = submit(host, timeout_seconds=1)
     steps.launch(job.pk)
-    ContainerJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=2))
+    clock.advance(0.99)
+    assert steps.check(job.pk) == "running"
+    clock.advance(1.01)
     assert steps.check(job.pk) == "timeout"
     done = row(job)
     assert (done.status, done.exit_code, done.stdout_log) == ("timeout", 137, "partial output\n")
@@ -151,16 +152,15 @@ def test_timeout_stops_and_keeps_logs(recording, make_mock_host):
     assert slots(host) == 0
 
 
-def test_check_is_never_scheduled_past_the_deadline(recording, make_mock_host):
+def test_check_is_never_scheduled_past_the_deadline(recording, make_mock_host, clock):
     job = submit(make_mock_host(duration=60), timeout_seconds=2)
     steps.launch(job.pk)
-    ContainerJob.objects.filter(pk=job.pk).update(
-        started_at=timezone.now() - timedelta(seconds=1.9)
-    )
+    clock.advance(1.9)
     recording.take()
     assert steps.check(job.pk) == "running"
     [(_, _, delay)] = recording.take()
     assert delay <= 0.2
+    assert delay == pytest.approx(0.15)  # what is left of the 2 s, plus 50 ms
 
 
 def test_cancel_pending_running_and_terminal(recording, make_mock_host):
@@ -231,7 +231,9 @@ def test_inactive_host_holds_jobs_until_reactivated(recording, mock_host):
     assert steps.launch(job.pk) == "launched"
 
 
-def test_crash_after_start_is_reconciled_to_the_same_execution(recording, mock_host, monkeypatch):
+def test_crash_after_start_is_reconciled_to_the_same_execution(
+    recording, mock_host, monkeypatch, clock
+):
     job = submit(mock_host)
     recording.take()
     real_move = transitions.move
@@ -249,8 +251,8 @@ def test_crash_after_start_is_reconciled_to_the_same_execution(recording, mock_h
     assert (stuck.status, MockExecutor.execution_count(job.pk)) == ("launching", 1)
     assert steps.launch(job.pk) == "in-progress"  # the lease still holds
     assert steps.sweep()["relaunch"] == 0
-    ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
-    assert steps.sweep(now=timezone.now() + timedelta(seconds=3))["relaunch"] == 1
+    ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=clock.now())
+    assert steps.sweep(now=clock.now() + timedelta(seconds=3))["relaunch"] == 1
     deliver_all(recording)
     done = row(job)
     assert (done.status, done.attempt_count) == ("completed", 1)
@@ -259,14 +261,14 @@ def test_crash_after_start_is_reconciled_to_the_same_execution(recording, mock_h
     assert slots(mock_host) == 0
 
 
-def test_sweep_alone_finishes_jobs_whose_messages_were_lost(recording, make_mock_host):
+def test_sweep_alone_finishes_jobs_whose_messages_were_lost(recording, make_mock_host, clock):
     host = make_mock_host(max_concurrent_jobs=3)
     jobs = [submit(host) for _ in range(7)]
     pending_cancel = submit(host)
     pending_cancel.cancel()
     for _ in range(30):
         recording.take()  # every message is lost...
-        steps.sweep(now=timezone.now() + timedelta(seconds=5))
+        steps.sweep(now=clock.now() + timedelta(seconds=5))
         for step, job_id, _ in recording.take():  # ...except the sweep's own
             steps.run_step(step, job_id)
         if not ContainerJob.objects.live().exists():
@@ -276,30 +278,37 @@ def test_sweep_alone_finishes_jobs_whose_messages_were_lost(recording, make_mock
     assert slots(host) == 0
 
 
-def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host):
+def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host, clock):
     host = make_mock_host(duration=60)
-    later = submit(host, run_after=timezone.now() + timedelta(hours=1))
+    later = submit(host, run_after=clock.now() + timedelta(hours=1))
     running = submit(host)
     steps.launch(running.pk)
     recording.take()
-    sent = steps.sweep(now=timezone.now() + timedelta(seconds=3))
-    assert sent == {"launch": 0, "relaunch": 0, "check": 1, "cancel": 0}
+    sent = steps.sweep(now=clock.now() + timedelta(seconds=3))
+    assert sent == {
+        "launch": 0,
+        "relaunch": 0,
+        "check": 1,
+        "cancel": 0,
+        "notify": 0,
+        "scheduled": 0,
+    }
     assert recording.take() == [("check", str(running.pk), 0.0)]
     assert row(later).status == "pending"
 
 
 def test_sweep_query_count_does_not_grow_with_rows(
-    recording, make_mock_host, django_assert_num_queries
+    recording, make_mock_host, django_assert_num_queries, clock
 ):
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(4):
-        steps.sweep(now=timezone.now() + timedelta(seconds=5))
+    with django_assert_num_queries(6):
+        steps.sweep(now=clock.now() + timedelta(seconds=5))
 
 
 def test_terminal_status_never_changes(recording, mock_host):
@@ -326,14 +335,14 @@ def test_retry_delay_grows_and_is_capped(settings):
     assert len({steps.retry_delay(3) for _ in range(20)}) > 1  # jitter
 
 
-def test_sweep_sends_no_more_launches_than_free_slots(recording, make_mock_host):
+def test_sweep_sends_no_more_launches_than_free_slots(recording, make_mock_host, clock):
     small, big = make_mock_host(max_concurrent_jobs=2), make_mock_host(max_concurrent_jobs=5)
     ExecutorHost.objects.filter(pk=big.pk).update(current_job_count=4)
     urgent = submit(small, priority=10)
     for _ in range(6):
         submit(small), submit(big)
     recording.take()
-    sent = steps.sweep(now=timezone.now() + timedelta(seconds=3))
+    sent = steps.sweep(now=clock.now() + timedelta(seconds=3))
     assert sent["launch"] == 3  # 2 free on the small host, 1 on the big one
     launched = [job_id for _, job_id, _ in recording.take()]
     assert launched[0] == str(urgent.pk)
@@ -359,7 +368,7 @@ def test_status_moves_send_post_save_with_update_fields(recording, mock_host):
 
 
 def test_copies_of_a_check_arriving_one_after_another_do_not_fork_the_chain(
-    recording, make_mock_host, settings
+    recording, make_mock_host, settings, clock
 ):
     from container_manager import dispatch
 
@@ -367,7 +376,7 @@ def test_copies_of_a_check_arriving_one_after_another_do_not_fork_the_chain(
     recording = dispatch.get_backend()  # the settings change built a new one
     job = submit(make_mock_host(duration=60))
     steps.launch(job.pk)
-    ContainerJob.objects.filter(pk=job.pk).update(next_check_at=timezone.now())
+    ContainerJob.objects.filter(pk=job.pk).update(next_check_at=clock.now())
     recording.take()
     assert [steps.check(job.pk) for _ in range(3)] == ["running", "not-due", "not-due"]
     assert [step for step, _, _ in recording.take()] == ["check"]
@@ -384,7 +393,7 @@ def test_a_finished_job_kicks_one_waiting_job_not_all(recording, make_mock_host)
     assert [step for step, _, _ in recording.take()] == ["launch"]
 
 
-def test_sweep_sends_the_most_overdue_checks_first(recording, make_mock_host, settings):
+def test_sweep_sends_the_most_overdue_checks_first(recording, make_mock_host, settings, clock):
     from container_manager import dispatch
 
     settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "SWEEP_BATCH_SIZE": 2}
@@ -393,7 +402,7 @@ def test_sweep_sends_the_most_overdue_checks_first(recording, make_mock_host, se
     jobs = [submit(host) for _ in range(3)]
     for job in jobs:
         steps.launch(job.pk)
-    now = timezone.now()
+    now = clock.now()
     for minutes, job in zip((1, 30, 10), jobs, strict=True):
         ContainerJob.objects.filter(pk=job.pk).update(
             next_check_at=now - timedelta(minutes=minutes)

@@ -62,6 +62,7 @@ OPTIONAL = {
     "CM_API_TOKENS": "the JSON API's tokens are the operator's to issue",
     "CM_INSTANCE": "name of the deployment; the default fits one deployment per engine",
     "CM_LOG_LEVEL": "tuning (zappa_settings.json sets INFO)",
+    "CM_PLATFORM_EVENTS": "set by both examples, which wire the events; unset: checks only",
     "CM_LOG_FORMAT": "tuning: json for CloudWatch / Cloud Logging filters",
     "AWS_LAMBDA_FUNCTION_NAME": "set by Lambda itself: tells the settings they run deployed",
     "K_SERVICE": "set by Cloud Run itself: tells the settings they run deployed",

@@ -56,7 +56,39 @@ def main(bundle: str) -> dict:
         if records:
             result["batches"].append(call({"Records": records}))
     result["job"] = ContainerJob.objects.get(pk=job.pk).status
+    result.update(_task_event(call, queue_arn))
     return result
+
+
+def _task_event(call, queue_arn: str) -> dict:
+    """An ECS Task State Change for a running job, on the queue as EventBridge puts it there."""
+    from container_manager import steps
+    from container_manager.models import ContainerJob, ExecutorHost
+
+    host = ExecutorHost.objects.create(
+        name="mock-long", executor_type="mock", connection_string="mock://",
+        executor_config={"duration": 3600},
+    )  # fmt: skip
+    job = ContainerJob.objects.create_job(image="x", command="true", docker_host=host)
+    steps.launch(job.pk)
+    job.refresh_from_db()
+    detail = {
+        "taskArn": job.execution_id,
+        "lastStatus": "STOPPED",
+        "version": 7,
+        "startedBy": f"cm-{job.id.hex}-1",
+        "containers": [],
+        "stopCode": "TaskFailedToStart",
+    }
+    event = {"version": "0", "id": "e-1", "detail-type": "ECS Task State Change",
+             "source": "aws.ecs", "region": "eu-west-1", "resources": [job.execution_id],
+             "detail": detail}  # fmt: skip
+    record = {"messageId": "ecs-1", "body": json.dumps(event), "eventSource": "aws:sqs",
+              "eventSourceARN": queue_arn, "awsRegion": "eu-west-1"}  # fmt: skip
+    answer = call({"Records": [record]})
+    job.refresh_from_db()
+    version = job.executor_metadata["ecs_task"]["version"]
+    return {"task_event": answer, "task_event_version": version}
 
 
 def handler_rule(zappa_settings) -> str:

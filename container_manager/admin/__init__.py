@@ -3,4 +3,4 @@
 Importing this package registers every ModelAdmin with the default admin site.
 """
 
-from container_manager.admin import environments, hosts, jobs, tokens  # noqa: F401 - registers them
+from container_manager.admin import environments, hosts, jobs, schedules, tokens, webhooks  # noqa: F401 - registers them  # noqa: F401 - registers them

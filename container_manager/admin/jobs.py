@@ -24,6 +24,8 @@ from django.utils.safestring import mark_safe
 from container_manager import status as st
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
+from container_manager.admin.schedules import ScheduleFilter
+from container_manager.admin.webhooks import WebhookDeliveryInline
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.secrets import mask_env_text
 
@@ -188,12 +190,14 @@ class ContainerJobAdmin(admin.ModelAdmin):
         "short_id", "name", "status_badge", "docker_host", "docker_image", "duration_display",
         "exit_code_display", "cost_display", "created_at",
     )  # fmt: skip
-    list_filter = ("status", "docker_host", "docker_host__executor_type", "created_at")
+    list_filter = (
+        "status", "docker_host", "docker_host__executor_type", "created_at", ScheduleFilter,
+    )  # fmt: skip
     search_fields = ("id", "name", "docker_image", "command", "docker_host__name")
     list_per_page = 100
     actions = ["cancel_jobs", "retry_jobs", "export_csv"]
     form = JobSubmitForm
-    inlines = [ContainerExecutionInline]
+    inlines = [ContainerExecutionInline, WebhookDeliveryInline]
     readonly_fields = (
         "status_badge", "exit_code_display", "duration_display", "attempt_count", "started_at",
         "completed_at", "last_error", "cancel_requested_at", "retry_links", "created_by",

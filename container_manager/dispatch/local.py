@@ -29,6 +29,8 @@ class LocalBackend(DispatchBackend):
         ``WORKERS`` (4): threads running steps.
         ``SWEEP_INTERVAL`` (30): seconds between sweeps; 0 turns the sweep timer off.
         ``RETRIES`` (3): times a step that raised is sent again, one second later.
+        ``DOCKER_EVENTS`` (True): follow the Docker hosts' event streams, so a container's
+            end is harvested at once (``container_manager.events.docker``).
     """
 
     def __init__(self, options: dict[str, Any]):
@@ -36,6 +38,8 @@ class LocalBackend(DispatchBackend):
         self.workers = int(self.options.get("WORKERS", 4))
         self.sweep_interval = float(self.options.get("SWEEP_INTERVAL", 30))
         self.retries = int(self.options.get("RETRIES", 3))
+        self.docker_events = bool(self.options.get("DOCKER_EVENTS", True))
+        self._watcher: Any = None
         self._ready: queue.Queue = queue.Queue()
         self._timers: list[tuple[float, int, str, str, int]] = []
         self._order = itertools.count()
@@ -74,6 +78,11 @@ class LocalBackend(DispatchBackend):
             self._threads.append(threading.Thread(target=self._tick, name="cm-timer", daemon=True))
         for thread in self._threads:
             thread.start()
+        if self.docker_events:
+            from container_manager.events.docker import DockerEventWatcher
+
+            self._watcher = DockerEventWatcher(self)
+            self._watcher.start()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no step is queued, running or scheduled; False if ``timeout`` passed first."""
@@ -92,6 +101,8 @@ class LocalBackend(DispatchBackend):
             self._closing = True
             self._timers.clear()
             self._cond.notify_all()
+        if self._watcher is not None:
+            self._watcher.close()
         for _ in range(self.workers):
             self._ready.put(_STOP)
         for thread in self._threads:

@@ -210,6 +210,20 @@ class DockerExecutor(ContainerExecutor):
             ),  # fmt: skip
         )
 
+    def event_stream(self, filters: dict[str, Any]) -> tuple[docker.DockerClient, Any]:
+        """Open the engine's event stream on a client of its own: ``(client, stream)``.
+
+        The stream yields decoded events and ends when ``stream.close()`` is called from
+        another thread or the engine goes away; the caller closes the client after it.
+        """
+        client = self._build_client()
+        with self._docker_errors("event stream"):
+            try:
+                return client, client.api.events(decode=True, filters=filters)
+            except BaseException:
+                client.close()
+                raise
+
     def stop(self, execution_id: str) -> bool:
         """Stop the container (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS), keep it."""
         with self._docker_errors(f"stop of {execution_id}"):

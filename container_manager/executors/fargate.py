@@ -50,6 +50,8 @@ FARGATE_SIZES: dict[int, list[int]] = {
 #: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
+#: Task state change events kept per executor for the harvests of this process.
+TASK_EVENTS_KEPT = 1000
 
 _NOT_FINISHED = {
     "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
@@ -119,6 +121,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         self.cluster: str = self.config["cluster"]
         self._clients = _cloud.LazyClients(self._build_client)
         self._task_definitions: dict[str, dict[str, str]] = {}
+        self._task_events: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
@@ -144,8 +147,14 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         return self._read_logs(execution_id, definition), ""
 
     def harvest_job(self, execution_id: str) -> HarvestResult | None:
-        """Exit code, reasons, times and CloudWatch logs of the task; never guesses."""
-        task = self._describe(execution_id)
+        """Exit code, reasons, times and CloudWatch logs of the task; never guesses.
+
+        The task is ECS's description of it, or the task state change event given to
+        ``remember_task_event`` if that has a higher ``version``.
+        """
+        with self._lock:
+            event = self._task_events.get(execution_id)
+        task = newest_task_view(self._describe(execution_id), event)
         if task is None:
             return self._harvest_forgotten(execution_id)
         container = self._container(task)
@@ -167,6 +176,19 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             reason=_task_error(task, container),
             platform_times=known_times({name: task.get(name) for name in ECS_TIMES}),
         )
+
+    def remember_task_event(self, task: dict[str, Any]) -> None:
+        """Keep a task state change event's task (``detail``) for this process's harvests.
+
+        A harvest right after the event reads it where ECS's description is older or gone.
+        """
+        with self._lock:
+            kept = self._task_events.pop(task["taskArn"], None)
+            if kept is not None and kept.get("version", 0) > task.get("version", 0):
+                task = kept
+            self._task_events[task["taskArn"]] = task
+            while len(self._task_events) > TASK_EVENTS_KEPT:
+                del self._task_events[next(iter(self._task_events))]
 
     def stop(self, execution_id: str) -> bool:
         """``stop_task``: ECS sends SIGTERM, then SIGKILL after the container's stopTimeout."""
@@ -366,6 +388,27 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
                 "an hour): exit code unknown, logs read from CloudWatch"
             ),
         )
+
+
+def newest_task_view(
+    described: dict[str, Any] | None, event: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """ECS's description of a task, or a state change event about it if that is newer.
+
+    Both carry the task's ``version``; an event's times are ISO strings, read into datetimes,
+    and what it lacks is taken from the description.
+    """
+    if not event:
+        return described
+    if described is not None and described.get("version", 0) >= event.get("version", 0):
+        return described
+    times = ("startedAt", "stoppingAt", "stoppedAt")
+    newer = {**event, **{key: _iso_time(event[key]) for key in times if event.get(key)}}
+    return {**(described or {}), **newer}
+
+
+def _iso_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:

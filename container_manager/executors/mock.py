@@ -6,11 +6,11 @@ It starts no container and says so in every job's output.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from container_manager import clock
 from container_manager.executors import base
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.types import (
@@ -37,7 +37,8 @@ class MockExecutor(base.ContainerExecutor):
         ``vanish`` (false): executions disappear, as a platform that forgot them.
 
     Executions live in this process's memory; the execution id also carries
-    the start time, so another process can tell when one finishes.
+    the start time, so another process can tell when one finishes. Time is
+    ``container_manager.clock``'s, so a test that stops the clock stops the runs too.
     """
 
     config_schema = (
@@ -78,14 +79,14 @@ class MockExecutor(base.ContainerExecutor):
                 )
             if mode == "retryable" or calls <= self.config.get("launch_failures", 0):
                 raise ExecutorConnectionError("mock executor: platform unavailable (simulated)")
-            execution_id = f"mock-{key}-{time.time():.6f}"
+            execution_id = f"mock-{key}-{clock.now().timestamp():.6f}"
             self._executions[execution_id] = {"key": key, "stopped": None}
         return execution_id
 
     def check_status(self, execution_id: str) -> ExecutionState:
         if self.config.get("vanish"):
             return base.NOT_FOUND
-        if self._finished_at(execution_id) <= time.time():
+        if self._finished_at(execution_id) <= clock.now().timestamp():
             return base.EXITED
         return base.RUNNING
 
@@ -114,7 +115,7 @@ class MockExecutor(base.ContainerExecutor):
     def stop(self, execution_id: str) -> bool:
         with self._lock:
             execution = self._executions.setdefault(execution_id, {"key": "", "stopped": None})
-            execution["stopped"] = execution["stopped"] or time.time()
+            execution["stopped"] = execution["stopped"] or clock.now().timestamp()
         return True
 
     def cleanup(self, execution_id: str) -> bool:

@@ -25,6 +25,11 @@ output "CM_SQS_QUEUE_URL" {
   value       = module.container_manager.queue_url
 }
 
+output "CM_PLATFORM_EVENTS" {
+  description = "ECS task state changes reach the step queue (the module's EventBridge rule)."
+  value       = "fargate"
+}
+
 output "zappa_sqs_event_source_arn" {
   description = "events[].event_source.arn of functions.handlers.sqs_batch in zappa_settings.json."
   value       = module.container_manager.queue_arn

@@ -54,6 +54,11 @@ output "CM_OIDC_SERVICE_ACCOUNT" {
   value       = module.container_manager.invoker_service_account_email
 }
 
+output "CM_PLATFORM_EVENTS" {
+  description = "Cloud Run completions are pushed to events/cloudrun/ (the module's log sink and subscription)."
+  value       = "cloudrun"
+}
+
 output "CM_OIDC_AUDIENCE" {
   description = "Audience of the push tokens."
   value       = module.container_manager.oidc_audience

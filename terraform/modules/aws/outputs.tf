@@ -88,3 +88,8 @@ output "django_secret_key" {
   sensitive   = true
   value       = random_password.django_secret_key.result
 }
+
+output "task_event_rule_arn" {
+  description = "EventBridge rule that sends stopped tasks to the step queue (CM_PLATFORM_EVENTS=fargate)."
+  value       = aws_cloudwatch_event_rule.task_stopped.arn
+}

@@ -166,3 +166,9 @@ variable "db_backup_retention_days" {
   type        = number
   default     = 7
 }
+
+variable "task_event_max_age_seconds" {
+  description = "How long EventBridge keeps retrying to deliver a task event to the step queue (60-86400); the checks find a stopped task anyway (CHECK_DELAY_WITH_EVENTS)."
+  type        = number
+  default     = 3600
+}

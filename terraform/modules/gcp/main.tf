@@ -20,6 +20,7 @@ locals {
     "cloudtasks.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
   ]

@@ -74,3 +74,8 @@ output "django_secret_key_secret_id" {
   description = "Secret Manager secret holding DJANGO_SECRET_KEY."
   value       = google_secret_manager_secret.django_secret_key.secret_id
 }
+
+output "cloudrun_events_subscription" {
+  description = "Push subscription that posts Cloud Run completions to <base>events/cloudrun/ (CM_PLATFORM_EVENTS=cloudrun)."
+  value       = google_pubsub_subscription.cloudrun_events.id
+}

@@ -159,3 +159,17 @@ variable "grant_cloudsql_client" {
   type        = bool
   default     = true
 }
+
+# -- Cloud Run completion events -----------------------------------------------------
+
+variable "cloudrun_event_text_filter" {
+  description = "Logging filter clause that picks the execution-finished entries among Cloud Run's system log entries (empty: every system entry of the job's executions, each then costing one harvest)."
+  type        = string
+  default     = "(textPayload:\"completed\" OR textPayload:\"failed\")"
+}
+
+variable "cloudrun_event_retention" {
+  description = "How long the topic and subscription keep an undelivered completion entry; later, the job's checks find the end anyway."
+  type        = string
+  default     = "3600s"
+}

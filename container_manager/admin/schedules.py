@@ -1,0 +1,134 @@
+"""Admin of schedules: next run times, the next five on each page, enable/disable, run now.
+
+Also the job list's filter by schedule; a scheduled job names its schedule in ``executor_metadata``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from container_manager import scheduler
+from container_manager.cron import zone
+from container_manager.schedules import JobSchedule
+
+#: Upcoming times shown on a schedule's page.
+UPCOMING = 5
+
+
+class ScheduleFilter(admin.SimpleListFilter):
+    """Jobs made by one schedule (for the job list)."""
+
+    title = "schedule"
+    parameter_name = "schedule"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in JobSchedule.objects.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() is None:
+            return queryset
+        if not self.value().isdigit():
+            return queryset.none()
+        return queryset.filter(executor_metadata__schedule__id=int(self.value()))
+
+
+@admin.register(JobSchedule)
+class JobScheduleAdmin(admin.ModelAdmin):
+    """Schedules with their next run; "Run now" makes a job at once, as ``overlap`` allows."""
+
+    list_display = (
+        "name", "cron", "timezone", "enabled", "overlap", "next_run_local", "last_run_at",
+        "last_outcome",
+    )  # fmt: skip
+    list_filter = ("enabled", "overlap")
+    search_fields = ("name", "docker_image", "command")
+    actions = ["enable", "disable", "run_selected"]
+    readonly_fields = ("upcoming_runs", "next_run_at", "last_run_at", "jobs_link", "last_outcome")
+    fieldsets = [
+        (None, {"fields": ("name", "cron", "timezone", "enabled", "overlap", "catchup")}),
+        ("Job", {"fields": ("job_name", "docker_image", "command", "docker_host")}),
+        ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
+        ("Environment", {"fields": ("environment_template", "override_environment")}),
+        ("Runs", {"fields": readonly_fields}),
+    ]
+
+    def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
+        context["cm_can_run"] = bool(kwargs.get("obj") and self.has_change_permission(request))
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def get_urls(self) -> list:
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        run = self.admin_site.admin_view(self.run_view)
+        return [path("<path:object_id>/run/", run, name=f"{name}_run"), *super().get_urls()]
+
+    def run_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """POST: make one job of the schedule now."""
+        if request.method != "POST" or not self.has_change_permission(request):
+            raise PermissionDenied
+        schedule = self.get_object(request, unquote(object_id))
+        if schedule is None:
+            raise Http404("no such schedule")
+        self._run(request, schedule)
+        change = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
+        return HttpResponseRedirect(reverse(change, args=[schedule.pk]))
+
+    @admin.action(description="Enable selected schedules", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: Any) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: Any) -> None:
+        self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Run selected schedules now", permissions=["change"])
+    def run_selected(self, request: HttpRequest, queryset: Any) -> None:
+        for schedule in queryset.select_related("last_job"):
+            self._run(request, schedule)
+
+    @admin.display(description="next run", ordering="next_run_at")
+    def next_run_local(self, schedule: JobSchedule) -> str:
+        if schedule.next_run_at is None:
+            return "-"
+        return _local(schedule, schedule.next_run_at)
+
+    @admin.display(description=f"next {UPCOMING} runs")
+    def upcoming_runs(self, schedule: JobSchedule) -> str:
+        if not schedule.pk or not schedule.enabled:
+            return "-"
+        times = schedule.upcoming(timezone.now(), UPCOMING)
+        return format_html_join("", "<div>{}</div>", ((_local(schedule, t),) for t in times))
+
+    @admin.display(description="jobs")
+    def jobs_link(self, schedule: JobSchedule) -> str:
+        if not schedule.pk:
+            return "-"
+        url = reverse("admin:container_manager_containerjob_changelist")
+        return format_html('<a href="{}?schedule={}">jobs of this schedule</a>', url, schedule.pk)
+
+    def _set_enabled(self, request: HttpRequest, queryset: Any, enabled: bool) -> None:
+        changed = 0
+        for schedule in queryset.filter(enabled=not enabled):
+            schedule.enabled = enabled
+            schedule.save(update_fields=["enabled", "updated_at"])
+            changed += 1
+        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} schedule(s).")
+
+    def _run(self, request: HttpRequest, schedule: JobSchedule) -> None:
+        job = scheduler.run_now(schedule)
+        if job is None:
+            self.message_user(request, f"{schedule}: {schedule.last_outcome}", messages.WARNING)
+        else:
+            self.message_user(request, f"{schedule}: submitted job {job.pk}.")
+
+
+def _local(schedule: JobSchedule, moment: Any) -> str:
+    """``moment`` in the schedule's zone, e.g. ``2026-03-29 03:00 CEST``."""
+    return moment.astimezone(zone(schedule.timezone)).strftime("%Y-%m-%d %H:%M %Z")

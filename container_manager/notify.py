@@ -1,0 +1,260 @@
+"""The ``notify`` step: send one webhook delivery, signed, and record the attempt on its row.
+
+Job events make delivery rows, sent through dispatch, retried with backoff, re-sent by the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from container_manager import dispatch
+from container_manager import status as st
+from container_manager.conf import setting
+from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-CM-Webhook-Signature"
+TIMESTAMP_HEADER = "X-CM-Webhook-Timestamp"
+DELIVERY_HEADER = "X-CM-Webhook-Delivery"
+EVENT_HEADER = "X-CM-Webhook-Event"
+#: Same-host 307/308 redirects followed per attempt; a redirect to another host never is.
+MAX_REDIRECTS = 3
+#: Seconds past the request time limit before the sweep takes over an attempt that never ended.
+LEASE_MARGIN = 30
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value: ``sha256=`` HMAC-SHA256 of ``"<timestamp>.<body>"``.
+
+    >>> sign("s3cret", "1700000000", b'{"event": "job.completed"}')
+    'sha256=faa4f6b6dfb162f38576a604e300bfd8608f56d9f8dadb8067a49e4e5881b580'
+    """
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age: float = 300) -> bool:
+    """For receivers: True when ``signature`` is right and ``timestamp`` is recent."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= max_age
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def on_job_event(sender: Any, job: Any, status: str, **kwargs: Any) -> None:
+    """``job_started`` / ``job_finished`` receiver: a delivery row per endpoint, then ``notify``."""
+    event = "job.started" if status == st.RUNNING else f"job.{status}"
+    endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if event in e.events]
+    if not endpoints:
+        return
+    now = timezone.now()
+    ids = []
+    for endpoint in endpoints:
+        delivery_id = uuid.uuid4()
+        try:
+            with transaction.atomic():
+                delivery, _ = WebhookDelivery.objects.get_or_create(
+                    endpoint=endpoint, job_id=job.pk, event=event,
+                    defaults={"id": delivery_id, "next_attempt_at": now,
+                              "payload": payload(job, event, delivery_id, now)},
+                )  # fmt: skip
+        except IntegrityError:
+            continue  # made by a concurrent copy of this event, which sends it
+        ids.append(delivery.pk)
+    dispatch.send_many_on_commit([("notify", pk, 0) for pk in ids])
+
+
+def payload(job: Any, event: str, delivery_id: Any, now: datetime) -> dict[str, Any]:
+    """The JSON body: the event, the delivery id and the job, as in ``send_job_webhook``."""
+    duration = job.duration
+    return {
+        "event": event,
+        "delivery_id": str(delivery_id),
+        "job": {
+            "id": str(job.pk),
+            "name": job.name,
+            "status": job.status,
+            "image": job.docker_image,
+            "host": job.docker_host.name,
+            "created_at": job.created_at.isoformat(),
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+            "exit_code": job.exit_code,
+            "duration": duration.total_seconds() if duration else None,
+        },
+        "timestamp": now.isoformat(),
+    }
+
+
+def notify(delivery_id: Any) -> str:
+    """Send one delivery if it is pending and due; record the attempt and what comes next."""
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+    if delivery is None:
+        return "missing"
+    if delivery.state != PENDING:
+        return "nothing-to-do"
+    now = timezone.now()
+    if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
+        return "not-due"
+    timeout = float(setting("WEBHOOK_TIMEOUT_SECONDS"))
+    lease = now + timedelta(seconds=timeout * (MAX_REDIRECTS + 1) + LEASE_MARGIN)
+    attempt = delivery.attempts + 1
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, attempts=delivery.attempts
+    ).update(attempts=attempt, next_attempt_at=lease)
+    if not claimed:
+        return "taken"
+    if not delivery.endpoint.active:
+        result = Result(None, "endpoint is inactive", 0, retryable=False)
+    else:
+        result = post(delivery, timeout)
+    return _record(delivery, attempt, result)
+
+
+def due(now: datetime, limit: int) -> list[Any]:
+    """Ids of pending deliveries whose attempt is due, most overdue first (for the sweep)."""
+    rows = WebhookDelivery.objects.filter(state=PENDING, next_attempt_at__lte=now)
+    return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before the attempt after ``attempt``: exponential, capped, with jitter.
+
+    >>> 0.5 * setting("WEBHOOK_BACKOFF_BASE") <= backoff(1) <= setting("WEBHOOK_BACKOFF_BASE")
+    True
+    """
+    base, cap = setting("WEBHOOK_BACKOFF_BASE"), setting("WEBHOOK_BACKOFF_MAX")
+    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one attempt got: the status code (None without an answer), an error, the time."""
+
+    status_code: int | None
+    error: str
+    duration_ms: int
+    retryable: bool
+
+    @property
+    def ok(self) -> bool:
+        """The receiver answered 2xx."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def post(delivery: WebhookDelivery, timeout: float) -> Result:
+    """POST the delivery's body, signed, following only same-host 307/308 redirects."""
+    body = json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "container-manager-webhooks",
+        EVENT_HEADER: delivery.event,
+        DELIVERY_HEADER: str(delivery.pk),
+        TIMESTAMP_HEADER: stamp,
+        SIGNATURE_HEADER: sign(delivery.endpoint.secret, stamp, body),
+    }
+    url = delivery.endpoint.url
+    started = time.monotonic()
+    for _ in range(MAX_REDIRECTS + 1):
+        code, location, error = _post_once(url, body, headers, timeout)
+        if code in (307, 308) and location:
+            target = urljoin(url, location)
+            if not _same_host(url, target):
+                return _result(started, code, f"redirect to another host not followed: {target}")
+            url = target
+            continue
+        return _result(started, code, error)
+    return _result(started, code, f"more than {MAX_REDIRECTS} redirects")
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the caller decides which redirects to follow
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def _post_once(
+    url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int | None, str, str]:
+    """(status code, Location, error) of one POST; the code is None when nothing answered."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return response.status, "", ""
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers.get("Location", ""), f"HTTP {exc.code} {exc.reason}"
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URLs
+        reason = getattr(exc, "reason", exc)
+        return None, "", f"{type(exc).__name__}: {reason}"
+
+
+def _result(started: float, code: int | None, error: str) -> Result:
+    duration = int((time.monotonic() - started) * 1000)
+    if code is not None and 200 <= code < 300:
+        return Result(code, "", duration, retryable=False)
+    retryable = code is None or code == 429 or code >= 500
+    if 300 <= (code or 0) < 400 and not error.startswith(("redirect", "more than")):
+        error = f"HTTP {code}: redirect not followed"
+    return Result(code, error, duration, retryable=retryable)
+
+
+def _same_host(url: str, target: str) -> bool:
+    a, b = urlsplit(url), urlsplit(target)
+    return b.scheme in ("http", "https") and (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
+    now = timezone.now()
+    entry = {
+        "attempt": attempt,
+        "at": now.isoformat(),
+        "status_code": result.status_code,
+        "error": result.error,
+        "duration_ms": result.duration_ms,
+    }
+    fields: dict[str, Any] = {
+        "status_code": result.status_code,
+        "error": result.error,
+        "duration_ms": result.duration_ms,
+        "history": [*delivery.history, entry],
+    }
+    delay = None
+    if result.ok:
+        fields.update(state=DELIVERED, delivered_at=now, next_attempt_at=None)
+    elif result.retryable and attempt < setting("WEBHOOK_MAX_ATTEMPTS"):
+        delay = backoff(attempt)
+        fields["next_attempt_at"] = now + timedelta(seconds=delay)
+    else:
+        fields.update(state=FAILED, next_attempt_at=None)
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, attempts=attempt
+    ).update(**fields)
+    if updated and delay is not None:
+        dispatch.send_on_commit("notify", delivery.pk, delay=delay)
+    if not result.ok:
+        logger.warning("webhook %s attempt %s: %s", delivery.pk, attempt, result.error)
+    return fields.get("state", "retrying") if updated else "taken"

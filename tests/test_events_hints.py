@@ -1,0 +1,69 @@
+"""How steps take a platform event: a harvest racing a stopping check, checks while events flow.
+
+The mock executor and the recording backend: the test plays the transport and the platform.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from container_manager import steps
+from container_manager.events import flow
+from container_manager.models import ContainerJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def running(recording, make_mock_host):
+    """A job whose mock execution has already exited, still running in its row."""
+    job = ContainerJob.objects.create_job(image="x", docker_host=make_mock_host(duration=0))
+    assert steps.launch(job.pk) == "launched"
+    recording.take()
+    return ContainerJob.objects.get(pk=job.pk)
+
+
+def test_a_harvest_after_a_cancel_request_ends_the_job_cancelled(running):
+    ContainerJob.objects.filter(pk=running.pk).update(cancel_requested_at=timezone.now())
+    assert steps.harvest(running.pk) == "cancelled"
+    assert ContainerJob.objects.get(pk=running.pk).last_error == "cancelled on request"
+
+
+def test_a_harvest_past_the_deadline_ends_the_job_timed_out(running):
+    late = timezone.now() - timedelta(seconds=running.timeout_seconds + 1)
+    ContainerJob.objects.filter(pk=running.pk).update(started_at=late)
+    assert steps.harvest(running.pk) == "timeout"
+    assert "timed out after" in ContainerJob.objects.get(pk=running.pk).last_error
+
+
+def test_a_second_harvest_changes_nothing(running):
+    assert steps.harvest(running.pk) == "completed"
+    done = ContainerJob.objects.get(pk=running.pk)
+    assert steps.harvest(running.pk) == "nothing-to-do"
+    assert ContainerJob.objects.get(pk=running.pk).updated_at == done.updated_at
+
+
+def test_checks_are_sparse_while_events_flow_but_never_past_the_deadline(
+    recording, settings, make_mock_host
+):
+    settings.CONTAINER_MANAGER = {
+        **settings.CONTAINER_MANAGER,
+        "PLATFORM_EVENTS": ["cloudrun"],
+        "CHECK_DELAY_WITH_EVENTS": 60.0,
+    }
+    host = make_mock_host(duration=3600)
+    job = ContainerJob.objects.create_job(image="x", docker_host=host, timeout_seconds=7200)
+    assert not flow.events_flow(host)
+    assert flow.check_delay(job, 0.5) == 0.5
+    flow.mark_following(host.pk, True)
+    try:
+        assert flow.events_flow(host)
+        assert flow.check_delay(job, 0.5) == 60.0
+        short = ContainerJob.objects.create_job(image="x", docker_host=host, timeout_seconds=10)
+        assert flow.first_check_delay(short, "exec-1", 0.5) == 10.0
+        flow.note_stopped("exec-2")
+        assert flow.first_check_delay(short, "exec-2", 0.5) == 0.0  # died during its launch
+        assert flow.first_check_delay(short, "exec-2", 0.5) == 10.0  # the note is used once
+    finally:
+        flow.mark_following(host.pk, False)
