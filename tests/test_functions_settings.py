@@ -172,7 +172,9 @@ def test_deploy_check_is_clean_with_deployed_settings():
 def test_connections_are_kept_across_steps_by_default_and_postgres_starts_in_utc():
     local = load()["DB"]
     assert (local["CONN_MAX_AGE"], local["CONN_HEALTH_CHECKS"]) == (600, True)
-    pg = load(DATABASE_URL="postgres://u:p@db:5432/x", DATABASE_CONN_MAX_AGE="0")["DB"]
+    pg = load(DATABASE_URL="postgres://u:p@db:5432/x", DATABASE_CONN_MAX_AGE="0", DJANGO_DEBUG="1")[
+        "DB"
+    ]
     assert pg["CONN_MAX_AGE"] == 0 and pg["OPTIONS"]["options"] == "-c TimeZone=UTC"
     off = load(DATABASE_CONN_HEALTH_CHECKS="0")["DB"]
     assert off["CONN_HEALTH_CHECKS"] is False
