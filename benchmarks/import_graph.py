@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
         "events", "events.flow", "notify", "scheduler",
     ),
-    ("steps",),
+    ("steps", "workflows"),
     ("runner",),
     ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
      "apps", "events.hints", "events.docker", "events.ecs", "events.cloudrun"),

@@ -20,6 +20,7 @@ PARTS = (
     "floor",
     "ours",
     "mock",
+    "arrays",
     "sweep",
     "statements",
     "scale_out",
@@ -44,7 +45,7 @@ def main() -> None:
     n = 20 if args.quick else args.n
     latency_n = 5 if args.quick else 50
     pg_url = None
-    if {"ours", "mock", "sweep", "statements", "scale_out", "tasks_db"} & set(args.only):
+    if {"ours", "mock", "arrays", "sweep", "statements", "scale_out", "tasks_db"} & set(args.only):
         pg_url = args.database_url or _bench_database()
     failures = []
     for part in args.only:
@@ -75,6 +76,10 @@ def _commands(
     if part == "mock":
         sizes = ["20", "40"] if quick else [str(n // 2), str(n), str(n * 2)]
         base = [py, f"{HERE}/ours.py", "--executor", "mock", "--n", *sizes, *w, "--latency-n", "0"]
+        return [[*base, "--db", "sqlite"], [*base, "--db", "postgres", "--database-url", pg_url]]
+    if part == "arrays":
+        size = ["--n", "100", "--slots", "100", "10"] if quick else []
+        base = [py, f"{HERE}/arrays.py", *size, *w]
         return [[*base, "--db", "sqlite"], [*base, "--db", "postgres", "--database-url", pg_url]]
     if part == "sweep":
         sizes = ["10000"] if quick else ["10000", "100000"]

@@ -18,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from container_manager import openapi, submission, timings
+from container_manager import openapi, submission, timings, workflows
 from container_manager import status as st
 from container_manager.auth import ApiCaller, AuthError, authenticate_api
 from container_manager.logtext import is_truncated
@@ -202,9 +202,11 @@ def _job_or_none(caller: ApiCaller, job_id: str) -> ContainerJob | None:
 
 
 def _with_attempts(jobs: Any) -> Any:
-    """Jobs with their attempts' timings loaded in one more query (logs left out)."""
+    """Jobs with their attempts' timings and their dependencies loaded, one query each."""
     attempts = ContainerExecution.objects.defer("stdout_log", "stderr_log", "docker_log")
-    return jobs.prefetch_related(Prefetch("containerexecution_set", queryset=attempts))
+    return jobs.prefetch_related(
+        Prefetch("containerexecution_set", queryset=attempts), "dependency_links"
+    )
 
 
 def _not_found(job_id: str) -> JsonResponse:
@@ -237,6 +239,7 @@ def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
         "estimated_cost": str(job.estimated_cost) if job.estimated_cost is not None else None,
         "cost_currency": job.cost_currency,
         "timings": [timings.as_json(e) for e in job.containerexecution_set.all()],
+        **workflows.api_fields(job),
         "links": {
             "self": link("api-job"),
             "logs": link("api-job-logs"),

@@ -92,6 +92,8 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_WINDOW_HOURS": 24,
     # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
     "METRICS_AUTH": "container_manager.auth.authenticate_api",
+    # Largest array_size create_job accepts (at most 10,000).
+    "ARRAY_MAX_SIZE": 10_000,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
     "SECRET_NAME_PATTERNS": [
         "*KEY*",

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -427,6 +427,10 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``cpu_limit``, ``timeout_seconds``, ``working_directory``,
                 ``network_configuration``, ``priority``, ``max_attempts``,
                 ``run_after``, ``created_by`` …)
+            depends_on: jobs (or ids) that must complete first; see
+                ``container_manager.workflows``
+            array_size: make an array job: the returned parent runs no
+                container and has ``array_size`` children (``array_children``)
 
         Raises:
             ValidationError: naming the field at fault; nothing is stored. The
@@ -449,6 +453,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
+        depends_on = hooks.call("resolve_dependencies", kwargs.pop("depends_on", None))
+        array_size = hooks.call("check_array_size", kwargs.pop("array_size", None))
         submission.check_arguments(
             {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
             | {key: kwargs[key] for key in kwargs.keys() & submission.BY_NAME.keys()}
@@ -472,12 +478,19 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             environment_template=template,
             override_environment=override_text,
             docker_host=docker_host,
+            array_size=array_size,
             **kwargs,
         )
         # Skipped checks that would each cost a SELECT: the host and the template are saved
         # rows (read just now or given as instances), and a fresh UUID key is unique.
         job.full_clean(exclude=_saved_relations(job), validate_unique=False)
-        job.save(using=self.db)  # one INSERT: no transaction of its own is needed
+        if depends_on or array_size:
+            with transaction.atomic(using=self.db):
+                job.save(using=self.db)
+                hooks.call("workflow_submitted", job, depends_on)
+        else:
+            job.save(using=self.db)  # one INSERT: no transaction of its own is needed
+            hooks.call("workflow_submitted", job, depends_on)
         return job
 
 
@@ -539,6 +552,9 @@ class ContainerJob(models.Model):
         - ExecutorHost: where the job executes (``docker_host``, reverse ``host.jobs``)
         - EnvironmentVariableTemplate: base environment (reverse ``template.jobs``)
         - ContainerExecution: one row per launch attempt (``containerexecution_set``)
+        - Workflows (``container_manager.workflows``): ``depends_on`` / ``dependents``
+          through ``JobDependency``; an array parent's ``array_children`` and its
+          ``array_counts``
     """
 
     STATUS_CHOICES = st.STATUS_CHOICES
@@ -695,6 +711,34 @@ class ContainerJob(models.Model):
     cost_currency = models.CharField(
         max_length=3, blank=True, default="", help_text="Currency of estimated_cost, e.g. USD."
     )
+    # -- workflows (container_manager.workflows) --
+    depends_on = models.ManyToManyField(
+        "self",
+        through="JobDependency",
+        through_fields=("job", "depends_on"),
+        symmetrical=False,
+        related_name="dependents",
+        blank=True,
+        help_text="Jobs that must complete before this one launches.",
+    )
+    array_parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.CASCADE,
+        related_name="array_children",
+        help_text="The array job this job is a child of.",
+    )
+    array_index = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="This child's index in its array, from 0."
+    )
+    array_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Children in the array (set on the parent and on each child).",
+    )
 
     objects = JobManager()
 
@@ -726,6 +770,12 @@ class ContainerJob(models.Model):
                 name="cjob_cancel_requested_idx",
                 condition=Q(cancel_requested_at__isnull=False),
             ),
+            models.Index(fields=["array_parent", "status"], name="cjob_array_parent_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["array_parent", "array_index"], name="cjob_array_index_unique"
+            )
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -881,6 +931,18 @@ class ContainerJob(models.Model):
         except ExecutorConfigurationError:  # an unknown or broken type cannot be used
             return False
         return not capabilities.missing(self, executor_class.capabilities)
+
+    @property
+    def is_array_parent(self) -> bool:
+        """
+        True for the parent of an array: it runs no container, its status follows its children.
+
+        >>> ContainerJob(array_size=3).is_array_parent
+        True
+        >>> ContainerJob(array_size=3, array_index=0, array_parent_id=uuid.uuid4()).is_array_parent
+        False
+        """
+        return self.array_size is not None and self.array_parent_id is None
 
     # -- what happened -------------------------------------------------------
 
@@ -1223,6 +1285,75 @@ def _network_configuration_error(config: Any) -> str | None:
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             return f"network_configuration[{index}]: 'aliases' must be a list of strings."
     return None
+
+
+class JobDependency(models.Model):
+    """
+    An edge of a workflow: ``job`` launches only once ``depends_on`` has completed.
+
+    Written by ``create_job(depends_on=...)`` through ``container_manager.workflows``,
+    which refuses unknown jobs and cycles. When ``depends_on`` ends failed, timeout
+    or cancelled, ``job`` ends cancelled. Deleting either job deletes the edge.
+    """
+
+    job = models.ForeignKey(
+        ContainerJob,
+        on_delete=models.CASCADE,
+        related_name="dependency_links",
+        help_text="The job that waits.",
+    )
+    depends_on = models.ForeignKey(
+        ContainerJob,
+        on_delete=models.CASCADE,
+        related_name="dependent_links",
+        help_text="The job it waits for.",
+    )
+
+    class Meta:
+        verbose_name = "job dependency"
+        verbose_name_plural = "job dependencies"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "depends_on"], name="cjobdep_unique"),
+            models.CheckConstraint(condition=~Q(job=F("depends_on")), name="cjobdep_not_self"),
+        ]
+        indexes = [models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} after {self.depends_on_id}"
+
+
+class ArrayCounts(models.Model):
+    """
+    How many children of an array job have ended, by final status.
+
+    Incremented with ``F()`` in the same transaction as each child's final move, so
+    the count is exact under concurrent finishes; the move that makes the sum equal
+    the array's size also moves the parent to its final status.
+    """
+
+    parent = models.OneToOneField(
+        ContainerJob,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="array_counts",
+        help_text="The array job.",
+    )
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    timeout = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "array counts"
+        verbose_name_plural = "array counts"
+
+    def __str__(self) -> str:
+        return f"{self.parent_id}: {self.finished} ended"
+
+    @property
+    def finished(self) -> int:
+        """Children that have ended, whatever their status."""
+        return self.completed + self.failed + self.timeout + self.cancelled
 
 
 class UsedSignature(models.Model):

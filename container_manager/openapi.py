@@ -70,6 +70,29 @@ _JOB = {
             "description": "Each launch attempt's phases and the platform's own timestamps.",
             "items": _ATTEMPT_TIMINGS,
         },
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "description": "Jobs that must complete before this one launches.",
+        },
+        "array": {
+            "type": "object",
+            "nullable": True,
+            "description": (
+                "Set on an array parent (index and parent null, counts of its children by "
+                "status) and on each child (its index and its parent)."
+            ),
+            "required": ["size", "index", "parent"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 2},
+                "index": {"type": "integer", "minimum": 0, "nullable": True},
+                "parent": {"type": "string", "format": "uuid", "nullable": True},
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
         "links": {
             "type": "object",
             "required": ["self", "logs", "cancel"],

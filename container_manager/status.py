@@ -42,13 +42,21 @@ MOVES: dict[str, frozenset[str]] = {
     RUNNING: frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED}),
 }
 
+#: An array parent's status follows its children: it never launches nor holds a slot.
+ARRAY_PARENT_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({RUNNING, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED}),
+}
+
 
 class InvalidTransition(ValidationError):
     """A status change the machine does not allow (a terminal job, a skipped step)."""
 
 
-def check_move(old: str, new: str) -> None:
+def check_move(old: str, new: str, array_parent: bool = False) -> None:
     """Raise ``InvalidTransition`` unless ``old -> new`` is a move of the machine.
+
+    ``array_parent`` checks against the moves of an array parent instead.
 
     >>> check_move("pending", "launching")
     >>> check_move("completed", "running")
@@ -61,5 +69,5 @@ changes (asked to move to 'running')"]
         raise InvalidTransition(
             f"status: {old!r} is terminal and never changes (asked to move to {new!r})"
         )
-    if new not in MOVES.get(old, ()):
+    if new not in (ARRAY_PARENT_MOVES if array_parent else MOVES).get(old, ()):
         raise InvalidTransition(f"status: {old!r} cannot move to {new!r}")

@@ -24,6 +24,7 @@ from container_manager import (
     notify,
     scheduler,
     timings,
+    workflows,
 )
 from container_manager import status as st
 from container_manager.conf import setting
@@ -52,10 +53,13 @@ def launch(job_id: Any) -> str:
     now = clock.now()
     lease = now + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
     if job.status == st.PENDING:
-        if job.cancel_requested_at:
-            return _cancel_pending(job)
         if job.run_after and job.run_after > now:
             return "not-due"
+        waiting = workflows.launch_gate(job)
+        if waiting:
+            return waiting
+        if job.cancel_requested_at:
+            return _cancel_pending(job)
         if not job.docker_host.is_available():
             return "waiting-for-slot"  # cheap answer; begin_launch re-checks atomically
         try:
@@ -77,7 +81,7 @@ def launch(job_id: Any) -> str:
 def check(job_id: Any) -> str:
     """Look at a running job: finish it if it exited, timed out or was cancelled; else re-check."""
     job = _load(job_id)
-    if job is None or job.status != st.RUNNING:
+    if job is None or job.status != st.RUNNING or job.is_array_parent:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     now = clock.now()
@@ -111,7 +115,7 @@ def harvest(job_id: Any) -> str:
     cancel request or its timeout: the job then ends as that check would end it.
     """
     job = _load(job_id)
-    if job is None or job.status != st.RUNNING:
+    if job is None or job.status != st.RUNNING or job.is_array_parent:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     state = executor.check_status(job.execution_id)
@@ -130,6 +134,8 @@ def cancel(job_id: Any) -> str:
     job = _load(job_id)
     if job is None or not job.cancel_requested_at:
         return "nothing-to-do"
+    if job.is_array_parent and job.status in st.LIVE:
+        return workflows.cancel_array(job)
     if job.status == st.PENDING:
         return _cancel_pending(job)
     if job.status == st.RUNNING:
@@ -160,12 +166,13 @@ def request_cancel(job_id: Any) -> bool:
 def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
-    Pending jobs that are due and whose host has a free slot; launches whose
-    lease expired; running jobs whose check is due (timeouts included, as a
-    check is always due by the deadline); cancel requests; webhook deliveries
-    whose attempt is due. Then it fires the schedules that are due
-    (``scheduler.fire_due``). A fixed number of indexed queries, whatever the
-    table size, plus the work of what is due.
+    Pending jobs that are due, whose dependencies completed and whose host has a
+    free slot; pending jobs whose dependency ended badly (their launch cancels
+    them); launches whose lease expired; running jobs whose check is due
+    (timeouts included, as a check is always due by the deadline); cancel
+    requests; webhook deliveries whose attempt is due. Then it fires the
+    schedules that are due (``scheduler.fire_due``). A fixed number of indexed
+    queries, whatever the table size, plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -173,6 +180,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     jobs = ContainerJob.objects
     due = {
         "launch": _launchable(settled),
+        "settle": workflows.doomed(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
         "relaunch": jobs.filter(status=st.LAUNCHING, lease_expires_at__lte=now).order_by(
             "lease_expires_at"
@@ -188,7 +196,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages = []
     for kind, queryset in due.items():
         ids = list(queryset.values_list("pk", flat=True)[:batch])
-        step = "launch" if kind == "relaunch" else kind
+        step = "launch" if kind in ("relaunch", "settle") else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
     sent["notify"] = len(notifications := notify.due(settled, batch))
@@ -209,6 +217,7 @@ def _launchable(settled: Any) -> Any:
     return (
         ContainerJob.objects.filter(
             Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
+            *workflows.launchable(),
             status=st.PENDING,
             docker_host__is_active=True,
             docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
@@ -260,7 +269,7 @@ def build_launch_request(job: ContainerJob) -> LaunchRequest:
         launch_key=ex.launch_key(job.id, job.attempt_count),
         image=job.docker_image,
         command=tuple(ex.parse_command(job.command) or ()) or None,
-        environment=dict(job.get_all_environment_variables()),
+        environment={**job.get_all_environment_variables(), **workflows.array_environment(job)},
         memory_limit_mb=job.memory_limit,
         cpu_limit=job.cpu_limit,
         networks=tuple(

@@ -125,6 +125,21 @@ FIELDS: tuple[Field, ...] = (
     Field("priority", "integer", "Higher runs first.", minimum=-INT_MAX, maximum=INT_MAX),
     Field("max_attempts", "integer", minimum=1, maximum=INT_MAX),
     Field("run_after", "date-time", "Earliest start, RFC 3339 with an offset."),
+    Field(
+        "depends_on",
+        "array",
+        "Ids of jobs that must complete first; if one ends failed, timeout or cancelled, "
+        "this job ends cancelled.",
+        extra={"items": {"type": "string", "format": "uuid"}},
+    ),  # fmt: skip
+    Field(
+        "array_size",
+        "integer",
+        "Submit an array: the job returned is a parent that runs no container, with this many "
+        "children whose containers get CM_ARRAY_INDEX and CM_ARRAY_SIZE.",
+        minimum=2,
+        maximum="ARRAY_MAX_SIZE",
+    ),  # fmt: skip
 )
 BY_NAME = {f.name: f for f in FIELDS}
 

@@ -40,14 +40,16 @@ def move(
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     hands the host slot to the next waiting job or frees it (``hand_over``) in
-    that transaction too, so counts never drift. A move of one UPDATE runs
-    without a transaction of its own.
+    that transaction too, so counts never drift; an array's counts and a job's
+    dependents follow the move there too (the ``job_moved`` hook, bound by
+    ``container_manager.workflows``). Only a lease renewal (launching to
+    launching, one UPDATE) runs without a transaction of its own.
     """
-    st.check_move(old, new)
+    st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
-    frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT
+    frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent
     # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
-    several = frees_slot or execution is not None
+    several = frees_slot or execution is not None or old != new
     with transaction.atomic() if several else nullcontext():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
             status=new, updated_at=now, **fields
@@ -60,6 +62,7 @@ def move(
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
+        hooks.call("job_moved", job, new)
     job.status = new
     job._loaded_status = new
     for name, value in fields.items():
@@ -215,6 +218,8 @@ def _waiting(host_id: int, now: Any) -> Any:
     """The jobs that may take a slot freed on ``host_id``, best first."""
     return (
         ContainerJob.objects.filter(
+            # No array parent, no unfinished dependency (container_manager.workflows).
+            *hooks.call("launchable"),
             docker_host_id=host_id,
             status=st.PENDING,
             cancel_requested_at__isnull=True,

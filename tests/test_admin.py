@@ -436,3 +436,47 @@ def test_csv_export_neutralises_formulas_after_tab_or_return(admin_client, mock_
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     names = {row[1] for row in rows[1:]}
     assert names == {"'\t=cmd", "'\r+1", "' =HYPERLINK()", "plain"}
+
+
+# -- workflows ---------------------------------------------------------------------
+
+
+def test_job_pages_link_dependencies_both_ways(admin_client, mock_host, recording):
+    first = ContainerJob.objects.create_job(image="x", name="extract", docker_host=mock_host)
+    second = ContainerJob.objects.create_job(
+        image="x", name="load", docker_host=mock_host, depends_on=[first]
+    )
+    waiting = admin_client.get(url("change", second.pk)).content.decode()
+    assert f'href="{url("change", first.pk)}"' in waiting and "extract (pending)" in waiting
+    waited = admin_client.get(url("change", first.pk)).content.decode()
+    assert f'href="{url("change", second.pk)}"' in waited and "load (pending)" in waited
+
+
+def test_array_parent_page_shows_progress_and_links_to_its_children(
+    admin_client, mock_host, recording
+):
+    parent = ContainerJob.objects.create_job(image="x", docker_host=mock_host, array_size=3)
+    child = parent.array_children.get(array_index=0)
+    finish(child)
+    page = admin_client.get(url("change", parent.pk)).content.decode()
+    assert "1 of 3 children ended (2 pending, 1 completed)" in page
+    children_url = f"{url('changelist')}?array_parent={parent.pk}"
+    assert f'href="{children_url}"' in page
+    listing = admin_client.get(url("changelist"), {"array_parent": parent.pk}).content.decode()
+    assert listing.count('class="field-short_id"') == 3
+    child_page = admin_client.get(url("change", child.pk)).content.decode()
+    assert "child 0 of 3" in child_page and f'href="{url("change", parent.pk)}"' in child_page
+
+
+def test_retrying_an_array_parent_makes_a_new_array(make_mock_host, recording):
+    from container_manager.admin.jobs import retry_job
+
+    parent = ContainerJob.objects.create_job(
+        image="x", docker_host=make_mock_host(exit_code=1), array_size=2
+    )
+    for child in parent.array_children.all():
+        finish(child)
+    parent.refresh_from_db()
+    assert parent.status == "failed"
+    again = retry_job(parent)
+    assert again.is_array_parent and again.array_children.count() == 2

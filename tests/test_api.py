@@ -154,3 +154,39 @@ def test_unknown_job_and_bad_body(client, api, mock_host):
         reverse("container_manager:api-jobs"), "{", content_type="application/json", headers=BEARER
     )
     assert bad.status_code == 400
+
+
+def test_submit_an_array_and_a_job_that_waits_for_it(client, api, document, mock_host):
+    parent = submit(client, image="x", array_size=3).json()
+    assert conforms(document, "Job", parent)
+    assert parent["array"]["size"] == 3 and parent["array"]["parent"] is None
+    assert parent["array"]["counts"]["pending"] == 3
+    merge = submit(client, image="x", depends_on=[parent["id"]])
+    assert merge.status_code == 201 and conforms(document, "Job", merge.json())
+    assert merge.json()["depends_on"] == [parent["id"]]
+    child = ContainerJob.objects.get(array_parent_id=parent["id"], array_index=1)
+    ContainerJob.objects.filter(pk=child.pk).update(status="completed")
+    status = client.get(parent["links"]["self"], headers=BEARER).json()
+    assert conforms(document, "Job", status)
+    assert (status["array"]["counts"]["pending"], status["array"]["counts"]["completed"]) == (2, 1)
+    child_json = client.get(reverse("container_manager:api-job", args=[child.pk]), headers=BEARER)
+    assert child_json.json()["array"] == {"size": 3, "index": 1, "parent": parent["id"]}
+    listing = client.get(reverse("container_manager:api-jobs"), headers=BEARER).json()["jobs"]
+    assert {j["id"]: j["depends_on"] for j in listing}[merge.json()["id"]] == [parent["id"]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"depends_on": ["00000000-0000-0000-0000-000000000000"]}, "no job"),
+        ({"depends_on": "00000000-0000-0000-0000-000000000000"}, "must be an array"),
+        ({"array_size": 1}, "must be between 2 and 10000"),
+        ({"array_size": True}, "must be an integer"),
+    ],
+)
+def test_bad_workflow_submit_names_the_field(client, api, document, mock_host, payload, message):
+    response = submit(client, image="x", **payload)
+    assert response.status_code == 400 and conforms(document, "Error", response.json())
+    [field] = payload
+    assert message in response.json()["fields"][field][0]
+    assert not ContainerJob.objects.exists()

@@ -70,6 +70,7 @@ def make_job(command: str, *, env: dict[str, str] | None = None, **overrides) ->
         "timeout_seconds": 60,
         "network_configuration": [],
         "get_all_environment_variables": lambda: dict(env or {}),
+        "array_parent_id": None,
         "execution_id": "",
         "exit_code": None,
         "stdout_log": "",

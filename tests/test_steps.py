@@ -287,6 +287,7 @@ def test_sweep_ignores_work_that_is_not_due(recording, make_mock_host, clock):
     sent = steps.sweep(now=clock.now() + timedelta(seconds=3))
     assert sent == {
         "launch": 0,
+        "settle": 0,
         "relaunch": 0,
         "check": 1,
         "cancel": 0,
@@ -303,11 +304,11 @@ def test_sweep_query_count_does_not_grow_with_rows(
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         steps.sweep(now=clock.now() + timedelta(seconds=5))
 
 

@@ -22,10 +22,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from container_manager import status as st
+from container_manager import workflows
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
 from container_manager.admin.schedules import ScheduleFilter
 from container_manager.admin.webhooks import WebhookDeliveryInline
+from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.secrets import mask_env_text
 
@@ -56,7 +58,8 @@ _PASSED_AS_KWARGS = tuple(
 def retry_job(job: ContainerJob, user: Any = None) -> ContainerJob:
     """Submit a new job with ``job``'s request; its ``executor_metadata["retry_of"]`` links back.
 
-    The original job keeps its history untouched. Its host is reused while it is active;
+    The original job keeps its history untouched; an array parent is retried as a new array
+    of the same size. Its host is reused while it is active;
     otherwise ``create_job`` chooses one. Raises ``ValidationError`` unless ``job`` failed,
     timed out or was cancelled.
     """
@@ -71,6 +74,7 @@ def retry_job(job: ContainerJob, user: Any = None) -> ContainerJob:
         docker_host=host,
         executor_metadata={"retry_of": str(job.pk)},
         created_by=user if getattr(user, "pk", None) else None,
+        array_size=job.array_size if job.is_array_parent else None,
         **{field: getattr(job, field) for field in _PASSED_AS_KWARGS},
     )
     logger.info("job %s retried as job %s by user %s", job.pk, new.pk, getattr(user, "pk", None))
@@ -178,7 +182,7 @@ class _JobChangeList(ChangeList):
 
 
 @admin.register(ContainerJob)
-class ContainerJobAdmin(admin.ModelAdmin):
+class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     """Jobs with live status; submit, cancel, retry and export go through the steps.
 
     Retry submits a new job with the same request and links both ways ("retry of",
@@ -205,6 +209,7 @@ class ContainerJobAdmin(admin.ModelAdmin):
         "stdout_display", "stderr_display", "clean_output_display", "docker_log_display",
         "max_memory_usage", "cpu_usage_percent", "execution_id", "run_after", "next_check_at",
         "lease_expires_at", "executor_metadata", "cost_display", "timeline_display",
+        *WORKFLOW_FIELDS,
     )  # fmt: skip
 
     class Media:
@@ -407,7 +412,10 @@ class ContainerJobAdmin(admin.ModelAdmin):
     @admin.display(description="effective environment (template + overrides)")
     def environment_masked(self, job: ContainerJob) -> str:
         try:
-            variables = job.get_all_environment_variables()
+            variables = {
+                **job.get_all_environment_variables(),
+                **workflows.array_environment(job),
+            }
         except ValidationError:
             return "(the template does not parse)"
         text = "\n".join(f"{key}={value}" for key, value in variables.items())
@@ -472,6 +480,7 @@ def _job_fieldsets(env_field: str) -> list:
             },
         ),
         ("Timeline and cost", {"fields": ("timeline_display", "cost_display")}),
+        ("Workflow", {"fields": WORKFLOW_FIELDS}),
         ("Request", {"fields": _SUBMIT_FIELDSETS[0][1]["fields"]}),
         ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         ("Environment", {"fields": ("environment_template", env_field, "environment_masked")}),

@@ -1,0 +1,120 @@
+"""A 1,000-child array against 1,000 separate create_job calls, on the mock executor.
+
+Submit time and queries, then time until every job is done, in the same run: arrays_<db>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import setup_django, write_result  # noqa: E402
+
+
+def main() -> None:
+    """Parse flags, run both shapes at each slot count, write results/arrays_<db>.json."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--database-url", help="required for --db postgres")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--slots", type=int, nargs="+", default=[1000, 20])
+    parser.add_argument("--sweep-interval", type=float, default=30, help="the local default")
+    parser.add_argument("--shapes", nargs="+", default=["array", "separate"])
+    parser.add_argument("--label", default="", help="suffix of the result file")
+    args = parser.parse_args()
+    url = args.database_url if args.db == "postgres" else _fresh_sqlite_url()
+    setup_django(url, args.workers, sweep_interval=args.sweep_interval)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    runs = []
+    for slots in args.slots:
+        for shape in args.shapes:
+            runs.append(measure(shape, args.n, slots))
+            print(runs[-1])
+    config = {"db": args.db, "workers": args.workers, "sweep_interval": args.sweep_interval}
+    write_result(f"arrays_{args.db}{args.label}", {**config, "runs": runs})
+
+
+def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
+    """Submit ``n`` jobs as one array or one by one; wait until none is live."""
+    from django.db import connection
+
+    from container_manager import dispatch
+    from container_manager.models import ContainerJob
+
+    host = _fresh_host(slots)
+    backend = dispatch.get_backend()
+    queries = [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    cpu_before = time.process_time()
+    began, began_at = time.perf_counter(), time.time()
+    with connection.execute_wrapper(count):
+        if shape == "array":
+            ContainerJob.objects.create_job(image="x", docker_host=host, array_size=n)
+        else:
+            for _ in range(n):
+                ContainerJob.objects.create_job(image="x", docker_host=host)
+    submitted = time.perf_counter() - began
+    while ContainerJob.objects.live().exists():
+        backend.wait_idle(timeout=1)
+    done = time.perf_counter() - began
+    cpu = time.process_time() - cpu_before
+    # Separate jobs only, so that the baseline runs on code without arrays too.
+    jobs = ContainerJob.objects.filter(status="completed")
+    if shape == "array":
+        jobs = jobs.filter(array_parent__isnull=False)
+    return {
+        "shape": shape,
+        "jobs": n,
+        "host_slots": slots,
+        "submit_seconds": round(submitted, 3),
+        "submit_queries": queries[0],
+        "seconds_until_all_done": round(done, 3),
+        "cpu_seconds": round(cpu, 2),
+        "completed": jobs.count(),
+        "done_after_submit_s": _spread(jobs, began_at),
+    }
+
+
+def _spread(jobs: Any, began_at: float) -> dict[str, float]:
+    """When the jobs were stored as done, in seconds after the submit began: p50, p90, max."""
+    ends = sorted(
+        (row.timestamp() - began_at for row in jobs.values_list("updated_at", flat=True)),
+    )
+    return {
+        name: round(ends[int(fraction * (len(ends) - 1))], 2)
+        for name, fraction in (("p50", 0.5), ("p90", 0.9), ("max", 1.0))
+    }
+
+
+def _fresh_host(slots: int) -> Any:
+    from container_manager.models import ContainerJob, ExecutorHost
+
+    ContainerJob.objects.all().delete()
+    ExecutorHost.objects.all().delete()
+    return ExecutorHost.objects.create(
+        name="bench-mock",
+        executor_type="mock",
+        connection_string="mock://",
+        executor_config={"duration": 0},
+        max_concurrent_jobs=slots,
+    )
+
+
+def _fresh_sqlite_url() -> str:
+    return f"sqlite:///{tempfile.mkdtemp(prefix='cm-arrays-')}/bench.sqlite3"
+
+
+if __name__ == "__main__":
+    main()
