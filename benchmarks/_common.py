@@ -75,6 +75,8 @@ def setup_django(database_url: str, workers: int, sweep_interval: float = 0) -> 
     os.environ["CM_LOCAL_WORKERS"] = str(workers)
     os.environ["CM_SWEEP_INTERVAL"] = str(sweep_interval)
     os.environ.setdefault("CM_LOG_LEVEL", "ERROR")
+    # As deployed: DEBUG on would record every query (and on SQLite add a SELECT QUOTE per query).
+    os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only")
     sys.path.insert(0, str(REPO))
     import django

@@ -16,7 +16,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
-PARTS = ("floor", "ours", "mock", "arrays", "sweep", "peer", "cold_start", "events")
+PARTS = (
+    "floor",
+    "ours",
+    "mock",
+    "arrays",
+    "sweep",
+    "statements",
+    "scale_out",
+    "tasks_db",
+    "peer",
+    "cold_start",
+    "events",
+)
 logger = logging.getLogger("benchmarks")
 
 
@@ -33,7 +45,7 @@ def main() -> None:
     n = 20 if args.quick else args.n
     latency_n = 5 if args.quick else 50
     pg_url = None
-    if {"ours", "mock", "arrays", "sweep"} & set(args.only):
+    if {"ours", "mock", "arrays", "sweep", "statements", "scale_out", "tasks_db"} & set(args.only):
         pg_url = args.database_url or _bench_database()
     failures = []
     for part in args.only:
@@ -72,6 +84,22 @@ def _commands(
     if part == "sweep":
         sizes = ["10000"] if quick else ["10000", "100000"]
         return [[py, f"{HERE}/sweep_scale.py", "--database-url", pg_url, "--sizes", *sizes]]
+    if part == "statements":
+        sizes = ["10", "30"] if quick else ["20", "100"]
+        return [[py, f"{HERE}/statements.py", "--database-url", pg_url, "--n", *sizes]]
+    if part == "scale_out":
+        # K processes on one and four hosts, with and without a backlog, a one-minute sweep.
+        ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
+        return [[py, f"{HERE}/scale_out.py", "--database-url", pg_url,
+                 "--n", str(n if quick else 2 * n), "--k", *ks]]  # fmt: skip
+    if part == "tasks_db":
+        tasks_python = HERE / ".venv-tasks" / "bin" / "python"
+        if not tasks_python.exists():
+            logger.warning("no benchmarks/.venv-tasks: run benchmarks/setup.sh; tasks_db skipped")
+            return []
+        ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
+        return [[str(tasks_python), f"{HERE}/tasks_db.py", "--database-url", pg_url,
+                 "--n", str(n if quick else 2 * n), "--k", *ks]]  # fmt: skip
     if part == "peer":
         if not PEER_PYTHON.exists():
             logger.warning("no .venv-peer: run benchmarks/setup.sh; the peer is skipped")

@@ -494,9 +494,15 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             array_size=array_size,
             **kwargs,
         )
-        job.full_clean()
-        with transaction.atomic(using=self.db):
-            job.save(using=self.db)
+        # Skipped checks that would each cost a SELECT: the host and the template are saved
+        # rows (read just now or given as instances), and a fresh UUID key is unique.
+        job.full_clean(exclude=_saved_relations(job), validate_unique=False)
+        if depends_on or array_size:
+            with transaction.atomic(using=self.db):
+                job.save(using=self.db)
+                hooks.call("workflow_submitted", job, depends_on)
+        else:
+            job.save(using=self.db)  # one INSERT: no transaction of its own is needed
             hooks.call("workflow_submitted", job, depends_on)
         return job
 
@@ -1262,6 +1268,15 @@ def _editable_field_names(instance: models.Model, system_fields: frozenset[str])
         f.attname
         for f in instance._meta.concrete_fields
         if not f.primary_key and f.name not in system_fields and f.attname not in deferred
+    ]
+
+
+def _saved_relations(job: ContainerJob) -> list[str]:
+    """The foreign keys of ``job`` set to instances already saved: their rows exist."""
+    return [
+        name
+        for name in ("docker_host", "environment_template")
+        if (related := getattr(job, name)) is not None and not related._state.adding
     ]
 
 

@@ -345,7 +345,6 @@ def _start(job: ContainerJob) -> str:
             waiting_for_host_since=None,
             execution={"status": st.FAILED, "error": result, "finished_at": now},
         )  # fmt: skip
-        _kick_waiting(job.docker_host_id)
         return "failed"
     return _record_running(job, result, now)
 
@@ -398,7 +397,6 @@ def _retry_or_fail(job: ContainerJob, error: str) -> str:
             last_error=f"launch failed after {job.attempt_count} attempts: {error}",
             waiting_for_host_since=None, execution=execution,
         )  # fmt: skip
-        _kick_waiting(job.docker_host_id)
         return "failed"
     delay = retry_delay(job.attempt_count)
     moved = move(
@@ -409,7 +407,6 @@ def _retry_or_fail(job: ContainerJob, error: str) -> str:
     )  # fmt: skip
     if moved:
         dispatch.send_on_commit("launch", job.pk, delay=delay)
-        _kick_waiting(job.docker_host_id)
     return "retrying"
 
 
@@ -679,7 +676,6 @@ def _finish(
         )  # fmt: skip
         if moved:
             _cleanup(executor, job)
-            _kick_waiting(job.docker_host_id)
             return status
         current = (
             ContainerJob.objects.filter(
@@ -712,8 +708,6 @@ def _fail_running(job: ContainerJob, error: str) -> str:
         last_error=error, completed_at=now, next_check_at=None, waiting_for_host_since=None,
         execution={"status": st.FAILED, "error": error, "finished_at": now},
     )  # fmt: skip
-    if moved:
-        _kick_waiting(job.docker_host_id)
     return "failed" if moved else "taken"
 
 
@@ -775,29 +769,15 @@ def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
         logger.warning("cleanup of job %s execution %s failed", job.pk, job.execution_id)
 
 
-def _kick_waiting(host_id: int) -> None:
-    """A slot freed: send launch to the first due job waiting on this host.
-
-    One job per freed slot. Kicking every job that would fit re-sends launches that are
-    already on their way, which grows with the square of a burst; a slot that two
-    concurrent releases leave idle is filled by the next sweep.
-    """
-    now = clock.now()
-    first = (
-        ContainerJob.objects.filter(
-            *workflows.launchable(),
-            docker_host_id=host_id,
-            status=st.PENDING,
-            docker_host__is_active=True,
-            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
-        )
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
-        .order_by("-priority", "created_at")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if first is not None:
-        dispatch.send_on_commit("launch", first)
+def handed_over(job_id: Any) -> None:
+    """A freed slot was given to ``job_id`` (``transitions.hand_over``): send its launch."""
+    dispatch.send_on_commit("launch", job_id)
 
 
-hooks.bind(launch=launch, harvest=harvest, request_cancel=request_cancel, submitted=submitted)
+hooks.bind(
+    launch=launch,
+    harvest=harvest,
+    request_cancel=request_cancel,
+    submitted=submitted,
+    handed_over=handed_over,
+)

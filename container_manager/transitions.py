@@ -5,10 +5,11 @@ One row changed means this caller owns the move; zero means someone else made it
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, Q
 from django.db.models.signals import post_save
 
 from container_manager import clock, hooks, signals
@@ -18,6 +19,10 @@ from container_manager.models import ContainerExecution, ContainerJob, ExecutorH
 
 class HostFull(Exception):
     """The host had no free slot (or is inactive); the job stays pending."""
+
+
+class _Taken(Exception):
+    """Another caller moved the job first (``begin_launch`` answers False)."""
 
 
 def move(
@@ -34,20 +39,25 @@ def move(
     ``guard`` adds conditions (e.g. the attempt number), ``fields`` are written
     with the status, ``execution`` updates the current attempt's
     ``ContainerExecution`` in the same transaction. Leaving launching/running
-    frees the host slot in that transaction too, so counts never drift; an array's
-    counts and a job's dependents follow the move there too (the ``job_moved`` hook,
-    bound by ``container_manager.workflows``).
+    hands the host slot to the next waiting job or frees it (``hand_over``) in
+    that transaction too, so counts never drift; an array's counts and a job's
+    dependents follow the move there too (the ``job_moved`` hook, bound by
+    ``container_manager.workflows``). Only a lease renewal (launching to
+    launching, one UPDATE) runs without a transaction of its own.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
-    with transaction.atomic():
+    frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent
+    # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
+    several = frees_slot or execution is not None or old != new
+    with transaction.atomic() if several else nullcontext():
         changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
             status=new, updated_at=now, **fields
         )
         if changed != 1:
             return False
-        if old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent:
-            release_slot(job.docker_host_id)
+        if frees_slot:
+            hand_over(job.docker_host_id, now)
         if execution is not None:
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
@@ -67,45 +77,102 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     Returns False when another caller already moved the job. Raises
     ``HostFull`` when the host is full or inactive (nothing is changed).
     Creates the attempt's ``ContainerExecution`` (or resets the one of an attempt that
-    met an unreachable host and is tried again under its number).
+    met an unreachable host and is tried again under its number). On PostgreSQL this is
+    one statement (``_begin_launch_postgresql``), so the host's row is locked for one
+    round trip, not for a transaction of four.
     """
     attempt = job.attempt_count + 1
     now = clock.now()
-    with transaction.atomic():
-        changed = ContainerJob.objects.filter(
-            pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
-        ).update(
-            status=st.LAUNCHING,
-            attempt_count=attempt,
-            lease_expires_at=lease_expires_at,
-            execution_id="",
-            updated_at=now,
-        )
-        if changed != 1:
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        try:
+            _begin_launch_postgresql(connection, job, lease_expires_at, now)
+        except _Taken:
             return False
-        reserved = ExecutorHost.objects.filter(
-            pk=job.docker_host_id,
-            is_active=True,
-            current_job_count__lt=F("max_concurrent_jobs"),
-        ).update(current_job_count=F("current_job_count") + 1)
-        if reserved != 1:
-            # Raising inside the atomic block undoes the job's move: it stays pending.
-            raise HostFull(job.docker_host_id)
-        # An attempt that met an unreachable host is tried again under the same number.
-        ContainerExecution.objects.update_or_create(
-            job_id=job.pk,
-            attempt=attempt,
-            defaults={
-                "host_id": job.docker_host_id, "started_at": now, "status": st.LAUNCHING,
-                "execution_id": "", "error": "", "finished_at": None,
-            },
-        )  # fmt: skip
+    else:
+        with transaction.atomic():
+            changed = ContainerJob.objects.filter(
+                pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
+            ).update(
+                status=st.LAUNCHING,
+                attempt_count=attempt,
+                lease_expires_at=lease_expires_at,
+                execution_id="",
+                updated_at=now,
+            )
+            if changed != 1:
+                return False
+            reserved = ExecutorHost.objects.filter(
+                pk=job.docker_host_id,
+                is_active=True,
+                current_job_count__lt=F("max_concurrent_jobs"),
+            ).update(current_job_count=F("current_job_count") + 1)
+            if reserved != 1:
+                # Raising inside the atomic block undoes the job's move: it stays pending.
+                raise HostFull(job.docker_host_id)
+            # An attempt that met an unreachable host is tried again under the same number.
+            ContainerExecution.objects.update_or_create(
+                job_id=job.pk,
+                attempt=attempt,
+                defaults={
+                    "host_id": job.docker_host_id, "started_at": now, "status": st.LAUNCHING,
+                    "execution_id": "", "error": "", "finished_at": None,
+                },
+            )  # fmt: skip
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
     job.execution_id = ""
     _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
     return True
+
+
+def _begin_launch_postgresql(
+    connection: Any, job: ContainerJob, lease_expires_at: Any, now: Any
+) -> None:
+    """``begin_launch`` in one statement; returns when moved, raises ``HostFull`` or ``_Taken``.
+
+    ``slot`` locks the host row only if it has room (re-checked on the newest
+    row version after any wait); the job moves and the count grows only if the
+    slot was had, and the attempt's row is inserted only if the job moved.
+    ``FOR NO KEY UPDATE`` is the lock the UPDATE takes anyway: it does not
+    block the foreign-key check of a job being inserted for that host.
+    """
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    insert, insert_params = _insert_attempt("moved", job.docker_host_id, now)
+    sql = f"""
+        WITH slot AS (
+            SELECT id FROM {hosts}
+            WHERE id = %s AND is_active AND current_job_count < max_concurrent_jobs
+            FOR NO KEY UPDATE
+        ),
+        moved AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id = %s AND status = %s AND attempt_count = %s AND EXISTS (SELECT 1 FROM slot)
+            RETURNING id, attempt_count
+        ),
+        reserved AS (
+            UPDATE {hosts} SET current_job_count = current_job_count + 1
+            WHERE id IN (SELECT slot.id FROM slot) AND EXISTS (SELECT 1 FROM moved)
+        ),
+        attempt AS ({insert})
+        SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
+    """
+    params = (
+        job.docker_host_id,
+        st.LAUNCHING, lease_expires_at, now, job.pk, st.PENDING, job.attempt_count,
+        *insert_params,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        slot, moved = cursor.fetchone()
+    if moved:
+        return
+    if not slot:
+        raise HostFull(job.docker_host_id)
+    raise _Taken(job.pk)
 
 
 def _announce(job: ContainerJob, changed: set[str]) -> None:
@@ -126,6 +193,158 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
         )
     )
     signals.announce_move(job, job.status)
+
+
+def hand_over(host_id: int, now: Any) -> Any:
+    """A job left its slot on ``host_id``: give the slot to the next waiting job, or free it.
+
+    Run inside the transaction that moved the job out of its slot. The next
+    waiting job (due, not cancelled, best priority, oldest) is claimed with
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent hand-overs each
+    take a different job; SQLite's write lock serialises them anyway. The
+    claimed job moves to ``launching`` as a new attempt with an expired lease,
+    so the launch step (sent when the transaction commits) takes it over as
+    it would a lapsed launch, and so does the sweep if that message is lost.
+    The host's count is unchanged: the slot passed from one job to the other.
+
+    Only a full host hands its slot over: with free slots the waiting jobs'
+    own launches find room, and the first of them is only sent its launch
+    again (a hint, as before). Returns the id of the job sent its launch, or None.
+    """
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        job_id = _hand_over_postgresql(connection, host_id, now)
+    else:
+        job_id = _hand_over_portable(host_id, now)
+    if job_id is not None:
+        hooks.call("handed_over", job_id)
+    return job_id
+
+
+def _waiting(host_id: int, now: Any) -> Any:
+    """The jobs that may take a slot freed on ``host_id``, best first."""
+    return (
+        ContainerJob.objects.filter(
+            # No array parent, no unfinished dependency (container_manager.workflows).
+            *hooks.call("launchable"),
+            docker_host_id=host_id,
+            status=st.PENDING,
+            cancel_requested_at__isnull=True,
+            docker_host__is_active=True,
+            # The count still includes the leaving job: hand over only if it fits without it too.
+            docker_host__current_job_count__lte=F("docker_host__max_concurrent_jobs"),
+        )
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .order_by("-priority", "created_at")
+    )
+
+
+def _claim_fields(now: Any) -> dict[str, Any]:
+    return {
+        "status": st.LAUNCHING,
+        "attempt_count": F("attempt_count") + 1,
+        "lease_expires_at": now,
+        "execution_id": "",
+        "updated_at": now,
+    }
+
+
+def _hand_over_portable(host_id: int, now: Any) -> Any:
+    """Select, claim and insert the attempt, or release: serialised by the write lock."""
+    first = _waiting(host_id, now).values_list(
+        "pk", "attempt_count", "docker_host__current_job_count", "docker_host__max_concurrent_jobs"
+    )[:1]
+    for job_id, attempt, used, slots in first:
+        if used < slots:
+            break
+        claimed = ContainerJob.objects.filter(
+            pk=job_id, status=st.PENDING, attempt_count=attempt
+        ).update(**_claim_fields(now))
+        if claimed:
+            ContainerExecution.objects.create(
+                job_id=job_id, attempt=attempt + 1, host_id=host_id, started_at=now
+            )
+            return job_id
+    else:
+        job_id = None
+    release_slot(host_id)
+    return job_id
+
+
+def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
+    """Claim the next waiting job of a full host (and insert its attempt) or free the slot.
+
+    One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
+    portable path's filter) locks a job only when the host is full: a job locked
+    while this transaction then waited for the host row could deadlock with a
+    launch holding the host row and waiting for that job. ``hint`` is the
+    first waiting job, unlocked, sent its launch when nothing was claimed.
+    """
+    waiting = _waiting(host_id, now)
+    full = waiting.filter(docker_host__current_job_count__gte=F("docker_host__max_concurrent_jobs"))
+    picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
+    pick_sql, pick_params = picked.query.sql_with_params()
+    hint_sql, hint_params = waiting.values("pk")[:1].query.sql_with_params()
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    insert, insert_params = _insert_attempt("claimed", host_id, now)
+    # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
+    sql = f"""
+        WITH picked AS ({pick_sql}),
+        claimed AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
+            RETURNING id, attempt_count
+        ),
+        released AS (
+            UPDATE {hosts} SET current_job_count = current_job_count - 1
+            WHERE id = %s AND current_job_count > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
+        ),
+        attempt AS ({insert}),
+        hint AS ({hint_sql})
+        SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
+    """
+    params = (
+        *pick_params, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params, *hint_params
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:
+    """``INSERT`` of a new attempt's ``ContainerExecution`` for each row of the CTE ``source``.
+
+    ``source`` returns the job's ``id`` and its new ``attempt_count``; every
+    other column gets the model field's default, so the statement follows the model.
+    """
+    connection = connections[ContainerExecution.objects.db]
+    own = {"job": f"{source}.id", "attempt": f"{source}.attempt_count"}
+    given = {"host": host_id, "started_at": now, "status": st.LAUNCHING}
+    columns, values, params = [], [], []
+    for field in ContainerExecution._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.name in own:
+            values.append(own[field.name])
+            continue
+        value = given[field.name] if field.name in given else field.get_default()
+        values.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(ContainerExecution._meta.db_table)
+    # An attempt that met an unreachable host is tried again under its number: reset its row.
+    column = {f.name: connection.ops.quote_name(f.column) for f in ContainerExecution._meta.fields}
+    reset = ", ".join(
+        f"{column[name]} = EXCLUDED.{column[name]}"
+        for name in ("host", "started_at", "status", "execution_id", "error", "finished_at")
+    )
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source} "
+        f"ON CONFLICT ({column['job']}, {column['attempt']}) DO UPDATE SET {reset}"
+    )
+    return sql, params
 
 
 def release_slot(host_id: int) -> None:

@@ -366,4 +366,5 @@ hooks.bind(
     check_array_size=check_array_size,
     workflow_submitted=submitted,
     job_moved=job_moved,
+    launchable=launchable,
 )

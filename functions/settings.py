@@ -229,9 +229,15 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        # Kept across steps, requests and events: a new connection per step cost more than the
+        # step (issue 13). close_old_connections() still closes broken and aged ones.
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "600")),
+        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The session starts in UTC, so Django sends no set_config('TimeZone') per new connection.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c TimeZone=UTC"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker threads write concurrently: take the write lock up front and wait for it.
     DATABASES["default"]["OPTIONS"] = {

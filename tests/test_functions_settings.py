@@ -167,3 +167,14 @@ def test_deploy_check_is_clean_with_deployed_settings():
     remaining = sorted(set(re.findall(r"\(security\.(W\d+)\)", out.stderr)))
     assert remaining == ["W005", "W021"], out.stderr
     assert "ERRORS" not in out.stderr
+
+
+def test_connections_are_kept_across_steps_by_default_and_postgres_starts_in_utc():
+    local = load()["DB"]
+    assert (local["CONN_MAX_AGE"], local["CONN_HEALTH_CHECKS"]) == (600, True)
+    pg = load(DATABASE_URL="postgres://u:p@db:5432/x", DATABASE_CONN_MAX_AGE="0", DJANGO_DEBUG="1")[
+        "DB"
+    ]
+    assert pg["CONN_MAX_AGE"] == 0 and pg["OPTIONS"]["options"] == "-c TimeZone=UTC"
+    off = load(DATABASE_CONN_HEALTH_CHECKS="0")["DB"]
+    assert off["CONN_HEALTH_CHECKS"] is False

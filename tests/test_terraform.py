@@ -48,7 +48,8 @@ BACKEND = {
 }
 #: Read by the settings but not a Terraform output: defaults fit, or an operator's own choice.
 OPTIONAL = {
-    "DATABASE_CONN_MAX_AGE": "tuning (0: a connection per request, right for functions)",
+    "DATABASE_CONN_MAX_AGE": "tuning (600 by default: kept across steps, requests and events)",
+    "DATABASE_CONN_HEALTH_CHECKS": "tuning (on by default: a kept connection is checked first)",
     "DJANGO_CSRF_TRUSTED_ORIGINS": "only for admin forms posted from another origin",
     "DJANGO_FORCE_SCRIPT_NAME": "set per zappa stage in zappa_settings.json (API Gateway prefix)",
     "DJANGO_STATIC_URL": "only when static files are served from elsewhere",

@@ -1,0 +1,219 @@
+"""Scale-out on PostgreSQL: K worker processes, one or four hosts, with and without a backlog.
+
+Mock jobs (duration 0), a one-minute sweep; slots in use and lock waits sampled: scale_out.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import setup_django, write_result  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+LOCK_WAITS = (
+    "SELECT wait_event, count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock' GROUP BY wait_event"
+)
+
+
+def main() -> None:
+    """Parent: every (hosts, backlog, K) run in turn; child (``--child``): one worker process."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", required=True, help="a PostgreSQL URL")
+    parser.add_argument("--n", type=int, default=400, help="jobs per run")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="processes")
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--capacity", type=int, default=50, help="slots in all, with a backlog")
+    parser.add_argument("--workers", type=int, default=4, help="local worker threads a process")
+    parser.add_argument("--sweep", type=float, default=60, help="sweep interval, seconds")
+    parser.add_argument("--child", nargs=2, metavar=("SHARE", "GO_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    setup_django(args.database_url, args.workers, sweep_interval=args.sweep)
+    if args.child:
+        _child(int(args.child[0]), Path(args.child[1]))
+        return
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    runs = [
+        _run(args, k, hosts, backlog)
+        for hosts in args.hosts
+        for backlog in (False, True)
+        for k in args.k
+    ]
+    write_result(
+        "scale_out",
+        {"n": args.n, "capacity": args.capacity, "workers": args.workers,
+         "sweep_interval": args.sweep, "debug": _debug(), "runs": runs},
+    )  # fmt: skip
+
+
+def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[str, Any]:
+    from django.db.models import Max, Min
+
+    from container_manager.models import ContainerJob, ExecutorHost
+
+    capacity = args.capacity if backlog else args.n
+    _reset(hosts, capacity)
+    go = Path(f"/tmp/cm-scale-out-go-{os.getpid()}")
+    go.unlink(missing_ok=True)
+    shares = [args.n // k + (1 if i < args.n % k else 0) for i in range(k)]
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--database-url",
+                args.database_url,
+                "--workers",
+                str(args.workers),
+                "--sweep",
+                str(args.sweep),
+                "--child",
+                str(share),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for share in shares
+    ]
+    for child in children:
+        assert child.stdout.readline().strip() == "ready"
+    sampler = _Sampler()
+    sampler.start()
+    go.touch()
+    reports = [json.loads(child.stdout.readline()) for child in children]
+    for child in children:
+        child.wait()
+    sampler.stop()
+    go.unlink(missing_ok=True)
+    span = ContainerJob.objects.aggregate(first=Min("created_at"), last=Max("completed_at"))
+    seconds = (span["last"] - span["first"]).total_seconds()
+    cpu = sum(report["cpu_s"] for report in reports)
+    done = ContainerJob.objects.filter(status="completed").count()
+    in_use = sampler.slots_during(seconds)
+    result = {
+        "k": k,
+        "hosts": hosts,
+        "backlog": backlog,
+        "capacity": capacity,
+        "completed": done,
+        "seconds": round(seconds, 2),
+        "jobs_per_s": round(done / seconds, 2),
+        "jobs_per_s_per_process": round(done / seconds / k, 2),
+        "jobs_per_cpu_s": round(done / cpu, 1),
+        "cpu_s_per_job_ms": round(cpu / done * 1000, 2),
+        "mean_slots_in_use": round(statistics.fmean(in_use), 1) if in_use else None,
+        "slots_in_use_pct": round(100 * statistics.fmean(in_use) / capacity, 1) if in_use else None,
+        "lock_wait_samples": sampler.waits,
+        "mean_backends_waiting_on_locks": round(sampler.mean_waiting(), 3),
+        "samples": sampler.count,
+        "max_count_seen": sampler.max_slots,
+        "host_counts_after": list(ExecutorHost.objects.values_list("current_job_count", flat=True)),
+    }
+    print(json.dumps(result), flush=True)  # noqa: T201 - progress of a benchmark run
+    return result
+
+
+def _reset(hosts: int, capacity: int) -> None:
+    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+
+    ContainerExecution.objects.all().delete()
+    ContainerJob.objects.all().delete()
+    ExecutorHost.objects.all().delete()
+    for index in range(hosts):
+        ExecutorHost.objects.create(
+            name=f"bench-scale-{index}", executor_type="mock", connection_string="mock://",
+            executor_config={"duration": 0},
+            max_concurrent_jobs=capacity // hosts + (1 if index < capacity % hosts else 0),
+        )  # fmt: skip
+
+
+class _Sampler(threading.Thread):
+    """Every 0.1 s: the slots in use on all hosts and the backends waiting on a lock."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self._stop_event = threading.Event()
+        self.slots: list[tuple[float, int]] = []
+        self.waits: dict[str, int] = {}
+        self.waiting_total = 0
+        self.count = 0
+        self.max_slots = 0
+
+    def run(self) -> None:
+        from django.db import connection
+        from django.db.models import Sum
+
+        from container_manager.models import ExecutorHost
+
+        began = time.monotonic()
+        while not self._stop_event.wait(0.1):
+            used = ExecutorHost.objects.aggregate(used=Sum("current_job_count"))["used"] or 0
+            with connection.cursor() as cursor:
+                cursor.execute(LOCK_WAITS)
+                rows = cursor.fetchall()
+            self.slots.append((time.monotonic() - began, used))
+            self.max_slots = max(self.max_slots, used)
+            for event, number in rows:
+                self.waits[event] = self.waits.get(event, 0) + number
+                self.waiting_total += number
+            self.count += 1
+        connection.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def slots_during(self, seconds: float) -> list[int]:
+        """Slot samples from the first submission to the last completion."""
+        return [used for at, used in self.slots if at <= seconds]
+
+    def mean_waiting(self) -> float:
+        return self.waiting_total / self.count if self.count else 0.0
+
+
+def _child(share: int, go: Path) -> None:
+    """Submit ``share`` jobs round-robin over the hosts, then run steps until none is live."""
+    from django.db import close_old_connections
+
+    from container_manager import dispatch
+    from container_manager.models import ContainerJob, ExecutorHost
+
+    hosts = list(ExecutorHost.objects.order_by("name"))
+    dispatch.get_backend().start()
+    print("ready", flush=True)  # noqa: T201 - the parent waits for it
+    while not go.exists():
+        time.sleep(0.01)
+    cpu = time.process_time()
+    for index in range(share):
+        ContainerJob.objects.create_job(
+            image="x", command="true", docker_host=hosts[index % len(hosts)]
+        )
+    while ContainerJob.objects.live().exists():
+        close_old_connections()
+        time.sleep(0.2)
+    cpu = time.process_time() - cpu
+    dispatch.reset_backend()
+    print(json.dumps({"cpu_s": cpu, "submitted": share}), flush=True)  # noqa: T201 - to the parent
+
+
+def _debug() -> bool:
+    from django.conf import settings
+
+    return settings.DEBUG
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Slot hand-off: a freed slot goes to a distinct waiting job in the transaction that frees it.
+
+The count of a host never exceeds ``max_concurrent_jobs``, also with concurrent steps (PostgreSQL).
+"""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from container_manager import status as st
+from container_manager import steps
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(host, **kwargs):
+    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
+
+
+def holding(host):
+    return ContainerJob.objects.filter(docker_host=host, status__in=st.HOLDS_SLOT).count()
+
+
+def together(work):
+    """Run ``(function, job_id)`` items on threads released at once; the exceptions raised."""
+    barrier, errors = threading.Barrier(len(work)), []
+
+    def run(function, job_id):
+        try:
+            barrier.wait()
+            function(job_id)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=item) for item in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def due_now(jobs):
+    ContainerJob.objects.filter(pk__in=[j.pk for j in jobs]).update(next_check_at=timezone.now())
+
+
+def test_each_freed_slot_goes_to_a_different_waiting_job(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=3)
+    first = [submit(host) for _ in range(3)]
+    waiting = [submit(host, priority=p) for p in (0, 5, 0, 0)]
+    for job in first + waiting:
+        steps.launch(job.pk)
+    recording.take()
+    due_now(first)
+    assert [steps.check(job.pk) for job in first] == ["completed"] * 3
+    launches = [job_id for step, job_id, _ in recording.take() if step == "launch"]
+    # Best priority first, then the oldest; never the same job twice.
+    assert launches == [str(waiting[1].pk), str(waiting[0].pk), str(waiting[2].pk)]
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 3 == holding(host)
+    handed = ContainerJob.objects.get(pk=waiting[1].pk)
+    assert (handed.status, handed.attempt_count) == ("launching", 1)
+    assert ContainerExecution.objects.get(job=handed).status == "launching"
+    assert [steps.launch(job_id) for job_id in launches] == ["launched"] * 3
+    assert [steps.launch(job_id) for job_id in launches] == ["nothing-to-do"] * 3
+
+
+def test_a_slot_is_freed_when_nothing_waits_and_never_handed_to_a_cancelled_job(
+    recording, make_mock_host
+):
+    host = make_mock_host(max_concurrent_jobs=1)
+    running, cancelled = submit(host), submit(host)
+    steps.launch(running.pk)
+    ContainerJob.objects.filter(pk=cancelled.pk).update(cancel_requested_at=timezone.now())
+    recording.take()
+    due_now([running])
+    assert steps.check(running.pk) == "completed"
+    assert [m for m in recording.take() if m[0] == "launch"] == []
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 0
+
+
+def test_an_inactive_host_gets_its_slot_back_instead(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=1)
+    running, waiting = submit(host), submit(host)
+    steps.launch(running.pk)
+    ExecutorHost.objects.filter(pk=host.pk).update(is_active=False)
+    due_now([running])
+    assert steps.check(running.pk) == "completed"
+    assert ContainerJob.objects.get(pk=waiting.pk).status == "pending"
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 0
+
+
+def test_a_lost_hand_off_message_is_found_by_the_sweep(recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=1)
+    running, waiting = submit(host), submit(host)
+    steps.launch(running.pk)
+    due_now([running])
+    steps.check(running.pk)
+    recording.take()  # the hand-off's launch is lost
+    steps.sweep(now=timezone.now())
+    assert ("launch", str(waiting.pk), 0) in [(s, j, int(d)) for s, j, d in recording.take()]
+
+
+@pytest.mark.postgres
+def test_begin_launch_and_hand_off_are_one_statement_each(postgres_only, recording, make_mock_host):
+    host = make_mock_host(max_concurrent_jobs=1)
+    running, waiting = submit(host), submit(host)
+    with CaptureQueriesContext(connection) as launch:
+        steps.launch(running.pk)
+    due_now([running])
+    with CaptureQueriesContext(connection) as finish:
+        steps.check(running.pk)
+    launch_sql = [q["sql"] for q in launch.captured_queries]
+    assert sum("WITH slot AS" in sql for sql in launch_sql) == 1
+    assert sum("SKIP LOCKED" in q["sql"] for q in finish.captured_queries) == 1
+    assert ContainerJob.objects.get(pk=waiting.pk).status == "launching"
+
+
+@pytest.mark.postgres
+def test_concurrent_finishes_and_launches_never_exceed_the_host(
+    postgres_only, recording, make_mock_host
+):
+    """Rounds of 4 finishing and 4 launching threads against 4 slots, started together."""
+    capacity, threads_per_kind = 4, 4
+    host = make_mock_host(max_concurrent_jobs=capacity)
+    jobs = [submit(host) for _ in range(24)]
+    for job in jobs[:capacity]:
+        assert steps.launch(job.pk) == "launched"
+    handed = Counter()
+    for _ in range(3):
+        running = list(ContainerJob.objects.filter(docker_host=host, status=st.RUNNING))
+        due_now(running)
+        pending = list(
+            ContainerJob.objects.filter(docker_host=host, status=st.PENDING).order_by("created_at")
+        )
+        recording.take()
+        work = [(steps.check, job.pk) for job in running[:threads_per_kind]]
+        work += [(steps.launch, job.pk) for job in pending[-threads_per_kind:]]
+        errors = together(work)
+        assert errors == []
+        count = ExecutorHost.objects.get(pk=host.pk).current_job_count
+        assert count == holding(host) <= capacity
+        launches = [job_id for step, job_id, _ in recording.take() if step == "launch"]
+        handed.update(launches)
+        for job_id in set(launches):
+            steps.launch(job_id)
+    assert max(handed.values()) == 1
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == holding(host) == capacity
