@@ -102,7 +102,15 @@ def test_packaged_handler_answers_http_schedule_and_sqs(bundle, moto_queue, tmp_
     result = json.loads(probe.stdout.strip().splitlines()[-1])
     assert result["login"] == {"status": 200, "form": True}
     assert result["stylesheet_status"] == 200  # whitenoise serves the collected, hashed file
-    assert set(result["sweep"]) == {"launch", "relaunch", "check", "cancel", "notify", "scheduled"}
+    assert set(result["sweep"]) == {
+        "launch",
+        "settle",
+        "relaunch",
+        "check",
+        "cancel",
+        "notify",
+        "scheduled",
+    }
     assert result["sweep"]["launch"] == 1
     assert result["batches"] and all(b == {"batchItemFailures": []} for b in result["batches"])
     assert result["job"] == "completed"
