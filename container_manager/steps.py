@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q, Window
+from django.db.models import F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber
 
 from container_manager import (
@@ -34,7 +34,7 @@ from container_manager.executors.exceptions import ExecutorConnectionError, Exec
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
 from container_manager.logtext import strip_timestamps
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, HostSlot
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ def launch(job_id: Any) -> str:
             return waiting
         if job.cancel_requested_at:
             return _cancel_pending(job)
-        if not job.docker_host.is_available():
-            return "waiting-for-slot"  # cheap answer; begin_launch re-checks atomically
-        try:
+        try:  # begin_launch finds a free slot row or raises HostFull, in one statement
             if not begin_launch(job, lease):
                 return "taken"
         except HostFull:
@@ -178,8 +176,9 @@ def sweep(now: Any = None) -> dict[str, int]:
     reconcile) or whose lease expired (to take over); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
-    schedules that are due (``scheduler.fire_due``). A fixed number of indexed
-    queries, whatever the table size, plus the work of what is due.
+    schedules that are due (``scheduler.fire_due``) and sets every host's
+    ``current_job_count`` that differs from its slot rows. A fixed number of
+    indexed queries, whatever the table size, plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -210,6 +209,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
     sent["scheduled"] = scheduler.fire_due(now)
+    HostSlot.objects.refresh_counts()
     counters.sweep_found(sent)
     return sent
 
@@ -227,12 +227,8 @@ def _launchable(settled: Any) -> Any:
             *workflows.launchable(),
             status=st.PENDING,
             docker_host__is_active=True,
-            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
         )
-        .annotate(
-            place=place,
-            free=F("docker_host__max_concurrent_jobs") - F("docker_host__current_job_count"),
-        )
+        .annotate(place=place, free=HostSlot.objects.free_count(OuterRef("docker_host_id")))
         .filter(place__lte=F("free"))
         .order_by("-priority", "created_at")
     )
