@@ -7,13 +7,13 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from container_manager import status as st
-from container_manager import steps
-from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager import steps, transitions
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -152,3 +152,77 @@ def test_concurrent_finishes_and_launches_never_exceed_the_host(
             steps.launch(job_id)
     assert max(handed.values()) == 1
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == holding(host) == capacity
+
+
+def launch_now(job_id):
+    """``begin_launch`` of a pending job; True if it took a slot, False if the host was full."""
+    job = ContainerJob.objects.get(pk=job_id)
+    try:
+        return transitions.begin_launch(job, timezone.now())
+    except transitions.HostFull:
+        return False
+
+
+@pytest.mark.postgres
+def test_a_launch_does_not_wait_for_another_launch_on_the_same_host(
+    postgres_only, recording, make_mock_host
+):
+    """One launch keeps its transaction (and its slot row) open; the others run meanwhile.
+
+    They may wait for no lock at all (``lock_timeout`` makes a wait an error): with the
+    host row as the counter, the second launch waited for the first one's commit.
+    """
+    host = make_mock_host(max_concurrent_jobs=2)
+    first, second, third = (submit(host) for _ in range(3))
+    claimed, others_done, answers = threading.Event(), threading.Event(), {}
+
+    def hold_open():
+        try:
+            with transaction.atomic():
+                answers["first"] = launch_now(first.pk)
+                claimed.set()
+                assert others_done.wait(timeout=60)
+        finally:
+            claimed.set()
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_open)
+    holder.start()
+    try:
+        assert claimed.wait(timeout=60)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '50ms'")
+        # The second takes the other slot; the third finds none (one held open, one taken).
+        answers["second"] = launch_now(second.pk)
+        answers["third"] = launch_now(third.pk)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    finally:
+        others_done.set()
+        holder.join()
+    assert answers == {"first": True, "second": True, "third": False}
+    assert HostSlot.objects.filter(host=host, job__isnull=False).count() == 2
+    assert set(HostSlot.objects.filter(host=host).values_list("job", flat=True)) == {
+        first.pk,
+        second.pk,
+    }
+    assert ContainerJob.objects.get(pk=third.pk).status == "pending"
+
+
+@pytest.mark.postgres
+def test_racing_launches_take_exactly_the_free_slots(postgres_only, recording, make_mock_host):
+    """8 launches released together on 3 slots: exactly 3 launch, each on its own slot row."""
+    host = make_mock_host(max_concurrent_jobs=3)
+    jobs = [submit(host) for _ in range(8)]
+    won = []
+    errors = together(
+        [(lambda job_id: launch_now(job_id) and won.append(job_id), job.pk) for job in jobs]
+    )
+    assert errors == []
+    assert len(won) == 3
+    held = HostSlot.objects.filter(host=host, job__isnull=False)
+    assert sorted(held.values_list("number", flat=True)) == [0, 1, 2]
+    assert set(held.values_list("job", flat=True)) == set(won)
+    assert ContainerJob.objects.filter(docker_host=host, status=st.LAUNCHING).count() == 3
+    steps.sweep(now=timezone.now())
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 3
