@@ -301,6 +301,10 @@ class ExecutorHost(models.Model):
             return False
         return HostSlot.objects.free(self.pk).exists()
 
+    def slots_in_use(self) -> int:
+        """How many of the host's slot rows a job holds (exact, unlike ``current_job_count``)."""
+        return HostSlot.objects.filter(host_id=self.pk, job__isnull=False).count()
+
     def get_display_name(self) -> str:
         """``"name (Executor label)"``, as shown in lists and the admin."""
         label = dict(executor_choices()).get(self.executor_type, self.executor_type)

@@ -158,6 +158,16 @@ def hold_slots(db):
     return hold
 
 
+def slots_held(host):
+    """The exact slots in use on ``host``, after checking the sweep's refresh agrees."""
+    from container_manager.models import ExecutorHost, HostSlot
+
+    HostSlot.objects.refresh_counts()
+    row = ExecutorHost.objects.get(pk=host.pk)
+    assert row.current_job_count == row.slots_in_use()
+    return row.slots_in_use()
+
+
 @pytest.fixture
 def mock_host(make_mock_host):
     """A mock host whose executions finish at once with exit code 0."""

@@ -16,7 +16,7 @@ from container_manager import dispatch, steps, transitions
 from container_manager.dispatch.local import LocalBackend
 from container_manager.executors.base import LABEL_JOB_ID, LABEL_MANAGED
 from container_manager.models import ContainerJob, ExecutorHost
-from tests.conftest import FAST_STEPS, wait_for
+from tests.conftest import FAST_STEPS, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.postgres]
 
@@ -101,7 +101,7 @@ def test_every_step_delivered_three_times(postgres_only, settings, keeping_host,
     per_job = containers_per_job()
     assert len(per_job) == FAULT_JOBS
     assert set(per_job.values()) == {1}, "a job got more than one container"
-    assert ExecutorHost.objects.get(pk=keeping_host.pk).current_job_count == 0
+    assert slots_held(keeping_host) == 0
     assert set(ContainerJob.objects.values_list("attempt_count", flat=True)) == {1}
 
 
@@ -122,7 +122,7 @@ def test_all_messages_lost_the_sweep_alone_finishes(
     done = ContainerJob.objects.filter(pk__in=[j.pk for j in jobs])
     assert {(j.status, j.clean_output) for j in done} == {("completed", "done\n")}
     assert set(containers_per_job().values()) == {1}
-    assert ExecutorHost.objects.get(pk=keeping_host.pk).current_job_count == 0
+    assert slots_held(keeping_host) == 0
 
 
 def test_crash_between_container_start_and_database_write(
