@@ -226,3 +226,50 @@ def test_racing_launches_take_exactly_the_free_slots(postgres_only, recording, m
     assert ContainerJob.objects.filter(docker_host=host, status=st.LAUNCHING).count() == 3
     steps.sweep(now=timezone.now())
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 3
+
+
+def slot_rows(host):
+    """``{number: job id or None}`` of the host's slot rows."""
+    return dict(HostSlot.objects.filter(host=host).values_list("number", "job"))
+
+
+def test_lowering_the_limit_drops_free_rows_then_the_held_ones_as_their_jobs_leave(
+    recording, make_mock_host
+):
+    host = make_mock_host(max_concurrent_jobs=3, duration=60)
+    first, second, waiting = submit(host), submit(host), submit(host)
+    assert [steps.launch(job.pk) for job in (first, second)] == ["launched"] * 2
+    host.max_concurrent_jobs = 1
+    host.save()
+    assert slot_rows(host) == {0: first.pk, 1: second.pk}  # the free row 2 is gone
+    assert steps.launch(waiting.pk) == "waiting-for-slot"
+    ContainerJob.objects.get(pk=second.pk).cancel()
+    steps.cancel(second.pk)
+    # Row 1 is above the limit: deleted, not handed to the waiting job.
+    assert slot_rows(host) == {0: first.pk}
+    assert ContainerJob.objects.get(pk=waiting.pk).status == "pending"
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 1
+    host.max_concurrent_jobs = 2
+    host.save()
+    assert slot_rows(host) == {0: first.pk, 1: None}
+    assert host.is_available() and steps.launch(waiting.pk) == "launched"
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 2 == holding(host)
+
+
+def test_the_migration_gives_every_live_job_a_slot(recording, make_mock_host):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    give_slots = import_module("container_manager.migrations.0008_slots").give_slots
+    host = make_mock_host(max_concurrent_jobs=1)
+    jobs = [submit(host) for _ in range(3)]
+    parent = submit(host, array_size=2)
+    ContainerJob.objects.filter(pk__in=[j.pk for j in jobs[:2]]).update(status=st.RUNNING)
+    ContainerJob.objects.filter(pk=parent.pk).update(status=st.RUNNING)
+    HostSlot.objects.all().delete()
+    give_slots(apps, None)
+    # Two live jobs on one slot: a second row above the limit, dropped when its job leaves.
+    assert slot_rows(host) == {0: jobs[0].pk, 1: jobs[1].pk}
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 2
+    assert not host.is_available()
