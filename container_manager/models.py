@@ -342,10 +342,14 @@ class HostSlotQuerySet(models.QuerySet):
         held = self.filter(host_id=host, job__isnull=False).order_by()
         return Coalesce(Subquery(held.values("host_id").annotate(n=Count("pk")).values("n")[:1]), 0)
 
-    def free_count(self, host: Any) -> Any:
-        """A subquery expression: how many free slots of ``host`` count."""
-        free = self.free(host).order_by()
-        return Coalesce(Subquery(free.values("host_id").annotate(n=Count("pk")).values("n")[:1]), 0)
+    def free_by_host(self) -> dict[Any, int]:
+        """``{host id: free slots}`` of the active hosts that have any (one query)."""
+        free = self.filter(
+            job__isnull=True, number__lt=F("host__max_concurrent_jobs"), host__is_active=True
+        )
+        return dict(
+            free.order_by().values("host_id").annotate(n=Count("pk")).values_list("host_id", "n")
+        )
 
     def sync(self, host: ExecutorHost) -> None:
         """Give ``host`` slot rows ``0 .. max_concurrent_jobs - 1``; drop free ones above.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, OuterRef, Q, Window
+from django.db.models import Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from container_manager import (
@@ -215,7 +215,12 @@ def sweep(now: Any = None) -> dict[str, int]:
 
 
 def _launchable(settled: Any) -> Any:
-    """Due pending jobs, at most as many per host as it has free slots, best first."""
+    """Due pending jobs, at most as many per host as it has free slots, best first.
+
+    The free slots are counted once per host (``HostSlot.objects.free_by_host``), not per job.
+    """
+    free = HostSlot.objects.free_by_host()
+    room = Case(*(When(docker_host_id=host, then=Value(n)) for host, n in free.items()), default=0)
     place = Window(
         RowNumber(),
         partition_by=[F("docker_host_id")],
@@ -226,9 +231,9 @@ def _launchable(settled: Any) -> Any:
             Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
             *workflows.launchable(),
             status=st.PENDING,
-            docker_host__is_active=True,
+            docker_host_id__in=list(free),
         )
-        .annotate(place=place, free=HostSlot.objects.free_count(OuterRef("docker_host_id")))
+        .annotate(place=place, free=room)
         .filter(place__lte=F("free"))
         .order_by("-priority", "created_at")
     )

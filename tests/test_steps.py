@@ -304,11 +304,11 @@ def test_sweep_query_count_does_not_grow_with_rows(
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         steps.sweep(now=clock.now() + timedelta(seconds=5))
 
 
