@@ -342,14 +342,32 @@ class HostSlotQuerySet(models.QuerySet):
         held = self.filter(host_id=host, job__isnull=False).order_by()
         return Coalesce(Subquery(held.values("host_id").annotate(n=Count("pk")).values("n")[:1]), 0)
 
-    def free_by_host(self) -> dict[Any, int]:
-        """``{host id: free slots}`` of the active hosts that have any (one query)."""
-        free = self.filter(
-            job__isnull=True, number__lt=F("host__max_concurrent_jobs"), host__is_active=True
-        )
-        return dict(
-            free.order_by().values("host_id").annotate(n=Count("pk")).values_list("host_id", "n")
-        )
+    def free_by_host(self, limit: int) -> dict[Any, int]:
+        """``{host id: free slots, at most limit}`` of the active hosts that have any (one query).
+
+        Each host's count stops at ``limit`` rows, so the query reads at most
+        ``limit`` slot rows a host, however large its ``max_concurrent_jobs``.
+        """
+        connection = connections[self.db]
+        quote = connection.ops.quote_name
+        hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
+        sql = f"""
+            SELECT id, free FROM (
+                SELECT h.id, (
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM {slots} s
+                        WHERE s.host_id = h.id AND s.job_id IS NULL
+                            AND s.number < h.max_concurrent_jobs
+                        LIMIT %s
+                    ) AS room
+                ) AS free
+                FROM {hosts} h WHERE h.is_active
+            ) AS counted
+            WHERE free > 0
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [limit])
+            return dict(cursor.fetchall())
 
     def sync(self, host: ExecutorHost) -> None:
         """Give ``host`` slot rows ``0 .. max_concurrent_jobs - 1``; drop free ones above.
@@ -381,7 +399,8 @@ class HostSlotQuerySet(models.QuerySet):
         # One statement, so no transaction of its own; the ORM refuses a lock outside one.
         sql = f"""
             WITH counted AS (
-                SELECT host_id, count(job_id) AS held FROM {slots} GROUP BY host_id
+                SELECT host_id, count(*) AS held FROM {slots}
+                WHERE job_id IS NOT NULL GROUP BY host_id
             ),
             drifted AS (
                 SELECT h.id, COALESCE(c.held, 0) AS held

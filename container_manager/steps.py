@@ -185,7 +185,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
     due = {
-        "launch": _launchable(settled),
+        "launch": _launchable(settled, batch),
         "settle": workflows.doomed(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
         "relaunch": jobs.filter(
@@ -214,12 +214,13 @@ def sweep(now: Any = None) -> dict[str, int]:
     return sent
 
 
-def _launchable(settled: Any) -> Any:
+def _launchable(settled: Any, batch: int) -> Any:
     """Due pending jobs, at most as many per host as it has free slots, best first.
 
-    The free slots are counted once per host (``HostSlot.objects.free_by_host``), not per job.
+    The free slots are counted once per host (``HostSlot.objects.free_by_host``), not per
+    job, and only up to ``batch``: no more launches than that are sent anyway.
     """
-    free = HostSlot.objects.free_by_host()
+    free = HostSlot.objects.free_by_host(batch)
     room = Case(*(When(docker_host_id=host, then=Value(n)) for host, n in free.items()), default=0)
     place = Window(
         RowNumber(),
