@@ -441,6 +441,17 @@ class HostSlot(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["host", "number"], name="cm_hostslot_host_number")
         ]
+        indexes = [
+            # A launch's first free row, and a host's held rows, without reading the others.
+            models.Index(
+                fields=["host", "number"],
+                condition=Q(job__isnull=True),
+                name="cm_hostslot_free_idx",
+            ),
+            models.Index(
+                fields=["host"], condition=Q(job__isnull=False), name="cm_hostslot_held_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"slot {self.number} of host {self.host_id}"

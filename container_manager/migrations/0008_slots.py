@@ -46,6 +46,7 @@ class Migration(migrations.Migration):
                 ('job', models.OneToOneField(blank=True, help_text='The job holding this slot; empty when the slot is free.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='slot', to='container_manager.containerjob')),
             ],
             options={
+                'indexes': [models.Index(condition=models.Q(('job__isnull', True)), fields=['host', 'number'], name='cm_hostslot_free_idx'), models.Index(condition=models.Q(('job__isnull', False)), fields=['host'], name='cm_hostslot_held_idx')],
                 'constraints': [models.UniqueConstraint(fields=('host', 'number'), name='cm_hostslot_host_number')],
             },
         ),
