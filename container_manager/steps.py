@@ -50,7 +50,10 @@ def launch(job_id: Any) -> str:
 
     A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
     platform by its launch key and recorded as running if found; one whose lease expired
-    is taken over with the same key, so it finds the container already started.
+    is taken over with the same key, so it finds the container already started. Before
+    the platform is called, a launch hint due at that delay is sent (``send_backstop``):
+    if this launcher dies, that message reconciles the launch; on a job recorded running
+    by then it is one SELECT and ``nothing-to-do``.
     """
     job = _load(job_id)
     if job is None:
@@ -80,6 +83,7 @@ def launch(job_id: Any) -> str:
             return "taken"
     else:
         return "nothing-to-do"
+    dispatch.send_backstop("launch", job.pk, delay=setting("LAUNCH_RECONCILE_SECONDS"))
     return _start(job)
 
 
