@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 SWEEP_GRACE_SECONDS = 2
 #: A check arriving more than this before the row's ``next_check_at`` is ignored as a duplicate.
 EARLY_CHECK_TOLERANCE = 0.25
+#: Seconds past the grace the backstop check waits when the platform kills on its own clock
+#: and its stop events flow: the event's harvest normally ends the job first.
+KILL_BACKSTOP_MARGIN = 1.0
 
 
 def launch(job_id: Any) -> str:
@@ -542,16 +545,22 @@ def _request_stop(
     """Record why the job stops, ask the platform to stop it, and return without waiting.
 
     ``stop_reason`` on the row decides the final status whichever step then sees the
-    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs.
+    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs. A
+    platform that kills on its own clock (``stop_kills_after_grace``) and whose stop events
+    flow is harvested on its event: that check then comes KILL_BACKSTOP_MARGIN later.
     """
-    grace = float(setting("STOP_GRACE_SECONDS"))
+    backstop = float(setting("STOP_GRACE_SECONDS"))
+    if executor.stop_kills_after_grace and flow.events_flow(job.docker_host):
+        backstop += KILL_BACKSTOP_MARGIN
     recorded = ContainerJob.objects.filter(
         pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count, stop_requested_at=None
-    ).update(stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=grace))
+    ).update(
+        stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=backstop)
+    )
     if not recorded:
         return "taken"
     job.stop_requested_at, job.stop_reason = now, final
-    job.next_check_at = now + timedelta(seconds=grace)
+    job.next_check_at = now + timedelta(seconds=backstop)
     try:
         executor.request_stop(job.execution_id)
         state = executor.check_status(job.execution_id)
@@ -561,7 +570,7 @@ def _request_stop(
         state = ExecutionState.RUNNING
     if state != ExecutionState.RUNNING:
         return _settle(job, executor, state)
-    dispatch.send_on_commit("check", job.pk, delay=grace)
+    dispatch.send_on_commit("check", job.pk, delay=backstop)
     return "stopping"
 
 

@@ -91,6 +91,9 @@ class ContainerExecutor(ABC):
         "supports_idempotent_launch": False,
         "supports_resource_usage": False,
     }
+    #: ``request_stop`` has the platform itself kill the execution once STOP_GRACE_SECONDS
+    #: have passed (Docker's ``stop?t=``), so the steps' kill is only a backstop.
+    stop_kills_after_grace: bool = False
 
     def __init__(self, host: Any):
         self.host = host
