@@ -137,13 +137,27 @@ def _summary(
     }
 
 
-def _containers_left(job_ids: list[str]) -> int:
-    """Containers, in any state, still on the engine for these jobs."""
+def _containers_left(job_ids: list[str], limit: float = 10.0) -> dict[str, Any]:
+    """Containers, in any state, still on the engine for these jobs: at the last final status
+    (a step removes its container just after its status move) and ``limit`` seconds on."""
     import docker
 
     client = docker.DockerClient(base_url=DOCKER_URL)
-    rows = client.api.containers(all=True, filters={"label": "container_manager.managed"})
-    return sum(1 for row in rows if row["Labels"].get("container_manager.job_id") in job_ids)
+
+    def count() -> int:
+        rows = client.api.containers(all=True, filters={"label": "container_manager.managed"})
+        return sum(1 for row in rows if row["Labels"].get("container_manager.job_id") in job_ids)
+
+    at_status, started = count(), time.monotonic()
+    left = at_status
+    while left and time.monotonic() - started < limit:
+        time.sleep(0.1)
+        left = count()
+    return {
+        "at_last_status": at_status,
+        "gone_after_s": round(time.monotonic() - started, 2) if not left else None,
+        "after_wait": left,
+    }
 
 
 if __name__ == "__main__":

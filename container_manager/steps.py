@@ -562,8 +562,8 @@ def _request_stop(
     job.stop_requested_at, job.stop_reason = now, final
     job.next_check_at = now + timedelta(seconds=backstop)
     try:
-        executor.request_stop(job.execution_id)
-        state = executor.check_status(job.execution_id)
+        # A platform that says it is still stopping saves looking at it now.
+        state = executor.request_stop(job.execution_id) or executor.check_status(job.execution_id)
     except ExecutorError as exc:
         # The row has the request: the check after the grace kills, or retries on its own.
         logger.warning("stop request for job %s failed: %s", job.pk, exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -125,6 +126,8 @@ class DockerExecutor(ContainerExecutor):
         super().__init__(host)
         self._validate_config()
         self._clients = LazyClients(lambda _kind: self._build_client())
+        # The stopped container this thread's last check_status saw, for the harvest after it.
+        self._seen = threading.local()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -168,6 +171,8 @@ class DockerExecutor(ContainerExecutor):
         if status is None:
             logger.warning("container %s has unknown status %r", execution_id, container.status)
             return FAILED
+        # A stopped container's state no longer changes: the harvest that follows reads this.
+        self._seen.stopped = container if status in (EXITED, FAILED) else None
         return status
 
     def get_logs(self, execution_id: str) -> tuple[str, str]:
@@ -185,11 +190,16 @@ class DockerExecutor(ContainerExecutor):
         None when the container is gone; raises ``ExecutorConnectionError``
         when the engine cannot be reached, since a later harvest may still
         succeed. A stopped container has no usage figures: the ones sampled
-        while it ran stay.
+        while it ran stay. A container this thread's last ``check_status`` saw stopped is
+        not looked up again.
         """
+        seen, self._seen.stopped = getattr(self._seen, "stopped", None), None
         with self._docker_errors(f"harvest of {execution_id}"):
             try:
-                container = self.client.containers.get(execution_id)
+                if seen is not None and seen.id == execution_id:
+                    container = seen
+                else:
+                    container = self.client.containers.get(execution_id)
                 stdout, stderr = self._read_logs(container)
             except docker.errors.NotFound:
                 logger.warning("harvest of %s: container not found", execution_id)
@@ -240,15 +250,16 @@ class DockerExecutor(ContainerExecutor):
         logger.info("stopped container %s", execution_id)
         return True
 
-    def request_stop(self, execution_id: str) -> None:
+    def request_stop(self, execution_id: str) -> ExecutionState | None:
         """Ask the engine to stop the container on its own clock, and return without waiting.
 
         ``POST /containers/{id}/stop?t=<STOP_GRACE_SECONDS>``: the engine sends SIGTERM now
         and SIGKILL when the grace has passed, and answers only once the container has
         stopped; the answer is read for ``STOP_ANSWER_WAIT`` seconds, then left (the engine
         does not cancel a stop whose caller went away). docker-py's ``stop`` would wait for
-        the answer, hence its lower-level ``_post``. The steps' check after the grace still
-        kills a container the engine did not stop.
+        the answer, hence its lower-level ``_post``. ``RUNNING`` when no answer came in that
+        time (it is stopping), None when it came (it stopped: the steps look at it). The
+        steps' check after the grace still kills a container the engine did not stop.
         """
         api = self.client.api
         grace = math.ceil(float(setting("STOP_GRACE_SECONDS")))
@@ -259,10 +270,11 @@ class DockerExecutor(ContainerExecutor):
                 api._raise_for_status(api._post(url, params={"t": grace}, timeout=timeout))
             except requests.exceptions.ReadTimeout:
                 logger.info("asked the engine to stop container %s within %ss", execution_id, grace)
-                return
+                return RUNNING
             except docker.errors.NotFound:
-                return
+                return None
         logger.info("container %s stopped", execution_id)
+        return None
 
     def kill(self, execution_id: str) -> None:
         """Send SIGKILL; the container is kept for the harvest."""
