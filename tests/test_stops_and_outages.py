@@ -11,6 +11,7 @@ from django.utils import timezone
 from container_manager import steps, transitions
 from container_manager.conf import setting
 from container_manager.dispatch.local import LocalBackend
+from container_manager.events import flow
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
@@ -77,6 +78,30 @@ def test_timeout_asks_to_stop_returns_and_a_later_check_kills(recording, make_mo
     assert done.last_error == "timed out after 1 seconds; the container was stopped"
     assert host_row(done.docker_host).current_job_count == 0
     assert attempts(job) == [(1, "timeout", done.last_error)]
+
+
+def test_the_backstop_check_waits_longer_when_the_platform_kills_and_events_flow(
+    recording, make_mock_host, monkeypatch
+):
+    host = make_mock_host(duration=600, ignore_sigterm=True)
+    monkeypatch.setattr(MockExecutor, "stop_kills_after_grace", True)
+    grace = float(setting("STOP_GRACE_SECONDS"))
+    first, second = submit(host, timeout_seconds=1), submit(host, timeout_seconds=1)
+    for job in (first, second):
+        assert steps.launch(job.pk) == "launched"
+        past_deadline(job)
+    recording.take()
+    assert steps.check(first.pk) == "stopping"  # no events: the check after the grace kills
+    assert recording.take() == [("check", str(first.pk), grace)]
+    flow.mark_following(host.pk, True)
+    try:
+        assert steps.check(second.pk) == "stopping"
+    finally:
+        flow.mark_following(host.pk, False)
+    assert recording.take() == [("check", str(second.pk), grace + steps.KILL_BACKSTOP_MARGIN)]
+    # The platform did not kill it after all: the backstop check does.
+    past_grace(second)
+    assert steps.check(second.pk) == "timeout"
 
 
 def test_cancel_of_a_process_ignoring_sigterm(recording, make_mock_host):

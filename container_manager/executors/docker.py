@@ -60,7 +60,7 @@ DEFAULT_API_TIMEOUT = 60
 RACE_WAIT_SECONDS = 10.0
 #: Seconds ``request_stop`` reads the engine's answer to its stop call before going on (the
 #: call only answers once the container has stopped; the engine carries the stop on anyway).
-STOP_ANSWER_WAIT = 0.05
+STOP_ANSWER_WAIT = 0.01
 
 _STATUS_MAP = {
     "running": RUNNING,
