@@ -535,13 +535,23 @@ class DockerExecutor(ContainerExecutor):
                     raise
 
     def _read_logs(self, container: Container) -> tuple[str, str]:
+        """Stdout and stderr, one request each.
+
+        docker-py's ``logs`` first inspects the container to learn whether it has a TTY,
+        which ``container.attrs`` already says; its lower-level ``_get`` and
+        ``_get_result_tty`` spare that request.
+        """
         limit = int(setting("LOG_MAX_BYTES"))
-        out = container.logs(stdout=True, stderr=False, timestamps=True)
-        err = container.logs(stdout=False, stderr=True, timestamps=True)
-        return (
-            cap_log(out.decode("utf-8", errors="replace"), limit),
-            cap_log(err.decode("utf-8", errors="replace"), limit),
-        )
+        api = self.client.api
+        url = api._url("/containers/{0}/logs", container.id)
+        tty = bool((container.attrs.get("Config") or {}).get("Tty"))
+
+        def read(stream: str) -> str:
+            params = {"stdout": 0, "stderr": 0, stream: 1, "timestamps": 1, "tail": "all"}
+            raw = api._get_result_tty(False, api._get(url, params=params), tty)
+            return cap_log(raw.decode("utf-8", errors="replace"), limit)
+
+        return read("stdout"), read("stderr")
 
     def _one_shot_stats(self, container: Container) -> dict[str, Any]:
         if docker.utils.version_gte(self.client.api.api_version, "1.41"):
