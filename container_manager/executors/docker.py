@@ -258,10 +258,11 @@ class DockerExecutor(ContainerExecutor):
         ``POST /containers/{id}/stop?t=<STOP_GRACE_SECONDS>``: the engine sends SIGTERM now
         and SIGKILL when the grace has passed, and answers only once the container has
         stopped; the answer is read for ``STOP_ANSWER_WAIT`` seconds, then left (the engine
-        does not cancel a stop whose caller went away). docker-py's ``stop`` would wait for
-        the answer, hence its lower-level ``_post``. ``RUNNING`` when no answer came in that
-        time (it is stopping), None when it came (it stopped: the steps look at it). The
-        steps' check after the grace still kills a container the engine did not stop.
+        carries on a stop whose caller went away, as seen on Docker 20.10). docker-py's
+        ``stop`` would wait for the answer, hence its lower-level ``_post``. ``RUNNING``
+        when no answer came in that time (it is stopping), None when it came (it stopped:
+        the steps look at it). The steps' check after the grace still kills a container
+        the engine did not stop.
         """
         api = self.client.api
         grace = math.ceil(float(setting("STOP_GRACE_SECONDS")))
