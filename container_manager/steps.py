@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 SWEEP_GRACE_SECONDS = 2
 #: A check arriving more than this before the row's ``next_check_at`` is ignored as a duplicate.
 EARLY_CHECK_TOLERANCE = 0.25
+#: Seconds past the grace the backstop check waits when the platform kills on its own clock
+#: and its stop events flow: the event's harvest normally ends the job first.
+KILL_BACKSTOP_MARGIN = 1.0
 
 
 def launch(job_id: Any) -> str:
@@ -50,7 +53,10 @@ def launch(job_id: Any) -> str:
 
     A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
     platform by its launch key and recorded as running if found; one whose lease expired
-    is taken over with the same key, so it finds the container already started.
+    is taken over with the same key, so it finds the container already started. Before
+    the platform is called, a launch hint due at that delay is sent (``send_backstop``):
+    if this launcher dies, that message reconciles the launch; on a job recorded running
+    by then it is one SELECT and ``nothing-to-do``.
     """
     job = _load(job_id)
     if job is None:
@@ -78,6 +84,7 @@ def launch(job_id: Any) -> str:
             return "taken"
     else:
         return "nothing-to-do"
+    dispatch.send_backstop("launch", job.pk, delay=setting("LAUNCH_RECONCILE_SECONDS"))
     return _start(job)
 
 
@@ -540,26 +547,32 @@ def _request_stop(
     """Record why the job stops, ask the platform to stop it, and return without waiting.
 
     ``stop_reason`` on the row decides the final status whichever step then sees the
-    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs.
+    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs. A
+    platform that kills on its own clock (``stop_kills_after_grace``) and whose stop events
+    flow is harvested on its event: that check then comes KILL_BACKSTOP_MARGIN later.
     """
-    grace = float(setting("STOP_GRACE_SECONDS"))
+    backstop = float(setting("STOP_GRACE_SECONDS"))
+    if executor.stop_kills_after_grace and flow.events_flow(job.docker_host):
+        backstop += KILL_BACKSTOP_MARGIN
     recorded = ContainerJob.objects.filter(
         pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count, stop_requested_at=None
-    ).update(stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=grace))
+    ).update(
+        stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=backstop)
+    )
     if not recorded:
         return "taken"
     job.stop_requested_at, job.stop_reason = now, final
-    job.next_check_at = now + timedelta(seconds=grace)
+    job.next_check_at = now + timedelta(seconds=backstop)
     try:
-        executor.request_stop(job.execution_id)
-        state = executor.check_status(job.execution_id)
+        # A platform that says it is still stopping saves looking at it now.
+        state = executor.request_stop(job.execution_id) or executor.check_status(job.execution_id)
     except ExecutorError as exc:
         # The row has the request: the check after the grace kills, or retries on its own.
         logger.warning("stop request for job %s failed: %s", job.pk, exc)
         state = ExecutionState.RUNNING
     if state != ExecutionState.RUNNING:
         return _settle(job, executor, state)
-    dispatch.send_on_commit("check", job.pk, delay=grace)
+    dispatch.send_on_commit("check", job.pk, delay=backstop)
     return "stopping"
 
 
