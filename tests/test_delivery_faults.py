@@ -190,5 +190,5 @@ def test_crashed_launch_reconciled_by_its_hint_before_any_sweep(
         # Due `reconcile` seconds after the launch began, which was before the crash.
         assert 0 < (recorded - crashed_at[job.pk]).total_seconds() <= reconcile + 5
     assert set(containers_per_job().values()) == {1}
-    assert ExecutorHost.objects.get(pk=keeping_host.pk).current_job_count == 0
+    assert slots_held(keeping_host) == 0
     backend.close()
