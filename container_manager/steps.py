@@ -316,8 +316,10 @@ def result_fields(job: ContainerJob, result: HarvestResult) -> dict[str, Any]:
 
 
 def _load(job_id: Any) -> ContainerJob | None:
+    """The job with its host and template, and what spares the launch and the events a read."""
     return (
         ContainerJob.objects.select_related("docker_host", "environment_template")
+        .annotate(**workflows.annotations(), **notify.annotations())
         .filter(pk=job_id)
         .first()
     )
