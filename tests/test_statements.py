@@ -9,13 +9,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from container_manager import steps
 from container_manager import status as st
+from container_manager import steps
 from container_manager.models import ContainerJob
 from container_manager.transitions import move
 from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
 
 def submit(host, **kwargs):
     return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
