@@ -354,6 +354,9 @@ def _start(job: ContainerJob) -> str:
 def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
     """The platform accepted the attempt: running, with the temporary messages of launching gone."""
     first_check = flow.first_check_delay(job, execution_id, setting("CHECK_DELAY_INITIAL"))
+    known = ExecutorFactory().get_executor(job).seconds_left(execution_id)
+    if known is not None:
+        first_check = min(first_check, known)
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
         execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",

@@ -20,10 +20,18 @@ from container_manager.dispatch.base import DispatchBackend
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+#: Queue ranks: launches sent from outside the steps (a new job's first launch) and the sweep
+#: go after the rest (what steps send, checks, harvests, cancels); the stop signal last.
+_FOLLOW_UP, _OUTSIDE, _LAST = 0, 1, 2
 
 
 class LocalBackend(DispatchBackend):
     """Run steps on in-process worker threads, started at the first send.
+
+    A launch sent from outside the worker threads (a new job's first launch) runs after
+    what is queued for jobs already under way (a launch a step sent, such as the one of
+    a job handed a freed slot, and every check, harvest and cancel), so the work of jobs
+    holding slots does not wait behind a burst of new jobs that mostly find the host full.
 
     Options:
         ``WORKERS`` (4): threads running steps.
@@ -40,8 +48,9 @@ class LocalBackend(DispatchBackend):
         self.retries = int(self.options.get("RETRIES", 3))
         self.docker_events = bool(self.options.get("DOCKER_EVENTS", True))
         self._watcher: Any = None
-        self._ready: queue.Queue = queue.Queue()
-        self._timers: list[tuple[float, int, str, str, int]] = []
+        self._ready: queue.PriorityQueue = queue.PriorityQueue()
+        self._timers: list[tuple[float, int, str, str, int, int]] = []
+        self._in_worker = threading.local()
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -104,7 +113,7 @@ class LocalBackend(DispatchBackend):
         if self._watcher is not None:
             self._watcher.close()
         for _ in range(self.workers):
-            self._ready.put(_STOP)
+            self._ready.put((_LAST, next(self._order), _STOP))
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
@@ -113,16 +122,18 @@ class LocalBackend(DispatchBackend):
 
     def _send(self, step: str, job_id: str, delay: float, tries: int) -> None:
         self.start()
+        outside = step == "launch" and not getattr(self._in_worker, "yes", False)
+        rank = _OUTSIDE if outside else _FOLLOW_UP
         with self._cond:
             if self._closing:
                 return
             if delay > 0:
-                item = (time.monotonic() + delay, next(self._order), step, job_id, tries)
+                item = (time.monotonic() + delay, next(self._order), step, job_id, tries, rank)
                 heapq.heappush(self._timers, item)
                 self._cond.notify_all()
                 return
             self._busy += 1  # counted from queueing, so wait_idle never sees a gap
-        self._ready.put((step, job_id, tries))
+        self._ready.put((rank, next(self._order), (step, job_id, tries)))
 
     def _tick(self) -> None:
         while True:
@@ -143,17 +154,18 @@ class LocalBackend(DispatchBackend):
                 if not due and not sweep_due:
                     self._cond.wait(min(waits + [1.0]))
                     continue
-            for _, _, step, job_id, tries in due:
-                self._ready.put((step, job_id, tries))
+            for _, order, step, job_id, tries, rank in due:
+                self._ready.put((rank, order, (step, job_id, tries)))
             if sweep_due:
-                self._ready.put(("sweep", "", 0))
+                self._ready.put((_OUTSIDE, next(self._order), ("sweep", "", 0)))
 
     def _work(self) -> None:
         from container_manager import runner
 
+        self._in_worker.yes = True
         try:
             while True:
-                item = self._ready.get()
+                _, _, item = self._ready.get()
                 if item is _STOP:
                     return
                 step, job_id, tries = item
