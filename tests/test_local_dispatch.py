@@ -1,4 +1,4 @@
-"""The local backend's queue order: work of jobs under way before new jobs' launches.
+"""The local backend's queue order: steps of jobs holding a slot before launches.
 
 One worker thread and steps replaced by probes, so the order is the queue's alone.
 """
@@ -25,22 +25,24 @@ def one_worker(settings):
     backend.close()
 
 
-def test_what_a_step_sends_runs_before_launches_sent_from_outside(one_worker, monkeypatch):
+def test_checks_run_before_launches_queued_earlier_and_launches_keep_their_order(
+    one_worker, monkeypatch
+):
     ran, release = [], threading.Event()
 
     def probe(job_id):
         if job_id == "finishing":
             release.wait(30)
-            one_worker.send("launch", "handed-over", 0)  # sent by the running step
+            one_worker.send("launch", "handed-over", 0)  # sent by the running step, last
         ran.append(job_id)
         return "ok"
 
     monkeypatch.setitem(steps.STEPS, "launch", probe)
     monkeypatch.setitem(steps.STEPS, "check", probe)
     one_worker.send("check", "finishing", 0)
-    one_worker.send("launch", "new-1", 0)  # sent from outside the workers
+    one_worker.send("launch", "new-1", 0)
     one_worker.send("launch", "new-2", 0)
     one_worker.send("check", "running", 0)
     release.set()
     assert one_worker.wait_idle(timeout=30)
-    assert ran == ["finishing", "running", "handed-over", "new-1", "new-2"]
+    assert ran == ["finishing", "running", "new-1", "new-2", "handed-over"]

@@ -20,18 +20,18 @@ from container_manager.dispatch.base import DispatchBackend
 logger = logging.getLogger(__name__)
 
 _STOP = object()
-#: Queue ranks: launches sent from outside the steps (a new job's first launch) and the sweep
-#: go after the rest (what steps send, checks, harvests, cancels); the stop signal last.
-_FOLLOW_UP, _OUTSIDE, _LAST = 0, 1, 2
+#: Steps of jobs that hold a slot: queued before launches, notifies and the sweep.
+_FIRST_STEPS = frozenset({"check", "harvest", "cancel"})
+_FIRST, _THEN, _LAST = 0, 1, 2  # queue ranks; the stop signal last
 
 
 class LocalBackend(DispatchBackend):
     """Run steps on in-process worker threads, started at the first send.
 
-    A launch sent from outside the worker threads (a new job's first launch) runs after
-    what is queued for jobs already under way (a launch a step sent, such as the one of
-    a job handed a freed slot, and every check, harvest and cancel), so the work of jobs
-    holding slots does not wait behind a burst of new jobs that mostly find the host full.
+    Checks, harvests and cancels (steps of jobs that hold a slot) run before queued
+    launches, notifies and sweeps, each kind in the order sent: a job that has finished
+    frees its slot without waiting behind a burst of new jobs' launches, most of which
+    find the host full anyway.
 
     Options:
         ``WORKERS`` (4): threads running steps.
@@ -50,7 +50,6 @@ class LocalBackend(DispatchBackend):
         self._watcher: Any = None
         self._ready: queue.PriorityQueue = queue.PriorityQueue()
         self._timers: list[tuple[float, int, str, str, int, int]] = []
-        self._in_worker = threading.local()
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -122,8 +121,7 @@ class LocalBackend(DispatchBackend):
 
     def _send(self, step: str, job_id: str, delay: float, tries: int) -> None:
         self.start()
-        outside = step == "launch" and not getattr(self._in_worker, "yes", False)
-        rank = _OUTSIDE if outside else _FOLLOW_UP
+        rank = _FIRST if step in _FIRST_STEPS else _THEN
         with self._cond:
             if self._closing:
                 return
@@ -157,12 +155,11 @@ class LocalBackend(DispatchBackend):
             for _, order, step, job_id, tries, rank in due:
                 self._ready.put((rank, order, (step, job_id, tries)))
             if sweep_due:
-                self._ready.put((_OUTSIDE, next(self._order), ("sweep", "", 0)))
+                self._ready.put((_THEN, next(self._order), ("sweep", "", 0)))
 
     def _work(self) -> None:
         from container_manager import runner
 
-        self._in_worker.yes = True
         try:
             while True:
                 _, _, item = self._ready.get()
