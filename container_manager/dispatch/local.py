@@ -20,18 +20,10 @@ from container_manager.dispatch.base import DispatchBackend
 logger = logging.getLogger(__name__)
 
 _STOP = object()
-#: Steps of jobs that hold a slot: queued before launches, notifies and the sweep.
-_FIRST_STEPS = frozenset({"check", "harvest", "cancel"})
-_FIRST, _THEN, _LAST = 0, 1, 2  # queue ranks; the stop signal last
 
 
 class LocalBackend(DispatchBackend):
     """Run steps on in-process worker threads, started at the first send.
-
-    Checks, harvests and cancels (steps of jobs that hold a slot) run before queued
-    launches, notifies and sweeps, each kind in the order sent: a job that has finished
-    frees its slot without waiting behind a burst of new jobs' launches, most of which
-    find the host full anyway.
 
     Options:
         ``WORKERS`` (4): threads running steps.
@@ -48,8 +40,8 @@ class LocalBackend(DispatchBackend):
         self.retries = int(self.options.get("RETRIES", 3))
         self.docker_events = bool(self.options.get("DOCKER_EVENTS", True))
         self._watcher: Any = None
-        self._ready: queue.PriorityQueue = queue.PriorityQueue()
-        self._timers: list[tuple[float, int, str, str, int, int]] = []
+        self._ready: queue.Queue = queue.Queue()
+        self._timers: list[tuple[float, int, str, str, int]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -112,7 +104,7 @@ class LocalBackend(DispatchBackend):
         if self._watcher is not None:
             self._watcher.close()
         for _ in range(self.workers):
-            self._ready.put((_LAST, next(self._order), _STOP))
+            self._ready.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
@@ -121,17 +113,16 @@ class LocalBackend(DispatchBackend):
 
     def _send(self, step: str, job_id: str, delay: float, tries: int) -> None:
         self.start()
-        rank = _FIRST if step in _FIRST_STEPS else _THEN
         with self._cond:
             if self._closing:
                 return
             if delay > 0:
-                item = (time.monotonic() + delay, next(self._order), step, job_id, tries, rank)
+                item = (time.monotonic() + delay, next(self._order), step, job_id, tries)
                 heapq.heappush(self._timers, item)
                 self._cond.notify_all()
                 return
             self._busy += 1  # counted from queueing, so wait_idle never sees a gap
-        self._ready.put((rank, next(self._order), (step, job_id, tries)))
+        self._ready.put((step, job_id, tries))
 
     def _tick(self) -> None:
         while True:
@@ -152,17 +143,17 @@ class LocalBackend(DispatchBackend):
                 if not due and not sweep_due:
                     self._cond.wait(min(waits + [1.0]))
                     continue
-            for _, order, step, job_id, tries, rank in due:
-                self._ready.put((rank, order, (step, job_id, tries)))
+            for _, _, step, job_id, tries in due:
+                self._ready.put((step, job_id, tries))
             if sweep_due:
-                self._ready.put((_THEN, next(self._order), ("sweep", "", 0)))
+                self._ready.put(("sweep", "", 0))
 
     def _work(self) -> None:
         from container_manager import runner
 
         try:
             while True:
-                _, _, item = self._ready.get()
+                item = self._ready.get()
                 if item is _STOP:
                     return
                 step, job_id, tries = item
