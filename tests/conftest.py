@@ -125,6 +125,16 @@ def recording(settings):
     return dispatch.get_backend()
 
 
+@pytest.fixture(scope="module")
+def issuer():
+    """A local OIDC issuer for the module's pushes (tests.push_support), closed afterwards."""
+    from tests.push_support import LocalIssuer
+
+    local = LocalIssuer()
+    yield local
+    local.close()
+
+
 @pytest.fixture
 def make_mock_host(db):
     """Create a mock host with the given ``executor_config``."""

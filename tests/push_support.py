@@ -85,6 +85,25 @@ def auth_settings(issuer):
     }
 
 
+def push_settings(settings, issuer, **extra):
+    """Recording dispatch and auth trusting ``issuer``; returns the recording backend.
+
+    ``extra`` adds CONTAINER_MANAGER keys. The certificate cache is cleared so that
+    ``issuer``'s keys are fetched anew.
+    """
+    from container_manager import auth, dispatch
+    from tests.conftest import FAST_STEPS
+
+    auth._certs.clear()
+    settings.CONTAINER_MANAGER = {
+        **FAST_STEPS,
+        "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},
+        "AUTH": auth_settings(issuer),
+        **extra,
+    }
+    return dispatch.get_backend()
+
+
 def _certificate_pem(key):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer")])
     now = datetime.datetime.now(datetime.UTC)

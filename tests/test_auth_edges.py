@@ -15,27 +15,14 @@ from django.urls import reverse
 from container_manager import auth
 from container_manager.auth import AuthError, CertCache, sign_request
 from container_manager.models import ContainerJob, UsedSignature
-from tests.conftest import FAST_STEPS
-from tests.push_support import AUDIENCE, LocalIssuer, auth_settings
+from tests.push_support import AUDIENCE, push_settings
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    local = LocalIssuer()
-    yield local
-    local.close()
-
-
 @pytest.fixture
 def job(settings, issuer, mock_host):
-    auth._certs.clear()
-    settings.CONTAINER_MANAGER = {
-        **FAST_STEPS,
-        "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},
-        "AUTH": auth_settings(issuer),
-    }
+    push_settings(settings, issuer)
     return ContainerJob.objects.create_job(image="x", docker_host=mock_host)
 
 

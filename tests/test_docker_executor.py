@@ -216,6 +216,29 @@ def test_oom_kill_is_reported(executor, jobs):
     assert "oom_killed=true" in job.docker_log
 
 
+class RacingContainer:
+    """A container killed at its limit whose engine records ``OOMKilled`` one inspect late."""
+
+    id = "racing"
+
+    def __init__(self):
+        self.attrs = {"State": {"ExitCode": 137, "OOMKilled": False}}
+        self.reloads = 0
+
+    def reload(self):
+        self.reloads += 1
+        self.attrs = {"State": {"ExitCode": 137, "OOMKilled": True}}
+
+
+def test_harvest_reads_an_oom_kill_the_engine_records_late(executor):
+    container = RacingContainer()
+    assert executor._settled_state(container, 8 * 1024 * 1024)["OOMKilled"] is True
+    assert container.reloads == 1
+    unlimited = RacingContainer()
+    assert executor._settled_state(unlimited, 0)["OOMKilled"] is False
+    assert unlimited.reloads == 0
+
+
 def test_stop_then_harvest_keeps_logs(executor, jobs):
     job = jobs("sh -c 'echo before; echo err-before >&2; sleep 60'")
     ok, job.execution_id = launch(executor, job)

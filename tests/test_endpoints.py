@@ -11,34 +11,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import OperationalError
 from django.urls import reverse
 
-from container_manager import auth, steps
+from container_manager import steps
 from container_manager.auth import sign_request
 from container_manager.models import ContainerJob, UsedSignature
-from tests.conftest import FAST_STEPS
-from tests.push_support import HMAC_SECRET, LocalIssuer, auth_settings
+from tests.push_support import HMAC_SECRET, push_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    local = LocalIssuer()
-    yield local
-    local.close()
 
 
 @pytest.fixture
 def pushes(settings, issuer):
     """Recording dispatch, and auth trusting the local issuer and the test secret."""
-    from container_manager import dispatch
-
-    auth._certs.clear()
-    settings.CONTAINER_MANAGER = {
-        **FAST_STEPS,
-        "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},
-        "AUTH": auth_settings(issuer),
-    }
-    return dispatch.get_backend()
+    return push_settings(settings, issuer)
 
 
 @pytest.fixture

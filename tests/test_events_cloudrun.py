@@ -9,38 +9,22 @@ import json
 import pytest
 from django.urls import reverse
 
-from container_manager import auth, steps
+from container_manager import steps
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import FAST_STEPS
 from tests.fakes.cloudrun import JOB, PROJECT, REGION, cloudrun_fake  # noqa: F401 - fixture
-from tests.push_support import LocalIssuer, auth_settings
+from tests.push_support import push_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = reverse("container_manager:events-cloudrun")
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    local = LocalIssuer()
-    yield local
-    local.close()
-
-
 @pytest.fixture
 def pushes(settings, issuer):
     """Recording dispatch and auth trusting the local issuer (as the Pub/Sub push account)."""
-    from container_manager import dispatch
-
-    auth._certs.clear()
-    settings.CONTAINER_MANAGER = {
-        **FAST_STEPS,
-        "DISPATCH": {"BACKEND": "tests.backends.RecordingBackend"},
-        "AUTH": auth_settings(issuer),
-        "PLATFORM_EVENTS": ["cloudrun"],
-    }
-    return dispatch.get_backend()
+    return push_settings(settings, issuer, PLATFORM_EVENTS=["cloudrun"])
 
 
 @pytest.fixture

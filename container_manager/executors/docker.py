@@ -56,6 +56,8 @@ CONTAINER_PREFIX = "cm-"
 DEFAULT_API_TIMEOUT = 60
 # How long the loser of a create race waits for the winner's container to appear.
 RACE_WAIT_SECONDS = 10.0
+# How long a harvest waits for the engine to record ``OOMKilled`` on an exit 137 under a limit.
+OOM_SETTLE_SECONDS = 1.0
 
 _STATUS_MAP = {
     "running": RUNNING,
@@ -189,8 +191,8 @@ class DockerExecutor(ContainerExecutor):
             except docker.errors.NotFound:
                 logger.warning("harvest of %s: container not found", execution_id)
                 return None
-        state = container.attrs.get("State") or {}
         memory = (container.attrs.get("HostConfig") or {}).get("Memory") or 0
+        state = self._settled_state(container, memory)
         return HarvestResult(
             exit_code=state.get("ExitCode"),
             stdout=stdout,
@@ -503,6 +505,28 @@ class DockerExecutor(ContainerExecutor):
             cap_log(out.decode("utf-8", errors="replace"), limit),
             cap_log(err.decode("utf-8", errors="replace"), limit),
         )
+
+    def _settled_state(self, container: Container, memory: int) -> dict[str, Any]:
+        """The container's final state, with ``OOMKilled`` once the engine has recorded it.
+
+        The engine handles a container's exit and its out-of-memory event separately, so
+        a container killed at its memory limit (exit 137) can read ``OOMKilled: false``
+        for a moment. Only then is the state read again, for up to ``OOM_SETTLE_SECONDS``.
+        """
+        state = container.attrs.get("State") or {}
+        deadline = time.monotonic() + OOM_SETTLE_SECONDS
+        while (
+            memory and state.get("ExitCode") == 137 and not state.get("OOMKilled")
+            and time.monotonic() < deadline
+        ):  # fmt: skip
+            time.sleep(0.1)
+            with self._docker_errors(f"harvest of {container.id}"):
+                try:
+                    container.reload()
+                except docker.errors.NotFound:
+                    break
+            state = container.attrs.get("State") or {}
+        return state
 
     def _one_shot_stats(self, container: Container) -> dict[str, Any]:
         if docker.utils.version_gte(self.client.api.api_version, "1.41"):
