@@ -196,7 +196,7 @@ def _plot_tasks_db(axis: Any, data: dict[str, Any]) -> None:
     axis.bar([x + 0.2 for x in xs], [_get(mine.get(k), "jobs_per_s") or 0 for k in ks], 0.4,
              label="ours: mock jobs/s (one host, no backlog)")  # fmt: skip
     axis.set_xticks(list(xs), [f"K={k}" for k in ks])
-    axis.set_title("against django-tasks-db's worker, same PostgreSQL")
+    axis.set_title("django-tasks-db's worker against ours, same server (separate runs)")
     axis.legend(fontsize=8)
 
 
