@@ -65,7 +65,7 @@ def main() -> None:
 def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[str, Any]:
     from django.db.models import Max, Min
 
-    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
     capacity = args.capacity if backlog else args.n
     _reset(hosts, capacity)
@@ -137,7 +137,9 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
         "mean_backends_waiting_on_locks": round(sampler.mean_waiting(), 3),
         "samples": sampler.count,
         "max_count_seen": sampler.max_slots,
+        # As the runs left it (PostgreSQL: refreshed without waiting, so it may lag until a sweep).
         "host_counts_after": list(ExecutorHost.objects.values_list("current_job_count", flat=True)),
+        "slots_held_after": HostSlot.objects.filter(job__isnull=False).count(),
     }
     print(json.dumps(result), flush=True)  # noqa: T201 - progress of a benchmark run
     return result
@@ -187,7 +189,7 @@ def _reset(hosts: int, capacity: int) -> None:
 
 
 class _Sampler(threading.Thread):
-    """Every 0.1 s: slots in use on all hosts, pending jobs, backends waiting on a lock."""
+    """Every 0.1 s: held slot rows of all hosts, pending jobs, backends waiting on a lock."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -200,13 +202,12 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         from django.db import connection
-        from django.db.models import Sum
 
-        from container_manager.models import ContainerJob, ExecutorHost
+        from container_manager.models import ContainerJob, HostSlot
 
         began = time.monotonic()
         while not self._stop_event.wait(0.1):
-            used = ExecutorHost.objects.aggregate(used=Sum("current_job_count"))["used"] or 0
+            used = HostSlot.objects.filter(job__isnull=False).count()
             pending = ContainerJob.objects.filter(status="pending").count()
             with connection.cursor() as cursor:
                 cursor.execute(LOCK_WAITS)

@@ -32,6 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     database = Path(tempfile.mkdtemp(prefix="cm-stops-")) / "db.sqlite3"
     setup_django(f"sqlite:///{database}", args.workers)
+    _count_engine_requests()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -95,6 +96,7 @@ def _timeouts(stops: Any, others: Any, args: Any, grace: float) -> tuple[dict, l
     rows = _wait(jobs, {"timeout", "failed", "completed", "cancelled"})
     late = [row.updated_at.timestamp() - deadlines[row.pk] for row in rows]
     summary = _summary(rows, "timeout", late, grace, others_latency)
+    summary["engine_requests_per_job"] = _requests_after(rows, deadlines)
     if hasattr(rows[0], "stop_requested_at"):  # not on code before issue 12
         summary["stop_asked_after_deadline_s"] = latency_summary(
             [row.stop_requested_at.timestamp() - deadlines[row.pk] for row in rows]
@@ -112,7 +114,10 @@ def _cancels(stops: Any, others: Any, args: Any, grace: float) -> tuple[dict, li
     others_latency = _run_others(others, args.others)
     rows = _wait(jobs, {"timeout", "failed", "completed", "cancelled"})
     late = [(row.updated_at - row.cancel_requested_at).total_seconds() for row in rows]
-    return _summary(rows, "cancelled", late, grace, others_latency), [str(r.pk) for r in rows]
+    summary = _summary(rows, "cancelled", late, grace, others_latency)
+    asked = {row.pk: row.cancel_requested_at.timestamp() for row in rows}
+    summary["engine_requests_per_job"] = _requests_after(rows, asked)
+    return summary, [str(r.pk) for r in rows]
 
 
 def _summary(
@@ -137,13 +142,52 @@ def _summary(
     }
 
 
-def _containers_left(job_ids: list[str]) -> int:
-    """Containers, in any state, still on the engine for these jobs."""
+_REQUESTS: list[tuple[float, str]] = []
+
+
+def _count_engine_requests() -> None:
+    """Note the time and URL of every Docker API request (docker-py's client is a Session)."""
+    from docker.api.client import APIClient
+
+    send = APIClient.send
+
+    def counted(self: Any, request: Any, **kwargs: Any) -> Any:
+        _REQUESTS.append((time.time(), request.url))
+        return send(self, request, **kwargs)
+
+    APIClient.send = counted
+
+
+def _requests_after(rows: list[Any], since: dict[Any, float]) -> dict[str, float]:
+    """Engine requests naming each job's container from ``since`` (deadline or cancel) on."""
+    counts = [
+        sum(1 for at, url in list(_REQUESTS) if at >= since[row.pk] and row.execution_id in url)
+        for row in rows
+    ]
+    return {"mean": round(sum(counts) / len(counts), 2), "max": max(counts)}
+
+
+def _containers_left(job_ids: list[str], limit: float = 10.0) -> dict[str, Any]:
+    """Containers, in any state, still on the engine for these jobs: at the last final status
+    (a step removes its container just after its status move) and ``limit`` seconds on."""
     import docker
 
     client = docker.DockerClient(base_url=DOCKER_URL)
-    rows = client.api.containers(all=True, filters={"label": "container_manager.managed"})
-    return sum(1 for row in rows if row["Labels"].get("container_manager.job_id") in job_ids)
+
+    def count() -> int:
+        rows = client.api.containers(all=True, filters={"label": "container_manager.managed"})
+        return sum(1 for row in rows if row["Labels"].get("container_manager.job_id") in job_ids)
+
+    at_status, started = count(), time.monotonic()
+    left = at_status
+    while left and time.monotonic() - started < limit:
+        time.sleep(0.1)
+        left = count()
+    return {
+        "at_last_status": at_status,
+        "gone_after_s": round(time.monotonic() - started, 2) if not left else None,
+        "after_wait": left,
+    }
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _fill(size: int, running: int, due: int) -> None:
     """One template row through the ORM, the rest copied from it by generate_series."""
     from django.db import connection
 
-    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
     ContainerExecution.objects.all().delete()
     with connection.cursor() as cursor:
@@ -127,6 +127,15 @@ def _fill(size: int, running: int, due: int) -> None:
             f"SELECT {', '.join(values)} FROM {table} AS tpl, generate_series(1, %s) AS i "
             "WHERE tpl.id = %s",
             [size - 1, template.pk],
+        )
+        # The running jobs hold slot rows 0 .. running - 1, as their launches left them.
+        slots = HostSlot._meta.db_table
+        cursor.execute(
+            f"UPDATE {slots} SET job_id = held.id FROM ("
+            f"SELECT id, row_number() OVER (ORDER BY created_at) - 1 AS number FROM {table} "
+            "WHERE status = 'running') AS held "
+            f"WHERE {slots}.host_id = %s AND {slots}.number = held.number",
+            [host.pk],
         )
         cursor.execute(f"ANALYZE {table}")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q, Window
+from django.db.models import Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from container_manager import (
@@ -34,7 +34,7 @@ from container_manager.executors.exceptions import ExecutorConnectionError, Exec
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
 from container_manager.logtext import strip_timestamps
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost, HostSlot
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 SWEEP_GRACE_SECONDS = 2
 #: A check arriving more than this before the row's ``next_check_at`` is ignored as a duplicate.
 EARLY_CHECK_TOLERANCE = 0.25
+#: Seconds past the grace the backstop check waits when the platform kills on its own clock
+#: and its stop events flow: the event's harvest normally ends the job first.
+KILL_BACKSTOP_MARGIN = 1.0
 
 
 def launch(job_id: Any) -> str:
@@ -50,7 +53,10 @@ def launch(job_id: Any) -> str:
 
     A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
     platform by its launch key and recorded as running if found; one whose lease expired
-    is taken over with the same key, so it finds the container already started.
+    is taken over with the same key, so it finds the container already started. Before
+    the platform is called, a launch hint due at that delay is sent (``send_backstop``):
+    if this launcher dies, that message reconciles the launch; on a job recorded running
+    by then it is one SELECT and ``nothing-to-do``.
     """
     job = _load(job_id)
     if job is None:
@@ -65,9 +71,7 @@ def launch(job_id: Any) -> str:
             return waiting
         if job.cancel_requested_at:
             return _cancel_pending(job)
-        if not job.docker_host.is_available():
-            return "waiting-for-slot"  # cheap answer; begin_launch re-checks atomically
-        try:
+        try:  # begin_launch finds a free slot row or raises HostFull, in one statement
             if not begin_launch(job, lease):
                 return "taken"
         except HostFull:
@@ -80,6 +84,7 @@ def launch(job_id: Any) -> str:
             return "taken"
     else:
         return "nothing-to-do"
+    dispatch.send_backstop("launch", job.pk, delay=setting("LAUNCH_RECONCILE_SECONDS"))
     return _start(job)
 
 
@@ -178,15 +183,16 @@ def sweep(now: Any = None) -> dict[str, int]:
     reconcile) or whose lease expired (to take over); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
-    schedules that are due (``scheduler.fire_due``). A fixed number of indexed
-    queries, whatever the table size, plus the work of what is due.
+    schedules that are due (``scheduler.fire_due``) and sets every host's
+    ``current_job_count`` that differs from its slot rows. A fixed number of
+    indexed queries, whatever the table size, plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
     due = {
-        "launch": _launchable(settled),
+        "launch": _launchable(settled, batch),
         "settle": workflows.doomed(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
         "relaunch": jobs.filter(
@@ -210,12 +216,19 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
     sent["scheduled"] = scheduler.fire_due(now)
+    HostSlot.objects.refresh_counts()
     counters.sweep_found(sent)
     return sent
 
 
-def _launchable(settled: Any) -> Any:
-    """Due pending jobs, at most as many per host as it has free slots, best first."""
+def _launchable(settled: Any, batch: int) -> Any:
+    """Due pending jobs, at most as many per host as it has free slots, best first.
+
+    The free slots are counted once per host (``HostSlot.objects.free_by_host``), not per
+    job, and only up to ``batch``: no more launches than that are sent anyway.
+    """
+    free = HostSlot.objects.free_by_host(batch)
+    room = Case(*(When(docker_host_id=host, then=Value(n)) for host, n in free.items()), default=0)
     place = Window(
         RowNumber(),
         partition_by=[F("docker_host_id")],
@@ -226,13 +239,9 @@ def _launchable(settled: Any) -> Any:
             Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
             *workflows.launchable(),
             status=st.PENDING,
-            docker_host__is_active=True,
-            docker_host__current_job_count__lt=F("docker_host__max_concurrent_jobs"),
+            docker_host_id__in=list(free),
         )
-        .annotate(
-            place=place,
-            free=F("docker_host__max_concurrent_jobs") - F("docker_host__current_job_count"),
-        )
+        .annotate(place=place, free=room)
         .filter(place__lte=F("free"))
         .order_by("-priority", "created_at")
     )
@@ -543,26 +552,32 @@ def _request_stop(
     """Record why the job stops, ask the platform to stop it, and return without waiting.
 
     ``stop_reason`` on the row decides the final status whichever step then sees the
-    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs.
+    execution gone; the check due after STOP_GRACE_SECONDS kills it if it still runs. A
+    platform that kills on its own clock (``stop_kills_after_grace``) and whose stop events
+    flow is harvested on its event: that check then comes KILL_BACKSTOP_MARGIN later.
     """
-    grace = float(setting("STOP_GRACE_SECONDS"))
+    backstop = float(setting("STOP_GRACE_SECONDS"))
+    if executor.stop_kills_after_grace and flow.events_flow(job.docker_host):
+        backstop += KILL_BACKSTOP_MARGIN
     recorded = ContainerJob.objects.filter(
         pk=job.pk, status=st.RUNNING, attempt_count=job.attempt_count, stop_requested_at=None
-    ).update(stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=grace))
+    ).update(
+        stop_requested_at=now, stop_reason=final, next_check_at=now + timedelta(seconds=backstop)
+    )
     if not recorded:
         return "taken"
     job.stop_requested_at, job.stop_reason = now, final
-    job.next_check_at = now + timedelta(seconds=grace)
+    job.next_check_at = now + timedelta(seconds=backstop)
     try:
-        executor.request_stop(job.execution_id)
-        state = executor.check_status(job.execution_id)
+        # A platform that says it is still stopping saves looking at it now.
+        state = executor.request_stop(job.execution_id) or executor.check_status(job.execution_id)
     except ExecutorError as exc:
         # The row has the request: the check after the grace kills, or retries on its own.
         logger.warning("stop request for job %s failed: %s", job.pk, exc)
         state = ExecutionState.RUNNING
     if state != ExecutionState.RUNNING:
         return _settle(job, executor, state)
-    dispatch.send_on_commit("check", job.pk, delay=grace)
+    dispatch.send_on_commit("check", job.pk, delay=backstop)
     return "stopping"
 
 

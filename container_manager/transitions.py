@@ -9,12 +9,12 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.signals import post_save
 
 from container_manager import clock, hooks, signals
 from container_manager import status as st
-from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
 
 class HostFull(Exception):
@@ -56,7 +56,7 @@ def move(
         if changed != 1:
             return False
         if frees_slot:
-            hand_over(job.docker_host_id, now)
+            hand_over(job.docker_host_id, job.pk, now)
         if execution is not None:
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
@@ -88,14 +88,14 @@ def _update(rows: Any, job: ContainerJob, new: str, values: dict[str, Any]) -> i
 
 
 def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
-    """Move pending -> launching as a new attempt, taking a slot on the job's host.
+    """Move pending -> launching as a new attempt, taking a free slot row of the job's host.
 
     Returns False when another caller already moved the job. Raises
-    ``HostFull`` when the host is full or inactive (nothing is changed).
+    ``HostFull`` when the host is inactive or has no free slot (nothing is changed).
     Creates the attempt's ``ContainerExecution`` (or resets the one of an attempt that
     met an unreachable host and is tried again under its number). On PostgreSQL this is
-    one statement (``_begin_launch_postgresql``), so the host's row is locked for one
-    round trip, not for a transaction of four.
+    one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
+    so launches on one host do not wait for each other.
     """
     attempt = job.attempt_count + 1
     now = clock.now()
@@ -118,14 +118,15 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
             )
             if changed != 1:
                 return False
-            reserved = ExecutorHost.objects.filter(
-                pk=job.docker_host_id,
-                is_active=True,
-                current_job_count__lt=F("max_concurrent_jobs"),
-            ).update(current_job_count=F("current_job_count") + 1)
-            if reserved != 1:
+            # SQLite's write lock, taken by the update above, serialises the claims.
+            first = HostSlot.objects.free(job.docker_host_id).filter(host__is_active=True)
+            claimed = HostSlot.objects.filter(
+                pk=Subquery(first.order_by("number").values("pk")[:1])
+            ).update(job_id=job.pk)
+            if claimed != 1:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
+            _count_slots(job.docker_host_id)
             # An attempt that met an unreachable host is tried again under the same number.
             ContainerExecution.objects.update_or_create(
                 job_id=job.pk,
@@ -148,20 +149,25 @@ def _begin_launch_postgresql(
 ) -> None:
     """``begin_launch`` in one statement; returns when moved, raises ``HostFull`` or ``_Taken``.
 
-    ``slot`` locks the host row only if it has room (re-checked on the newest
-    row version after any wait); the job moves and the count grows only if the
-    slot was had, and the attempt's row is inserted only if the job moved.
-    ``FOR NO KEY UPDATE`` is the lock the UPDATE takes anyway: it does not
-    block the foreign-key check of a job being inserted for that host.
+    ``slot`` locks the first free slot row of an active host that no other
+    transaction holds (``SKIP LOCKED``; the freedom is re-checked on the newest
+    row version); the job moves only if a slot was had, the slot is given to
+    the job and the attempt's row inserted only if it moved. The host row is
+    only read, and its ``current_job_count`` refreshed if no one holds it
+    (``_refresh_count``).
     """
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    slots = quote(HostSlot._meta.db_table)
     insert, insert_params = _insert_attempt("moved", job.docker_host_id, now)
+    refresh, refresh_params = _refresh_count(connection, job.docker_host_id, "moved", "+ 1")
     sql = f"""
         WITH slot AS (
-            SELECT id FROM {hosts}
-            WHERE id = %s AND is_active AND current_job_count < max_concurrent_jobs
-            FOR NO KEY UPDATE
+            SELECT s.id FROM {slots} s JOIN {hosts} h ON h.id = s.host_id
+            WHERE s.host_id = %s AND h.is_active AND s.job_id IS NULL
+                AND s.number < h.max_concurrent_jobs
+            ORDER BY s.number LIMIT 1
+            FOR UPDATE OF s SKIP LOCKED
         ),
         moved AS (
             UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
@@ -169,17 +175,18 @@ def _begin_launch_postgresql(
             WHERE id = %s AND status = %s AND attempt_count = %s AND EXISTS (SELECT 1 FROM slot)
             RETURNING id, attempt_count
         ),
-        reserved AS (
-            UPDATE {hosts} SET current_job_count = current_job_count + 1
-            WHERE id IN (SELECT slot.id FROM slot) AND EXISTS (SELECT 1 FROM moved)
+        taken AS (
+            UPDATE {slots} SET job_id = moved.id FROM moved
+            WHERE {slots}.id IN (SELECT slot.id FROM slot)
         ),
+        {refresh},
         attempt AS ({insert})
         SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
     """
     params = (
         job.docker_host_id,
         st.LAUNCHING, lease_expires_at, now, job.pk, st.PENDING, job.attempt_count,
-        *insert_params,
+        *refresh_params, *insert_params,
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -189,6 +196,38 @@ def _begin_launch_postgresql(
     if not slot:
         raise HostFull(job.docker_host_id)
     raise _Taken(job.pk)
+
+
+def _refresh_count(connection: Any, host_id: int, changed: str, delta: str) -> tuple[str, list]:
+    """CTEs ``host_row`` and ``counted``: set the host's ``current_job_count`` from its slots.
+
+    Runs only if the CTE ``changed`` returned a row, and only if no other
+    transaction holds the host row (``SKIP LOCKED``: a launch never waits for
+    it). The statement sees the slot rows as they were when it started, so
+    ``delta`` adds its own change (e.g. ``"+ 1"``). A refresh skipped, or one
+    that missed a concurrent change, is corrected by the next refresh of that
+    host or by the sweep (``HostSlot.objects.refresh_counts``).
+    """
+    quote = connection.ops.quote_name
+    hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
+    sql = f"""host_row AS (
+            SELECT id FROM {hosts} WHERE id = %s AND EXISTS (SELECT 1 FROM {changed})
+            FOR NO KEY UPDATE SKIP LOCKED
+        ),
+        counted AS (
+            UPDATE {hosts} SET current_job_count = GREATEST((
+                SELECT count(*) FROM {slots} WHERE host_id = %s AND job_id IS NOT NULL
+            ) {delta}, 0)
+            WHERE id IN (SELECT host_row.id FROM host_row)
+        )"""
+    return sql, [host_id, host_id]
+
+
+def _count_slots(host_id: int) -> None:
+    """Set the host's ``current_job_count`` from its slot rows (exact inside the transaction)."""
+    ExecutorHost.objects.filter(pk=host_id).update(
+        current_job_count=HostSlot.objects.held_count(OuterRef("pk"))
+    )
 
 
 def _announce(job: ContainerJob, changed: set[str]) -> None:
@@ -211,44 +250,49 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
     signals.announce_move(job, job.status)
 
 
-def hand_over(host_id: int, now: Any) -> Any:
-    """A job left its slot on ``host_id``: give the slot to the next waiting job, or free it.
+def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Job ``leaving_id`` left its slot on ``host_id``: pass the slot to the next waiting job.
 
     Run inside the transaction that moved the job out of its slot. The next
     waiting job (due, not cancelled, best priority, oldest) is claimed with
     ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent hand-overs each
     take a different job; SQLite's write lock serialises them anyway. The
-    claimed job moves to ``launching`` as a new attempt with an expired lease,
-    so the launch step (sent when the transaction commits) takes it over as
-    it would a lapsed launch, and so does the sweep if that message is lost.
-    The host's count is unchanged: the slot passed from one job to the other.
+    claimed job moves to ``launching`` as a new attempt with an expired lease
+    and the leaving job's slot row becomes its own, so the launch step (sent
+    when the transaction commits) takes it over as it would a lapsed launch,
+    and so does the sweep if that message is lost.
 
-    Only a full host hands its slot over: with free slots the waiting jobs'
-    own launches find room, and the first of them is only sent its launch
-    again (a hint, as before). Returns the id of the job sent its launch, or None.
+    Only a full host (no other free slot) of which the slot is still one of
+    its ``max_concurrent_jobs`` hands its slot over: with free slots the
+    waiting jobs' own launches find room, and the first of them is only sent
+    its launch again (a hint, as before). Otherwise the slot row is freed, or
+    deleted if its number is no longer below ``max_concurrent_jobs``.
+    Returns the id of the job sent its launch, or None.
     """
     connection = connections[ContainerJob.objects.db]
     if connection.vendor == "postgresql":
-        job_id = _hand_over_postgresql(connection, host_id, now)
+        job_id = _hand_over_postgresql(connection, host_id, leaving_id, now)
     else:
-        job_id = _hand_over_portable(host_id, now)
+        job_id = _hand_over_portable(host_id, leaving_id, now)
     if job_id is not None:
         hooks.call("handed_over", job_id)
     return job_id
 
 
-def _waiting(host_id: int, now: Any) -> Any:
-    """The jobs that may take a slot freed on ``host_id``, best first."""
+def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first."""
+    fits = HostSlot.objects.filter(
+        job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
+    )
     return (
         ContainerJob.objects.filter(
             # No array parent, no unfinished dependency (container_manager.workflows).
             *hooks.call("launchable"),
+            Exists(fits),
             docker_host_id=host_id,
             status=st.PENDING,
             cancel_requested_at__isnull=True,
             docker_host__is_active=True,
-            # The count still includes the leaving job: hand over only if it fits without it too.
-            docker_host__current_job_count__lte=F("docker_host__max_concurrent_jobs"),
         )
         .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
         .order_by("-priority", "created_at")
@@ -265,45 +309,54 @@ def _claim_fields(now: Any) -> dict[str, Any]:
     }
 
 
-def _hand_over_portable(host_id: int, now: Any) -> Any:
-    """Select, claim and insert the attempt, or release: serialised by the write lock."""
-    first = _waiting(host_id, now).values_list(
-        "pk", "attempt_count", "docker_host__current_job_count", "docker_host__max_concurrent_jobs"
-    )[:1]
-    for job_id, attempt, used, slots in first:
-        if used < slots:
+def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Select, claim, pass the slot and insert the attempt, or free it: under the write lock."""
+    room = Exists(HostSlot.objects.free(OuterRef("docker_host_id")))
+    first = _waiting(host_id, leaving_id, now).annotate(room=room)
+    job_id = None
+    for job_id, attempt, free_elsewhere in first.values_list("pk", "attempt_count", "room")[:1]:
+        if free_elsewhere:
             break
         claimed = ContainerJob.objects.filter(
             pk=job_id, status=st.PENDING, attempt_count=attempt
         ).update(**_claim_fields(now))
         if claimed:
+            HostSlot.objects.filter(job_id=leaving_id).update(job_id=job_id)
             ContainerExecution.objects.create(
                 job_id=job_id, attempt=attempt + 1, host_id=host_id, started_at=now
             )
             return job_id
-    else:
         job_id = None
-    release_slot(host_id)
+    held = HostSlot.objects.filter(job_id=leaving_id)
+    for number, cap in held.values_list("number", "host__max_concurrent_jobs"):
+        if number < cap:
+            held.update(job_id=None)
+        else:
+            held.delete()
+        _count_slots(host_id)
     return job_id
 
 
-def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
-    """Claim the next waiting job of a full host (and insert its attempt) or free the slot.
+def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Claim the next waiting job of a full host and pass it the slot, or free the slot.
 
     One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
-    portable path's filter) locks a job only when the host is full: a job locked
-    while this transaction then waited for the host row could deadlock with a
-    launch holding the host row and waiting for that job. ``hint`` is the
-    first waiting job, unlocked, sent its launch when nothing was claimed.
+    portable path's filter) locks a job only when the host is full. ``passed``,
+    ``freed`` and ``dropped`` are exclusive: the slot row is written once.
+    ``hint`` is the first waiting job, unlocked, sent its launch when nothing
+    was claimed. The host's ``current_job_count`` is refreshed when the slot was
+    freed or dropped, if no one holds the host row (``_refresh_count``).
     """
-    waiting = _waiting(host_id, now)
-    full = waiting.filter(docker_host__current_job_count__gte=F("docker_host__max_concurrent_jobs"))
+    waiting = _waiting(host_id, leaving_id, now)
+    full = waiting.filter(~Exists(HostSlot.objects.free(OuterRef("docker_host_id"))))
     picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
     pick_sql, pick_params = picked.query.sql_with_params()
     hint_sql, hint_params = waiting.values("pk")[:1].query.sql_with_params()
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    slots = quote(HostSlot._meta.db_table)
     insert, insert_params = _insert_attempt("claimed", host_id, now)
+    refresh, refresh_params = _refresh_count(connection, host_id, "gone", "- 1")
     # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
     sql = f"""
         WITH picked AS ({pick_sql}),
@@ -313,16 +366,31 @@ def _hand_over_postgresql(connection: Any, host_id: int, now: Any) -> Any:
             WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
             RETURNING id, attempt_count
         ),
-        released AS (
-            UPDATE {hosts} SET current_job_count = current_job_count - 1
-            WHERE id = %s AND current_job_count > 0 AND NOT EXISTS (SELECT 1 FROM claimed)
+        passed AS (
+            UPDATE {slots} SET job_id = claimed.id FROM claimed WHERE {slots}.job_id = %s
         ),
+        host_cap AS (SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s),
+        freed AS (
+            UPDATE {slots} SET job_id = NULL
+            WHERE job_id = %s AND number < (SELECT max_concurrent_jobs FROM host_cap)
+                AND NOT EXISTS (SELECT 1 FROM claimed)
+            RETURNING id
+        ),
+        dropped AS (
+            DELETE FROM {slots}
+            WHERE job_id = %s AND number >= (SELECT max_concurrent_jobs FROM host_cap)
+                AND NOT EXISTS (SELECT 1 FROM claimed)
+            RETURNING id
+        ),
+        gone AS (SELECT id FROM freed UNION ALL SELECT id FROM dropped),
+        {refresh},
         attempt AS ({insert}),
         hint AS ({hint_sql})
         SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
     """
     params = (
-        *pick_params, st.LAUNCHING, now, now, st.PENDING, host_id, *insert_params, *hint_params
+        *pick_params, st.LAUNCHING, now, now, st.PENDING, leaving_id, host_id, leaving_id,
+        leaving_id, *refresh_params, *insert_params, *hint_params,
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -361,10 +429,3 @@ def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]
         f"ON CONFLICT ({column['job']}, {column['attempt']}) DO UPDATE SET {reset}"
     )
     return sql, params
-
-
-def release_slot(host_id: int) -> None:
-    """Give back one slot on a host (never below zero)."""
-    ExecutorHost.objects.filter(pk=host_id, current_job_count__gt=0).update(
-        current_job_count=F("current_job_count") - 1
-    )

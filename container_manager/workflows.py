@@ -17,7 +17,7 @@ from django.utils import timezone
 from container_manager import dispatch, hooks
 from container_manager import status as st
 from container_manager.conf import setting
-from container_manager.models import ArrayCounts, ContainerJob, JobDependency
+from container_manager.models import ArrayCounts, ContainerJob, HostSlot, JobDependency
 from container_manager.transitions import move
 
 #: A dependency ending in one of these dooms the jobs that wait for it.
@@ -337,8 +337,7 @@ def _send_launches(queryset: Any) -> int:
 
 def _start_children(parent: ContainerJob) -> None:
     """Send launch to as many pending children as the host has free slots; kicks do the rest."""
-    host = parent.docker_host
-    free = max(host.max_concurrent_jobs - host.current_job_count, 0)
+    free = HostSlot.objects.free(parent.docker_host_id).count()
     children = parent.array_children.filter(status=st.PENDING).order_by("array_index")
     _send_launches(children[:free])
 

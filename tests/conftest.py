@@ -153,6 +153,32 @@ def make_mock_host(db):
 
 
 @pytest.fixture
+def hold_slots(db):
+    """``hold(host, n)``: ``n`` running jobs take free slots of ``host``, as launches would."""
+    from container_manager.models import ContainerJob, HostSlot
+
+    def hold(host, n):
+        free = HostSlot.objects.filter(host=host, job__isnull=True).order_by("number")[:n]
+        for slot in list(free):
+            job = ContainerJob.objects.create(docker_image="x", command="true", docker_host=host)
+            ContainerJob.objects.filter(pk=job.pk).update(status="running")
+            HostSlot.objects.filter(pk=slot.pk).update(job=job)
+        HostSlot.objects.refresh_counts()
+
+    return hold
+
+
+def slots_held(host):
+    """The exact slots in use on ``host``, after checking the sweep's refresh agrees."""
+    from container_manager.models import ExecutorHost, HostSlot
+
+    HostSlot.objects.refresh_counts()
+    row = ExecutorHost.objects.get(pk=host.pk)
+    assert row.current_job_count == row.slots_in_use()
+    return row.slots_in_use()
+
+
+@pytest.fixture
 def mock_host(make_mock_host):
     """A mock host whose executions finish at once with exit code 0."""
     return make_mock_host(name="mock-host")

@@ -15,8 +15,8 @@ from django.utils import timezone
 from container_manager import dispatch, steps, transitions
 from container_manager.dispatch.local import LocalBackend
 from container_manager.executors.base import LABEL_JOB_ID, LABEL_MANAGED
-from container_manager.models import ContainerJob, ExecutorHost
-from tests.conftest import FAST_STEPS, wait_for
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from tests.conftest import FAST_STEPS, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.postgres]
 
@@ -101,7 +101,7 @@ def test_every_step_delivered_three_times(postgres_only, settings, keeping_host,
     per_job = containers_per_job()
     assert len(per_job) == FAULT_JOBS
     assert set(per_job.values()) == {1}, "a job got more than one container"
-    assert ExecutorHost.objects.get(pk=keeping_host.pk).current_job_count == 0
+    assert slots_held(keeping_host) == 0
     assert set(ContainerJob.objects.values_list("attempt_count", flat=True)) == {1}
 
 
@@ -122,7 +122,7 @@ def test_all_messages_lost_the_sweep_alone_finishes(
     done = ContainerJob.objects.filter(pk__in=[j.pk for j in jobs])
     assert {(j.status, j.clean_output) for j in done} == {("completed", "done\n")}
     assert set(containers_per_job().values()) == {1}
-    assert ExecutorHost.objects.get(pk=keeping_host.pk).current_job_count == 0
+    assert slots_held(keeping_host) == 0
 
 
 def test_crash_between_container_start_and_database_write(
@@ -147,3 +147,48 @@ def test_crash_between_container_start_and_database_write(
         ("completed", 1, "once\n")
     }
     assert set(containers_per_job().values()) == {1}
+
+
+def test_crashed_launch_reconciled_by_its_hint_before_any_sweep(
+    postgres_only, settings, keeping_host, docker_ready, monkeypatch
+):
+    """The launcher dies after the container started; the launch hint, not the sweep, recovers.
+
+    The sweep runs every 60 s as deployed and the lease is 120 s; a reconcile delay of
+    3 s keeps the test short. Each job must be running within the delay plus a margin
+    for the engine, with one container, never two.
+    """
+    reconcile = 3
+    real_move = transitions.move
+    crashed_at = {}
+
+    def crash_once(job, old, new, **kwargs):
+        if new == "running" and job.pk not in crashed_at:
+            crashed_at[job.pk] = timezone.now()
+            raise RuntimeError("injected: launcher died after the container started")
+        return real_move(job, old, new, **kwargs)
+
+    monkeypatch.setattr(steps, "move", crash_once)
+    settings.CONTAINER_MANAGER = {
+        **FAST_STEPS,
+        "LAUNCH_RECONCILE_SECONDS": reconcile,
+        "DISPATCH": {
+            "BACKEND": "container_manager.dispatch.local.LocalBackend",
+            "OPTIONS": {"WORKERS": 4, "SWEEP_INTERVAL": 60},
+        },
+    }
+    backend = dispatch.get_backend()
+    started = time.monotonic()
+    jobs = submit(keeping_host, docker_ready, 3, command="sh -c 'echo once'")
+    wait_for(lambda: all_terminal(jobs), timeout=reconcile + 20, interval=0.1)
+    assert time.monotonic() - started < 60  # so no sweep ran: the hints did it
+    assert set(crashed_at) == {j.pk for j in jobs}
+    done = ContainerJob.objects.filter(pk__in=[j.pk for j in jobs])
+    for job in done:
+        assert (job.status, job.attempt_count, job.clean_output) == ("completed", 1, "once\n")
+        recorded = ContainerExecution.objects.get(job=job, attempt=1).accepted_at
+        # Due `reconcile` seconds after the launch began, which was before the crash.
+        assert 0 < (recorded - crashed_at[job.pk]).total_seconds() <= reconcile + 5
+    assert set(containers_per_job().values()) == {1}
+    assert slots_held(keeping_host) == 0
+    backend.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
-from tests.conftest import containers_for, wait_for
+from tests.conftest import containers_for, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -37,7 +37,7 @@ def test_success_keeps_stdout_and_stderr_apart(local, docker_host, docker_ready)
     assert (execution.status, execution.execution_id) == ("completed", done.execution_id)
     # Removed right after the results were stored (the status is written first).
     wait_for(lambda: containers_for(done.pk) == [], timeout=15)
-    assert ExecutorHost.objects.get(pk=docker_host.pk).current_job_count == 0
+    assert slots_held(docker_host) == 0
 
 
 def test_nonzero_exit_fails(local, docker_host, docker_ready):
@@ -89,7 +89,7 @@ def test_missing_image_fails_clearly_and_keeps_the_job(local, docker_host):
     assert "image 'no-such-image:never' not found" in done.last_error
     execution = ContainerExecution.objects.get(job=done)
     assert execution.status == "failed" and "not found" in execution.error
-    assert ExecutorHost.objects.get(pk=docker_host.pk).current_job_count == 0
+    assert slots_held(docker_host) == 0
 
 
 def test_host_at_capacity_jobs_wait_their_turn(local, docker_host, docker_ready):

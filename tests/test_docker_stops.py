@@ -86,6 +86,22 @@ def test_timeout_of_a_process_ignoring_sigterm_is_killed_by_a_later_check(jobs):
     assert state(container) is None or state(container)["Running"] is False
 
 
+def test_the_engine_kills_after_the_grace_with_no_step_involved(jobs):
+    job = jobs("sleep 300", timeout_seconds=1)
+    assert steps.launch(job.pk) == "launched"
+    container = row(job).execution_id
+    past_deadline(job)
+    assert steps.check(job.pk) == "stopping"
+    assert state(container)["Running"] is True
+    # No kill from a step: the engine's own clock ends it once the grace has passed.
+    wait_for(
+        lambda: state(container)["Running"] is False, timeout=setting("STOP_GRACE_SECONDS") + 20
+    )
+    assert state(container)["ExitCode"] == 137
+    assert steps.harvest(job.pk) == "timeout"  # what the die event sends
+    assert row(job).exit_code == 137
+
+
 def test_a_job_that_exits_on_sigterm_still_ends_as_timeout(jobs):
     job = jobs("sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.1; done'", timeout_seconds=1)
     steps.launch(job.pk)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from container_manager import steps
 from container_manager.events import flow
 from container_manager.events.docker import DockerEventWatcher, EngineFollower
-from container_manager.models import ContainerJob
+from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import FAST_STEPS, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
@@ -107,3 +107,30 @@ def test_the_watcher_follows_active_docker_hosts_and_closes_at_once(recording, d
     assert follower.connected.wait(30)
     watcher.close(timeout=10)
     assert not follower.is_alive() and not flow.events_flow(docker_host)
+
+
+def test_hosts_on_one_engine_share_one_stream_and_a_death_is_harvested_once(
+    recording, docker_host, docker_ready
+):
+    twin = ExecutorHost.objects.create(
+        name=f"{docker_host.name}-twin", executor_type="docker", host_type="unix",
+        connection_string=docker_host.connection_string, auto_pull_images=False,
+    )  # fmt: skip
+    watcher = DockerEventWatcher(recording, refresh_seconds=3600)
+    watcher.start()
+    try:
+        wait_for(lambda: {docker_host.pk, twin.pk} <= set(watcher.followers), timeout=30)
+        follower = watcher.followers[docker_host.pk]
+        assert watcher.followers[twin.pk] is follower
+        assert follower.connected.wait(30)
+        assert flow.events_flow(docker_host) and flow.events_flow(twin)
+        recording.take()  # the catch-up of the connection
+        job = submit(twin, docker_ready, "true")
+        deliver(recording)  # the launch
+        wait_for(lambda: harvests(recording, job), timeout=30)
+    finally:
+        watcher.close(timeout=10)
+    assert len(harvests(recording, job)) == 1
+    assert not flow.events_flow(docker_host) and not flow.events_flow(twin)
+    deliver(recording)  # the harvest, which removes the container
+    assert ContainerJob.objects.get(pk=job.pk).status == "completed"

@@ -63,12 +63,12 @@ class TestCreateJob:
         )
         assert job.get_override_environment_variables_dict() == {"A": "1", "B": "2"}
 
-    def test_no_host_picks_an_active_host_with_a_free_slot(self, make_mock_host):
+    def test_no_host_picks_an_active_host_with_a_free_slot(self, make_mock_host, hold_slots):
         make_mock_host(name="inactive").__class__.objects.filter(name="inactive").update(
             is_active=False
         )
         full = make_mock_host(name="full", max_concurrent_jobs=1)
-        ExecutorHost.objects.filter(pk=full.pk).update(current_job_count=1)
+        hold_slots(full, 1)
         free = make_mock_host(name="free")
         hosts = {ContainerJob.objects.create_job(image="x").docker_host_id for _ in range(20)}
         assert hosts == {free.pk}
@@ -269,15 +269,20 @@ class TestProperties:
         assert set(ContainerJob.objects.live()) == {pending, running}
         assert not ContainerJob.objects.terminal().exists()
 
-    def test_host_methods(self, mock_host):
+    def test_host_methods(self, mock_host, hold_slots):
         assert mock_host.get_display_name() == "mock-host (Mock (tests and demos))"
         assert mock_host.is_available()
         assert mock_host.health_check() is True
         mock_host.refresh_from_db()
         assert mock_host.last_health_ok is True
-        ExecutorHost.objects.filter(pk=mock_host.pk).update(current_job_count=10)
+        hold_slots(mock_host, 9)
+        assert mock_host.is_available()
+        assert list(ExecutorHost.objects.available()) == [mock_host]
+        hold_slots(mock_host, 1)
         mock_host.refresh_from_db()
+        assert mock_host.current_job_count == 10
         assert not mock_host.is_available()
+        assert not ExecutorHost.objects.available().exists()
 
     def test_health_check_reports_bad_config(self, make_mock_host):
         host = make_mock_host(nonsense=1)

@@ -7,13 +7,13 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from container_manager import status as st
-from container_manager import steps
-from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager import steps, transitions
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -152,3 +152,124 @@ def test_concurrent_finishes_and_launches_never_exceed_the_host(
             steps.launch(job_id)
     assert max(handed.values()) == 1
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == holding(host) == capacity
+
+
+def launch_now(job_id):
+    """``begin_launch`` of a pending job; True if it took a slot, False if the host was full."""
+    job = ContainerJob.objects.get(pk=job_id)
+    try:
+        return transitions.begin_launch(job, timezone.now())
+    except transitions.HostFull:
+        return False
+
+
+@pytest.mark.postgres
+def test_a_launch_does_not_wait_for_another_launch_on_the_same_host(
+    postgres_only, recording, make_mock_host
+):
+    """One launch keeps its transaction (and its slot row) open; the others run meanwhile.
+
+    They may wait for no lock at all (``lock_timeout`` makes a wait an error): with the
+    host row as the counter, the second launch waited for the first one's commit.
+    """
+    host = make_mock_host(max_concurrent_jobs=2)
+    first, second, third = (submit(host) for _ in range(3))
+    claimed, others_done, answers = threading.Event(), threading.Event(), {}
+
+    def hold_open():
+        try:
+            with transaction.atomic():
+                answers["first"] = launch_now(first.pk)
+                claimed.set()
+                assert others_done.wait(timeout=60)
+        finally:
+            claimed.set()
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_open)
+    holder.start()
+    try:
+        assert claimed.wait(timeout=60)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '50ms'")
+        # The second takes the other slot; the third finds none (one held open, one taken).
+        answers["second"] = launch_now(second.pk)
+        answers["third"] = launch_now(third.pk)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    finally:
+        others_done.set()
+        holder.join()
+    assert answers == {"first": True, "second": True, "third": False}
+    assert HostSlot.objects.filter(host=host, job__isnull=False).count() == 2
+    assert set(HostSlot.objects.filter(host=host).values_list("job", flat=True)) == {
+        first.pk,
+        second.pk,
+    }
+    assert ContainerJob.objects.get(pk=third.pk).status == "pending"
+
+
+@pytest.mark.postgres
+def test_racing_launches_take_exactly_the_free_slots(postgres_only, recording, make_mock_host):
+    """8 launches released together on 3 slots: exactly 3 launch, each on its own slot row."""
+    host = make_mock_host(max_concurrent_jobs=3)
+    jobs = [submit(host) for _ in range(8)]
+    won = []
+    errors = together(
+        [(lambda job_id: launch_now(job_id) and won.append(job_id), job.pk) for job in jobs]
+    )
+    assert errors == []
+    assert len(won) == 3
+    held = HostSlot.objects.filter(host=host, job__isnull=False)
+    assert sorted(held.values_list("number", flat=True)) == [0, 1, 2]
+    assert set(held.values_list("job", flat=True)) == set(won)
+    assert ContainerJob.objects.filter(docker_host=host, status=st.LAUNCHING).count() == 3
+    steps.sweep(now=timezone.now())
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 3
+
+
+def slot_rows(host):
+    """``{number: job id or None}`` of the host's slot rows."""
+    return dict(HostSlot.objects.filter(host=host).values_list("number", "job"))
+
+
+def test_lowering_the_limit_drops_free_rows_then_the_held_ones_as_their_jobs_leave(
+    recording, make_mock_host
+):
+    host = make_mock_host(max_concurrent_jobs=3, duration=60)
+    first, second, waiting = submit(host), submit(host), submit(host)
+    assert [steps.launch(job.pk) for job in (first, second)] == ["launched"] * 2
+    host.max_concurrent_jobs = 1
+    host.save()
+    assert slot_rows(host) == {0: first.pk, 1: second.pk}  # the free row 2 is gone
+    assert steps.launch(waiting.pk) == "waiting-for-slot"
+    ContainerJob.objects.get(pk=second.pk).cancel()
+    steps.cancel(second.pk)
+    # Row 1 is above the limit: deleted, not handed to the waiting job.
+    assert slot_rows(host) == {0: first.pk}
+    assert ContainerJob.objects.get(pk=waiting.pk).status == "pending"
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 1
+    host.max_concurrent_jobs = 2
+    host.save()
+    assert slot_rows(host) == {0: first.pk, 1: None}
+    assert host.is_available() and steps.launch(waiting.pk) == "launched"
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 2 == holding(host)
+
+
+def test_the_migration_gives_every_live_job_a_slot(recording, make_mock_host):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    give_slots = import_module("container_manager.migrations.0008_slots").give_slots
+    host = make_mock_host(max_concurrent_jobs=1)
+    jobs = [submit(host) for _ in range(3)]
+    parent = submit(host, array_size=2)
+    ContainerJob.objects.filter(pk__in=[j.pk for j in jobs[:2]]).update(status=st.RUNNING)
+    ContainerJob.objects.filter(pk=parent.pk).update(status=st.RUNNING)
+    HostSlot.objects.all().delete()
+    give_slots(apps, None)
+    # Two live jobs on one slot: a second row above the limit, dropped when its job leaves.
+    assert slot_rows(host) == {0: jobs[0].pk, 1: jobs[1].pk}
+    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 2
+    assert not host.is_available()

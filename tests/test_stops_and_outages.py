@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from container_manager import steps, transitions
 from container_manager.conf import setting
+from container_manager.dispatch.local import LocalBackend
+from container_manager.events import flow
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
@@ -76,6 +78,30 @@ def test_timeout_asks_to_stop_returns_and_a_later_check_kills(recording, make_mo
     assert done.last_error == "timed out after 1 seconds; the container was stopped"
     assert host_row(done.docker_host).current_job_count == 0
     assert attempts(job) == [(1, "timeout", done.last_error)]
+
+
+def test_the_backstop_check_waits_longer_when_the_platform_kills_and_events_flow(
+    recording, make_mock_host, monkeypatch
+):
+    host = make_mock_host(duration=600, ignore_sigterm=True)
+    monkeypatch.setattr(MockExecutor, "stop_kills_after_grace", True)
+    grace = float(setting("STOP_GRACE_SECONDS"))
+    first, second = submit(host, timeout_seconds=1), submit(host, timeout_seconds=1)
+    for job in (first, second):
+        assert steps.launch(job.pk) == "launched"
+        past_deadline(job)
+    recording.take()
+    assert steps.check(first.pk) == "stopping"  # no events: the check after the grace kills
+    assert recording.take() == [("check", str(first.pk), grace)]
+    flow.mark_following(host.pk, True)
+    try:
+        assert steps.check(second.pk) == "stopping"
+    finally:
+        flow.mark_following(host.pk, False)
+    assert recording.take() == [("check", str(second.pk), grace + steps.KILL_BACKSTOP_MARGIN)]
+    # The platform did not kill it after all: the backstop check does.
+    past_grace(second)
+    assert steps.check(second.pk) == "timeout"
 
 
 def test_cancel_of_a_process_ignoring_sigterm(recording, make_mock_host):
@@ -197,6 +223,65 @@ def test_crashed_launch_is_reconciled_after_the_reconcile_delay(recording, mock_
     assert (MockExecutor.execution_count(job.pk), MockExecutor.launch_count(job.pk)) == (1, 1)
     assert host_row(mock_host).current_job_count == 1
     assert steps.check(job.pk) == "completed"
+
+
+def test_the_launch_hint_reconciles_a_crashed_launch_at_the_reconcile_delay(
+    recording, mock_host, monkeypatch, clock
+):
+    job = submit(mock_host)
+    recording.take()
+    began = clock.now()
+    restore = crash_after_start(monkeypatch)
+    with pytest.raises(RuntimeError):
+        steps.launch(job.pk)
+    restore()
+    reconcile = setting("LAUNCH_RECONCILE_SECONDS")
+    # Sent before the platform was called, so it outlives the launcher.
+    assert recording.backstops == [("launch", str(job.pk), float(reconcile))]
+    assert row(job).status == "launching"
+    clock.advance(reconcile - 0.5)
+    assert steps.launch(job.pk) == "in-progress"  # a hint delivered early does nothing
+    clock.advance(0.5)
+    assert steps.launch(job.pk) == "reconciled"  # the hint, no sweep involved
+    running = row(job)
+    assert (running.status, running.attempt_count) == ("running", 1)
+    assert (running.started_at - began).total_seconds() == reconcile
+    assert (MockExecutor.execution_count(job.pk), MockExecutor.launch_count(job.pk)) == (1, 1)
+    assert host_row(mock_host).current_job_count == 1
+    assert len(recording.backstops) == 1  # reconciling sends no second hint
+
+
+def test_the_launch_hint_on_a_recorded_launch_is_one_select(
+    recording, mock_host, django_assert_num_queries
+):
+    job = submit(mock_host)
+    assert steps.launch(job.pk) == "launched"
+    assert recording.backstops == [
+        ("launch", str(job.pk), float(setting("LAUNCH_RECONCILE_SECONDS")))
+    ]
+    with django_assert_num_queries(1):
+        assert steps.launch(job.pk) == "nothing-to-do"
+    assert row(job).status == "running"
+
+
+def test_inline_dispatch_skips_the_launch_hint(immediate, mock_host, monkeypatch):
+    slept = []
+    monkeypatch.setattr("container_manager.dispatch.immediate.time.sleep", slept.append)
+    job = submit(mock_host)
+    assert row(job).status == "completed"
+    assert slept and max(slept) < setting("LAUNCH_RECONCILE_SECONDS")
+
+
+def test_local_dispatch_holds_the_hint_without_wait_idle_waiting_for_it():
+    backend = LocalBackend({"WORKERS": 1, "SWEEP_INTERVAL": 0, "DOCKER_EVENTS": False})
+    try:
+        backend.send_backstop("launch", "hint-only", 60)
+        assert backend.wait_idle(timeout=1)
+        assert len(backend._timers) == 1  # held, to be delivered when due
+        backend.send("check", "a-delayed-step", 60)
+        assert not backend.wait_idle(timeout=0.1)
+    finally:
+        backend.close()
 
 
 def test_launcher_dead_before_the_start_is_not_reconciled_but_taken_over(recording, mock_host):

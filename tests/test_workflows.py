@@ -324,7 +324,7 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     later = timezone.now() + timedelta(seconds=5)
     bad = submit(failing)
     submit(host, depends_on=[bad])
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         steps.sweep(now=later)
     for _ in range(10):
         parent = submit(host, array_size=5)
@@ -332,6 +332,6 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     steps.launch(bad.pk)
     steps.check(bad.pk)
     recording.take()  # the releases are lost
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         sent = steps.sweep(now=later + timedelta(seconds=5))
     assert (sent["settle"], sent["launch"]) == (11, 10)  # ten children fill the host's slots

@@ -5,8 +5,8 @@ Each job's container starts only after the containers it waits for have exited.
 
 import pytest
 
-from container_manager.models import ContainerJob, ExecutorHost
-from tests.conftest import wait_for
+from container_manager.models import ContainerJob
+from tests.conftest import slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -32,7 +32,7 @@ def test_chain_and_diamond(local, docker_host, docker_ready):
     # The engine's own clock: each container started after the ones it waits for exited.
     assert b.started_at >= a.completed_at and c.started_at >= a.completed_at
     assert d.started_at >= max(b.completed_at, c.completed_at)
-    assert ExecutorHost.objects.get(pk=docker_host.pk).current_job_count == 0
+    assert slots_held(docker_host) == 0
 
 
 def test_a_failed_container_cancels_what_waits_for_it(local, docker_host, docker_ready):

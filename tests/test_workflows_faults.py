@@ -12,7 +12,7 @@ import pytest
 from container_manager import dispatch
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ArrayCounts, ContainerJob, ExecutorHost
-from tests.conftest import FAST_STEPS, wait_for
+from tests.conftest import FAST_STEPS, slots_held, wait_for
 from tests.test_delivery_faults import containers_per_job
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -67,7 +67,7 @@ def assert_ran_once_in_order(backend, host, parent, children, merge, join):
         assert waiting.started_at >= last_child
         assert waiting.attempt_count == 1
     assert not parent.containerexecution_set.exists()
-    assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 0
+    assert slots_held(host) == 0
 
 
 def test_fan_out_and_fan_in_on_the_mock_executor(postgres_only, settings, make_mock_host):

@@ -36,7 +36,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
     search_fields = ("name", "connection_string")
     actions = ["test_connection"]
     readonly_fields = (
-        "current_job_count", "running_jobs", "health", "last_health_check_at",
+        "capacity", "running_jobs", "health", "last_health_check_at",
         "last_health_error", "unreachable_since", "executor_config_masked",
         "connection_string_masked",
     )  # fmt: skip
@@ -49,6 +49,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(running=Count("jobs", filter=Q(jobs__status=st.RUNNING)))
+            .with_slots_used()
         )
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
@@ -72,7 +73,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
                     "Now",
                     {
                         "fields": (
-                            "current_job_count",
+                            "capacity",
                             "running_jobs",
                             "health",
                             "last_health_check_at",
@@ -123,14 +124,15 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             return format_html(html, "failing", host.last_health_error, text)
         return format_html(html, state, checked, state)
 
-    @admin.display(description="capacity", ordering="current_job_count")
+    @admin.display(description="capacity", ordering="slots_used")
     def capacity(self, host: ExecutorHost) -> str:
-        percent = min(100, round(100 * host.current_job_count / max(host.max_concurrent_jobs, 1)))
+        """Slots in use (from the slot rows, exact) of ``max_concurrent_jobs``."""
+        used = getattr(host, "slots_used", host.current_job_count)
+        percent = min(100, round(100 * used / max(host.max_concurrent_jobs, 1)))
         return format_html(
             '<span class="cm-meter" title="{} of {} slots in use"><span style="width:{}%">'
             "</span></span> {}/{}",
-            host.current_job_count, host.max_concurrent_jobs, percent,
-            host.current_job_count, host.max_concurrent_jobs,
+            used, host.max_concurrent_jobs, percent, used, host.max_concurrent_jobs,
         )  # fmt: skip
 
     @admin.display(description="running", ordering="running")

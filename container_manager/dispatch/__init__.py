@@ -5,6 +5,7 @@ A message only says "look at job X now"; sends made inside a transaction wait fo
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from django.utils.module_loading import import_string
 from container_manager import counters
 from container_manager.conf import setting
 from container_manager.dispatch.base import DispatchBackend
+
+logger = logging.getLogger(__name__)
 
 _backend: DispatchBackend | None = None
 _lock = threading.Lock()
@@ -63,6 +66,18 @@ def send(step: str, job_id: Any, delay: float = 0) -> None:
     except Exception:
         counters.send_failed(step)
         raise
+
+
+def send_backstop(step: str, job_id: Any, delay: float) -> None:
+    """Send now a hint due in ``delay`` seconds in case the work under way dies; never raises.
+
+    A failed send is logged: the sweep finds the same work from the rows.
+    """
+    try:
+        get_backend().send_backstop(step, str(job_id), max(float(delay), 0.0))
+    except Exception:  # noqa: BLE001 - the hint is optional; the work under way must go on
+        counters.send_failed(step)
+        logger.warning("sending the %s hint for job %s failed", step, job_id, exc_info=True)
 
 
 def send_on_commit(step: str, job_id: Any, delay: float = 0, using: str | None = None) -> None:

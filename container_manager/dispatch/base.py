@@ -37,6 +37,15 @@ class DispatchBackend:
         if held:
             self.deliver_many(held)
 
+    def send_backstop(self, step: str, job_id: str, delay: float) -> None:
+        """Send a delayed hint that matters only if the work it follows up on died.
+
+        The launch's reconcile hint is one: most find the work done and do nothing.
+        Transports send it like any message; one that runs steps in the sender's thread
+        skips it, and ``wait_idle`` of one that has it does not wait for it.
+        """
+        self.send(step, job_id, delay)
+
     def deliver(self, step: str, job_id: str, delay: float) -> None:
         """Put one message on the transport."""
         raise NotImplementedError

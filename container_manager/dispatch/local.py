@@ -41,7 +41,8 @@ class LocalBackend(DispatchBackend):
         self.docker_events = bool(self.options.get("DOCKER_EVENTS", True))
         self._watcher: Any = None
         self._ready: queue.Queue = queue.Queue()
-        self._timers: list[tuple[float, int, str, str, int]] = []
+        self._timers: list[tuple[float, int, str, str, int, bool]] = []
+        self._backstops = 0  # timers that are backstop hints, which wait_idle does not wait for
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -51,6 +52,10 @@ class LocalBackend(DispatchBackend):
 
     def send(self, step: str, job_id: str, delay: float) -> None:
         self._send(step, job_id, delay, tries=0)
+
+    def send_backstop(self, step: str, job_id: str, delay: float) -> None:
+        """Put the hint on the timer heap, where ``wait_idle`` does not wait for it."""
+        self._send(step, job_id, delay, tries=0, backstop=True)
 
     def check(self) -> list[str]:
         """``WORKERS`` must be at least 1, ``SWEEP_INTERVAL`` and ``RETRIES`` not negative."""
@@ -85,10 +90,13 @@ class LocalBackend(DispatchBackend):
             self._watcher.start()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no step is queued, running or scheduled; False if ``timeout`` passed first."""
+        """Wait until no step is queued, running or scheduled; False if ``timeout`` passed first.
+
+        Backstop hints (``send_backstop``) still on the timer heap do not count.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._busy or self._timers or not self._ready.empty():
+            while self._busy or len(self._timers) > self._backstops or not self._ready.empty():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -100,6 +108,7 @@ class LocalBackend(DispatchBackend):
         with self._cond:
             self._closing = True
             self._timers.clear()
+            self._backstops = 0
             self._cond.notify_all()
         if self._watcher is not None:
             self._watcher.close()
@@ -111,14 +120,17 @@ class LocalBackend(DispatchBackend):
 
     # -- threads --------------------------------------------------------------
 
-    def _send(self, step: str, job_id: str, delay: float, tries: int) -> None:
+    def _send(
+        self, step: str, job_id: str, delay: float, tries: int, backstop: bool = False
+    ) -> None:
         self.start()
         with self._cond:
             if self._closing:
                 return
             if delay > 0:
-                item = (time.monotonic() + delay, next(self._order), step, job_id, tries)
+                item = (time.monotonic() + delay, next(self._order), step, job_id, tries, backstop)
                 heapq.heappush(self._timers, item)
+                self._backstops += backstop
                 self._cond.notify_all()
                 return
             self._busy += 1  # counted from queueing, so wait_idle never sees a gap
@@ -133,6 +145,7 @@ class LocalBackend(DispatchBackend):
                 due = []
                 while self._timers and self._timers[0][0] <= now:
                     due.append(heapq.heappop(self._timers))
+                    self._backstops -= due[-1][5]
                 sweep_due = self.sweep_interval > 0 and now >= self._next_sweep
                 if sweep_due:
                     self._next_sweep = now + self.sweep_interval
@@ -143,7 +156,7 @@ class LocalBackend(DispatchBackend):
                 if not due and not sweep_due:
                     self._cond.wait(min(waits + [1.0]))
                     continue
-            for _, _, step, job_id, tries in due:
+            for _, _, step, job_id, tries, _ in due:
                 self._ready.put((step, job_id, tries))
             if sweep_due:
                 self._ready.put(("sweep", "", 0))

@@ -32,7 +32,10 @@ RECONNECT_MAX_SECONDS = 30.0
 
 
 class DockerEventWatcher:
-    """Follow the engine of every active Docker host, one thread per host; send to ``backend``.
+    """Follow the engine of every active Docker host, one thread per engine; send to ``backend``.
+
+    Hosts with the same engine (connection and config) share one follower, so each ``die``
+    is read, and its job harvested, once. ``followers`` maps each host id to its follower.
 
     ``close`` closes the streams and returns at once: the threads are daemons that end as
     soon as their stream does, so they never hold up a shutdown.
@@ -58,7 +61,7 @@ class DockerEventWatcher:
         """Close every stream and wait up to ``timeout`` seconds for the threads to end."""
         self._stopping.set()
         with self._lock:
-            followers = list(self.followers.values())
+            followers = list({id(f): f for f in self.followers.values()}.values())
             self.followers.clear()
             thread = self._thread
         for follower in followers:
@@ -93,18 +96,26 @@ class DockerEventWatcher:
             for host_id, follower in list(self.followers.items()):
                 host = hosts.get(host_id)
                 if host is None or _engine(host) != follower.engine:
-                    follower.close()
+                    follower.drop_host(host_id)
                     del self.followers[host_id]
+            by_engine = {follower.engine: follower for follower in self.followers.values()}
             for host_id, host in hosts.items():
-                if host_id not in self.followers:
-                    self.followers[host_id] = EngineFollower(host, self.backend)
-                    self.followers[host_id].start()
+                if host_id in self.followers:
+                    continue
+                follower = by_engine.get(_engine(host))
+                if follower is None:
+                    follower = by_engine[_engine(host)] = EngineFollower(host, self.backend)
+                    follower.start()
+                else:
+                    follower.add_host(host)
+                self.followers[host_id] = follower
 
 
 class EngineFollower(threading.Thread):
-    """One host's event stream: ``harvest`` on ``die`` and ``oom`` of this deployment's containers.
+    """One engine's event stream: ``harvest`` on ``die`` and ``oom`` of this deployment's jobs.
 
-    After each (re)connection it sends ``harvest`` for every job running on the host, which
+    It serves ``host`` and any host added with ``add_host`` (the same engine). After each
+    (re)connection it sends ``harvest`` for every job running on those hosts, which
     catches the containers that died while no stream was open; a harvest of a job still
     running changes nothing. ``connected`` is set while a stream is open. Messages go to
     ``backend``, the one that started the follower, never to one built anew at shutdown.
@@ -115,11 +126,28 @@ class EngineFollower(threading.Thread):
         self.host = host
         self.backend = backend
         self.engine = _engine(host)
+        self.host_ids = {host.pk}
         self.connected = threading.Event()
         self.connections = 0
         self._stopping = threading.Event()
         self._stream: Any = None
         self._lock = threading.Lock()
+
+    def add_host(self, host: ExecutorHost) -> None:
+        """Serve another host of the same engine: its containers' events are in this stream."""
+        with self._lock:
+            self.host_ids.add(host.pk)
+            if self.connected.is_set():
+                flow.mark_following(host.pk, True)
+
+    def drop_host(self, host_id: int) -> None:
+        """Stop serving ``host_id``; the stream closes with the last host."""
+        with self._lock:
+            self.host_ids.discard(host_id)
+            flow.mark_following(host_id, False)
+            last = not self.host_ids
+        if last:
+            self.close()
 
     def close(self) -> None:
         """Stop following: the open stream is closed, which ends the thread."""
@@ -155,8 +183,7 @@ class EngineFollower(threading.Thread):
             self._close_stream()
         try:
             self.connections += 1
-            flow.mark_following(self.host.pk, True)
-            self.connected.set()
+            self._mark_following(True)
             self._catch_up()
             for event in stream:
                 self._on_event(event)
@@ -164,8 +191,7 @@ class EngineFollower(threading.Thread):
             if not self._stopping.is_set():
                 logger.warning("docker events of host %s: stream broke: %s", self.host.name, exc)
         finally:
-            flow.mark_following(self.host.pk, False)
-            self.connected.clear()
+            self._mark_following(False)
             self._close_stream()
             client.close()
         return True
@@ -184,7 +210,9 @@ class EngineFollower(threading.Thread):
         from container_manager.models import ContainerJob
 
         close_old_connections()
-        running = ContainerJob.objects.filter(docker_host_id=self.host.pk, status=st.RUNNING)
+        with self._lock:
+            host_ids = list(self.host_ids)
+        running = ContainerJob.objects.filter(docker_host_id__in=host_ids, status=st.RUNNING)
         ids = list(running.values_list("pk", flat=True))
         close_old_connections()
         self.backend.send_many([("harvest", str(pk), 0.0) for pk in ids])
@@ -196,6 +224,15 @@ class EngineFollower(threading.Thread):
             return
         flow.note_stopped(actor.get("ID") or event.get("id") or "")
         self.backend.send("harvest", str(job_id), 0.0)
+
+    def _mark_following(self, following: bool) -> None:
+        with self._lock:
+            for host_id in self.host_ids:
+                flow.mark_following(host_id, following)
+            if following:
+                self.connected.set()
+            else:
+                self.connected.clear()
 
     def _close_stream(self) -> None:
         with self._lock:

@@ -91,6 +91,9 @@ class ContainerExecutor(ABC):
         "supports_idempotent_launch": False,
         "supports_resource_usage": False,
     }
+    #: ``request_stop`` has the platform itself kill the execution once STOP_GRACE_SECONDS
+    #: have passed (Docker's ``stop?t=``), so the steps' kill is only a backstop.
+    stop_kills_after_grace: bool = False
 
     def __init__(self, host: Any):
         self.host = host
@@ -138,15 +141,18 @@ class ContainerExecutor(ABC):
         """
         return self.cleanup(execution_id)
 
-    def request_stop(self, execution_id: str) -> None:
+    def request_stop(self, execution_id: str) -> ExecutionState | None:
         """Ask the platform to stop the execution (SIGTERM or its like) and return at once.
 
         Never waits for the execution to end: the steps look again after
-        ``STOP_GRACE_SECONDS`` and call ``kill`` if it still runs. The default is
-        ``stop``, right for platforms whose stop call returns at once and that
-        kill after their own stop timeout.
+        ``STOP_GRACE_SECONDS`` and call ``kill`` if it still runs. Returns
+        ``RUNNING`` when the platform's answer says the execution is still
+        stopping (the steps then need not look now), None when they must look.
+        The default is ``stop``, right for platforms whose stop call returns at
+        once and that kill after their own stop timeout.
         """
         self.stop(execution_id)
+        return None
 
     def kill(self, execution_id: str) -> None:
         """Force the execution to end now (SIGKILL or its like); asks to stop again by default."""

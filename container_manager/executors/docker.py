@@ -6,7 +6,9 @@ Speaks to the engine with docker-py; the only module of the project that imports
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -56,6 +58,9 @@ CONTAINER_PREFIX = "cm-"
 DEFAULT_API_TIMEOUT = 60
 # How long the loser of a create race waits for the winner's container to appear.
 RACE_WAIT_SECONDS = 10.0
+#: Seconds ``request_stop`` reads the engine's answer to its stop call before going on (the
+#: call only answers once the container has stopped; the engine carries the stop on anyway).
+STOP_ANSWER_WAIT = 0.01
 # How long a harvest waits for the engine to record ``OOMKilled`` on an exit 137 under a limit.
 OOM_SETTLE_SECONDS = 1.0
 
@@ -117,11 +122,14 @@ class DockerExecutor(ContainerExecutor):
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,
     }
+    stop_kills_after_grace = True
 
     def __init__(self, host: Any):
         super().__init__(host)
         self._validate_config()
         self._clients = LazyClients(lambda _kind: self._build_client())
+        # The stopped container this thread's last check_status saw, for the harvest after it.
+        self._seen = threading.local()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -165,6 +173,8 @@ class DockerExecutor(ContainerExecutor):
         if status is None:
             logger.warning("container %s has unknown status %r", execution_id, container.status)
             return FAILED
+        # A stopped container's state no longer changes: the harvest that follows reads this.
+        self._seen.stopped = container if status in (EXITED, FAILED) else None
         return status
 
     def get_logs(self, execution_id: str) -> tuple[str, str]:
@@ -182,11 +192,16 @@ class DockerExecutor(ContainerExecutor):
         None when the container is gone; raises ``ExecutorConnectionError``
         when the engine cannot be reached, since a later harvest may still
         succeed. A stopped container has no usage figures: the ones sampled
-        while it ran stay.
+        while it ran stay. A container this thread's last ``check_status`` saw stopped is
+        not looked up again.
         """
+        seen, self._seen.stopped = getattr(self._seen, "stopped", None), None
         with self._docker_errors(f"harvest of {execution_id}"):
             try:
-                container = self.client.containers.get(execution_id)
+                if seen is not None and seen.id == execution_id:
+                    container = seen
+                else:
+                    container = self.client.containers.get(execution_id)
                 stdout, stderr = self._read_logs(container)
             except docker.errors.NotFound:
                 logger.warning("harvest of %s: container not found", execution_id)
@@ -237,9 +252,32 @@ class DockerExecutor(ContainerExecutor):
         logger.info("stopped container %s", execution_id)
         return True
 
-    def request_stop(self, execution_id: str) -> None:
-        """Send SIGTERM and return; ``kill`` follows from a later step after the grace."""
-        self._signal(execution_id, "SIGTERM")
+    def request_stop(self, execution_id: str) -> ExecutionState | None:
+        """Ask the engine to stop the container on its own clock, and return without waiting.
+
+        ``POST /containers/{id}/stop?t=<STOP_GRACE_SECONDS>``: the engine sends SIGTERM now
+        and SIGKILL when the grace has passed, and answers only once the container has
+        stopped; the answer is read for ``STOP_ANSWER_WAIT`` seconds, then left (the engine
+        carries on a stop whose caller went away, as seen on Docker 20.10). docker-py's
+        ``stop`` would wait for the answer, hence its lower-level ``_post``. ``RUNNING``
+        when no answer came in that time (it is stopping), None when it came (it stopped:
+        the steps look at it). The steps' check after the grace still kills a container
+        the engine did not stop.
+        """
+        api = self.client.api
+        grace = math.ceil(float(setting("STOP_GRACE_SECONDS")))
+        timeout = (float(self.config.get("timeout", DEFAULT_API_TIMEOUT)), STOP_ANSWER_WAIT)
+        with self._docker_errors(f"stop of {execution_id}"):
+            try:
+                url = api._url("/containers/{0}/stop", execution_id)
+                api._raise_for_status(api._post(url, params={"t": grace}, timeout=timeout))
+            except requests.exceptions.ReadTimeout:
+                logger.info("asked the engine to stop container %s within %ss", execution_id, grace)
+                return RUNNING
+            except docker.errors.NotFound:
+                return None
+        logger.info("container %s stopped", execution_id)
+        return None
 
     def kill(self, execution_id: str) -> None:
         """Send SIGKILL; the container is kept for the harvest."""
@@ -256,14 +294,16 @@ class DockerExecutor(ContainerExecutor):
         return container.id
 
     def cleanup(self, execution_id: str) -> bool:
-        """Remove the container, or only kill it when ``remove_containers`` is False."""
+        """Remove the container, or only kill it when ``remove_containers`` is False.
+
+        One call by id, with no lookup first: most containers have stopped by now.
+        """
         with self._docker_errors(f"cleanup of {execution_id}"):
             try:
-                container = self.client.containers.get(execution_id)
                 if self.remove_containers:
-                    container.remove(force=True, v=True)
-                elif container.status in ("running", "restarting", "paused"):
-                    container.kill()
+                    self.client.api.remove_container(execution_id, force=True, v=True)
+                else:
+                    self.client.api.kill(execution_id)
             except docker.errors.NotFound:
                 return True
             except docker.errors.APIError as exc:
@@ -369,7 +409,7 @@ class DockerExecutor(ContainerExecutor):
     def _signal(self, execution_id: str, signal: str) -> None:
         with self._docker_errors(f"{signal} to {execution_id}"):
             try:
-                self.client.containers.get(execution_id).kill(signal=signal)
+                self.client.api.kill(execution_id, signal=signal)
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as exc:
@@ -498,13 +538,23 @@ class DockerExecutor(ContainerExecutor):
                     raise
 
     def _read_logs(self, container: Container) -> tuple[str, str]:
+        """Stdout and stderr, one request each.
+
+        docker-py's ``logs`` first inspects the container to learn whether it has a TTY,
+        which ``container.attrs`` already says; its lower-level ``_get`` and
+        ``_get_result_tty`` spare that request.
+        """
         limit = int(setting("LOG_MAX_BYTES"))
-        out = container.logs(stdout=True, stderr=False, timestamps=True)
-        err = container.logs(stdout=False, stderr=True, timestamps=True)
-        return (
-            cap_log(out.decode("utf-8", errors="replace"), limit),
-            cap_log(err.decode("utf-8", errors="replace"), limit),
-        )
+        api = self.client.api
+        url = api._url("/containers/{0}/logs", container.id)
+        tty = bool((container.attrs.get("Config") or {}).get("Tty"))
+
+        def read(stream: str) -> str:
+            params = {"stdout": 0, "stderr": 0, stream: 1, "timestamps": 1, "tail": "all"}
+            raw = api._get_result_tty(False, api._get(url, params=params), tty)
+            return cap_log(raw.decode("utf-8", errors="replace"), limit)
+
+        return read("stdout"), read("stderr")
 
     def _settled_state(self, container: Container, memory: int) -> dict[str, Any]:
         """The container's final state, with ``OOMKilled`` once the engine has recorded it.

@@ -128,9 +128,10 @@ class MockExecutor(base.ContainerExecutor):
             execution["stopped"] = execution["stopped"] or clock.now().timestamp()
         return True
 
-    def request_stop(self, execution_id: str) -> None:
+    def request_stop(self, execution_id: str) -> ExecutionState | None:
         if not self.config.get("ignore_sigterm"):
             self.stop(execution_id)
+        return None
 
     def kill(self, execution_id: str) -> None:
         self.stop(execution_id)

@@ -14,7 +14,7 @@ def flag_dependencies(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0007_harden3'),
+        ('container_manager', '0008_slots'),
     ]
 
     operations = [
