@@ -1,4 +1,4 @@
-"""Turn benchmarks/results/*.json into results/table.md and results/performance.png.
+"""Turn benchmarks/results/*.json into results/table.md, performance.png and issue13.png.
 
 Also judges each target of the issue from figures of the same run.
 """
@@ -19,6 +19,7 @@ def main() -> None:
     data = {path.stem: json.loads(path.read_text()) for path in RESULTS.glob("*.json")}
     (RESULTS / "table.md").write_text(table(data))
     plot(data, RESULTS / "performance.png")
+    plot_issue13(data, RESULTS / "issue13.png")
 
 
 def table(data: dict[str, Any]) -> str:
@@ -35,7 +36,9 @@ def table(data: dict[str, Any]) -> str:
            "burst of N jobs with the same concurrency (floor threads = local workers).", "",
            *rows, ""]  # fmt: skip
     out += _steps_table(data) + _mock_table(data) + _sweep_table(data) + _peer_table(data)
-    out += _cold_table(data) + ["## Targets", "", *[f"- {t}" for t in targets(data)], ""]
+    out += _cold_table(data) + _scale_table(data) + _statements_table(data)
+    out += _tasks_db_table(data) + _stops_table(data) + _events_table(data)
+    out += ["## Targets", "", *[f"- {t}" for t in targets(data)], ""]
     return "\n".join(out)
 
 
@@ -110,6 +113,192 @@ def plot(data: dict[str, Any], path: Path) -> None:
     left.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot_issue13(data: dict[str, Any], path: Path) -> None:
+    """Scale-out, slots in use, statements per job, django-tasks-db, stops and events."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    _plot_scale(axes[0][0], axes[0][1], data)
+    _plot_statements(axes[0][2], data.get("statements"))
+    _plot_tasks_db(axes[1][0], data)
+    _plot_stops(axes[1][1], data.get("stops"))
+    _plot_events(axes[1][2], data.get("events"))
+    for axis in (a for row in axes for a in row):
+        axis.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _scale_label(run: dict[str, Any]) -> str:
+    return f"{run['hosts']}h K={run['k']}"
+
+
+def _plot_scale(rate: Any, slots: Any, data: dict[str, Any]) -> None:
+    after, before = data.get("scale_out"), data.get("scale_out_before")
+    if not after:
+        return
+    keys = [(r["hosts"], r["k"]) for r in after["runs"] if not r["backlog"]]
+    xs = list(range(len(keys)))
+    series = [("no backlog", after, False, "tab:blue"), ("backlog", after, True, "tab:green")]
+    if before:
+        series.append(("backlog, before", before, True, "tab:gray"))
+    width = 0.8 / len(series)
+    for index, (label, result, backlog, color) in enumerate(series):
+        by = {(r["hosts"], r["k"]): r for r in result["runs"] if r["backlog"] == backlog}
+        values = [_get(by.get(key), "jobs_per_s") or 0 for key in keys]
+        rate.bar([x + (index - 1) * width for x in xs], values, width, label=label, color=color)
+    rate.set_title(f"scale-out: jobs/s, N = {after['n']} mock jobs, {after['capacity']} slots")
+    rate.set_xticks(xs, [f"{h}h K={k}" for h, k in keys], fontsize=8)
+    rate.legend(fontsize=8)
+    backlog = [r for r in after["runs"] if r["backlog"]]
+    bx = list(range(len(backlog)))
+    whole = [r.get("slots_in_use_pct") or 0 for r in backlog]
+    busy = [r.get("slots_in_use_pct_while_more_pending_than_free") or 0 for r in backlog]
+    slots.bar([x - 0.2 for x in bx], whole, 0.4, label="whole run")
+    slots.bar([x + 0.2 for x in bx], busy, 0.4, label="while more pending than free slots")
+    slots.axhline(90, color="red", linewidth=0.8, label="target 90 %")
+    slots.set_ylim(0, 105)
+    slots.set_title("scale-out with a backlog: slots in use (%)")
+    slots.set_xticks(bx, [_scale_label(r) for r in backlog], fontsize=8)
+    slots.legend(fontsize=8, loc="lower right")
+
+
+def _plot_statements(axis: Any, result: dict[str, Any] | None) -> None:
+    if not result:
+        return
+    runs = [r for r in result["runs"] if r["n"] == max(x["n"] for x in result["runs"])]
+    steps = sorted({label.split(":")[0] for r in runs for label in r["by_step"]})
+    bottoms = [0.0] * len(runs)
+    for step in steps:
+        values = [sum(v for k, v in r["by_step"].items() if k.split(":")[0] == step) for r in runs]
+        axis.bar(range(len(runs)), values, 0.5, bottom=bottoms, label=step)
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    axis.axhline(14, color="red", linewidth=0.8, label="target 14")
+    axis.set_xticks(range(len(runs)), ["backlog" if r["backlog"] else "no backlog" for r in runs])
+    axis.set_title(f"statements per job by step (PostgreSQL, N = {runs[0]['n']})")
+    axis.legend(fontsize=7)
+
+
+def _plot_tasks_db(axis: Any, data: dict[str, Any]) -> None:
+    tasks, ours = data.get("tasks_db"), data.get("scale_out")
+    if not tasks:
+        return
+    ks = [r["k"] for r in tasks["runs"]]
+    mine = {r["k"]: r for r in (ours or {}).get("runs", []) if r["hosts"] == 1 and not r["backlog"]}
+    xs = range(len(ks))
+    axis.bar([x - 0.2 for x in xs], [r["tasks_per_s"] for r in tasks["runs"]], 0.4,
+             label="django-tasks-db no-op tasks/s")  # fmt: skip
+    axis.bar([x + 0.2 for x in xs], [_get(mine.get(k), "jobs_per_s") or 0 for k in ks], 0.4,
+             label="ours: mock jobs/s (one host, no backlog)")  # fmt: skip
+    axis.set_xticks(list(xs), [f"K={k}" for k in ks])
+    axis.set_title("django-tasks-db's worker against ours, same server (separate runs)")
+    axis.legend(fontsize=8)
+
+
+def _plot_stops(axis: Any, stops: dict[str, Any] | None) -> None:
+    if not stops:
+        return
+    kinds = ["timeouts", "cancels"]
+    for offset, stat in ((-0.2, "p50_ms"), (0.2, "max_ms")):
+        values = [(_get(stops, kind, "after_request_s", stat) or 0) / 1000 for kind in kinds]
+        axis.bar([x + offset for x in range(len(kinds))], values, 0.4, label=stat[:-3])
+    grace = stops.get("stop_grace_seconds") or 0
+    axis.axhline(grace + 1, color="red", linewidth=0.8, label="target grace + 1 s")
+    axis.set_xticks(range(len(kinds)), ["deadline → timeout", "cancel → cancelled"])
+    axis.set_title("stops on Docker (s)")
+    axis.legend(fontsize=8)
+
+
+def _plot_events(axis: Any, events: dict[str, Any] | None) -> None:
+    if not events:
+        return
+    modes = [m for m in ("floor", "polling", "events", "events_dropped", "floor_again")
+             if m in events]  # fmt: skip
+    values = [_get(events, m, "submit_to_done", "p50_ms") or 0 for m in modes]
+    axis.bar(range(len(modes)), values, 0.5, color="tab:purple")
+    interleaved = _get(events, "events", "floor_interleaved", "p50_ms")
+    if interleaved:
+        axis.axhline(interleaved, color="gray", linewidth=0.8, label="floor, interleaved")
+        axis.legend(fontsize=8)
+    axis.set_xticks(range(len(modes)), [m.replace("_", " ") for m in modes], fontsize=8)
+    axis.set_title("Docker submit → done p50 (ms): platform events")
+
+
+def _scale_table(data: dict[str, Any]) -> list[str]:
+    out = []
+    for name in ("scale_out_before", "scale_out"):
+        result = data.get(name)
+        if not result:
+            continue
+        out += [f"## {name}.json (N = {result['n']}, sweep {result['sweep_interval']} s)", "",
+                "| hosts | K | backlog | jobs/s | per CPU-s | slots in use, whole run | while "
+                "more pending than free | hold s | new connections/job | lock waits |",
+                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in result["runs"]:
+            out.append(f"| {r['hosts']} | {r['k']} | {r['backlog']} | {r['jobs_per_s']} | "
+                       f"{r['jobs_per_cpu_s']} | {_cell(r, 'slots_in_use_pct')} | "
+                       f"{_cell(r, 'slots_in_use_pct_while_more_pending_than_free')} | "
+                       f"{_cell(r, 'mean_hold_s')} | {_cell(r, 'new_connections_per_job')} | "
+                       f"{r['mean_backends_waiting_on_locks']} |")  # fmt: skip
+        out.append("")
+    return out
+
+
+def _statements_table(data: dict[str, Any]) -> list[str]:
+    result = data.get("statements")
+    if not result:
+        return []
+    out = ["## Statements per job (statements.py, PostgreSQL)", "",
+           "| N | backlog | statements/job |", "|---|---|---|"]  # fmt: skip
+    for r in result["runs"]:
+        out.append(f"| {r['n']} | {r['backlog']} | {r['statements_per_job']} |")
+    return [*out, ""]
+
+
+def _tasks_db_table(data: dict[str, Any]) -> list[str]:
+    result = data.get("tasks_db")
+    if not result:
+        return []
+    out = [f"## {result['package']} {result['version']} (tasks_db.py)", "",
+           "| K | tasks/s | per process | per CPU-s |", "|---|---|---|---|"]  # fmt: skip
+    for r in result["runs"]:
+        out.append(f"| {r['k']} | {r['tasks_per_s']} | {r['tasks_per_s_per_process']} | "
+                   f"{r['tasks_per_cpu_s']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _stops_table(data: dict[str, Any]) -> list[str]:
+    result = data.get("stops")
+    if not result:
+        return []
+    out = ["## Stops (stops.py)", "", "| what | p50 ms | max ms | statuses |", "|---|---|---|---|"]
+    for kind in ("timeouts", "cancels"):
+        after = result[kind]["after_request_s"]
+        out.append(f"| {kind} | {after['p50_ms']} | {after['max_ms']} | "
+                   f"{result[kind]['statuses']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _events_table(data: dict[str, Any]) -> list[str]:
+    result = data.get("events")
+    if not result:
+        return []
+    out = [
+        "## Platform events (events.py, Docker)",
+        "",
+        "| mode | submit→done p50 ms | checks/job | harvests/job |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("polling", "events", "events_dropped"):
+        r = result.get(mode) or {}
+        out.append(f"| {mode} | {_get(r, 'submit_to_done', 'p50_ms')} | "
+                   f"{_cell(r, 'checks_per_job')} | {_cell(r, 'harvests_per_job')} |")  # fmt: skip
+    return [*out, ""]
 
 
 # -- helpers --------------------------------------------------------------------

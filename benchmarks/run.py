@@ -25,9 +25,13 @@ PARTS = (
     "statements",
     "scale_out",
     "tasks_db",
+    "schedules",
     "peer",
     "cold_start",
     "events",
+    "stops",
+    "imports",
+    "bundle_size",
 )
 logger = logging.getLogger("benchmarks")
 
@@ -45,7 +49,16 @@ def main() -> None:
     n = 20 if args.quick else args.n
     latency_n = 5 if args.quick else 50
     pg_url = None
-    if {"ours", "mock", "arrays", "sweep", "statements", "scale_out", "tasks_db"} & set(args.only):
+    if {
+        "ours",
+        "mock",
+        "arrays",
+        "sweep",
+        "statements",
+        "scale_out",
+        "tasks_db",
+        "schedules",
+    } & set(args.only):
         pg_url = args.database_url or _bench_database()
     failures = []
     for part in args.only:
@@ -100,6 +113,17 @@ def _commands(
         ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
         return [[str(tasks_python), f"{HERE}/tasks_db.py", "--database-url", pg_url,
                  "--n", str(n if quick else 2 * n), "--k", *ks]]  # fmt: skip
+    if part == "schedules":
+        sizes = ["0", "10000"] if quick else ["0", "10000", "100000"]
+        return [[py, f"{HERE}/schedule_scale.py", "--database-url", pg_url, "--sizes", *sizes]]
+    if part == "stops":
+        size = ["--timeouts", "4", "--cancels", "2", "--others", "2"] if quick else []
+        return [[py, f"{HERE}/stops.py", *size, *w]]
+    if part == "imports":
+        return [[py, f"{HERE}/import_graph.py"]]
+    if part == "bundle_size":
+        # Builds the zappa bundle of the aws stage (infra/lambda-bundle.sh) and measures it.
+        return [[py, f"{HERE}/bundle_size.py"]]
     if part == "peer":
         if not PEER_PYTHON.exists():
             logger.warning("no .venv-peer: run benchmarks/setup.sh; the peer is skipped")

@@ -1,6 +1,6 @@
 """Scale-out on PostgreSQL: K worker processes, one or four hosts, with and without a backlog.
 
-Mock jobs (duration 0), a one-minute sweep; slots in use and lock waits sampled: scale_out.json.
+Mock jobs (duration 0), a one-minute sweep; slots in use, lock waits, connections: scale_out.json.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import setup_django, write_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SESSIONS = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 LOCK_WAITS = (
     "SELECT wait_event, count(*) FROM pg_stat_activity "
     "WHERE datname = current_database() AND wait_event_type = 'Lock' GROUP BY wait_event"
@@ -36,12 +37,14 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=50, help="slots in all, with a backlog")
     parser.add_argument("--workers", type=int, default=4, help="local worker threads a process")
     parser.add_argument("--sweep", type=float, default=60, help="sweep interval, seconds")
+    parser.add_argument("--label", default="", help="suffix of the result file's name")
     parser.add_argument("--child", nargs=2, metavar=("SHARE", "GO_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     setup_django(args.database_url, args.workers, sweep_interval=args.sweep)
     if args.child:
         _child(int(args.child[0]), Path(args.child[1]))
         return
+    from django.conf import settings
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -52,19 +55,21 @@ def main() -> None:
         for k in args.k
     ]
     write_result(
-        "scale_out",
+        f"scale_out{args.label}",
         {"n": args.n, "capacity": args.capacity, "workers": args.workers,
-         "sweep_interval": args.sweep, "debug": _debug(), "runs": runs},
+         "sweep_interval": args.sweep, "debug": _debug(), "runs": runs,
+         "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"]},
     )  # fmt: skip
 
 
 def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[str, Any]:
     from django.db.models import Max, Min
 
-    from container_manager.models import ContainerJob, ExecutorHost, HostSlot
+    from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
     capacity = args.capacity if backlog else args.n
     _reset(hosts, capacity)
+    sessions = _sessions()
     go = Path(f"/tmp/cm-scale-out-go-{os.getpid()}")
     go.unlink(missing_ok=True)
     shares = [args.n // k + (1 if i < args.n % k else 0) for i in range(k)]
@@ -98,11 +103,17 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
         child.wait()
     sampler.stop()
     go.unlink(missing_ok=True)
+    sessions = _sessions() - sessions
     span = ContainerJob.objects.aggregate(first=Min("created_at"), last=Max("completed_at"))
     seconds = (span["last"] - span["first"]).total_seconds()
+    # Until the last job left pending: while jobs waited, every slot could be busy.
+    last_launch = ContainerExecution.objects.aggregate(at=Max("started_at"))["at"]
+    waiting = (last_launch - span["first"]).total_seconds()
+    backlogged = sampler.slots_while_backlogged(capacity)
     cpu = sum(report["cpu_s"] for report in reports)
     done = ContainerJob.objects.filter(status="completed").count()
     in_use = sampler.slots_during(seconds)
+    while_waiting = sampler.slots_during(waiting)
     result = {
         "k": k,
         "hosts": hosts,
@@ -115,7 +126,13 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
         "jobs_per_cpu_s": round(done / cpu, 1),
         "cpu_s_per_job_ms": round(cpu / done * 1000, 2),
         "mean_slots_in_use": round(statistics.fmean(in_use), 1) if in_use else None,
-        "slots_in_use_pct": round(100 * statistics.fmean(in_use) / capacity, 1) if in_use else None,
+        "slots_in_use_pct": _pct(in_use, capacity),
+        "seconds_jobs_waited": round(waiting, 2),
+        "slots_in_use_pct_until_last_launch": _pct(while_waiting, capacity),
+        "samples_with_more_pending_than_free_slots": len(backlogged),
+        "slots_in_use_pct_while_more_pending_than_free": _pct(backlogged, capacity),
+        **_hold_times(),
+        "new_connections_per_job": round(sessions / done, 2),
         "lock_wait_samples": sampler.waits,
         "mean_backends_waiting_on_locks": round(sampler.mean_waiting(), 3),
         "samples": sampler.count,
@@ -126,6 +143,35 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     }
     print(json.dumps(result), flush=True)  # noqa: T201 - progress of a benchmark run
     return result
+
+
+def _pct(samples: list[int], capacity: int) -> float | None:
+    return round(100 * statistics.fmean(samples) / capacity, 1) if samples else None
+
+
+def _sessions() -> int:
+    """Connections the server has accepted for this database so far (PostgreSQL 14+)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(SESSIONS)
+        return cursor.fetchone()[0]
+
+
+def _hold_times() -> dict[str, float]:
+    """Mean seconds of a slot's hold: hand-off or launch to running, end to harvest, in all."""
+    from django.db.models import Avg, F
+
+    from container_manager.models import ContainerExecution
+
+    parts = {
+        "launch_s": F("accepted_at") - F("started_at"),
+        "harvest_after_end_s": F("harvested_at") - F("finished_at"),
+        "hold_s": F("harvested_at") - F("started_at"),
+    }
+    means = ContainerExecution.objects.aggregate(**{k: Avg(v) for k, v in parts.items()})
+    return {f"mean_{k}": round(v.total_seconds(), 3) for k, v in means.items() if v is not None}
 
 
 def _reset(hosts: int, capacity: int) -> None:
@@ -143,12 +189,12 @@ def _reset(hosts: int, capacity: int) -> None:
 
 
 class _Sampler(threading.Thread):
-    """Every 0.1 s: the held slot rows of all hosts and the backends waiting on a lock."""
+    """Every 0.1 s: held slot rows of all hosts, pending jobs, backends waiting on a lock."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self._stop_event = threading.Event()
-        self.slots: list[tuple[float, int]] = []
+        self.slots: list[tuple[float, int, int]] = []
         self.waits: dict[str, int] = {}
         self.waiting_total = 0
         self.count = 0
@@ -157,15 +203,16 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from container_manager.models import HostSlot
+        from container_manager.models import ContainerJob, HostSlot
 
         began = time.monotonic()
         while not self._stop_event.wait(0.1):
             used = HostSlot.objects.filter(job__isnull=False).count()
+            pending = ContainerJob.objects.filter(status="pending").count()
             with connection.cursor() as cursor:
                 cursor.execute(LOCK_WAITS)
                 rows = cursor.fetchall()
-            self.slots.append((time.monotonic() - began, used))
+            self.slots.append((time.monotonic() - began, used, pending))
             self.max_slots = max(self.max_slots, used)
             for event, number in rows:
                 self.waits[event] = self.waits.get(event, 0) + number
@@ -179,7 +226,11 @@ class _Sampler(threading.Thread):
 
     def slots_during(self, seconds: float) -> list[int]:
         """Slot samples from the first submission to the last completion."""
-        return [used for at, used in self.slots if at <= seconds]
+        return [used for at, used, _ in self.slots if at <= seconds]
+
+    def slots_while_backlogged(self, capacity: int) -> list[int]:
+        """Slot samples taken while more jobs were pending than slots were free."""
+        return [used for _, used, pending in self.slots if pending > capacity - used]
 
     def mean_waiting(self) -> float:
         return self.waiting_total / self.count if self.count else 0.0

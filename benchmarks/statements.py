@@ -119,6 +119,9 @@ def _label(sql: str) -> str:
     if text.startswith("WITH"):
         return "WITH " + text.split()[1] + " … (one statement)"
     verb = text.split()[0]
+    outer = None
+    while outer != text:  # the statement's own table, not a subquery's (EXISTS annotations)
+        outer, text = text, re.sub(r"\([^()]*\)", "", text)
     table = re.search(r'(?:FROM|INTO|UPDATE) "?container_manager_(\w+)"?', text)
     return f"{verb} {table.group(1) if table else ''}".strip()
 

@@ -938,6 +938,11 @@ class ContainerJob(models.Model):
         editable=False,
         help_text="Children in the array (set on the parent and on each child).",
     )
+    has_dependents = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Some job waits for this one: its final move sends their launches.",
+    )
 
     objects = JobManager()
 
@@ -949,7 +954,7 @@ class ContainerJob(models.Model):
             "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
             "stop_requested_at", "stop_reason", "waiting_for_host_since",
-            "estimated_cost", "cost_currency",
+            "estimated_cost", "cost_currency", "has_dependents",
         }
     )  # fmt: skip
 

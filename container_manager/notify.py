@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from container_manager import dispatch
@@ -58,8 +59,15 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age: fl
     return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+def annotations() -> dict[str, Exists]:
+    """For the steps' job SELECT: whether any endpoint is active (else events read none)."""
+    return {"webhook_endpoints_active": Exists(WebhookEndpoint.objects.filter(active=True))}
+
+
 def on_job_event(sender: Any, job: Any, status: str, **kwargs: Any) -> None:
     """``job_started`` / ``job_finished`` receiver: a delivery row per endpoint, then ``notify``."""
+    if not getattr(job, "webhook_endpoints_active", True):
+        return  # loaded with ``annotations()``: no endpoint was active when its step began
     event = "job.started" if status == st.RUNNING else f"job.{status}"
     endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if event in e.events]
     if not endpoints:

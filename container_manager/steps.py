@@ -325,8 +325,10 @@ def result_fields(job: ContainerJob, result: HarvestResult) -> dict[str, Any]:
 
 
 def _load(job_id: Any) -> ContainerJob | None:
+    """The job with its host and template, and what spares the launch and the events a read."""
     return (
         ContainerJob.objects.select_related("docker_host", "environment_template")
+        .annotate(**workflows.annotations(), **notify.annotations())
         .filter(pk=job_id)
         .first()
     )
@@ -361,6 +363,9 @@ def _start(job: ContainerJob) -> str:
 def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
     """The platform accepted the attempt: running, with the temporary messages of launching gone."""
     first_check = flow.first_check_delay(job, execution_id, setting("CHECK_DELAY_INITIAL"))
+    known = ExecutorFactory().get_executor(job).seconds_left(execution_id)
+    if known is not None:
+        first_check = min(first_check, known)
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
         execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",

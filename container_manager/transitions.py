@@ -51,9 +51,8 @@ def move(
     # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
     several = frees_slot or execution is not None or old != new
     with transaction.atomic() if several else nullcontext():
-        changed = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {})).update(
-            status=new, updated_at=now, **fields
-        )
+        rows = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {}))
+        changed = _update(rows, job, new, {"status": new, "updated_at": now, **fields})
         if changed != 1:
             return False
         if frees_slot:
@@ -69,6 +68,23 @@ def move(
         setattr(job, name, value)
     _announce(job, {"status", *fields})
     return True
+
+
+def _update(rows: Any, job: ContainerJob, new: str, values: dict[str, Any]) -> int:
+    """The move's UPDATE; a final move also learns if a job started waiting for this one.
+
+    A new dependent sets ``has_dependents`` on this row (``workflows``), so it waits
+    for this move or this move waits for it and then finds the flag changed: the
+    move is made again under the new flag (a second UPDATE only in that race), and
+    the dependents are released after the commit. Jobs nobody waits for read no edges.
+    """
+    if new not in st.TERMINAL or job.has_dependents:
+        return rows.update(**values)
+    changed = rows.filter(has_dependents=False).update(**values)
+    if not changed and rows.filter(has_dependents=True).update(**values):
+        job.has_dependents = True
+        return 1
+    return changed
 
 
 def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:

@@ -122,13 +122,19 @@ def launchable() -> tuple[Q, Exists]:
     return Q(array_size__isnull=True) | Q(array_parent__isnull=False), ~Exists(_unfinished())
 
 
+def annotations() -> dict[str, Exists]:
+    """For the steps' job SELECT: whether the job (or its array parent) waits for any job."""
+    return {"has_unfinished_dependencies": Exists(_unfinished())}
+
+
 def launch_gate(job: ContainerJob) -> str | None:
     """What stops a pending job from launching now, as the launch step's answer; None if nothing.
 
     A job whose dependency ended failed, timeout or cancelled is moved to cancelled.
     An array parent never launches: it starts its children (or has them cancelled).
+    A job loaded with ``annotations()`` that has no unfinished dependency costs no query.
     """
-    blocking = _blocking(job)
+    blocking = _blocking(job) if getattr(job, "has_unfinished_dependencies", True) else []
     doomed = next((dep for dep in blocking if dep["status"] in DOOMING), None)
     if job.is_array_parent:
         if job.cancel_requested_at:
@@ -161,14 +167,15 @@ def job_moved(job: ContainerJob, new: str) -> None:
     A child's first run marks its parent running; a child's final move adds one to
     the parent's counts, and the last one moves the parent. A final move sends
     ``launch`` to the dependents that became ready or doomed, after the commit (so
-    two dependencies finishing at once cannot both miss the other's move).
+    two dependencies finishing at once cannot both miss the other's move), if the
+    row says any job waits for this one (``has_dependents``, which ``move`` re-reads).
     """
     if job.array_parent_id is not None:
         if new == st.RUNNING:
             _parent_running(job.array_parent_id)
         elif new in st.TERMINAL:
             _count_child(job, new)
-    if new in st.TERMINAL:
+    if new in st.TERMINAL and job.has_dependents:
         transaction.on_commit(lambda: release_dependents(job.pk, new))
 
 
@@ -253,6 +260,9 @@ def _link(job: ContainerJob, depends_on: list[ContainerJob], check_cycles: bool)
     JobDependency.objects.bulk_create(
         [JobDependency(job=job, depends_on=dep) for dep in depends_on], ignore_conflicts=True
     )
+    # On the dependencies' rows, so a final move in flight and this transaction serialise:
+    # either the move sees the flag (``transitions.move``) or this job's launch sees it ended.
+    ContainerJob.objects.filter(pk__in=ids, has_dependents=False).update(has_dependents=True)
     doomed = next((dep for dep in depends_on if dep.status in DOOMING), None)
     if doomed and not job.is_array_parent:
         _doom(job, {"pk": doomed.pk, "name": doomed.name, "status": doomed.status})

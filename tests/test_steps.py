@@ -54,7 +54,7 @@ def test_success_path_launch_check_harvest(recording, mock_host):
     assert launched.execution_id.startswith("mock-")
     assert slots(mock_host) == 1
     [(step, _, delay)] = recording.take()
-    assert step == "check" and delay > 0
+    assert step == "check" and delay == 0  # the mock's execution is already over
     assert steps.check(job.pk) == "completed"
     done = row(job)
     assert (done.status, done.exit_code, done.last_error) == ("completed", 0, "")
@@ -366,6 +366,20 @@ def test_status_moves_send_post_save_with_update_fields(recording, mock_host):
         post_save.disconnect(on_save, sender=ContainerJob)
     assert seen == ["launching", "running", "completed"]
     assert row(job).status == "completed"
+
+
+def test_the_first_check_comes_when_the_executor_says_the_run_ends(
+    recording, make_mock_host, settings, clock
+):
+    from container_manager import dispatch
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "CHECK_DELAY_INITIAL": 5.0}
+    recording = dispatch.get_backend()  # the settings change built a new one
+    short, long = submit(make_mock_host(duration=2)), submit(make_mock_host(duration=60))
+    recording.take()
+    assert steps.launch(short.pk) == steps.launch(long.pk) == "launched"
+    delays = {job_id: delay for step, job_id, delay in recording.take() if step == "check"}
+    assert delays == {str(short.pk): pytest.approx(2.0), str(long.pk): 5.0}
 
 
 def test_copies_of_a_check_arriving_one_after_another_do_not_fork_the_chain(

@@ -264,10 +264,10 @@ def test_the_launch_hint_on_a_recorded_launch_is_one_select(
     assert row(job).status == "running"
 
 
-def test_inline_dispatch_skips_the_launch_hint(immediate, mock_host, monkeypatch):
+def test_inline_dispatch_skips_the_launch_hint(immediate, make_mock_host, monkeypatch):
     slept = []
     monkeypatch.setattr("container_manager.dispatch.immediate.time.sleep", slept.append)
-    job = submit(mock_host)
+    job = submit(make_mock_host(duration=0.01))  # so its first check waits a little
     assert row(job).status == "completed"
     assert slept and max(slept) < setting("LAUNCH_RECONCILE_SECONDS")
 

@@ -193,6 +193,13 @@ class ContainerExecutor(ABC):
 
     # -- what the steps call: the seed-style adapter below answers these differently ----------
 
+    def seconds_left(self, execution_id: str) -> float | None:
+        """Seconds until the execution ends, if known in advance (None: unknown, the default).
+
+        The launch sends the first check no later than that: the mock executor knows.
+        """
+        return None
+
     def start(self, request: LaunchRequest) -> str:
         """The launch step's entry point: ``launch_job(request)``."""
         return self.launch_job(request)

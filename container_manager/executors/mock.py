@@ -28,7 +28,7 @@ class MockExecutor(base.ContainerExecutor):
     """Pretend to run jobs; every outcome comes from the host's ``executor_config``.
 
     Keys (all optional):
-        ``duration`` (0): seconds an execution "runs".
+        ``duration`` (0): seconds an execution "runs"; its first check comes when it ends.
         ``exit_code`` (0): its exit code.
         ``stdout`` / ``stderr``: its output (stdout defaults to a line saying it is simulated).
         ``launch_error``: ``"retryable"`` (the platform refused this job for now, counted
@@ -144,6 +144,9 @@ class MockExecutor(base.ContainerExecutor):
     def cleanup(self, execution_id: str) -> bool:
         self.stop(execution_id)
         return True
+
+    def seconds_left(self, execution_id: str) -> float | None:
+        return max(0.0, self._finished_at(execution_id) - clock.now().timestamp())
 
     def sample_usage(self, execution_id: str) -> dict[str, float] | None:
         if "memory_bytes" not in self.config and "cpu_percent" not in self.config:

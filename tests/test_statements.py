@@ -1,0 +1,90 @@
+"""Statements per step: a job without endpoints or dependencies reads neither table.
+
+And the reads it skips are still made when something can match: endpoints and dependents.
+"""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from container_manager import status as st
+from container_manager import steps
+from container_manager.models import ContainerJob
+from container_manager.transitions import move
+from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(host, **kwargs):
+    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
+
+
+def run(step, job):
+    with CaptureQueriesContext(connection) as captured:
+        answer = steps.run_step(step, job.pk)
+    return answer, [query["sql"] for query in captured.captured_queries]
+
+
+def reads(statements, table):
+    """SELECTs whose own FROM is ``table`` (not a subquery of the job's SELECT)."""
+    found = []
+    for sql in statements:
+        outer, inner = sql, None
+        while inner != outer:  # drop parenthesised parts, innermost first
+            inner, outer = outer, re.sub(r"\([^()]*\)", "", outer)
+        if outer.startswith("SELECT") and f' FROM "{table}"' in outer:
+            found.append(sql)
+    return found
+
+
+def test_a_plain_job_reads_no_endpoint_and_no_dependency(recording, mock_host):
+    job = submit(mock_host)
+    recording.take()
+    launched, at_launch = run("launch", job)
+    finished, at_check = run("check", job)
+    assert (launched, finished) == ("launched", "completed")
+    for statements in (at_launch, at_check):
+        assert reads(statements, "container_manager_webhookendpoint") == []
+        assert reads(statements, "container_manager_jobdependency") == []
+    # The step's load; on SQLite the check's hand-over also selects a waiting job.
+    jobs = [len(reads(s, "container_manager_containerjob")) for s in (at_launch, at_check)]
+    assert jobs == [1, 1 if connection.vendor == "postgresql" else 2]
+
+
+def test_an_endpoint_made_before_the_step_gets_the_events(recording, mock_host):
+    job = submit(mock_host)
+    WebhookEndpoint.objects.create(url="http://127.0.0.1:9/hook")  # after the submit
+    recording.take()
+    assert steps.run_step("launch", job.pk) == "launched"
+    assert steps.run_step("check", job.pk) == "completed"
+    events = set(WebhookDelivery.objects.filter(job=job).values_list("event", flat=True))
+    assert events == {"job.started", "job.completed"}
+    assert [m[0] for m in recording.take()].count("notify") == 2
+
+
+def test_a_dependent_recorded_during_the_final_move_is_released(recording, mock_host):
+    upstream = submit(mock_host)
+    recording.take()
+    assert steps.run_step("launch", upstream.pk) == "launched"
+    stale = steps._load(upstream.pk)  # read by a check before the dependent exists
+    assert not stale.has_dependents
+    downstream = submit(mock_host, depends_on=[upstream])
+    assert steps.run_step("launch", downstream.pk) == "waiting-for-dependencies"
+    recording.take()
+    assert move(stale, st.RUNNING, st.COMPLETED, guard={"attempt_count": stale.attempt_count})
+    assert stale.has_dependents
+    assert ("launch", str(downstream.pk), 0.0) in recording.take()
+    assert steps.run_step("launch", downstream.pk) == "launched"
+
+
+def test_a_final_move_already_made_is_not_made_again(recording, mock_host):
+    job = submit(mock_host)
+    recording.take()
+    steps.run_step("launch", job.pk)
+    stale = steps._load(job.pk)
+    assert steps.run_step("check", job.pk) == "completed"
+    assert not move(stale, st.RUNNING, st.FAILED, guard={"attempt_count": stale.attempt_count})
+    assert ContainerJob.objects.get(pk=job.pk).status == st.COMPLETED
