@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.utils import timezone
 
 from container_manager.dispatch.base import DispatchBackend
@@ -234,6 +234,8 @@ class TestProcessContinuously:
                 call_command(command, "--poll-interval", "0.2", stdout=out)
             except BaseException as exc:  # noqa: BLE001 - reported by the test thread
                 errors.append(exc)
+            finally:
+                connections.close_all()  # this thread's own, or the test database stays in use
 
         thread = threading.Thread(target=target)
         thread.start()
