@@ -57,7 +57,6 @@ OPTIONAL = {
     "CM_STATIC_BUCKET": "only with CM_STATIC_STORAGE=s3",
     "CM_DISPATCH_OPTIONS": "tuning of backend options (e.g. DISPATCH_DEADLINE)",
     "CM_LOCAL_WORKERS": "local backend only (not deployed)",
-    "CM_LOCAL_STEP_WORKERS": "local backend only (not deployed)",
     "CM_SWEEP_INTERVAL": "local backend only (the cloud schedules the sweep)",
     "CM_SQS_ENDPOINT_URL": "tests (moto) and VPC endpoints",
     "CM_HMAC_SECRET": "pushers that cannot send Google OIDC tokens; not used by either example",
