@@ -62,7 +62,6 @@ def _dispatch_options(name: str) -> dict[str, Any]:
     if name == "local":
         return {
             "WORKERS": int(os.environ.get("CM_LOCAL_WORKERS", "4")),
-            "STEP_WORKERS": int(os.environ.get("CM_LOCAL_STEP_WORKERS", "8")),
             "SWEEP_INTERVAL": float(os.environ.get("CM_SWEEP_INTERVAL", "30")),
         }
     if name == "cloudtasks":

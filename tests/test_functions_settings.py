@@ -39,7 +39,7 @@ def test_no_environment_keeps_the_local_defaults():
     assert s["DB"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert s["CM"]["DISPATCH"] == {
         "BACKEND": "container_manager.dispatch.local.LocalBackend",
-        "OPTIONS": {"WORKERS": 4, "STEP_WORKERS": 8, "SWEEP_INTERVAL": 30.0},
+        "OPTIONS": {"WORKERS": 4, "SWEEP_INTERVAL": 30.0},
     }
     assert s["CM"]["INSTANCE"] == "default" and s["CM"]["API_TOKENS"] == []
     assert s["STATIC"] == "whitenoise.storage.CompressedStaticFilesStorage"

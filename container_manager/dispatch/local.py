@@ -1,4 +1,4 @@
-"""The embedded default dispatch: two lanes of worker threads, a timer heap, a sweep timer.
+"""The embedded default dispatch: worker threads, a timer heap for delayed sends, a sweep timer.
 
 For runserver, the demo and single-machine deployments; nothing outside the process is needed.
 """
@@ -21,18 +21,12 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 
-#: Steps that may take long (the engine creating and starting a container, pulling an image;
-#: the sweep's scans) run in their own lane, so checks, stops and harvests never wait behind them.
-LAUNCH_LANE_STEPS = frozenset({"launch", "sweep"})
-
 
 class LocalBackend(DispatchBackend):
     """Run steps on in-process worker threads, started at the first send.
 
     Options:
-        ``WORKERS`` (4): threads running launches and the sweep.
-        ``STEP_WORKERS`` (8): threads running every other step (checks, stops, harvests,
-            cancels, notifications), so a timeout or a cancel is never queued behind launches.
+        ``WORKERS`` (4): threads running steps.
         ``SWEEP_INTERVAL`` (30): seconds between sweeps; 0 turns the sweep timer off.
         ``RETRIES`` (3): times a step that raised is sent again, one second later.
         ``DOCKER_EVENTS`` (True): follow the Docker hosts' event streams, so a container's
@@ -42,12 +36,11 @@ class LocalBackend(DispatchBackend):
     def __init__(self, options: dict[str, Any]):
         super().__init__(options)
         self.workers = int(self.options.get("WORKERS", 4))
-        self.step_workers = int(self.options.get("STEP_WORKERS", 8))
         self.sweep_interval = float(self.options.get("SWEEP_INTERVAL", 30))
         self.retries = int(self.options.get("RETRIES", 3))
         self.docker_events = bool(self.options.get("DOCKER_EVENTS", True))
         self._watcher: Any = None
-        self._lanes: dict[bool, queue.Queue] = {True: queue.Queue(), False: queue.Queue()}
+        self._ready: queue.Queue = queue.Queue()
         self._timers: list[tuple[float, int, str, str, int, bool]] = []
         self._backstops = 0  # timers that are backstop hints, which wait_idle does not wait for
         self._order = itertools.count()
@@ -65,11 +58,10 @@ class LocalBackend(DispatchBackend):
         self._send(step, job_id, delay, tries=0, backstop=True)
 
     def check(self) -> list[str]:
-        """Both thread counts at least 1, ``SWEEP_INTERVAL`` and ``RETRIES`` not negative."""
+        """``WORKERS`` must be at least 1, ``SWEEP_INTERVAL`` and ``RETRIES`` not negative."""
         problems = []
-        for name, count in (("WORKERS", self.workers), ("STEP_WORKERS", self.step_workers)):
-            if count < 1:
-                problems.append(f"OPTIONS['{name}'] must be at least 1, got {count}")
+        if self.workers < 1:
+            problems.append(f"OPTIONS['WORKERS'] must be at least 1, got {self.workers}")
         if self.sweep_interval < 0:
             problems.append(
                 f"OPTIONS['SWEEP_INTERVAL'] must be 0 or more, got {self.sweep_interval}"
@@ -85,13 +77,9 @@ class LocalBackend(DispatchBackend):
                 return
             self._next_sweep = time.monotonic() + self.sweep_interval
             self._threads = [
-                threading.Thread(
-                    target=self._work, args=(self._lanes[launches],), daemon=True,
-                    name=f"cm-dispatch-{'launch' if launches else 'step'}-{n}",
-                )
-                for launches, count in ((True, self.workers), (False, self.step_workers))
-                for n in range(count)
-            ]  # fmt: skip
+                threading.Thread(target=self._work, name=f"cm-dispatch-{n}", daemon=True)
+                for n in range(self.workers)
+            ]
             self._threads.append(threading.Thread(target=self._tick, name="cm-timer", daemon=True))
         for thread in self._threads:
             thread.start()
@@ -108,7 +96,7 @@ class LocalBackend(DispatchBackend):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._busy or len(self._timers) > self._backstops or not self._idle_lanes():
+            while self._busy or len(self._timers) > self._backstops or not self._ready.empty():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -124,9 +112,8 @@ class LocalBackend(DispatchBackend):
             self._cond.notify_all()
         if self._watcher is not None:
             self._watcher.close()
-        for launches, count in ((True, self.workers), (False, self.step_workers)):
-            for _ in range(count):
-                self._lanes[launches].put(_STOP)
+        for _ in range(self.workers):
+            self._ready.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
@@ -147,13 +134,7 @@ class LocalBackend(DispatchBackend):
                 self._cond.notify_all()
                 return
             self._busy += 1  # counted from queueing, so wait_idle never sees a gap
-        self._queue(step, job_id, tries)
-
-    def _queue(self, step: str, job_id: str, tries: int) -> None:
-        self._lanes[step in LAUNCH_LANE_STEPS].put((step, job_id, tries))
-
-    def _idle_lanes(self) -> bool:
-        return all(lane.empty() for lane in self._lanes.values())
+        self._ready.put((step, job_id, tries))
 
     def _tick(self) -> None:
         while True:
@@ -176,16 +157,16 @@ class LocalBackend(DispatchBackend):
                     self._cond.wait(min(waits + [1.0]))
                     continue
             for _, _, step, job_id, tries, _ in due:
-                self._queue(step, job_id, tries)
+                self._ready.put((step, job_id, tries))
             if sweep_due:
-                self._queue("sweep", "", 0)
+                self._ready.put(("sweep", "", 0))
 
-    def _work(self, lane: queue.Queue) -> None:
+    def _work(self) -> None:
         from container_manager import runner
 
         try:
             while True:
-                item = lane.get()
+                item = self._ready.get()
                 if item is _STOP:
                     return
                 step, job_id, tries = item
