@@ -33,6 +33,10 @@ PARTS = (
     "imports",
     "bundle_size",
 )
+#: The parts that run on PostgreSQL.
+ON_POSTGRES = frozenset(
+    {"ours", "mock", "arrays", "sweep", "statements", "scale_out", "tasks_db", "schedules"}
+)
 logger = logging.getLogger("benchmarks")
 
 
@@ -49,16 +53,7 @@ def main() -> None:
     n = 20 if args.quick else args.n
     latency_n = 5 if args.quick else 50
     pg_url = None
-    if {
-        "ours",
-        "mock",
-        "arrays",
-        "sweep",
-        "statements",
-        "scale_out",
-        "tasks_db",
-        "schedules",
-    } & set(args.only):
+    if ON_POSTGRES & set(args.only):
         pg_url = args.database_url or _bench_database()
     failures = []
     for part in args.only:

@@ -69,7 +69,8 @@ def past_grace(job):
     )
 
 
-def test_timeout_of_a_process_ignoring_sigterm_is_killed_by_a_later_check(jobs):
+def stopping(jobs):
+    """A job past its deadline whose check asked the engine to stop it; the container id."""
     job = jobs("sleep 300", timeout_seconds=1)
     assert steps.launch(job.pk) == "launched"
     container = row(job).execution_id
@@ -77,6 +78,11 @@ def test_timeout_of_a_process_ignoring_sigterm_is_killed_by_a_later_check(jobs):
     assert steps.check(job.pk) == "stopping"
     # The step returned with the container still running: it did not wait out the grace.
     assert state(container)["Running"] is True
+    return job, container
+
+
+def test_timeout_of_a_process_ignoring_sigterm_is_killed_by_a_later_check(jobs):
+    job, container = stopping(jobs)
     assert row(job).stop_reason == "timeout"
     past_grace(job)
     assert steps.check(job.pk) == "timeout"
@@ -87,12 +93,7 @@ def test_timeout_of_a_process_ignoring_sigterm_is_killed_by_a_later_check(jobs):
 
 
 def test_the_engine_kills_after_the_grace_with_no_step_involved(jobs):
-    job = jobs("sleep 300", timeout_seconds=1)
-    assert steps.launch(job.pk) == "launched"
-    container = row(job).execution_id
-    past_deadline(job)
-    assert steps.check(job.pk) == "stopping"
-    assert state(container)["Running"] is True
+    job, container = stopping(jobs)
     # No kill from a step: the engine's own clock ends it once the grace has passed.
     wait_for(
         lambda: state(container)["Running"] is False, timeout=setting("STOP_GRACE_SECONDS") + 20
