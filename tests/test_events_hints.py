@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from container_manager import steps
 from container_manager.events import flow
+from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,3 +68,31 @@ def test_checks_are_sparse_while_events_flow_but_never_past_the_deadline(
         assert flow.first_check_delay(short, "exec-2", 0.5) == 10.0  # the note is used once
     finally:
         flow.mark_following(host.pk, False)
+
+
+def test_a_stop_event_during_the_launchs_move_is_harvested_again(
+    recording, make_mock_host, monkeypatch
+):
+    job = ContainerJob.objects.create_job(image="x", docker_host=make_mock_host(duration=0))
+    recording.take()
+    looked = flow.first_check_delay
+
+    def then_the_container_dies(job, execution_id, delay):
+        found = looked(job, execution_id, delay)
+        flow.note_stopped(execution_id)  # the event comes after the look, before the move
+        assert steps.harvest(job.pk) == "nothing-to-do"  # its harvest finds the job launching
+        return found
+
+    monkeypatch.setattr(flow, "first_check_delay", then_the_container_dies)
+    monkeypatch.setattr(MockExecutor, "seconds_left", lambda self, execution_id: None)
+    assert steps.launch(job.pk) == "launched"
+    assert [step for step, _, delay in recording.take() if not delay] == ["harvest"]
+    assert steps.harvest(job.pk) == "completed"
+
+
+def test_a_launch_with_no_stop_event_sends_no_harvest(recording, make_mock_host, monkeypatch):
+    monkeypatch.setattr(MockExecutor, "seconds_left", lambda self, execution_id: None)
+    job = ContainerJob.objects.create_job(image="x", docker_host=make_mock_host(duration=0))
+    recording.take()
+    assert steps.launch(job.pk) == "launched"
+    assert [step for step, _, _ in recording.take()] == ["check"]

@@ -3,6 +3,9 @@
 The mock executor and the recording backend; the rows' times are the clock, moved, never slept.
 """
 
+import threading
+import time
+from collections import defaultdict
 from datetime import timedelta
 
 import pytest
@@ -282,6 +285,75 @@ def test_local_dispatch_holds_the_hint_without_wait_idle_waiting_for_it():
         assert not backend.wait_idle(timeout=0.1)
     finally:
         backend.close()
+
+
+@pytest.fixture
+def held_steps(monkeypatch):
+    """Steps run by the local backend are noted; one for job ``busy`` waits for ``release``."""
+    from container_manager import runner
+
+    started, release, ran, seen = (
+        threading.Event(),
+        threading.Event(),
+        [],
+        defaultdict(threading.Event),
+    )
+
+    def run(step, job_id):
+        ran.append((step, job_id))
+        seen[job_id].set()
+        if job_id == "busy":
+            started.set()
+            release.wait(10)
+        return runner.StepOutcome(runner.Verdict.DONE)
+
+    monkeypatch.setattr(runner, "run", run)
+    yield started, release, ran, seen
+    release.set()
+
+
+def busy_backend(held_steps, step_workers):
+    """A local backend with one worker, held by the launch of job ``busy``."""
+    backend = LocalBackend({"WORKERS": 1, "STEP_WORKERS": step_workers, "SWEEP_INTERVAL": 0,
+                            "DOCKER_EVENTS": False})  # fmt: skip
+    backend.send("launch", "busy", 0)
+    assert held_steps[0].wait(10)
+    return backend
+
+
+def test_local_dispatch_runs_harvests_and_due_checks_before_queued_launches(held_steps):
+    _, release, ran, _ = held_steps
+    backend = busy_backend(held_steps, step_workers=0)
+    try:
+        backend.send("launch", "a", 0)
+        backend.send("check", "due", 0.01)  # a scheduled check (a deadline): first when due
+        backend.send("check", "at-once", 0)  # the launch's own look at a run that ended
+        backend.send("launch", "c", 0)
+        backend.send("harvest", "d", 0)
+        deadline = time.monotonic() + 10
+        while backend._timers and time.monotonic() < deadline:  # the timer moves "due" on
+            time.sleep(0.005)
+        release.set()
+        assert backend.wait_idle(timeout=10)
+    finally:
+        backend.close()
+    assert ran == [("launch", "busy"), ("harvest", "d"), ("check", "due"), ("launch", "a"),
+                   ("check", "at-once"), ("launch", "c")]  # fmt: skip
+
+
+def test_local_dispatch_step_worker_runs_a_harvest_while_launches_hold_every_worker(held_steps):
+    _, release, ran, seen = held_steps
+    backend = busy_backend(held_steps, step_workers=1)
+    try:
+        backend.send("launch", "waits", 0)
+        backend.send("harvest", "b", 0)
+        assert seen["b"].wait(10)
+        assert ran == [("launch", "busy"), ("harvest", "b")]  # the launch still waits
+        release.set()
+        assert backend.wait_idle(timeout=10)
+    finally:
+        backend.close()
+    assert ran[-1] == ("launch", "waits")
 
 
 def test_launcher_dead_before_the_start_is_not_reconciled_but_taken_over(recording, mock_host):

@@ -71,6 +71,17 @@ def first_check_delay(job: ContainerJob, execution_id: str, delay: float) -> flo
     return min(check_delay(job, delay), float(job.timeout_seconds))
 
 
+def stopped_while_recording(execution_id: str) -> bool:
+    """True (once) when a stop event came while the launch was recording its execution.
+
+    That event's harvest ran before the move to ``running`` committed and found the job still
+    launching, so the launch sends the harvest again. A note left by an event that came after
+    the move costs one more harvest, which finds the job already finished.
+    """
+    with _lock:
+        return _stopped.pop(execution_id, None) is not None
+
+
 def note_stopped(execution_id: str) -> None:
     """Remember that an execution stopped, for a launch that has not recorded it yet."""
     now = time.monotonic()
