@@ -104,7 +104,9 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     sampler.stop()
     go.unlink(missing_ok=True)
     sessions = _sessions() - sessions
-    span = ContainerJob.objects.aggregate(first=Min("created_at"), last=Max("completed_at"))
+    span = ContainerJob.objects.aggregate(
+        first=Min("created_at"), submitted=Max("created_at"), last=Max("completed_at")
+    )
     seconds = (span["last"] - span["first"]).total_seconds()
     # Until the last job left pending: while jobs waited, every slot could be busy.
     last_launch = ContainerExecution.objects.aggregate(at=Max("started_at"))["at"]
@@ -121,6 +123,7 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
         "capacity": capacity,
         "completed": done,
         "seconds": round(seconds, 2),
+        "submit_seconds": round((span["submitted"] - span["first"]).total_seconds(), 2),
         "jobs_per_s": round(done / seconds, 2),
         "jobs_per_s_per_process": round(done / seconds / k, 2),
         "jobs_per_cpu_s": round(done / cpu, 1),

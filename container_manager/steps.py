@@ -247,9 +247,11 @@ def _launchable(settled: Any, batch: int) -> Any:
     )
 
 
-#: The steps a message may name: ``name -> function(job_id) -> outcome text``.
+#: The steps a message may name: ``name -> function(job_id) -> outcome text``. ``start`` is
+#: ``launch`` as a hand-over sends it (``handed_over``), for transports that rank steps.
 STEPS: dict[str, Callable[[Any], str]] = {
     "launch": launch,
+    "start": launch,
     "check": check,
     "harvest": harvest,
     "cancel": cancel,
@@ -378,6 +380,8 @@ def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
     _host_answered(job, now)
     # A cancel requested during the launch is carried out by this first check.
     dispatch.send_on_commit("check", job.pk, delay=first_check)
+    if first_check and flow.stopped_while_recording(execution_id):
+        dispatch.send_on_commit("harvest", job.pk)
     return "launched"
 
 
@@ -790,8 +794,12 @@ def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
 
 
 def handed_over(job_id: Any) -> None:
-    """A freed slot was given to ``job_id`` (``transitions.hand_over``): send its launch."""
-    dispatch.send_on_commit("launch", job_id)
+    """A freed slot was given to ``job_id`` (``transitions.hand_over``): send its ``start``.
+
+    ``start`` is the launch step under its own name, so a transport can run it before new
+    jobs' launches (the local backend does): the slot it holds is busy from now on.
+    """
+    dispatch.send_on_commit("start", job_id)
 
 
 hooks.bind(

@@ -264,10 +264,12 @@ def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
 
     Only a full host (no other free slot) of which the slot is still one of
     its ``max_concurrent_jobs`` hands its slot over: with free slots the
-    waiting jobs' own launches find room, and the first of them is only sent
-    its launch again (a hint, as before). Otherwise the slot row is freed, or
-    deleted if its number is no longer below ``max_concurrent_jobs``.
-    Returns the id of the job sent its launch, or None.
+    waiting jobs' own launches find room. Otherwise the slot row is freed, or
+    deleted if its number is no longer below ``max_concurrent_jobs``. When a
+    full host's waiting jobs are all locked by other callers (a launch being
+    refused that moment because this slot was still held), the slot is freed
+    and the first of them is sent its launch again. Returns the id of the job
+    sent its launch (the ``start`` step), or None.
     """
     connection = connections[ContainerJob.objects.db]
     if connection.vendor == "postgresql":
@@ -316,6 +318,7 @@ def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
     job_id = None
     for job_id, attempt, free_elsewhere in first.values_list("pk", "attempt_count", "room")[:1]:
         if free_elsewhere:
+            job_id = None  # its own launch finds the free slot
             break
         claimed = ContainerJob.objects.filter(
             pk=job_id, status=st.PENDING, attempt_count=attempt
@@ -343,15 +346,17 @@ def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: A
     One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
     portable path's filter) locks a job only when the host is full. ``passed``,
     ``freed`` and ``dropped`` are exclusive: the slot row is written once.
-    ``hint`` is the first waiting job, unlocked, sent its launch when nothing
-    was claimed. The host's ``current_job_count`` is refreshed when the slot was
-    freed or dropped, if no one holds the host row (``_refresh_count``).
+    ``hint`` is the first waiting job of a full host, unlocked, sent its launch
+    when nothing was claimed. Whether the host is full is one subquery, evaluated
+    once: a host with free slots reads no waiting job. The host's
+    ``current_job_count`` is refreshed when the slot was freed or dropped, if no
+    one holds the host row (``_refresh_count``).
     """
     waiting = _waiting(host_id, leaving_id, now)
-    full = waiting.filter(~Exists(HostSlot.objects.free(OuterRef("docker_host_id"))))
+    full = waiting.filter(~Exists(HostSlot.objects.free(host_id)))
     picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
     pick_sql, pick_params = picked.query.sql_with_params()
-    hint_sql, hint_params = waiting.values("pk")[:1].query.sql_with_params()
+    hint_sql, hint_params = full.values("pk")[:1].query.sql_with_params()
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
     slots = quote(HostSlot._meta.db_table)

@@ -5,6 +5,7 @@ The count of a host never exceeds ``max_concurrent_jobs``, also with concurrent 
 
 import threading
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, connections, transaction
@@ -47,6 +48,31 @@ def together(work):
     return errors
 
 
+@contextmanager
+def held_open(action):
+    """Run ``action`` in a transaction on another thread, kept open for the block: its result."""
+    ready, done, held = threading.Event(), threading.Event(), {}
+
+    def hold():
+        try:
+            with transaction.atomic():
+                held["value"] = action()
+                ready.set()
+                assert done.wait(timeout=60)
+        finally:
+            ready.set()
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert ready.wait(timeout=60)
+        yield held
+    finally:
+        done.set()
+        holder.join()
+
+
 def due_now(jobs):
     ContainerJob.objects.filter(pk__in=[j.pk for j in jobs]).update(next_check_at=timezone.now())
 
@@ -60,7 +86,7 @@ def test_each_freed_slot_goes_to_a_different_waiting_job(recording, make_mock_ho
     recording.take()
     due_now(first)
     assert [steps.check(job.pk) for job in first] == ["completed"] * 3
-    launches = [job_id for step, job_id, _ in recording.take() if step == "launch"]
+    launches = [job_id for step, job_id, _ in recording.take() if step == "start"]
     # Best priority first, then the oldest; never the same job twice.
     assert launches == [str(waiting[1].pk), str(waiting[0].pk), str(waiting[2].pk)]
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 3 == holding(host)
@@ -81,7 +107,7 @@ def test_a_slot_is_freed_when_nothing_waits_and_never_handed_to_a_cancelled_job(
     recording.take()
     due_now([running])
     assert steps.check(running.pk) == "completed"
-    assert [m for m in recording.take() if m[0] == "launch"] == []
+    assert [m for m in recording.take() if m[0] in ("launch", "start")] == []
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 0
 
 
@@ -146,7 +172,7 @@ def test_concurrent_finishes_and_launches_never_exceed_the_host(
         assert errors == []
         count = ExecutorHost.objects.get(pk=host.pk).current_job_count
         assert count == holding(host) <= capacity
-        launches = [job_id for step, job_id, _ in recording.take() if step == "launch"]
+        launches = [job_id for step, job_id, _ in recording.take() if step == "start"]
         handed.update(launches)
         for job_id in set(launches):
             steps.launch(job_id)
@@ -174,22 +200,8 @@ def test_a_launch_does_not_wait_for_another_launch_on_the_same_host(
     """
     host = make_mock_host(max_concurrent_jobs=2)
     first, second, third = (submit(host) for _ in range(3))
-    claimed, others_done, answers = threading.Event(), threading.Event(), {}
-
-    def hold_open():
-        try:
-            with transaction.atomic():
-                answers["first"] = launch_now(first.pk)
-                claimed.set()
-                assert others_done.wait(timeout=60)
-        finally:
-            claimed.set()
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_open)
-    holder.start()
-    try:
-        assert claimed.wait(timeout=60)
+    answers = {}
+    with held_open(lambda: launch_now(first.pk)) as held:
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '50ms'")
         # The second takes the other slot; the third finds none (one held open, one taken).
@@ -197,9 +209,7 @@ def test_a_launch_does_not_wait_for_another_launch_on_the_same_host(
         answers["third"] = launch_now(third.pk)
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = 0")
-    finally:
-        others_done.set()
-        holder.join()
+    answers["first"] = held["value"]
     assert answers == {"first": True, "second": True, "third": False}
     assert HostSlot.objects.filter(host=host, job__isnull=False).count() == 2
     assert set(HostSlot.objects.filter(host=host).values_list("job", flat=True)) == {
@@ -207,6 +217,36 @@ def test_a_launch_does_not_wait_for_another_launch_on_the_same_host(
         second.pk,
     }
     assert ContainerJob.objects.get(pk=third.pk).status == "pending"
+
+
+@pytest.mark.postgres
+def test_a_full_host_whose_waiting_job_is_locked_frees_the_slot_and_sends_it_a_start(
+    postgres_only, recording, make_mock_host
+):
+    """The waiting job's row is locked (its launch is being refused that moment): no claim.
+
+    The slot is freed and the job is sent a ``start``, which takes the slot; a host with a
+    free slot besides the leaving one sends nothing, the waiting jobs' own launches find room.
+    """
+    host = make_mock_host(max_concurrent_jobs=1)
+    running, waiting = submit(host), submit(host)
+    steps.launch(running.pk)
+    recording.take()
+    locking = ContainerJob.objects.select_for_update().filter(pk=waiting.pk)
+    with held_open(lambda: list(locking)):
+        due_now([running])
+        assert steps.check(running.pk) == "completed"
+    assert HostSlot.objects.filter(host=host, job__isnull=False).count() == 0
+    assert [(step, job_id) for step, job_id, _ in recording.take()] == [("start", str(waiting.pk))]
+    assert steps.launch(waiting.pk) == "launched"
+    ExecutorHost.objects.filter(pk=host.pk).update(max_concurrent_jobs=3)
+    HostSlot.objects.sync(ExecutorHost.objects.get(pk=host.pk))
+    later = submit(host)
+    recording.take()
+    due_now([waiting])
+    assert steps.check(waiting.pk) == "completed"
+    assert [m for m in recording.take() if m[0] in ("launch", "start")] == []
+    assert ContainerJob.objects.get(pk=later.pk).status == "pending"
 
 
 @pytest.mark.postgres
