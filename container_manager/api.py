@@ -139,7 +139,7 @@ def not_found_view(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other path under ``api/``: a JSON 404, or a JSON 308 to the path with its slash."""
     if not request.path.endswith("/"):
         match = _resolve_or_none(request.path + "/")
-        if match is not None and match.func is not not_found_view:
+        if match is not None and match.url_name != "api-not-found":
             response = _error(308, "this path ends with a slash")
             response["Location"] = request.get_full_path(force_append_slash=True)
             return response

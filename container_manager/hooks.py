@@ -1,16 +1,21 @@
 """The steps' entry points as the models call them, bound by ``container_manager.steps``.
 
-The models sit below the steps and cannot import them; the app's ``ready()`` imports the steps.
+The models sit below the steps and cannot import them. The modules that bind the hooks are
+imported at the first call, not at start-up, so a process that only serves the admin or the
+API's reads never loads the steps.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 _bound: dict[str, Callable[..., Any]] = {}
+#: The modules whose import binds the hooks (each calls ``bind`` at its end).
+PROVIDERS = ("container_manager.steps", "container_manager.workflows")
 
 
 def bind(**functions: Callable[..., Any]) -> None:
@@ -27,6 +32,9 @@ def call(name: str, *args: Any, **kwargs: Any) -> Any:
     django.core.exceptions.ImproperlyConfigured: container_manager: no step bound as \
 'no-such-hook'; is 'container_manager' in INSTALLED_APPS?
     """
+    if name not in _bound:
+        for module in PROVIDERS:
+            importlib.import_module(module)
     try:
         function = _bound[name]
     except KeyError:

@@ -255,6 +255,7 @@ STEPS: dict[str, Callable[[Any], str]] = {
     "check": check,
     "harvest": harvest,
     "cancel": cancel,
+    "notify": notify.notify,
 }
 
 

@@ -1,24 +1,62 @@
 """URLs of container_manager: step, sweep and platform event push targets, the JSON API, metrics.
 
-Mount with ``path("cm/", include("container_manager.urls"))``.
+Mount with ``path("cm/", include("container_manager.urls"))``. Each view's module is imported
+at its first request, so a process that serves only the admin never loads the API.
 """
 
-from django.urls import path, re_path
+from typing import Any
 
-from container_manager import api, api_schedules, endpoints, metrics
+from django.urls import path, re_path
+from django.utils.module_loading import import_string
 
 app_name = "container_manager"
 
+
+class LazyView:
+    """A view named by its dotted path, imported when it is first called or looked at.
+
+    Attributes the middleware reads (``csrf_exempt`` …) are the view's own; those of a
+    class-based view, which the URL resolver looks for on every pattern, are absent.
+
+    >>> view = LazyView("container_manager.endpoints.sweep_view")
+    >>> (view.__module__, view.__name__, view.csrf_exempt)
+    ('container_manager.endpoints', 'sweep_view', True)
+    """
+
+    def __init__(self, dotted: str):
+        self.__module__, self.__name__ = dotted.rsplit(".", 1)
+        self.__qualname__ = self.__name__
+        self._dotted = dotted
+        self._view: Any = None
+
+    def _resolved(self) -> Any:
+        if self._view is None:
+            self._view = import_string(self._dotted)
+        return self._view
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._resolved()(request, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("view_class", "view_initkwargs"):
+            raise AttributeError(name)
+        return getattr(self._resolved(), name)
+
+
+def _view(dotted: str) -> LazyView:
+    return LazyView(f"container_manager.{dotted}")
+
+
 urlpatterns = [
-    path("steps/<str:step>/", endpoints.step_view, name="step"),
-    path("sweep/", endpoints.sweep_view, name="sweep"),
-    path("events/cloudrun/", endpoints.cloudrun_event_view, name="events-cloudrun"),
-    path("api/jobs/", api.jobs_view, name="api-jobs"),
-    path("api/jobs/<str:job_id>/", api.job_view, name="api-job"),
-    path("api/jobs/<str:job_id>/logs/", api.job_logs_view, name="api-job-logs"),
-    path("api/jobs/<str:job_id>/cancel/", api.job_cancel_view, name="api-job-cancel"),
-    path("api/schedules/", api_schedules.schedules_view, name="api-schedules"),
-    path("api/openapi.json", api.openapi_view, name="api-openapi"),
-    path("metrics/", metrics.metrics_view, name="metrics"),
-    re_path(r"^api/(?P<rest>.*)$", api.not_found_view, name="api-not-found"),
+    path("steps/<str:step>/", _view("endpoints.step_view"), name="step"),
+    path("sweep/", _view("endpoints.sweep_view"), name="sweep"),
+    path("events/cloudrun/", _view("endpoints.cloudrun_event_view"), name="events-cloudrun"),
+    path("api/jobs/", _view("api.jobs_view"), name="api-jobs"),
+    path("api/jobs/<str:job_id>/", _view("api.job_view"), name="api-job"),
+    path("api/jobs/<str:job_id>/logs/", _view("api.job_logs_view"), name="api-job-logs"),
+    path("api/jobs/<str:job_id>/cancel/", _view("api.job_cancel_view"), name="api-job-cancel"),
+    path("api/schedules/", _view("api_schedules.schedules_view"), name="api-schedules"),
+    path("api/openapi.json", _view("api.openapi_view"), name="api-openapi"),
+    path("metrics/", _view("metrics.metrics_view"), name="metrics"),
+    re_path(r"^api/(?P<rest>.*)$", _view("api.not_found_view"), name="api-not-found"),
 ]

@@ -178,3 +178,24 @@ def test_connections_are_kept_across_steps_by_default_and_postgres_starts_in_utc
     assert pg["CONN_MAX_AGE"] == 0 and pg["OPTIONS"]["options"] == "-c TimeZone=UTC"
     off = load(DATABASE_CONN_HEALTH_CHECKS="0")["DB"]
     assert off["CONN_HEALTH_CHECKS"] is False
+
+
+def test_an_admin_request_loads_none_of_the_api_views(tmp_path):
+    """The URL conf names its views lazily: a cold start for the admin pays only for the admin."""
+    code = (
+        "import sys; from django.core.wsgi import get_wsgi_application;"
+        "from wsgiref.util import setup_testing_defaults; app = get_wsgi_application();"
+        "env = {'PATH_INFO': '/admin/login/', 'HTTP_HOST': 'localhost'};"
+        "setup_testing_defaults(env); status = [];"
+        "b''.join(app(env, lambda s, h, exc_info=None: status.append(s)));"
+        "names = ('api', 'api_schedules', 'endpoints', 'metrics', 'openapi');"
+        "import json; print(json.dumps([status[0][:3],"
+        " [n for n in names if 'container_manager.' + n in sys.modules]]))"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "functions.settings",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**CLEAN, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["200", []]
