@@ -4,7 +4,6 @@ The mock executor and the recording backend; the rows' times are the clock, move
 """
 
 import threading
-import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -325,14 +324,20 @@ def test_local_dispatch_runs_harvests_and_due_checks_before_queued_launches(held
     _, release, ran, _ = held_steps
     backend = busy_backend(held_steps, step_workers=0)
     try:
+        queued, queue = threading.Event(), backend._queue
+
+        def noting(step, job_id, tries, delayed):
+            queue(step, job_id, tries, delayed)
+            if job_id == "due":
+                queued.set()
+
+        backend._queue = noting
         backend.send("launch", "a", 0)
         backend.send("check", "due", 0.01)  # a scheduled check (a deadline): first when due
         backend.send("check", "at-once", 0)  # the launch's own look at a run that ended
         backend.send("launch", "c", 0)
         backend.send("harvest", "d", 0)
-        deadline = time.monotonic() + 10
-        while backend._timers and time.monotonic() < deadline:  # the timer moves "due" on
-            time.sleep(0.005)
+        assert queued.wait(10)  # the timer has moved "due" to the queue
         release.set()
         assert backend.wait_idle(timeout=10)
     finally:

@@ -35,7 +35,7 @@ class LocalBackend(DispatchBackend):
 
     Options:
         ``WORKERS`` (4): threads running steps, every other step before launches and the sweep.
-        ``STEP_WORKERS`` (1): more threads that run every step but launches and the sweep.
+        ``STEP_WORKERS`` (1): more threads that run only the steps that go first.
         ``SWEEP_INTERVAL`` (30): seconds between sweeps; 0 turns the sweep timer off.
         ``RETRIES`` (3): times a step that raised is sent again, one second later.
         ``DOCKER_EVENTS`` (True): follow the Docker hosts' event streams, so a container's

@@ -64,9 +64,7 @@ def first_check_delay(job: ContainerJob, execution_id: str, delay: float) -> flo
     A container that exits at once can die before the launch has recorded it; its event then
     found the job still launching, and only this note tells the launch to look now.
     """
-    with _lock:
-        stopped = _stopped.pop(execution_id, None) is not None
-    if stopped:
+    if stopped_while_recording(execution_id):
         return 0.0
     return min(check_delay(job, delay), float(job.timeout_seconds))
 
