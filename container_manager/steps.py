@@ -114,7 +114,10 @@ def check(job_id: Any) -> str:
         return _see_stop_through(job, executor, now)
     if now >= deadline:
         return _request_stop(job, executor, now, st.TIMEOUT)
-    _schedule_check(job, now, deadline, usage=_sample(executor, job, now))
+    usage = _sample(executor, job, now)
+    _schedule_check(
+        job, now, deadline, usage=usage, ends_in=executor.seconds_left(job.execution_id)
+    )
     return "running"
 
 
@@ -495,8 +498,12 @@ def _schedule_check(
     last_error: str | None = None,
     delay: float | None = None,
     extra: dict[str, Any] | None = None,
+    ends_in: float | None = None,
 ) -> None:
-    """Send the next check, after ``delay`` or a growing delay capped at the deadline."""
+    """Send the next check, after ``delay`` or a growing delay capped at the deadline.
+
+    The growing delay is also capped at ``ends_in``, when the executor knows the run ends then.
+    """
     if delay is None:
         elapsed = (now - job.started_at).total_seconds()
         backoff = min(
@@ -506,6 +513,8 @@ def _schedule_check(
         delay = min(
             flow.check_delay(job, backoff), max((deadline - now).total_seconds(), 0.0) + 0.05
         )
+        if ends_in is not None:
+            delay = min(delay, max(ends_in, 0.01))
     fields: dict[str, Any] = {"next_check_at": now + timedelta(seconds=delay), **(extra or {})}
     if job.waiting_for_host_since and not extra:
         fields["waiting_for_host_since"] = None

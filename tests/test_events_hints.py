@@ -96,3 +96,17 @@ def test_a_launch_with_no_stop_event_sends_no_harvest(recording, make_mock_host,
     recording.take()
     assert steps.launch(job.pk) == "launched"
     assert [step for step, _, _ in recording.take()] == ["check"]
+
+
+def test_a_check_is_never_sent_past_a_known_end(recording, clock, make_mock_host):
+    job = ContainerJob.objects.create_job(image="x", docker_host=make_mock_host(duration=2))
+    recording.take()
+    assert steps.launch(job.pk) == "launched"
+    waited = 0.0
+    while [delays := [delay for step, _, delay in recording.take() if step == "check"]]:
+        waited += delays[-1]
+        clock.advance(delays[-1])
+        if steps.check(job.pk) != "running":
+            break
+    assert waited == pytest.approx(2.0)  # the check that finished it came when the run ended
+    assert ContainerJob.objects.get(pk=job.pk).status == "completed"

@@ -320,30 +320,30 @@ def busy_backend(held_steps, step_workers):
     return backend
 
 
-def test_local_dispatch_runs_harvests_and_due_checks_before_queued_launches(held_steps):
+def test_local_dispatch_runs_harvests_and_checks_before_queued_launches(held_steps):
     _, release, ran, _ = held_steps
     backend = busy_backend(held_steps, step_workers=0)
     try:
         queued, queue = threading.Event(), backend._queue
 
-        def noting(step, job_id, tries, delayed):
-            queue(step, job_id, tries, delayed)
+        def noting(step, job_id, tries):
+            queue(step, job_id, tries)
             if job_id == "due":
                 queued.set()
 
         backend._queue = noting
         backend.send("launch", "a", 0)
-        backend.send("check", "due", 0.01)  # a scheduled check (a deadline): first when due
+        backend.send("harvest", "d", 0)
         backend.send("check", "at-once", 0)  # the launch's own look at a run that ended
         backend.send("launch", "c", 0)
-        backend.send("harvest", "d", 0)
+        backend.send("check", "due", 0.01)  # a scheduled check (a deadline): first when due
         assert queued.wait(10)  # the timer has moved "due" to the queue
         release.set()
         assert backend.wait_idle(timeout=10)
     finally:
         backend.close()
-    assert ran == [("launch", "busy"), ("harvest", "d"), ("check", "due"), ("launch", "a"),
-                   ("check", "at-once"), ("launch", "c")]  # fmt: skip
+    assert ran == [("launch", "busy"), ("harvest", "d"), ("check", "at-once"), ("check", "due"),
+                   ("launch", "a"), ("launch", "c")]  # fmt: skip
 
 
 def test_local_dispatch_step_worker_runs_a_harvest_while_launches_hold_every_worker(held_steps):

@@ -1,7 +1,7 @@
 """The embedded default dispatch: worker threads, a timer heap for delayed sends, a sweep timer.
 
 New jobs' launches and the sweep may take long (the engine creating and starting a
-container, a scan), so every other step goes before them (a check that fell due, a harvest,
+container, a scan), so every other step goes before them (a check, a harvest,
 the ``start`` of a job handed a freed slot), and ``STEP_WORKERS`` threads run only those:
 a timeout's stop or a container's harvest never waits behind a burst of launches.
 
@@ -25,8 +25,7 @@ from container_manager.dispatch.base import DispatchBackend
 logger = logging.getLogger(__name__)
 
 #: The steps that go last and that ``STEP_WORKERS`` threads leave to the others: new jobs'
-#: launches (a hand-over sends ``start``) and the sweep. A check sent with no delay (the first
-#: look at a run that has already ended) goes with them: it finishes the launch that sent it.
+#: launches (a hand-over sends ``start``) and the sweep.
 SLOW_STEPS = frozenset({"launch", "sweep"})
 
 
@@ -158,11 +157,11 @@ class LocalBackend(DispatchBackend):
                 self._cond.notify_all()
                 return
             self._busy += 1  # counted from queueing, so wait_idle never sees a gap
-            self._queue(step, job_id, tries, delayed=False)
+            self._queue(step, job_id, tries)
 
-    def _queue(self, step: str, job_id: str, tries: int, delayed: bool) -> None:
+    def _queue(self, step: str, job_id: str, tries: int) -> None:
         """Queue a step (the lock held, ``_busy`` already counting it) and wake a worker."""
-        if step in SLOW_STEPS or (step == "check" and not delayed):
+        if step in SLOW_STEPS:
             self._slow.append((step, job_id, tries))
         else:
             self._steps.append((step, job_id, tries))
@@ -195,9 +194,9 @@ class LocalBackend(DispatchBackend):
                     self._next_sweep = now + self.sweep_interval
                 self._busy += len(due) + sweep_due
                 for _, _, step, job_id, tries, _ in due:
-                    self._queue(step, job_id, tries, delayed=True)
+                    self._queue(step, job_id, tries)
                 if sweep_due:
-                    self._queue("sweep", "", 0, delayed=True)
+                    self._queue("sweep", "", 0)
                 if not due and not sweep_due:
                     waits = [self._timers[0][0] - now] if self._timers else []
                     if self.sweep_interval > 0:
