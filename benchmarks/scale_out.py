@@ -1,6 +1,8 @@
 """Scale-out on PostgreSQL: K worker processes, one or four hosts, with and without a backlog.
 
-Mock jobs (duration 0), a one-minute sweep; slots in use, lock waits, connections: scale_out.json.
+Mock jobs (duration 0 unless ``--duration``), a one-minute sweep; slots in use, lock waits,
+connections, steps per job: scale_out.json. With ``--duration D`` a backlog run is also
+compared with what its slots allow at most, capacity / D jobs per second.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=50, help="slots in all, with a backlog")
     parser.add_argument("--workers", type=int, default=4, help="local worker threads a process")
     parser.add_argument("--sweep", type=float, default=60, help="sweep interval, seconds")
+    parser.add_argument("--duration", type=float, default=0, help="seconds a mock job runs")
     parser.add_argument("--label", default="", help="suffix of the result file's name")
     parser.add_argument("--child", nargs=2, metavar=("SHARE", "GO_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -56,7 +59,7 @@ def main() -> None:
     ]
     write_result(
         f"scale_out{args.label}",
-        {"n": args.n, "capacity": args.capacity, "workers": args.workers,
+        {"n": args.n, "capacity": args.capacity, "workers": args.workers, "duration": args.duration,
          "sweep_interval": args.sweep, "debug": _debug(), "runs": runs,
          "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"]},
     )  # fmt: skip
@@ -68,7 +71,7 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
     capacity = args.capacity if backlog else args.n
-    _reset(hosts, capacity)
+    _reset(hosts, capacity, args.duration)
     sessions = _sessions()
     go = Path(f"/tmp/cm-scale-out-go-{os.getpid()}")
     go.unlink(missing_ok=True)
@@ -104,8 +107,10 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     sampler.stop()
     go.unlink(missing_ok=True)
     sessions = _sessions() - sessions
+    # Until the last job's final move (its row's updated_at): a mock run's completed_at is the
+    # platform's end, which precedes its harvest, so it would not count harvests left queued.
     span = ContainerJob.objects.aggregate(
-        first=Min("created_at"), submitted=Max("created_at"), last=Max("completed_at")
+        first=Min("created_at"), submitted=Max("created_at"), last=Max("updated_at")
     )
     seconds = (span["last"] - span["first"]).total_seconds()
     # Until the last job left pending: while jobs waited, every slot could be busy.
@@ -135,6 +140,8 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
         "samples_with_more_pending_than_free_slots": len(backlogged),
         "slots_in_use_pct_while_more_pending_than_free": _pct(backlogged, capacity),
         **_hold_times(),
+        **_slot_bound(capacity, args.duration, done / seconds, backlog),
+        "steps_per_job": _steps_per_job(reports, done),
         "new_connections_per_job": round(sessions / done, 2),
         "lock_wait_samples": sampler.waits,
         "mean_backends_waiting_on_locks": round(sampler.mean_waiting(), 3),
@@ -146,6 +153,23 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     }
     print(json.dumps(result), flush=True)  # noqa: T201 - progress of a benchmark run
     return result
+
+
+def _slot_bound(capacity: int, duration: float, rate: float, backlog: bool) -> dict[str, float]:
+    """With a backlog of jobs that run ``duration`` s: the slots' ceiling and the share reached."""
+    if not (backlog and duration):
+        return {}
+    ceiling = capacity / duration
+    return {"slot_bound_jobs_per_s": round(ceiling, 2), "of_slot_bound": round(rate / ceiling, 3)}
+
+
+def _steps_per_job(reports: list[dict[str, Any]], done: int) -> dict[str, float]:
+    """Each ``step:outcome`` the processes counted, per completed job."""
+    totals: dict[str, float] = {}
+    for report in reports:
+        for name, number in report["outcomes"].items():
+            totals[name] = totals.get(name, 0) + number
+    return {name: round(number / done, 2) for name, number in sorted(totals.items())}
 
 
 def _pct(samples: list[int], capacity: int) -> float | None:
@@ -177,7 +201,7 @@ def _hold_times() -> dict[str, float]:
     return {f"mean_{k}": round(v.total_seconds(), 3) for k, v in means.items() if v is not None}
 
 
-def _reset(hosts: int, capacity: int) -> None:
+def _reset(hosts: int, capacity: int, duration: float) -> None:
     from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
     ContainerExecution.objects.all().delete()
@@ -186,7 +210,7 @@ def _reset(hosts: int, capacity: int) -> None:
     for index in range(hosts):
         ExecutorHost.objects.create(
             name=f"bench-scale-{index}", executor_type="mock", connection_string="mock://",
-            executor_config={"duration": 0},
+            executor_config={"duration": duration},
             max_concurrent_jobs=capacity // hosts + (1 if index < capacity % hosts else 0),
         )  # fmt: skip
 
@@ -243,7 +267,7 @@ def _child(share: int, go: Path) -> None:
     """Submit ``share`` jobs round-robin over the hosts, then run steps until none is live."""
     from django.db import close_old_connections
 
-    from container_manager import dispatch
+    from container_manager import counters, dispatch
     from container_manager.models import ContainerJob, ExecutorHost
 
     hosts = list(ExecutorHost.objects.order_by("name"))
@@ -261,7 +285,9 @@ def _child(share: int, go: Path) -> None:
         time.sleep(0.2)
     cpu = time.process_time() - cpu
     dispatch.reset_backend()
-    print(json.dumps({"cpu_s": cpu, "submitted": share}), flush=True)  # noqa: T201 - to the parent
+    outcomes = {":".join(labels): n for labels, n in counters.STEP_OUTCOMES.snapshot().items()}
+    report = {"cpu_s": cpu, "submitted": share, "outcomes": outcomes}
+    print(json.dumps(report), flush=True)  # noqa: T201 - to the parent
 
 
 def _debug() -> bool:
