@@ -246,6 +246,13 @@ def _scale_table(data: dict[str, Any]) -> list[str]:
                        f"{_cell(r, 'mean_hold_s')} | {_cell(r, 'new_connections_per_job')} | "
                        f"{r['mean_backends_waiting_on_locks']} |")  # fmt: skip
         out.append("")
+        if result.get("backlog_ratios"):
+            out += ["| hosts | K | jobs/s with a backlog / without, each pair | median |",
+                    "|---|---|---|---|"]  # fmt: skip
+            for r in result["backlog_ratios"]:
+                pairs = ", ".join(str(ratio) for ratio in r["ratios"])
+                out.append(f"| {r['hosts']} | {r['k']} | {pairs} | {r['median']} |")
+            out.append("")
     return out
 
 

@@ -96,10 +96,14 @@ def _commands(
         sizes = ["10", "30"] if quick else ["20", "100"]
         return [[py, f"{HERE}/statements.py", "--database-url", pg_url, "--n", *sizes]]
     if part == "scale_out":
-        # K processes on one and four hosts, with and without a backlog, a one-minute sweep.
+        # K processes on one and four hosts, with and without a backlog (pairs alternated,
+        # three of each in full), a one-minute sweep; then jobs that run 2 s on 50 slots.
         ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
-        return [[py, f"{HERE}/scale_out.py", "--database-url", pg_url,
-                 "--n", str(n if quick else 2 * n), "--k", *ks]]  # fmt: skip
+        base = [py, f"{HERE}/scale_out.py", "--database-url", pg_url]
+        return [[*base, "--n", str(n if quick else 2 * n), "--k", *ks,
+                 "--repeat", "1" if quick else "3"],
+                [*base, "--n", str(n if quick else 2 * n), "--k", "1", "4", "--duration", "2",
+                 "--label", "_slot_bound"]]  # fmt: skip
     if part == "tasks_db":
         tasks_python = HERE / ".venv-tasks" / "bin" / "python"
         if not tasks_python.exists():

@@ -30,7 +30,11 @@ LOCK_WAITS = (
 
 
 def main() -> None:
-    """Parent: every (hosts, backlog, K) run in turn; child (``--child``): one worker process."""
+    """Parent: every (hosts, K) pair of runs in turn; child (``--child``): one worker process.
+
+    For each hosts and K, a run without a backlog and one with it alternate ``--repeat`` times,
+    so that the machine's drift between runs falls on both alike.
+    """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", required=True, help="a PostgreSQL URL")
     parser.add_argument("--n", type=int, default=400, help="jobs per run")
@@ -40,6 +44,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="local worker threads a process")
     parser.add_argument("--sweep", type=float, default=60, help="sweep interval, seconds")
     parser.add_argument("--duration", type=float, default=0, help="seconds a mock job runs")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs (without, then with a backlog) per hosts and K"
+    )
     parser.add_argument("--label", default="", help="suffix of the result file's name")
     parser.add_argument("--child", nargs=2, metavar=("SHARE", "GO_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -54,13 +61,15 @@ def main() -> None:
     runs = [
         _run(args, k, hosts, backlog)
         for hosts in args.hosts
-        for backlog in (False, True)
         for k in args.k
+        for _ in range(args.repeat)
+        for backlog in (False, True)
     ]
     write_result(
         f"scale_out{args.label}",
         {"n": args.n, "capacity": args.capacity, "workers": args.workers, "duration": args.duration,
-         "sweep_interval": args.sweep, "debug": _debug(), "runs": runs,
+         "sweep_interval": args.sweep, "debug": _debug(), "repeat": args.repeat,
+         "backlog_ratios": _ratios(runs), "runs": runs,
          "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"]},
     )  # fmt: skip
 
@@ -153,6 +162,18 @@ def _run(args: argparse.Namespace, k: int, hosts: int, backlog: bool) -> dict[st
     }
     print(json.dumps(result), flush=True)  # noqa: T201 - progress of a benchmark run
     return result
+
+
+def _ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per hosts and K: each pair's jobs/s with a backlog over that without, and the median."""
+    pairs: dict[tuple[int, int], list[float]] = {}
+    for without, with_ in zip(runs[::2], runs[1::2], strict=True):
+        key = (without["hosts"], without["k"])
+        pairs.setdefault(key, []).append(round(with_["jobs_per_s"] / without["jobs_per_s"], 3))
+    return [
+        {"hosts": hosts, "k": k, "ratios": ratios, "median": round(statistics.median(ratios), 3)}
+        for (hosts, k), ratios in pairs.items()
+    ]
 
 
 def _slot_bound(capacity: int, duration: float, rate: float, backlog: bool) -> dict[str, float]:
