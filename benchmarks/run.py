@@ -97,13 +97,13 @@ def _commands(
         return [[py, f"{HERE}/statements.py", "--database-url", pg_url, "--n", *sizes]]
     if part == "scale_out":
         # K processes on one and four hosts, with and without a backlog (pairs alternated,
-        # three of each in full), a one-minute sweep; then jobs that run 2 s on 50 slots.
+        # three of each in full), a one-minute sweep; then jobs that run 2 s, slots the limit.
         ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
         base = [py, f"{HERE}/scale_out.py", "--database-url", pg_url]
         return [[*base, "--n", str(n if quick else 2 * n), "--k", *ks,
                  "--repeat", "1" if quick else "3"],
                 [*base, "--n", str(n if quick else 2 * n), "--k", "1", "4", "--duration", "2",
-                 "--label", "_slot_bound"]]  # fmt: skip
+                 "--capacity", "5" if quick else "50", "--label", "_slot_bound"]]  # fmt: skip
     if part == "tasks_db":
         tasks_python = HERE / ".venv-tasks" / "bin" / "python"
         if not tasks_python.exists():
