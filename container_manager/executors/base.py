@@ -196,7 +196,7 @@ class ContainerExecutor(ABC):
     def seconds_left(self, execution_id: str) -> float | None:
         """Seconds until the execution ends, if known in advance (None: unknown, the default).
 
-        The launch sends the first check no later than that: the mock executor knows.
+        No check is sent later than that, the launch's first or a re-check: the mock knows.
         """
         return None
 
