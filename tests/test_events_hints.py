@@ -103,7 +103,7 @@ def test_a_check_is_never_sent_past_a_known_end(recording, clock, make_mock_host
     recording.take()
     assert steps.launch(job.pk) == "launched"
     waited = 0.0
-    while [delays := [delay for step, _, delay in recording.take() if step == "check"]]:
+    while delays := [delay for step, _, delay in recording.take() if step == "check"]:
         waited += delays[-1]
         clock.advance(delays[-1])
         if steps.check(job.pk) != "running":
