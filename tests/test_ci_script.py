@@ -1,0 +1,47 @@
+"""`.ci/run` on a new machine: its helpers work under `set -u`, and tools come in first.
+
+A fresh clone on a machine where nothing was installed by hand must not fail in its last
+phase for a tool or a variable the first phases never set up.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CI_RUN = Path(__file__).resolve().parent.parent / ".ci" / "run"
+
+
+def _prelude() -> str:
+    """`.ci/run` up to its first phase: the settings and helper definitions, nothing run."""
+    lines = CI_RUN.read_text().splitlines()
+    first_phase = next(i for i, line in enumerate(lines) if line.startswith("phase "))
+    return "\n".join(lines[:first_phase])
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_the_helpers_run_under_set_u_after_the_prelude(tmp_path):
+    # `log` reads CM_INFRA_NAME; CI once set it for the `.` command alone, so the first
+    # apt_install of a later phase died with "CM_INFRA_NAME: unbound variable".
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / "infra").symlink_to(CI_RUN.parent.parent / "infra")
+    script = tmp_path / ".ci" / "run"
+    script.write_text(f"{_prelude()}\ntrap - EXIT\nlog 'helpers still work'\n")
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "[ci] helpers still work" in done.stderr
+
+
+def test_only_the_tools_phase_installs_packages():
+    # Installing stress-ng inside the last phase hid a broken install path until minute 21.
+    body = _prelude()
+    functions = re.findall(r"^(\w+)\(\) \{\n(.*?)^\}", body, flags=re.M | re.S)
+    installers = sorted(name for name, text in functions if "apt_install" in text)
+    assert installers == ["ensure_tools"]
+    tools = re.search(r"^CI_TOOLS=\((.*)\)$", body, flags=re.M)
+    assert tools and "stress-ng" in tools.group(1).split()
+    assert re.search(r"^phase .*ensure_tools$", CI_RUN.read_text(), flags=re.M)
