@@ -22,7 +22,7 @@ from django.utils import timezone
 from container_manager import secrets, taskwire
 from container_manager import status as st
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate
-from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_TASK_FAILED, main
+from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_INTERRUPTED, EXIT_TASK_FAILED, main
 from container_manager.tasks import results
 from container_manager.tasks.backend import RUNNER_COMMAND, ContainerTaskBackend
 from container_manager.tasks.compat import (
@@ -383,6 +383,25 @@ def test_runner_reports_exceptions_and_bad_payloads(examples, capsys):
     bad["task"] = "container_manager.taskwire.result_line"
     assert main({taskwire.PAYLOAD_ENV: json.dumps(bad)}) == EXIT_TASK_FAILED
     assert "is not a task" in taskwire.read_error(capsys.readouterr().err)["traceback"]
+
+
+def test_an_interrupted_task_reports_keyboard_interrupt(
+    immediate, examples, settings, make_mock_host, capsys, django_capture_on_commit_callbacks
+):
+    try:
+        code = main({taskwire.PAYLOAD_ENV: payload("interrupted")})
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left the runner without its marked error line")
+    stderr = capsys.readouterr().err
+    assert code == EXIT_INTERRUPTED == 130  # what a shell reports for SIGINT
+    host = make_mock_host(exit_code=code, stderr=stderr)
+    result = run_on(
+        examples, settings, django_capture_on_commit_callbacks, host, examples.interrupted
+    )
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class is KeyboardInterrupt
+    assert error.traceback.endswith("KeyboardInterrupt: stop\n")
 
 
 def test_runner_gives_context_and_runs_coroutines(examples, capsys):
