@@ -275,6 +275,20 @@ def test_success_reads_the_marked_line(
     assert all(sender is ContainerTaskBackend and rid == result.id for _, sender, _, rid in signals)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_enqueued_is_sent_before_the_task_runs(
+    immediate, examples, settings, make_mock_host, signals
+):
+    host = make_mock_host(stdout=runner_output(5))
+    settings.TASKS = tasks_setting(host=host.name)
+    result = examples.add.enqueue(2, 3)  # no outer transaction: the launch runs as enqueue commits
+    assert [(name, status, rid) for name, _, status, rid in signals] == [
+        ("enqueued", "READY", result.id),
+        ("started", "RUNNING", result.id),
+        ("finished", "SUCCESSFUL", result.id),
+    ]
+
+
 def test_raised_exception_becomes_the_error(
     immediate, examples, settings, make_mock_host, django_capture_on_commit_callbacks
 ):

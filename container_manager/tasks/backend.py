@@ -110,6 +110,9 @@ class ContainerTaskBackend(BaseTaskBackend):
         environment = self._environment(template, self._payload(task, args, kwargs, str(result_id)))
         limits = {name: self._resource(task, name) for name in RESOURCE_OPTIONS[1:]}
         with transaction.atomic():
+            # Registered first, so task_enqueued precedes every step the commit sends (even
+            # steps run inline); it reads `result` when sent, and a rollback drops it unsent.
+            transaction.on_commit(lambda: task_enqueued.send(type(self), task_result=result))
             job = ContainerJob.objects.create_job(
                 id=result_id,
                 image=self._resource(task, "image") or "",
@@ -127,7 +130,6 @@ class ContainerTaskBackend(BaseTaskBackend):
             if delay > 0:
                 # The launch sent at creation finds it not due; this one arrives when it is.
                 dispatch.send_on_commit("launch", job.pk, delay=delay)
-            transaction.on_commit(lambda: task_enqueued.send(type(self), task_result=result))
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
