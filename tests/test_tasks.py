@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from container_manager import secrets, taskwire
 from container_manager import status as st
+from container_manager.envtext import format_env_text
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate
 from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_INTERRUPTED, EXIT_TASK_FAILED, main
 from container_manager.tasks import results
@@ -359,6 +360,33 @@ def test_get_result_of_something_else_does_not_exist(recording, examples, mock_h
     other = ContainerJob.objects.get(pk=examples.add.enqueue(1, 1).id)
     with pytest.raises(Exception, match="does not match"):
         examples.fail.get_result(str(other.pk))
+
+
+def test_get_result_equals_what_enqueue_returned(recording, examples, settings):
+    settings.TASKS = {
+        **tasks_setting(host="tasks-default"),
+        "other": tasks_setting(host="tasks-big")["default"],
+    }
+    later = timezone.now() + timedelta(minutes=5)
+    custom = examples.sized.using(backend="other", run_after=later, image="other:2", cpu_limit=2.0)
+    enqueued = custom.enqueue()
+    again = task_backends["other"].get_result(enqueued.id)
+    assert again == enqueued
+    assert (again.task.backend, again.task.run_after, again.task.priority) == ("other", later, 5)
+    assert (again.task.image, again.task.cpu_limit, again.task.memory_limit) == ("other:2", 2.0, 96)
+    again.refresh()  # on the task's own backend
+    assert again == enqueued
+
+
+def test_get_result_of_a_payload_without_fields(recording, examples):
+    result = examples.sized.using(priority=7).enqueue()
+    job = ContainerJob.objects.get(pk=result.id)
+    payload = json.loads(job.get_all_environment_variables()[taskwire.PAYLOAD_ENV])
+    del payload["fields"]  # as written before the payload kept the task's fields
+    job.override_environment = format_env_text({taskwire.PAYLOAD_ENV: json.dumps(payload)})
+    job.save(update_fields=["override_environment"])
+    again = examples.sized.get_result(result.id)
+    assert (again.task.priority, again.task.memory_limit, again.args) == (7, 96, [])
 
 
 def test_status_map_covers_every_job_status():
