@@ -17,6 +17,8 @@ from container_manager import taskwire
 EXIT_BAD_PAYLOAD = 2
 #: Exit code when the task raised (or returned something that is not JSON).
 EXIT_TASK_FAILED = 1
+#: Exit code when the task was interrupted (``KeyboardInterrupt``), as a shell reports SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 def main(environ: dict[str, str] | None = None) -> int:
@@ -24,8 +26,9 @@ def main(environ: dict[str, str] | None = None) -> int:
 
     The return value goes to stdout as the last line (``taskwire.result_line``);
     a raised exception goes to stderr, as a traceback and one marked line with
-    its type, and the exit code is 1. A payload that cannot be read exits with 2.
-    The database is never touched: the task's result travels in the logs.
+    its type, and the exit code is 1 (130 for ``KeyboardInterrupt``, reported
+    the same way). A payload that cannot be read exits with 2. The database is
+    never touched: the task's result travels in the logs.
     """
     environ = os.environ if environ is None else environ
     try:
@@ -37,10 +40,8 @@ def main(environ: dict[str, str] | None = None) -> int:
         value = _call(payload, environ)
         line = taskwire.result_line(value)
     except BaseException as exc:  # noqa: BLE001 - every failure of the task is its result
-        if isinstance(exc, KeyboardInterrupt):
-            raise
         _report(type(exc), "".join(traceback.format_exception(exc)))
-        return EXIT_TASK_FAILED
+        return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TASK_FAILED
     sys.stdout.flush()
     sys.stdout.write("\n" + line + "\n")
     sys.stdout.flush()

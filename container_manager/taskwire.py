@@ -31,13 +31,18 @@ def encode_payload(
     kwargs: dict,
     takes_context: bool,
     result_id: str,
+    task_fields: dict | None = None,
 ) -> str:
     """The payload as compact JSON text, ready for the job's environment.
 
+    ``task_fields`` (stored as ``"fields"``) are the enqueued task's other
+    settings; the runner ignores them, ``get_result`` rebuilds the task with them.
+
     >>> encode_payload(task_path="app.tasks.add", backend="default", queue="default",
-    ...                args=[2, 3], kwargs={}, takes_context=False, result_id="r1")
+    ...                args=[2, 3], kwargs={}, takes_context=False, result_id="r1",
+    ...                task_fields={"priority": 5})
     '{"v":1,"task":"app.tasks.add","backend":"default","queue":"default","args":[2,3],\
-"kwargs":{},"context":false,"id":"r1"}'
+"kwargs":{},"context":false,"id":"r1","fields":{"priority":5}}'
     """
     document = {
         "v": VERSION,
@@ -49,6 +54,8 @@ def encode_payload(
         "context": takes_context,
         "id": result_id,
     }
+    if task_fields:
+        document["fields"] = task_fields
     return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
 
@@ -73,6 +80,9 @@ def decode_payload(text: str) -> dict[str, Any]:
                         ("kwargs", dict), ("context", bool), ("id", str)):  # fmt: skip
         if not isinstance(document.get(field), kind):
             raise PayloadError(f"{PAYLOAD_ENV}: {field!r} must be a {kind.__name__}")
+    # Optional: absent when no field was stored, and from payloads written before it existed.
+    if not isinstance(document.get("fields", {}), dict):
+        raise PayloadError(f"{PAYLOAD_ENV}: 'fields' must be a dict")
     return document
 
 

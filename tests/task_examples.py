@@ -44,3 +44,8 @@ async def wait_and_echo(value):
 @task()
 def unserialisable():
     return object()
+
+
+@task()
+def interrupted():
+    raise KeyboardInterrupt("stop")

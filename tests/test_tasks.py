@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from container_manager import secrets, taskwire
 from container_manager import status as st
+from container_manager.envtext import format_env_text
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate
-from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_TASK_FAILED, main
+from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_INTERRUPTED, EXIT_TASK_FAILED, main
 from container_manager.tasks import results
 from container_manager.tasks.backend import RUNNER_COMMAND, ContainerTaskBackend
 from container_manager.tasks.compat import (
@@ -275,6 +276,20 @@ def test_success_reads_the_marked_line(
     assert all(sender is ContainerTaskBackend and rid == result.id for _, sender, _, rid in signals)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_enqueued_is_sent_before_the_task_runs(
+    immediate, examples, settings, make_mock_host, signals
+):
+    host = make_mock_host(stdout=runner_output(5))
+    settings.TASKS = tasks_setting(host=host.name)
+    result = examples.add.enqueue(2, 3)  # no outer transaction: the launch runs as enqueue commits
+    assert [(name, status, rid) for name, _, status, rid in signals] == [
+        ("enqueued", "READY", result.id),
+        ("started", "RUNNING", result.id),
+        ("finished", "SUCCESSFUL", result.id),
+    ]
+
+
 def test_raised_exception_becomes_the_error(
     immediate, examples, settings, make_mock_host, django_capture_on_commit_callbacks
 ):
@@ -347,6 +362,33 @@ def test_get_result_of_something_else_does_not_exist(recording, examples, mock_h
         examples.fail.get_result(str(other.pk))
 
 
+def test_get_result_equals_what_enqueue_returned(recording, examples, settings):
+    settings.TASKS = {
+        **tasks_setting(host="tasks-default"),
+        "other": tasks_setting(host="tasks-big")["default"],
+    }
+    later = timezone.now() + timedelta(minutes=5)
+    custom = examples.sized.using(backend="other", run_after=later, image="other:2", cpu_limit=2.0)
+    enqueued = custom.enqueue()
+    again = task_backends["other"].get_result(enqueued.id)
+    assert again == enqueued
+    assert (again.task.backend, again.task.run_after, again.task.priority) == ("other", later, 5)
+    assert (again.task.image, again.task.cpu_limit, again.task.memory_limit) == ("other:2", 2.0, 96)
+    again.refresh()  # on the task's own backend
+    assert again == enqueued
+
+
+def test_get_result_of_a_payload_without_fields(recording, examples):
+    result = examples.sized.using(priority=7).enqueue()
+    job = ContainerJob.objects.get(pk=result.id)
+    payload = json.loads(job.get_all_environment_variables()[taskwire.PAYLOAD_ENV])
+    del payload["fields"]  # as written before the payload kept the task's fields
+    job.override_environment = format_env_text({taskwire.PAYLOAD_ENV: json.dumps(payload)})
+    job.save(update_fields=["override_environment"])
+    again = examples.sized.get_result(result.id)
+    assert (again.task.priority, again.task.memory_limit, again.args) == (7, 96, [])
+
+
 def test_status_map_covers_every_job_status():
     assert set(results.STATUS_MAP) == {value for value, _ in st.STATUS_CHOICES}
 
@@ -383,6 +425,25 @@ def test_runner_reports_exceptions_and_bad_payloads(examples, capsys):
     bad["task"] = "container_manager.taskwire.result_line"
     assert main({taskwire.PAYLOAD_ENV: json.dumps(bad)}) == EXIT_TASK_FAILED
     assert "is not a task" in taskwire.read_error(capsys.readouterr().err)["traceback"]
+
+
+def test_an_interrupted_task_reports_keyboard_interrupt(
+    immediate, examples, settings, make_mock_host, capsys, django_capture_on_commit_callbacks
+):
+    try:
+        code = main({taskwire.PAYLOAD_ENV: payload("interrupted")})
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left the runner without its marked error line")
+    stderr = capsys.readouterr().err
+    assert code == EXIT_INTERRUPTED == 130  # what a shell reports for SIGINT
+    host = make_mock_host(exit_code=code, stderr=stderr)
+    result = run_on(
+        examples, settings, django_capture_on_commit_callbacks, host, examples.interrupted
+    )
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class is KeyboardInterrupt
+    assert error.traceback.endswith("KeyboardInterrupt: stop\n")
 
 
 def test_runner_gives_context_and_runs_coroutines(examples, capsys):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 from django.core import checks
@@ -37,6 +38,8 @@ RUNNER_COMMAND = "python -m container_manager.run_task"
 RESOURCE_OPTIONS = ("image", "memory_limit", "cpu_limit", "timeout_seconds")
 #: Every key ``OPTIONS`` may hold.
 OPTION_NAMES = frozenset({*RESOURCE_OPTIONS, "host", "queue_hosts", "environment_template"})
+#: Task fields the payload keeps (beside its path, queue and context flag) for ``get_result``.
+STORED_FIELDS = ("priority", "backend", "run_after", *RESOURCE_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +113,9 @@ class ContainerTaskBackend(BaseTaskBackend):
         environment = self._environment(template, self._payload(task, args, kwargs, str(result_id)))
         limits = {name: self._resource(task, name) for name in RESOURCE_OPTIONS[1:]}
         with transaction.atomic():
+            # Registered first, so task_enqueued precedes every step the commit sends (even
+            # steps run inline); it reads `result` when sent, and a rollback drops it unsent.
+            transaction.on_commit(lambda: task_enqueued.send(type(self), task_result=result))
             job = ContainerJob.objects.create_job(
                 id=result_id,
                 image=self._resource(task, "image") or "",
@@ -127,11 +133,13 @@ class ContainerTaskBackend(BaseTaskBackend):
             if delay > 0:
                 # The launch sent at creation finds it not due; this one arrives when it is.
                 dispatch.send_on_commit("launch", job.pk, delay=delay)
-            transaction.on_commit(lambda: task_enqueued.send(type(self), task_result=result))
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
-        """The task's result as its job's row says now; ``TaskResultDoesNotExist`` if none."""
+        """The task's result as its job's row says now; ``TaskResultDoesNotExist`` if none.
+
+        Its task is the one ``enqueue`` was given: the imported task with the stored fields.
+        """
         try:
             job = ContainerJob.objects.select_related("docker_host").get(
                 pk=uuid.UUID(str(result_id))
@@ -147,8 +155,8 @@ class ContainerTaskBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(f"{result_id}: task {payload['task']!r}: {exc}") from None
         if not isinstance(task, Task):
             raise TaskResultDoesNotExist(f"{result_id}: {payload['task']!r} is not a task")
-        task = task.using(priority=job.priority, queue_name=payload["queue"])
-        return results.from_job(job, task, self.alias)
+        stored = payload.get("fields") or {"priority": job.priority}
+        return results.from_job(job, _restored(task, payload["queue"], stored), self.alias)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """One ``checks.Error`` per problem in ``OPTIONS`` (``manage.py check`` shows them)."""
@@ -195,7 +203,7 @@ class ContainerTaskBackend(BaseTaskBackend):
             payload = taskwire.encode_payload(
                 task_path=task.module_path, backend=self.alias, args=normalize_json(list(args)),
                 kwargs=normalize_json(dict(kwargs)), takes_context=task.takes_context,
-                queue=task.queue_name, result_id=result_id,
+                queue=task.queue_name, result_id=result_id, task_fields=_task_fields(task),
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{task.module_path}: arguments must be JSON values: {exc}") from None
@@ -248,6 +256,30 @@ class ContainerTaskBackend(BaseTaskBackend):
                  f"{name!r}, and no ExecutorHost has that name."}
             )  # fmt: skip
         return host
+
+
+def _task_fields(task: Task) -> dict[str, Any]:
+    """The task's ``STORED_FIELDS`` that are set, as JSON values (``run_after`` in ISO 8601).
+
+    Unset ones (None) are left out: ``using()`` cannot unset a field, so the imported
+    task has None there too.
+    """
+    names = {field.name for field in fields(task)}
+    values = {name: getattr(task, name) for name in STORED_FIELDS if name in names}
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def _restored(task: Task, queue_name: str, stored: dict[str, Any]) -> Task:
+    """The imported ``task`` with the queue and the fields ``_task_fields`` stored."""
+    names = {field.name for field in fields(task)}
+    changes = {name: value for name, value in stored.items() if name in names}
+    if changes.get("run_after"):
+        changes["run_after"] = datetime.fromisoformat(changes["run_after"])
+    return replace(task, queue_name=queue_name, **changes)
 
 
 def _resource_problem(name: str, value: Any) -> str | None:
