@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "cost", "timings", "schedules", "webhooks"),
     (
         "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
-        "events", "events.flow", "notify", "scheduler",
+        "events", "events.flow", "notify", "outbox", "scheduler",
     ),
     ("steps", "workflows"),
     ("runner",),

@@ -1,6 +1,6 @@
 """The ``notify`` step: send one webhook delivery, signed, and record the attempt on its row.
 
-Job events make delivery rows, sent through dispatch, retried with backoff, re-sent by the sweep.
+Moves write the rows (``outbox``); sent through dispatch, retried with backoff, re-sent by sweeps.
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import random
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists
 from django.utils import timezone
 
 from container_manager import dispatch
-from container_manager import status as st
 from container_manager.conf import setting
-from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery, WebhookEndpoint
+from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -57,58 +53,6 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age: fl
     except ValueError:
         return False
     return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def annotations() -> dict[str, Exists]:
-    """For the steps' job SELECT: whether any endpoint is active (else events read none)."""
-    return {"webhook_endpoints_active": Exists(WebhookEndpoint.objects.filter(active=True))}
-
-
-def on_job_event(sender: Any, job: Any, status: str, **kwargs: Any) -> None:
-    """``job_started`` / ``job_finished`` receiver: a delivery row per endpoint, then ``notify``."""
-    if not getattr(job, "webhook_endpoints_active", True):
-        return  # loaded with ``annotations()``: no endpoint was active when its step began
-    event = "job.started" if status == st.RUNNING else f"job.{status}"
-    endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if event in e.events]
-    if not endpoints:
-        return
-    now = timezone.now()
-    ids = []
-    for endpoint in endpoints:
-        delivery_id = uuid.uuid4()
-        try:
-            with transaction.atomic():
-                delivery, _ = WebhookDelivery.objects.get_or_create(
-                    endpoint=endpoint, job_id=job.pk, event=event,
-                    defaults={"id": delivery_id, "next_attempt_at": now,
-                              "payload": payload(job, event, delivery_id, now)},
-                )  # fmt: skip
-        except IntegrityError:
-            continue  # made by a concurrent copy of this event, which sends it
-        ids.append(delivery.pk)
-    dispatch.send_many_on_commit([("notify", pk, 0) for pk in ids])
-
-
-def payload(job: Any, event: str, delivery_id: Any, now: datetime) -> dict[str, Any]:
-    """The JSON body: the event, the delivery id and the job, as in ``send_job_webhook``."""
-    duration = job.duration
-    return {
-        "event": event,
-        "delivery_id": str(delivery_id),
-        "job": {
-            "id": str(job.pk),
-            "name": job.name,
-            "status": job.status,
-            "image": job.docker_image,
-            "host": job.docker_host.name,
-            "created_at": job.created_at.isoformat(),
-            "started_at": job.started_at.isoformat() if job.started_at else None,
-            "completed_at": job.completed_at.isoformat() if job.completed_at else None,
-            "exit_code": job.exit_code,
-            "duration": duration.total_seconds() if duration else None,
-        },
-        "timestamp": now.isoformat(),
-    }
 
 
 def notify(delivery_id: Any) -> str:
