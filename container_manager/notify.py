@@ -18,9 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from django.utils import timezone
-
-from container_manager import dispatch
+from container_manager import clock, dispatch
 from container_manager.conf import setting
 from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
 
@@ -56,15 +54,23 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age: fl
 
 
 def notify(delivery_id: Any) -> str:
-    """Send one delivery if it is pending and due; record the attempt and what comes next."""
+    """Send one delivery if it is pending and due; record the attempt and what comes next.
+
+    The attempt is claimed (``attempts`` + 1, a lease) before it is sent, and only while
+    ``WEBHOOK_MAX_ATTEMPTS`` are not used up: a delivery whose attempts were cut off by
+    crashes, so never recorded, is marked failed here instead of being sent again.
+    """
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None:
         return "missing"
     if delivery.state != PENDING:
         return "nothing-to-do"
-    now = timezone.now()
+    now = clock.now()
     if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
         return "not-due"
+    limit = setting("WEBHOOK_MAX_ATTEMPTS")
+    if delivery.attempts >= limit:
+        return _give_up(delivery, limit)
     timeout = float(setting("WEBHOOK_TIMEOUT_SECONDS"))
     lease = now + timedelta(seconds=timeout * (MAX_REDIRECTS + 1) + LEASE_MARGIN)
     attempt = delivery.attempts + 1
@@ -180,7 +186,7 @@ def _same_host(url: str, target: str) -> bool:
 
 
 def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
-    now = timezone.now()
+    now = clock.now()
     entry = {
         "attempt": attempt,
         "at": now.isoformat(),
@@ -210,3 +216,15 @@ def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
     if not result.ok:
         logger.warning("webhook %s attempt %s: %s", delivery.pk, attempt, result.error)
     return fields.get("state", "retrying") if updated else "taken"
+
+
+def _give_up(delivery: WebhookDelivery, limit: int) -> str:
+    """Mark failed, without sending, a delivery whose attempts are used up."""
+    error = f"{delivery.attempts} attempts made, WEBHOOK_MAX_ATTEMPTS is {limit}: not sent again"
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, attempts=delivery.attempts
+    ).update(state=FAILED, next_attempt_at=None, error=error)
+    if not updated:
+        return "taken"
+    logger.warning("webhook %s: %s", delivery.pk, error)
+    return FAILED

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.urls import reverse
 
 from container_manager import dispatch, notify, outbox, signals, steps
@@ -217,6 +218,66 @@ def test_attempts_stop_at_the_limit(hooks, run_job, receiver, mock_host, setting
     outcomes = [steps.run_step("notify", delivery.pk) for _ in range(4)]
     assert outcomes == ["retrying", "retrying", "failed", "nothing-to-do"]
     assert len(receiver.requests) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_survives_a_crash_right_after_its_move_commits(
+    hooks, receiver, mock_host, clock, monkeypatch
+):
+    """The final move commits, then the process dies before any post-commit callback runs.
+
+    The delivery rows were written by the move itself, so the sweep sends them.
+    """
+    WebhookEndpoint.objects.create(url=receiver.url, secret=SECRET)
+    job = ContainerJob.objects.create_job(image="x", docker_host=mock_host)
+    assert steps.run_step("launch", job.pk) == "launched"
+    with monkeypatch.context() as crash:
+        crash.setattr(transaction, "on_commit", lambda *args, **kwargs: None)
+        assert steps.run_step("check", job.pk) == "completed"
+    assert ContainerJob.objects.get(pk=job.pk).status == "completed"  # committed
+    clock.advance(steps.SWEEP_GRACE_SECONDS + 1)
+    steps.sweep()
+    messages = [m for m in hooks.take() if m[0] == "notify"]  # the launch's hint, the sweep's
+    for _, delivery_id, _ in messages:
+        steps.run_step("notify", delivery_id)
+    events = Counter(headers[notify.EVENT_HEADER] for _, headers, _ in receiver.requests)
+    assert events == {"job.started": 1, "job.completed": 1}
+    states = set(WebhookDelivery.objects.filter(job=job).values_list("state", flat=True))
+    assert states == {"delivered"}
+
+
+class Crash(Exception):
+    """The process running a notify step died after its request, before recording it."""
+
+
+def test_attempts_cut_off_by_crashes_stop_at_the_limit(
+    hooks, run_job, commits, receiver, mock_host, clock, monkeypatch, settings
+):
+    """Each attempt is claimed and sent, and its process dies before the answer is recorded."""
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_MAX_ATTEMPTS": 3}
+    WebhookEndpoint.objects.create(url=receiver.url, events=["job.completed"])
+    job, _ = run_job(mock_host)
+    delivery = WebhookDelivery.objects.get(job=job)
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(notify, "_record", crash)
+    outcomes = []
+    for _ in range(6):
+        clock.advance(600)  # past the lease of an attempt that never ended
+        with commits():
+            steps.sweep()
+        for _, delivery_id, _ in dispatch.get_backend().take():
+            try:
+                outcomes.append(steps.run_step("notify", delivery_id))
+            except Crash:
+                outcomes.append("crashed")
+    assert outcomes == ["crashed"] * 3 + ["failed"]
+    assert len(receiver.requests) == 3
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert (row.state, row.attempts) == ("failed", 3)
+    assert "WEBHOOK_MAX_ATTEMPTS" in row.error
 
 
 def test_sweep_resends_deliveries_that_are_due(hooks, run_job, commits, receiver, mock_host):
