@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
-        "submission", "tokens", "errors", "signals", "cron",
+        "submission", "tokens", "errors", "signals", "cron", "outbound",
     ),
     ("executors",),
     ("models", "cost", "timings", "schedules", "webhooks"),

@@ -11,14 +11,13 @@ import json
 import logging
 import random
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from container_manager import clock, dispatch
+from container_manager import clock, dispatch, outbound
 from container_manager.conf import setting
 from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
 
@@ -30,7 +29,7 @@ DELIVERY_HEADER = "X-CM-Webhook-Delivery"
 EVENT_HEADER = "X-CM-Webhook-Event"
 #: Same-host 307/308 redirects followed per attempt; a redirect to another host never is.
 MAX_REDIRECTS = 3
-#: Seconds past the request time limit before the sweep takes over an attempt that never ended.
+#: Seconds past an attempt's deadline before the sweep takes over an attempt that never ended.
 LEASE_MARGIN = 30
 
 
@@ -72,7 +71,7 @@ def notify(delivery_id: Any) -> str:
     if delivery.attempts >= limit:
         return _give_up(delivery, limit)
     timeout = float(setting("WEBHOOK_TIMEOUT_SECONDS"))
-    lease = now + timedelta(seconds=timeout * (MAX_REDIRECTS + 1) + LEASE_MARGIN)
+    lease = now + timedelta(seconds=timeout + LEASE_MARGIN)
     attempt = delivery.attempts + 1
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=PENDING, attempts=delivery.attempts
@@ -118,7 +117,10 @@ class Result:
 
 
 def post(delivery: WebhookDelivery, timeout: float) -> Result:
-    """POST the delivery's body, signed, following only same-host 307/308 redirects."""
+    """POST the delivery's body, signed, following only same-host 307/308 redirects.
+
+    Every hop shares one deadline, ``timeout`` seconds from now: the attempt ends by then.
+    """
     body = json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
     stamp = str(int(time.time()))
     headers = {
@@ -131,8 +133,9 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
     }
     url = delivery.endpoint.url
     started = time.monotonic()
+    deadline = outbound.Deadline(timeout)
     for _ in range(MAX_REDIRECTS + 1):
-        code, location, error = _post_once(url, body, headers, timeout)
+        code, location, error = _post_once(url, body, headers, deadline)
         if code in (307, 308) and location:
             target = urljoin(url, location)
             if not _same_host(url, target):
@@ -146,28 +149,16 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
 # -- helpers --------------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the caller decides which redirects to follow
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def _post_once(
-    url: str, body: bytes, headers: dict[str, str], timeout: float
+    url: str, body: bytes, headers: dict[str, str], deadline: outbound.Deadline
 ) -> tuple[int | None, str, str]:
     """(status code, Location, error) of one POST; the code is None when nothing answered."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            return response.status, "", ""
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers.get("Location", ""), f"HTTP {exc.code} {exc.reason}"
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URLs
-        reason = getattr(exc, "reason", exc)
-        return None, "", f"{type(exc).__name__}: {reason}"
+        answer = outbound.post(url, body, headers, deadline)
+    except (OSError, ValueError, HTTPException) as exc:  # timeouts, refused, bad URLs or answers
+        return None, "", f"{type(exc).__name__}: {exc}"
+    error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status} {answer.reason}"
+    return answer.status, answer.location, error
 
 
 def _result(started: float, code: int | None, error: str) -> Result:

@@ -7,6 +7,7 @@ import http.server
 import json
 import queue
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -29,12 +30,18 @@ SECRET = "hook-secret"
 
 
 class Receiver:
-    """An HTTP server answering each POST with the next scripted reply (default 200)."""
+    """An HTTP server answering each POST with the next scripted reply (default 200).
+
+    A reply of ``None`` hangs until ``release`` is set; ``"drip"`` sends a status line,
+    then a header line every ``drip_every`` seconds, ``drip_lines`` of them, and never
+    ends the headers (``dripped`` counts the lines sent).
+    """
 
     def __init__(self):
         self.requests = []
         self.replies = queue.Queue()
-        self.release = threading.Event()  # a reply of None hangs until this is set
+        self.release = threading.Event()
+        self.drip_every, self.drip_lines, self.dripped = 0.2, 30, 0
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,11 +54,26 @@ class Receiver:
                 if code is None:
                     owner.release.wait(30)
                     return
+                if code == "drip":
+                    self.drip()
+                    return
                 self.send_response(code)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def drip(self):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(owner.drip_lines):
+                    if owner.release.wait(owner.drip_every):
+                        return
+                    try:
+                        self.wfile.write(f"X-Drip-{n}: {n}\r\n".encode())
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the client gave up
+                    owner.dripped += 1
 
             def log_message(self, *args):
                 pass
@@ -218,6 +240,25 @@ def test_attempts_stop_at_the_limit(hooks, run_job, receiver, mock_host, setting
     outcomes = [steps.run_step("notify", delivery.pk) for _ in range(4)]
     assert outcomes == ["retrying", "retrying", "failed", "nothing-to-do"]
     assert len(receiver.requests) == 3
+
+
+def test_a_receiver_that_drips_its_headers_is_cut_off_at_the_timeout(
+    hooks, run_job, receiver, mock_host, settings
+):
+    """Each header line comes within the timeout, the whole answer never does."""
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_TIMEOUT_SECONDS": 0.5}
+    WebhookEndpoint.objects.create(url=receiver.url, events=["job.completed"])
+    receiver.replies.put(("drip", {}))
+    job, _ = run_job(mock_host)
+    delivery = WebhookDelivery.objects.get(job=job)
+    started = time.monotonic()
+    assert steps.run_step("notify", delivery.pk) == "retrying"
+    took = time.monotonic() - started
+    # The drip lasts 6 s (30 lines, one per 0.2 s); the attempt ends at 0.5 s, plus slack.
+    assert took < 3.0, f"the attempt took {took:.1f} s"
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert row.status_code is None and "timed out" in row.error and row.duration_ms < 3000
+    assert 0 < receiver.dripped < receiver.drip_lines
 
 
 @pytest.mark.django_db(transaction=True)
