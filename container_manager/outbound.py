@@ -89,7 +89,8 @@ class _InTime:
         """Try the host's addresses in turn, each with the time left; the first that answers."""
         host, port = address
         error: OSError = OSError(f"no address found for {host!r}")
-        for family, kind, proto, _, target in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        for family, kind, proto, _name, target in found:
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(self.deadline.left())

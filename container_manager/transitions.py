@@ -63,7 +63,7 @@ def move(
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
-        _apply(job, new, fields)
+        _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         hooks.call("job_moved", job, new)
         outbox.write(job, new)
     _announce(job, {"status", *fields})
