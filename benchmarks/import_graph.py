@@ -18,13 +18,13 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
         "executors.types", "executors.exceptions", "counters", "logs",
-        "submission", "tokens", "errors", "signals", "cron",
+        "submission", "tokens", "errors", "signals", "cron", "outbound",
     ),
     ("executors",),
     ("models", "cost", "timings", "schedules", "webhooks"),
     (
         "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
-        "events", "events.flow", "notify", "scheduler",
+        "events", "events.flow", "notify", "outbox", "scheduler",
     ),
     ("steps", "workflows"),
     ("runner",),

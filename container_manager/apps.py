@@ -1,21 +1,12 @@
-"""App configuration: the system checks, the webhook receiver and the Django tasks' signals.
+"""App configuration: the system checks and the Django tasks' signals.
 
-Connects the webhook receiver to the job signals and the Django tasks' started/finished
-signals to job moves. The steps are not imported here: ``container_manager.hooks`` loads
-them at the first call, so a cold start that serves the admin does not pay for them.
+Connects the Django tasks' started/finished signals to job moves. The steps are not imported
+here: ``container_manager.hooks`` loads them at the first call, so a cold start that serves
+the admin does not pay for them.
 """
-
-from typing import Any
 
 from django.apps import AppConfig
 from django.db.models.signals import post_save
-
-
-def on_job_event(sender: Any, **kwargs: Any) -> None:
-    """A job started or finished: queue its webhook deliveries (``notify.on_job_event``)."""
-    from container_manager import notify
-
-    notify.on_job_event(sender, **kwargs)
 
 
 class ContainerManagerConfig(AppConfig):
@@ -26,14 +17,9 @@ class ContainerManagerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from container_manager import (
-            checks,  # noqa: F401 - registers the system checks
-            signals,
-        )
+        from container_manager import checks  # noqa: F401 - registers the system checks
         from container_manager.models import ContainerJob
         from container_manager.tasks.signals import job_moved
 
         # Moves announce themselves with post_save: Django tasks' started/finished signals.
         post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")
-        for signal in (signals.job_started, signals.job_finished):
-            signal.connect(on_job_event, dispatch_uid="cm-webhooks")

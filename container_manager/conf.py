@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "TASK_PAYLOAD_MAX_BYTES": 8192,
     # A scheduled time the sweep reaches later than this (seconds) counts as missed (see catchup).
     "SCHEDULE_MISFIRE_GRACE_SECONDS": 300,
-    # Webhook deliveries: seconds per request, attempts before giving up, backoff between them.
+    # Webhook deliveries: deadline of an attempt, attempts before giving up, backoff between them.
     "WEBHOOK_TIMEOUT_SECONDS": 10.0,
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_BACKOFF_BASE": 10.0,

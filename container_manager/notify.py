@@ -1,6 +1,6 @@
 """The ``notify`` step: send one webhook delivery, signed, and record the attempt on its row.
 
-Job events make delivery rows, sent through dispatch, retried with backoff, re-sent by the sweep.
+Moves write the rows (``outbox``); sent through dispatch, retried with backoff, re-sent by sweeps.
 """
 
 from __future__ import annotations
@@ -11,22 +11,15 @@ import json
 import logging
 import random
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists
-from django.utils import timezone
-
-from container_manager import dispatch
-from container_manager import status as st
+from container_manager import clock, dispatch, outbound
 from container_manager.conf import setting
-from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery, WebhookEndpoint
+from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +29,7 @@ DELIVERY_HEADER = "X-CM-Webhook-Delivery"
 EVENT_HEADER = "X-CM-Webhook-Event"
 #: Same-host 307/308 redirects followed per attempt; a redirect to another host never is.
 MAX_REDIRECTS = 3
-#: Seconds past the request time limit before the sweep takes over an attempt that never ended.
+#: Seconds past an attempt's deadline before the sweep takes over an attempt that never ended.
 LEASE_MARGIN = 30
 
 
@@ -59,70 +52,26 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age: fl
     return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def annotations() -> dict[str, Exists]:
-    """For the steps' job SELECT: whether any endpoint is active (else events read none)."""
-    return {"webhook_endpoints_active": Exists(WebhookEndpoint.objects.filter(active=True))}
-
-
-def on_job_event(sender: Any, job: Any, status: str, **kwargs: Any) -> None:
-    """``job_started`` / ``job_finished`` receiver: a delivery row per endpoint, then ``notify``."""
-    if not getattr(job, "webhook_endpoints_active", True):
-        return  # loaded with ``annotations()``: no endpoint was active when its step began
-    event = "job.started" if status == st.RUNNING else f"job.{status}"
-    endpoints = [e for e in WebhookEndpoint.objects.filter(active=True) if event in e.events]
-    if not endpoints:
-        return
-    now = timezone.now()
-    ids = []
-    for endpoint in endpoints:
-        delivery_id = uuid.uuid4()
-        try:
-            with transaction.atomic():
-                delivery, _ = WebhookDelivery.objects.get_or_create(
-                    endpoint=endpoint, job_id=job.pk, event=event,
-                    defaults={"id": delivery_id, "next_attempt_at": now,
-                              "payload": payload(job, event, delivery_id, now)},
-                )  # fmt: skip
-        except IntegrityError:
-            continue  # made by a concurrent copy of this event, which sends it
-        ids.append(delivery.pk)
-    dispatch.send_many_on_commit([("notify", pk, 0) for pk in ids])
-
-
-def payload(job: Any, event: str, delivery_id: Any, now: datetime) -> dict[str, Any]:
-    """The JSON body: the event, the delivery id and the job, as in ``send_job_webhook``."""
-    duration = job.duration
-    return {
-        "event": event,
-        "delivery_id": str(delivery_id),
-        "job": {
-            "id": str(job.pk),
-            "name": job.name,
-            "status": job.status,
-            "image": job.docker_image,
-            "host": job.docker_host.name,
-            "created_at": job.created_at.isoformat(),
-            "started_at": job.started_at.isoformat() if job.started_at else None,
-            "completed_at": job.completed_at.isoformat() if job.completed_at else None,
-            "exit_code": job.exit_code,
-            "duration": duration.total_seconds() if duration else None,
-        },
-        "timestamp": now.isoformat(),
-    }
-
-
 def notify(delivery_id: Any) -> str:
-    """Send one delivery if it is pending and due; record the attempt and what comes next."""
+    """Send one delivery if it is pending and due; record the attempt and what comes next.
+
+    The attempt is claimed (``attempts`` + 1, a lease) before it is sent, and only while
+    ``WEBHOOK_MAX_ATTEMPTS`` are not used up: a delivery whose attempts were cut off by
+    crashes, so never recorded, is marked failed here instead of being sent again.
+    """
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     if delivery is None:
         return "missing"
     if delivery.state != PENDING:
         return "nothing-to-do"
-    now = timezone.now()
+    now = clock.now()
     if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
         return "not-due"
+    limit = setting("WEBHOOK_MAX_ATTEMPTS")
+    if delivery.attempts >= limit:
+        return _give_up(delivery, limit)
     timeout = float(setting("WEBHOOK_TIMEOUT_SECONDS"))
-    lease = now + timedelta(seconds=timeout * (MAX_REDIRECTS + 1) + LEASE_MARGIN)
+    lease = now + timedelta(seconds=timeout + LEASE_MARGIN)
     attempt = delivery.attempts + 1
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=PENDING, attempts=delivery.attempts
@@ -168,7 +117,10 @@ class Result:
 
 
 def post(delivery: WebhookDelivery, timeout: float) -> Result:
-    """POST the delivery's body, signed, following only same-host 307/308 redirects."""
+    """POST the delivery's body, signed, following only same-host 307/308 redirects.
+
+    Every hop shares one deadline, ``timeout`` seconds from now: the attempt ends by then.
+    """
     body = json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
     stamp = str(int(time.time()))
     headers = {
@@ -181,8 +133,9 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
     }
     url = delivery.endpoint.url
     started = time.monotonic()
+    deadline = outbound.Deadline(timeout)
     for _ in range(MAX_REDIRECTS + 1):
-        code, location, error = _post_once(url, body, headers, timeout)
+        code, location, error = _post_once(url, body, headers, deadline)
         if code in (307, 308) and location:
             target = urljoin(url, location)
             if not _same_host(url, target):
@@ -196,28 +149,16 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
 # -- helpers --------------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the caller decides which redirects to follow
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def _post_once(
-    url: str, body: bytes, headers: dict[str, str], timeout: float
+    url: str, body: bytes, headers: dict[str, str], deadline: outbound.Deadline
 ) -> tuple[int | None, str, str]:
     """(status code, Location, error) of one POST; the code is None when nothing answered."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            return response.status, "", ""
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers.get("Location", ""), f"HTTP {exc.code} {exc.reason}"
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URLs
-        reason = getattr(exc, "reason", exc)
-        return None, "", f"{type(exc).__name__}: {reason}"
+        answer = outbound.post(url, body, headers, deadline)
+    except (OSError, ValueError, HTTPException) as exc:  # timeouts, refused, bad URLs or answers
+        return None, "", f"{type(exc).__name__}: {exc}"
+    error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status} {answer.reason}"
+    return answer.status, answer.location, error
 
 
 def _result(started: float, code: int | None, error: str) -> Result:
@@ -236,7 +177,7 @@ def _same_host(url: str, target: str) -> bool:
 
 
 def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
-    now = timezone.now()
+    now = clock.now()
     entry = {
         "attempt": attempt,
         "at": now.isoformat(),
@@ -266,3 +207,15 @@ def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
     if not result.ok:
         logger.warning("webhook %s attempt %s: %s", delivery.pk, attempt, result.error)
     return fields.get("state", "retrying") if updated else "taken"
+
+
+def _give_up(delivery: WebhookDelivery, limit: int) -> str:
+    """Mark failed, without sending, a delivery whose attempts are used up."""
+    error = f"{delivery.attempts} attempts made, WEBHOOK_MAX_ATTEMPTS is {limit}: not sent again"
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, attempts=delivery.attempts
+    ).update(state=FAILED, next_attempt_at=None, error=error)
+    if not updated:
+        return "taken"
+    logger.warning("webhook %s: %s", delivery.pk, error)
+    return FAILED

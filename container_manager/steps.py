@@ -22,6 +22,7 @@ from container_manager import (
     hooks,
     logs,
     notify,
+    outbox,
     scheduler,
     timings,
     workflows,
@@ -334,7 +335,7 @@ def _load(job_id: Any) -> ContainerJob | None:
     """The job with its host and template, and what spares the launch and the events a read."""
     return (
         ContainerJob.objects.select_related("docker_host", "environment_template")
-        .annotate(**workflows.annotations(), **notify.annotations())
+        .annotate(**workflows.annotations(), **outbox.annotations())
         .filter(pk=job_id)
         .first()
     )

@@ -12,7 +12,7 @@ from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.signals import post_save
 
-from container_manager import clock, hooks, signals
+from container_manager import clock, hooks, outbox, signals
 from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
@@ -42,7 +42,9 @@ def move(
     hands the host slot to the next waiting job or frees it (``hand_over``) in
     that transaction too, so counts never drift; an array's counts and a job's
     dependents follow the move there too (the ``job_moved`` hook, bound by
-    ``container_manager.workflows``). Only a lease renewal (launching to
+    ``container_manager.workflows``). A move that makes a webhook event writes
+    its delivery rows in that transaction too (``outbox.write``), so a crash
+    after the commit cannot lose them. Only a lease renewal (launching to
     launching, one UPDATE) runs without a transaction of its own.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
@@ -61,13 +63,19 @@ def move(
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
+        _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         hooks.call("job_moved", job, new)
+        outbox.write(job, new)
+    _announce(job, {"status", *fields})
+    return True
+
+
+def _apply(job: ContainerJob, new: str, fields: dict[str, Any]) -> None:
+    """Give the loaded ``job`` the status and the fields its move wrote to the row."""
     job.status = new
     job._loaded_status = new
     for name, value in fields.items():
         setattr(job, name, value)
-    _announce(job, {"status", *fields})
-    return True
 
 
 def _update(rows: Any, job: ContainerJob, new: str, values: dict[str, Any]) -> int:

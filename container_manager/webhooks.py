@@ -1,6 +1,7 @@
 """Webhook models: the endpoints that want job events, and one delivery row per event and endpoint.
 
-The ``notify`` step (``container_manager.notify``) sends a delivery and records every attempt.
+A move writes its event's deliveries (``container_manager.outbox``); the ``notify`` step sends one
+and records every attempt.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class WebhookDelivery(models.Model):
     One event for one endpoint: its body, where it stands, and every attempt to send it.
 
     ``id`` is sent as the delivery id: a retry or a duplicate carries the same one, so the
-    receiver can drop repeats. Written by the ``notify`` step only.
+    receiver can drop repeats. Made by the move of the event (``outbox``), in its transaction;
+    written afterwards by the ``notify`` step only.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -84,11 +84,10 @@ def test_run_now_and_job_list_filter(admin, schedule, recording, mock_host):
 def test_job_page_shows_its_deliveries(admin, recording, mock_host):
     endpoint = WebhookEndpoint.objects.create(url="http://127.0.0.1:9/hook")
     job = ContainerJob.objects.create_job(image="x", docker_host=mock_host)
-    steps.launch(job.pk)
-    WebhookDelivery.objects.create(
-        endpoint=endpoint, job=job, event="job.started", payload={}, attempts=2, status_code=503,
-        error="HTTP 503 Service Unavailable",
-    )  # fmt: skip
+    steps.launch(job.pk)  # its move to running writes the job.started delivery
+    WebhookDelivery.objects.filter(endpoint=endpoint, job=job, event="job.started").update(
+        attempts=2, status_code=503, error="HTTP 503 Service Unavailable"
+    )
     page = admin.get(
         reverse("admin:container_manager_containerjob_change", args=[job.pk])
     ).content.decode()

@@ -65,6 +65,30 @@ def test_an_endpoint_made_before_the_step_gets_the_events(recording, mock_host):
     assert [m[0] for m in recording.take()].count("notify") == 2
 
 
+def test_an_event_costs_two_statements_in_its_move_for_any_endpoints(recording, mock_host):
+    """One SELECT of the endpoints and one INSERT of every delivery, before the move commits."""
+    plain = submit(mock_host)
+    without = [len(run(step, plain)[1]) for step in ("launch", "check")]
+    for n in range(3):
+        WebhookEndpoint.objects.create(url=f"http://127.0.0.1:9/hook{n}")
+    job = submit(mock_host)
+    recording.take()
+    runs = [run(step, job)[1] for step in ("launch", "check")]
+    assert [len(statements) for statements in runs] == [n + 2 for n in without]
+    for statements in runs:
+        assert len(reads(statements, "container_manager_webhookendpoint")) == 1
+        (insert,) = [
+            i
+            for i, sql in enumerate(statements)
+            if sql.startswith("INSERT") and 'INTO "container_manager_webhookdelivery"' in sql
+        ]
+        begin = max(i for i, sql in enumerate(statements[:insert]) if sql.startswith("BEGIN"))
+        commit = min(i for i, sql in enumerate(statements) if i > insert and sql == "COMMIT")
+        moved = [sql for sql in statements[begin:commit] if 'SET "status"' in sql]
+        assert moved, "the delivery rows are written in the move's transaction"
+    assert WebhookDelivery.objects.filter(job=job).count() == 6
+
+
 def test_a_dependent_recorded_during_the_final_move_is_released(recording, mock_host):
     upstream = submit(mock_host)
     recording.take()

@@ -7,14 +7,16 @@ import http.server
 import json
 import queue
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.urls import reverse
 
-from container_manager import dispatch, notify, signals, steps
+from container_manager import dispatch, notify, outbox, signals, steps
 from container_manager.auth import sign_request
 from container_manager.models import ContainerJob
 from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
@@ -28,12 +30,18 @@ SECRET = "hook-secret"
 
 
 class Receiver:
-    """An HTTP server answering each POST with the next scripted reply (default 200)."""
+    """An HTTP server answering each POST with the next scripted reply (default 200).
+
+    A reply of ``None`` hangs until ``release`` is set; ``"drip"`` sends a status line,
+    then a header line every ``drip_every`` seconds, ``drip_lines`` of them, and never
+    ends the headers (``dripped`` counts the lines sent).
+    """
 
     def __init__(self):
         self.requests = []
         self.replies = queue.Queue()
-        self.release = threading.Event()  # a reply of None hangs until this is set
+        self.release = threading.Event()
+        self.drip_every, self.drip_lines, self.dripped = 0.2, 30, 0
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,11 +54,26 @@ class Receiver:
                 if code is None:
                     owner.release.wait(30)
                     return
+                if code == "drip":
+                    self.drip()
+                    return
                 self.send_response(code)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def drip(self):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(owner.drip_lines):
+                    if owner.release.wait(owner.drip_every):
+                        return
+                    try:
+                        self.wfile.write(f"X-Drip-{n}: {n}\r\n".encode())
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the client gave up
+                    owner.dripped += 1
 
             def log_message(self, *args):
                 pass
@@ -147,7 +170,7 @@ def test_events_follow_the_endpoint_and_each_is_made_once(hooks, run_job, receiv
     assert job.status == "failed"
     events = Counter(WebhookDelivery.objects.values_list("endpoint_id", "event"))
     assert events == {(every.pk, "job.started"): 1, (every.pk, "job.failed"): 1}
-    notify.on_job_event(ContainerJob, job=job, status="failed")  # the event again
+    outbox.write(job, "failed")  # the event again
     assert WebhookDelivery.objects.count() == 2
     assert len(notifies) == 2
 
@@ -217,6 +240,85 @@ def test_attempts_stop_at_the_limit(hooks, run_job, receiver, mock_host, setting
     outcomes = [steps.run_step("notify", delivery.pk) for _ in range(4)]
     assert outcomes == ["retrying", "retrying", "failed", "nothing-to-do"]
     assert len(receiver.requests) == 3
+
+
+def test_a_receiver_that_drips_its_headers_is_cut_off_at_the_timeout(
+    hooks, run_job, receiver, mock_host, settings
+):
+    """Each header line comes within the timeout, the whole answer never does."""
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_TIMEOUT_SECONDS": 0.5}
+    WebhookEndpoint.objects.create(url=receiver.url, events=["job.completed"])
+    receiver.replies.put(("drip", {}))
+    job, _ = run_job(mock_host)
+    delivery = WebhookDelivery.objects.get(job=job)
+    started = time.monotonic()
+    assert steps.run_step("notify", delivery.pk) == "retrying"
+    took = time.monotonic() - started
+    # The drip lasts 6 s (30 lines, one per 0.2 s); the attempt ends at 0.5 s, plus slack.
+    assert took < 3.0, f"the attempt took {took:.1f} s"
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert row.status_code is None and "timed out" in row.error and row.duration_ms < 3000
+    assert 0 < receiver.dripped < receiver.drip_lines
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_survives_a_crash_right_after_its_move_commits(
+    hooks, receiver, mock_host, clock, monkeypatch
+):
+    """The final move commits, then the process dies before any post-commit callback runs.
+
+    The delivery rows were written by the move itself, so the sweep sends them.
+    """
+    WebhookEndpoint.objects.create(url=receiver.url, secret=SECRET)
+    job = ContainerJob.objects.create_job(image="x", docker_host=mock_host)
+    assert steps.run_step("launch", job.pk) == "launched"
+    with monkeypatch.context() as crash:
+        crash.setattr(transaction, "on_commit", lambda *args, **kwargs: None)
+        assert steps.run_step("check", job.pk) == "completed"
+    assert ContainerJob.objects.get(pk=job.pk).status == "completed"  # committed
+    clock.advance(steps.SWEEP_GRACE_SECONDS + 1)
+    steps.sweep()
+    messages = [m for m in hooks.take() if m[0] == "notify"]  # the launch's hint, the sweep's
+    for _, delivery_id, _ in messages:
+        steps.run_step("notify", delivery_id)
+    events = Counter(headers[notify.EVENT_HEADER] for _, headers, _ in receiver.requests)
+    assert events == {"job.started": 1, "job.completed": 1}
+    states = set(WebhookDelivery.objects.filter(job=job).values_list("state", flat=True))
+    assert states == {"delivered"}
+
+
+class Crash(Exception):
+    """The process running a notify step died after its request, before recording it."""
+
+
+def test_attempts_cut_off_by_crashes_stop_at_the_limit(
+    hooks, run_job, commits, receiver, mock_host, clock, monkeypatch, settings
+):
+    """Each attempt is claimed and sent, and its process dies before the answer is recorded."""
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_MAX_ATTEMPTS": 3}
+    WebhookEndpoint.objects.create(url=receiver.url, events=["job.completed"])
+    job, _ = run_job(mock_host)
+    delivery = WebhookDelivery.objects.get(job=job)
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(notify, "_record", crash)
+    outcomes = []
+    for _ in range(6):
+        clock.advance(600)  # past the lease of an attempt that never ended
+        with commits():
+            steps.sweep()
+        for _, delivery_id, _ in dispatch.get_backend().take():
+            try:
+                outcomes.append(steps.run_step("notify", delivery_id))
+            except Crash:
+                outcomes.append("crashed")
+    assert outcomes == ["crashed"] * 3 + ["failed"]
+    assert len(receiver.requests) == 3
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert (row.state, row.attempts) == ("failed", 3)
+    assert "WEBHOOK_MAX_ATTEMPTS" in row.error
 
 
 def test_sweep_resends_deliveries_that_are_due(hooks, run_job, commits, receiver, mock_host):

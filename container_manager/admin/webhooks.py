@@ -1,6 +1,6 @@
 """Admin of webhooks: endpoints with their events, and every delivery with its attempts.
 
-Deliveries are written by the ``notify`` step only, so they are read-only here and on the job page.
+Deliveries are made by moves and written by the ``notify`` step: read-only here and on the job page.
 """
 
 from __future__ import annotations
