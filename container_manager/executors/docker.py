@@ -121,6 +121,7 @@ class DockerExecutor(ContainerExecutor):
         "supports_scaling": False,
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,
+        "supports_live_logs": True,
     }
     stop_kills_after_grace = True
 
@@ -178,7 +179,11 @@ class DockerExecutor(ContainerExecutor):
         return status
 
     def get_logs(self, execution_id: str) -> tuple[str, str]:
-        """Return ``(stdout, stderr)`` with timestamps, each capped at LOG_MAX_BYTES."""
+        """Return ``(stdout, stderr)`` with timestamps, each capped at LOG_MAX_BYTES.
+
+        Live while the container runs. The engine has no byte offsets, so each call reads the
+        whole log the engine keeps; readers get only the part after their offset.
+        """
         with self._docker_errors(f"logs of {execution_id}"):
             try:
                 container = self.client.containers.get(execution_id)
