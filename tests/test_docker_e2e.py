@@ -151,7 +151,9 @@ class LogFollower:
     def read(self):
         """One more answer; returns it."""
         token = {"Authorization": "Bearer e2e-token"}
-        body = self.client.get(self.url, self.offsets, headers=token).json()
+        response = self.client.get(self.url, self.offsets, headers=token)
+        assert response.status_code == 200, response.content
+        body = response.json()
         self.offsets = {name: body[name] for name in ("stdout_offset", "stderr_offset")}
         self.answers.append(body)
         return body
