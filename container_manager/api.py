@@ -21,7 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from container_manager import openapi, submission, timings, workflows
 from container_manager import status as st
 from container_manager.auth import ApiCaller, AuthError, authenticate_api
-from container_manager.logtext import is_truncated
+from container_manager.executors.exceptions import ExecutorError
+from container_manager.logtext import read_offsets
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 
 logger = logging.getLogger(__name__)
@@ -94,21 +95,18 @@ def job_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonRespon
 
 @api_view("GET")
 def job_logs_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
-    """A job's stored stdout, stderr and timestamp-free output."""
+    """A job's stdout and stderr after ``?stdout_offset=&stderr_offset=``: live, then stored."""
     _require(caller, "view")
-    job = _job_or_none(caller, job_id)
+    offsets = read_offsets(request.GET)
+    job = _job_or_none(caller, job_id, attempts=False)
     if job is None:
         return _not_found(job_id)
-    return JsonResponse(
-        {
-            "id": str(job.pk),
-            "status": job.status,
-            "stdout": job.stdout_log,
-            "stderr": job.stderr_log,
-            "clean_output": job.clean_output_processed,
-            "truncated": is_truncated(job.stdout_log) or is_truncated(job.stderr_log),
-        }
-    )
+    try:
+        logs = job.read_logs(**offsets)
+    except ExecutorError:
+        logger.warning("logs of job %s could not be read from its platform", job.pk, exc_info=True)
+        return _error(503, "the platform's logs cannot be read now; ask again later")
+    return JsonResponse({"id": str(job.pk), "status": job.status, **logs.as_json()})
 
 
 @api_view("POST")
@@ -192,13 +190,14 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _job_or_none(caller: ApiCaller, job_id: str) -> ContainerJob | None:
+def _job_or_none(caller: ApiCaller, job_id: str, attempts: bool = True) -> ContainerJob | None:
+    """The job if the caller may see it; with its attempts and dependencies loaded if asked."""
     try:
         pk = uuid.UUID(job_id)
     except ValueError:
         return None
     jobs = caller.visible(ContainerJob.objects.select_related("docker_host"))
-    return _with_attempts(jobs).filter(pk=pk).first()
+    return (_with_attempts(jobs) if attempts else jobs).filter(pk=pk).first()
 
 
 def _with_attempts(jobs: Any) -> Any:

@@ -30,7 +30,7 @@ from container_manager.executors.factory import (
     ExecutorFactory,
     executor_choices,
 )
-from container_manager.logtext import strip_timestamps
+from container_manager.logtext import LIVE, NONE, STORED, JobLogs, slice_log, strip_timestamps
 from container_manager.tokens import ApiToken
 
 __all__ = [
@@ -1284,6 +1284,42 @@ class ContainerJob(models.Model):
             stdout, stderr = ExecutorFactory().get_executor(self).get_logs(self.execution_id)
             parts.append(_join_logs(stdout, stderr))
         return "".join(parts)
+
+    def read_logs(self, stdout_offset: int = 0, stderr_offset: int = 0) -> JobLogs:
+        """
+        The current attempt's stdout and stderr from byte offsets, for a reader following them.
+
+        While the job runs they are read live from the platform (when its executor
+        ``supports_live_logs``); once it ended, from the stored logs. Offsets count the
+        bytes of each stream from its start (see ``logtext.slice_log``), so pass back the
+        answer's ``stdout.offset`` and ``stderr.offset`` to get only what came after; each
+        stream's text is at most ``LOG_MAX_BYTES``. Follow until ``complete``. Raises
+        ``ExecutorError`` when the platform's logs cannot be read now.
+
+        >>> logs = ContainerJob(status="completed", stdout_log="one\\ntwo\\n").read_logs(4)
+        >>> logs.stdout.text, logs.stdout.offset, logs.complete
+        ('two\\n', 8, True)
+        """
+        stdout, stderr, source = self._log_text()
+        limit = int(setting("LOG_MAX_BYTES"))
+        return JobLogs(
+            self.status,
+            source,
+            slice_log(stdout, stdout_offset, limit),
+            slice_log(stderr, stderr_offset, limit),
+        )
+
+    def _log_text(self) -> tuple[str, str, str]:
+        """``(stdout, stderr, source)``: stored, live from the platform, or none (yet)."""
+        if self.is_terminal_status:
+            return self.stdout_log, self.stderr_log, STORED
+        if self.status != st.RUNNING or not self.execution_id:
+            return "", "", NONE
+        executor = ExecutorFactory().get_executor(self)
+        if not executor.get_capabilities().get("supports_live_logs"):
+            return "", "", NONE
+        stdout, stderr = executor.get_logs(self.execution_id)
+        return stdout, stderr, LIVE
 
 
 class ContainerExecution(models.Model):

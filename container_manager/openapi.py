@@ -9,6 +9,7 @@ from typing import Any
 
 from container_manager import status as st
 from container_manager import submission
+from container_manager.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -105,18 +106,51 @@ _JOB = {
     },
 }
 
+_OFFSET = {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_OFFSET}
 _LOGS = {
     "type": "object",
-    "required": ["id", "status", "stdout", "stderr", "clean_output", "truncated"],
+    "description": (
+        "A job's stdout and stderr after the asked offsets: read live from the platform while "
+        "the job runs, the stored logs once it ended. Each stream's text is at most "
+        "LOG_MAX_BYTES; to follow the job, pass stdout_offset and stderr_offset back until "
+        "complete is true."
+    ),
+    "required": [
+        "id", "status", "stdout", "stderr", "clean_output", "truncated", "stdout_offset",
+        "stderr_offset", "complete", "source",
+    ],
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         "status": {"type": "string"},
-        "stdout": {"type": "string"},
-        "stderr": {"type": "string"},
-        "clean_output": {"type": "string"},
-        "truncated": {"type": "boolean"},
+        "stdout": {"type": "string", "description": "Standard output from stdout_offset on."},
+        "stderr": {"type": "string", "description": "Standard error from stderr_offset on."},
+        "clean_output": {"type": "string", "description": "stdout without timestamps."},
+        "truncated": {
+            "type": "boolean",
+            "description": "Bytes after the asked offset were dropped by the LOG_MAX_BYTES cap "
+            "(only the tail of a stream is kept): the text starts later.",
+        },
+        "stdout_offset": {
+            **_OFFSET,
+            "description": "Bytes of stdout up to the end of this text: the next stdout_offset.",
+        },
+        "stderr_offset": {
+            **_OFFSET,
+            "description": "Bytes of stderr up to the end of this text: the next stderr_offset.",
+        },
+        "complete": {
+            "type": "boolean",
+            "description": "The job ended and its stored logs were returned to their end: "
+            "nothing more will come.",
+        },
+        "source": {
+            "type": "string",
+            "enum": [LIVE, STORED, NONE],
+            "description": "live: read from the platform now; stored: kept at the end of the "
+            "job; none: not running yet, or its platform gives no output while it runs.",
+        },
     },
-}
+}  # fmt: skip
 
 _SCHEDULE_FIELDS = {
     "name": {"type": "string", "maxLength": 200},
@@ -270,11 +304,11 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "/jobs/{job_id}/logs/": {
                 "get": {
-                    "summary": "A job's logs",
-                    "parameters": [job_id],
+                    "summary": "A job's logs, live while it runs",
+                    "parameters": [job_id, *_offset_parameters()],
                     "responses": {
-                        "200": {"description": "Stored logs", "content": _json("JobLogs")},
-                        **_errors("401", "403", "404"),
+                        "200": {"description": "After the offsets", "content": _json("JobLogs")},
+                        **_errors("400", "401", "403", "404", "503"),
                     },
                 }
             },
@@ -321,6 +355,19 @@ def _schedules_path() -> dict[str, Any]:
             },
         },
     }
+
+
+def _offset_parameters() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "description": f"Bytes already read (the {name} of the previous answer); "
+            "default 0, the start.",
+            "schema": _OFFSET,
+        }
+        for name in OFFSET_PARAMETERS
+    ]
 
 
 def _json(name: str) -> dict[str, Any]:

@@ -123,6 +123,47 @@ def test_truncated_log_shows_a_badge(admin_client, failed_job):
     assert "log truncated" in page and "cm-truncated" in page
 
 
+def test_running_job_page_shows_its_live_output_and_where_to_follow_it(
+    admin_client, make_mock_host, recording
+):
+    host = make_mock_host(name="live", duration=60, stdout="hello live\n", stderr="careful\n")
+    job = ContainerJob.objects.create_job(image="busybox", docker_host=host)
+    steps.launch(job.pk)
+    page = admin_client.get(url("change", job.pk)).content.decode()
+    assert '<pre class="cm-log" data-cm-log="stdout" data-cm-offset="11">hello live\n</pre>' in page
+    assert '<pre class="cm-log" data-cm-log="stderr" data-cm-offset="8">careful\n</pre>' in page
+    assert f'name="cm-logs-url" content="{url("logs", job.pk)}"' in page
+    follow = admin_client.get(url("logs", job.pk), {"stdout_offset": 6, "stderr_offset": 8})
+    assert follow.json() == {
+        "status": "running", "stdout": "live\n", "stderr": "", "clean_output": "live\n",
+        "truncated": False, "stdout_offset": 11, "stderr_offset": 8, "complete": False,
+        "source": "live",
+    }  # fmt: skip
+
+
+def test_pending_job_page_waits_for_output_and_finished_one_is_not_followed(
+    admin_client, failed_job, jobs
+):
+    page = admin_client.get(url("change", jobs[0].pk)).content.decode()
+    assert "(no output yet)" in page and 'data-cm-log="stdout" data-cm-offset="0"' in page
+    done = admin_client.get(url("change", failed_job.pk)).content.decode()
+    assert "boom" in done and "data-cm-log=" not in done
+    answer = admin_client.get(url("logs", failed_job.pk), {"stderr_offset": 2}).json()
+    assert (answer["stderr"], answer["complete"], answer["source"]) == ("om\n", True, "stored")
+
+
+def test_logs_view_checks_permission_before_it_looks_for_the_job(client, failed_job):
+    unknown = "00000000-0000-0000-0000-000000000000"
+    staff(client, "nobody")
+    assert client.get(url("logs", failed_job.pk)).status_code == 403
+    assert client.get(url("logs", unknown)).status_code == 403  # the same: nothing leaks
+    staff(client, "reader", "view_containerjob")
+    assert client.get(url("logs", failed_job.pk)).status_code == 200
+    assert client.get(url("logs", unknown)).status_code == 404
+    bad = client.get(url("logs", failed_job.pk), {"stdout_offset": "-5"})
+    assert bad.status_code == 400 and "stdout_offset" in bad.json()["error"]
+
+
 def test_list_shows_status_host_image_duration_exit_code(admin_client, failed_job):
     page = admin_client.get(url("changelist")).content.decode()
     assert f'data-cm-job="{failed_job.pk}"' in page and 'data-cm-status="failed"' in page

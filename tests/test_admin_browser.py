@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from container_manager.models import ContainerJob
-from tests.conftest import missing_service
+from tests.conftest import missing_service, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +107,28 @@ def test_cancel_running_job_then_dashboard(browser_page, live_server, local, mak
     assert page.locator("svg#cm-hourly-chart rect.cm-bar-other").count() == 1
     assert "slow" in page.inner_text(".cm-hosts")
     shot("07-dashboard")
+
+
+def test_running_job_output_grows_live_until_it_ends(
+    browser_page, live_server, local, make_mock_host
+):
+    page, shot = browser_page
+    ticks = "".join(f"tick {n}\n" for n in range(600))
+    host = make_mock_host(name="ticking", duration=120, line_interval=0.2, stdout=ticks)
+    job = ContainerJob.objects.create_job(image="busybox", command="ticks", docker_host=host)
+    wait_for(lambda: ContainerJob.objects.get(pk=job.pk).status == "running")
+    page.goto(f"{live_server.url}/admin/container_manager/containerjob/{job.pk}/change/")
+    page.evaluate("window.cmNoReload = true")  # a reload would drop this flag
+    stdout = page.locator('pre[data-cm-log="stdout"]')
+    shown = len(stdout.text_content())
+    page.wait_for_function(
+        f"document.querySelector('pre[data-cm-log=\"stdout\"]').textContent.length > {shown}"
+    )
+    shot("08-live-output")
+    assert job.cancel() is True
+    page.wait_for_selector('pre[data-cm-log="stdout"][data-cm-complete="1"]')
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert done.status == "cancelled" and done.stdout_log.startswith("tick 0\ntick 1\n")
+    assert stdout.text_content() == done.stdout_log  # every line once, none missing
+    assert page.evaluate("window.cmNoReload") is True
+    shot("09-live-output-complete")

@@ -6,7 +6,9 @@ Needs the engine and the local image (``infra/test-image.sh``); CI requires both
 import time
 
 import pytest
+from django.urls import reverse
 
+from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from tests.conftest import containers_for, slots_held, wait_for
 
@@ -137,3 +139,57 @@ def test_resource_use_is_sampled_while_running(local, docker_host, docker_ready,
     assert done.status == "completed"
     assert done.max_memory_usage and done.max_memory_usage > 0
     assert done.cpu_usage_percent is not None
+
+
+class LogFollower:
+    """A client of the logs API that passes the offsets back and keeps every answer."""
+
+    def __init__(self, client, job):
+        self.client, self.url = client, reverse("container_manager:api-job-logs", args=[job.pk])
+        self.offsets, self.answers = {}, []
+
+    def read(self):
+        """One more answer; returns it."""
+        token = {"Authorization": "Bearer e2e-token"}
+        response = self.client.get(self.url, self.offsets, headers=token)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        self.offsets = {name: body[name] for name in ("stdout_offset", "stderr_offset")}
+        self.answers.append(body)
+        return body
+
+    def text(self, stream):
+        """Everything received on ``stream``, in order."""
+        return "".join(answer[stream] for answer in self.answers)
+
+
+def test_logs_api_follows_a_running_container_to_its_end(
+    local, docker_host, docker_ready, client, settings
+):
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": ["e2e-token"]}
+    script = (
+        "for i in 1 2 3; do echo early $i; done; echo warn >&2; "
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+        "for i in $(seq 1 40); do echo late $i; sleep 0.01; done"
+    )
+    job = run(docker_host, docker_ready, f"sh -c '{script}'")
+    follower = LogFollower(client, job)
+
+    def early_lines_read():
+        follower.read()
+        return "early 3\n" in strip_timestamps(follower.text("stdout"))
+
+    wait_for(early_lines_read, timeout=60)
+    # The container waits for /tmp/go: these lines were read live from a running container.
+    assert (follower.answers[-1]["source"], follower.answers[-1]["status"]) == ("live", "running")
+    import docker
+
+    running = ContainerJob.objects.get(pk=job.pk)
+    docker.from_env().containers.get(running.execution_id).exec_run(["touch", "/tmp/go"])
+    wait_for(lambda: follower.read()["complete"], timeout=60)
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert done.status == "completed"
+    assert follower.text("stdout") == done.stdout_log and follower.text("stderr") == done.stderr_log
+    expected = [f"early {i}" for i in (1, 2, 3)] + [f"late {i}" for i in range(1, 41)]
+    assert strip_timestamps(follower.text("stdout")).splitlines() == expected
+    assert strip_timestamps(done.stderr_log) == "warn\n"

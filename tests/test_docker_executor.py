@@ -429,6 +429,23 @@ def test_gone_container_answers(executor):
     assert harvest(executor, make_job("true", execution_id=missing)) is False
 
 
+def test_logs_of_a_container_being_removed_answer_empty(executor, jobs, monkeypatch):
+    from container_manager.executors import docker as docker_module
+
+    ok, execution_id = launch(executor, jobs("sleep 30"))
+    assert ok
+    # What the engine answers while a removal is under way (seen racing the cleanup).
+    response = SimpleNamespace(status_code=409, reason="Conflict", url="/containers/x/logs")
+    explanation = "can not get logs from container which is dead or marked for removal"
+    conflict = docker_module.docker.errors.APIError("409", response, explanation)
+
+    def being_removed(container):
+        raise conflict
+
+    monkeypatch.setattr(executor, "_read_logs", being_removed)
+    assert executor.get_logs(execution_id) == ("", "")
+
+
 def test_unreachable_engine_is_retryable():
     executor = DockerExecutor(make_host(connection_string="unix:///nonexistent/docker.sock"))
     with pytest.raises(ExecutorConnectionError) as caught:

@@ -50,6 +50,16 @@ def test_harvest_splits_stdout_and_stderr_from_cloud_logging(recording, cloudrun
     assert 'timestamp>="' in query["filter"]
 
 
+def test_a_running_execution_logs_are_read_live_from_cloud_logging(recording, cloudrun_fake):  # noqa: F811
+    job = make_job(cloudrun_fake, command="sh -c 'echo hello; echo oops >&2; sleep 600'")
+    steps.launch(job.pk)
+    running = ContainerJob.objects.get(pk=job.pk)
+    logs = running.read_logs()
+    assert (logs.status, logs.source, logs.complete) == ("running", "live", False)
+    assert logs.stdout.text.endswith(" hello\n") and logs.stderr.text.endswith(" oops\n")
+    assert running.read_logs(logs.stdout.offset, logs.stderr.offset).stdout.text == ""
+
+
 def test_cancel_calls_cancel_execution(recording, cloudrun_fake):  # noqa: F811
     job = make_job(cloudrun_fake, command="sleep 600")
     steps.launch(job.pk)

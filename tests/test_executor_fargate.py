@@ -76,6 +76,20 @@ def test_logs_are_paged_to_the_end(recording, moto, stack):  # noqa: F811
     assert stderr == ""
 
 
+def test_a_running_task_logs_are_followed_from_cloudwatch(recording, moto, stack):  # noqa: F811
+    job = make_job(stack)
+    steps.launch(job.pk)
+    running = ContainerJob.objects.get(pk=job.pk)
+    stream = f"cm/job/{running.execution_id.rsplit('/', 1)[-1]}"
+    moto.write_logs("cm-jobs", stream, ["first", "second"])
+    logs = running.read_logs()
+    assert (logs.source, logs.complete) == ("live", False)
+    assert [line.split(" ", 1)[1] for line in logs.stdout.text.splitlines()] == ["first", "second"]
+    moto.write_logs("cm-jobs", stream, ["third"], first=2)
+    more = running.read_logs(logs.stdout.offset)
+    assert [line.split(" ", 1)[1] for line in more.stdout.text.splitlines()] == ["third"]
+
+
 def test_forgotten_task_is_harvested_from_cloudwatch_never_completed(recording, moto, stack):  # noqa: F811
     job = make_job(stack)
     steps.launch(job.pk)

@@ -58,7 +58,7 @@ def test_capabilities_say_what_it_cannot_do(scaleway_fake):  # noqa: F811
     executor = ExecutorFactory().get_executor(host)
     assert executor.api is executor.api
     capabilities = executor.get_capabilities()
-    assert capabilities["supports_logs"] is False
+    assert capabilities["supports_logs"] is capabilities["supports_live_logs"] is False
     assert capabilities["supports_resource_limits"] is False
     assert capabilities["supports_image_override"] is False
     assert executor.get_health_status()["healthy"] is True

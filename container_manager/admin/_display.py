@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from container_manager import status as st
-from container_manager.logtext import is_truncated
+from container_manager.logtext import LogSlice, is_truncated
 from container_manager.secrets import mask_env_text
 
 
@@ -48,13 +48,28 @@ def format_duration(value: timedelta | None) -> str:
 def log_block(text: str) -> SafeString:
     """A log in a ``<pre>``, with a visible "log truncated" badge when it was capped."""
     if not text:
-        return format_html('<span class="cm-empty">{}</span>', "(empty)")
-    badge = (
-        format_html('<span class="cm-badge cm-truncated">{}</span>', "log truncated")
-        if is_truncated(text)
-        else ""
-    )
+        return empty_note("(empty)")
+    badge = _truncated_badge() if is_truncated(text) else ""
     return format_html('{}<pre class="cm-log">{}</pre>', badge, text)
+
+
+def followed_log_block(stream: str, piece: LogSlice | None) -> SafeString:
+    """A live job's output so far, in a ``<pre>`` that ``live.js`` extends from its offset.
+
+    ``piece`` is None when the platform could not be read: the block starts empty at offset
+    0 and the page catches up on a later read.
+    """
+    if piece is None:
+        note = empty_note("(live output cannot be read now)")
+        return format_html("{}{}", note, _followed_pre(stream, 0, ""))
+    note = "" if piece.text else empty_note("(no output yet)")
+    badge = _truncated_badge() if piece.skipped else ""
+    return format_html("{}{}{}", note, badge, _followed_pre(stream, piece.offset, piece.text))
+
+
+def empty_note(text: str) -> SafeString:
+    """A quiet note standing where there is nothing to show."""
+    return format_html('<span class="cm-empty">{}</span>', text)
 
 
 def masked_env_block(text: str) -> SafeString:
@@ -120,3 +135,12 @@ def timeline_block(executions) -> SafeString:
             )  # fmt: skip
         )
     return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _truncated_badge() -> SafeString:
+    return format_html('<span class="cm-badge cm-truncated">{}</span>', "log truncated")
+
+
+def _followed_pre(stream: str, offset: int, text: str) -> SafeString:
+    html = '<pre class="cm-log" data-cm-log="{}" data-cm-offset="{}">{}</pre>'
+    return format_html(html, stream, offset, text)

@@ -28,6 +28,8 @@ from container_manager.admin import dashboard
 from container_manager.admin.schedules import ScheduleFilter
 from container_manager.admin.webhooks import WebhookDeliveryInline
 from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
+from container_manager.executors.exceptions import ExecutorError
+from container_manager.logtext import JobLogs, LogSlice, read_offsets
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.secrets import mask_env_text
 
@@ -290,6 +292,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
             path("dashboard/", wrap(self.dashboard_view), name=f"{name}_dashboard"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{name}_cancel"),
             path("<path:object_id>/retry/", wrap(self.retry_view), name=f"{name}_retry"),
+            path("<path:object_id>/logs/", wrap(self.logs_view), name=f"{name}_logs"),
             *super().get_urls(),
         ]
 
@@ -310,6 +313,27 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         return dashboard.render(request, self.admin_site, self.opts)
+
+    def logs_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The job's output after ``?stdout_offset=&stderr_offset=``, as the API's logs answer.
+
+        ``live.js`` follows a live job's stdout and stderr with it until ``complete``.
+        """
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404("no such job")
+        if not self.has_view_or_change_permission(request, job):
+            raise PermissionDenied
+        try:
+            offsets = read_offsets(request.GET)
+        except ValidationError as exc:
+            return JsonResponse({"error": "; ".join(exc.messages)}, status=400)
+        logs = _read_logs(job, **offsets)
+        if logs is None:
+            return JsonResponse({"error": "the platform's logs cannot be read now"}, status=503)
+        return JsonResponse({"status": job.status, **logs.as_json()})
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
         """POST: ask the cancel step to stop the job's container."""
@@ -423,14 +447,20 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
 
     @admin.display(description="stdout")
     def stdout_display(self, job: ContainerJob) -> str:
+        if job.status in st.LIVE:
+            return show.followed_log_block("stdout", _page_logs(job, "stdout"))
         return show.log_block(job.stdout_log)
 
     @admin.display(description="stderr")
     def stderr_display(self, job: ContainerJob) -> str:
+        if job.status in st.LIVE:
+            return show.followed_log_block("stderr", _page_logs(job, "stderr"))
         return show.log_block(job.stderr_log)
 
     @admin.display(description="clean output")
     def clean_output_display(self, job: ContainerJob) -> str:
+        if job.status in st.LIVE:
+            return show.empty_note("(kept when the job ends; stdout above is live)")
         return show.log_block(job.clean_output_processed)
 
     @admin.display(description="platform log")
@@ -501,6 +531,23 @@ def _job_fieldsets(env_field: str) -> list:
             },
         ),
     ]  # fmt: skip
+
+
+def _read_logs(job: ContainerJob, stdout_offset: int = 0, stderr_offset: int = 0) -> JobLogs | None:
+    """``job.read_logs``, or None (logged) when the platform cannot be read now."""
+    try:
+        return job.read_logs(stdout_offset, stderr_offset)
+    except ExecutorError:
+        logger.warning("logs of job %s could not be read from its platform", job.pk, exc_info=True)
+        return None
+
+
+def _page_logs(job: ContainerJob, stream: str) -> LogSlice | None:
+    """One stream of a live job's output, read once for both of the page's displays."""
+    if not hasattr(job, "_cm_page_logs"):
+        job._cm_page_logs = _read_logs(job)
+    logs = job._cm_page_logs
+    return None if logs is None else getattr(logs, stream)
 
 
 def _status_payload(job: ContainerJob) -> dict[str, Any]:

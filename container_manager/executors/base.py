@@ -90,6 +90,8 @@ class ContainerExecutor(ABC):
         "supports_scaling": False,
         "supports_idempotent_launch": False,
         "supports_resource_usage": False,
+        # get_logs returns a running execution's output so far, in the append-only form below.
+        "supports_live_logs": False,
     }
     #: ``request_stop`` has the platform itself kill the execution once STOP_GRACE_SECONDS
     #: have passed (Docker's ``stop?t=``), so the steps' kill is only a backstop.
@@ -120,7 +122,13 @@ class ContainerExecutor(ABC):
 
     @abstractmethod
     def get_logs(self, execution_id: str) -> tuple[str, str]:
-        """Return ``(stdout, stderr)`` as the platform has them now."""
+        """Return ``(stdout, stderr)`` as the platform has them now, each through ``cap_log``.
+
+        With ``supports_live_logs``, a running execution's text is what it printed so far:
+        a later call returns it extended (never rewritten, apart from the head ``cap_log``
+        drops) and ``harvest_job`` returns the same text, so the byte offsets readers follow
+        the streams by (``logtext.slice_log``) stay valid until the logs are stored.
+        """
 
     @abstractmethod
     def harvest_job(self, execution_id: str) -> HarvestResult | None:

@@ -86,6 +86,8 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_idempotent_launch": True,
         "supports_logs": True,
         "supports_separate_stderr": True,
+        # Read from Cloud Logging while it runs: lines appear after its ingestion delay.
+        "supports_live_logs": True,
         "supports_platform_timeout": True,
         # Image, CPU and memory are the Cloud Run job's; a run cannot change them.
         "supports_image_override": False,

@@ -121,6 +121,7 @@ class DockerExecutor(ContainerExecutor):
         "supports_scaling": False,
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,
+        "supports_live_logs": True,
     }
     stop_kills_after_grace = True
 
@@ -178,12 +179,22 @@ class DockerExecutor(ContainerExecutor):
         return status
 
     def get_logs(self, execution_id: str) -> tuple[str, str]:
-        """Return ``(stdout, stderr)`` with timestamps, each capped at LOG_MAX_BYTES."""
+        """Return ``(stdout, stderr)`` with timestamps, each capped at LOG_MAX_BYTES.
+
+        Live while the container runs. The engine has no byte offsets, so each call reads the
+        whole log the engine keeps; readers get only the part after their offset. A container
+        gone or being removed (after its harvest stored the logs) has none.
+        """
         with self._docker_errors(f"logs of {execution_id}"):
             try:
                 container = self.client.containers.get(execution_id)
                 return self._read_logs(container)
             except docker.errors.NotFound:
+                return "", ""
+            except docker.errors.APIError as exc:
+                # 409: "dead or marked for removal"; a live read can race the cleanup.
+                if exc.status_code != 409:
+                    raise
                 return "", ""
 
     def harvest_job(self, execution_id: str) -> HarvestResult | None:

@@ -108,6 +108,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_logs": True,
         # awslogs writes stdout and stderr to one stream: stderr_log stays empty.
         "supports_separate_stderr": False,
+        # Read from CloudWatch Logs while it runs: lines appear after its ingestion delay.
+        "supports_live_logs": True,
         "supports_platform_timeout": False,
     }
 

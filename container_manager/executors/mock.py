@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from container_manager import clock
+from container_manager.conf import setting
 from container_manager.executors import base
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.types import (
@@ -20,6 +21,7 @@ from container_manager.executors.types import (
     LaunchRequest,
     Usage,
 )
+from container_manager.logtext import cap_log
 
 DEFAULT_STDOUT = "mock executor: simulated run, no container was started\n"
 
@@ -31,6 +33,9 @@ class MockExecutor(base.ContainerExecutor):
         ``duration`` (0): seconds an execution "runs"; its first check comes when it ends.
         ``exit_code`` (0): its exit code.
         ``stdout`` / ``stderr``: its output (stdout defaults to a line saying it is simulated).
+        ``line_interval`` (0): seconds between the lines of each stream while it runs: line
+        ``n`` (from 0) is printed ``n * line_interval`` seconds after the start, so live
+        reads see the output grow; 0 prints everything at once.
         ``launch_error``: ``"retryable"`` (the platform refused this job for now, counted
         against its attempts), ``"unreachable"`` (the host cannot be reached, not counted) or
         ``"permanent"``: every launch fails that way.
@@ -49,6 +54,7 @@ class MockExecutor(base.ContainerExecutor):
         ConfigKey("exit_code", (int,), "Its exit code.", default=0),
         ConfigKey("stdout", (str,), "Its standard output.", default=DEFAULT_STDOUT),
         ConfigKey("stderr", (str,), "Its standard error.", default=""),
+        ConfigKey("line_interval", (int, float), "Seconds between printed lines.", default=0),
         ConfigKey(
             "launch_error", (str,), "'retryable', 'unreachable' or 'permanent': launches fail."
         ),
@@ -64,6 +70,7 @@ class MockExecutor(base.ContainerExecutor):
         "supports_networking": True,
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,
+        "supports_live_logs": True,
     }
 
     _executions: dict[str, dict[str, Any]] = {}
@@ -101,7 +108,10 @@ class MockExecutor(base.ContainerExecutor):
         return base.RUNNING
 
     def get_logs(self, execution_id: str) -> tuple[str, str]:
-        return self.config.get("stdout", DEFAULT_STDOUT), self.config.get("stderr", "")
+        """The lines printed by now (by its end, once it ended), each stream capped."""
+        printed = self._printed_lines(execution_id)
+        stdout = self.config.get("stdout", DEFAULT_STDOUT)
+        return _first_lines(stdout, printed), _first_lines(self.config.get("stderr", ""), printed)
 
     def harvest_job(self, execution_id: str) -> HarvestResult | None:
         if self.config.get("vanish"):
@@ -167,8 +177,22 @@ class MockExecutor(base.ContainerExecutor):
         prefix = f"mock-{uuid.UUID(str(job_id)).hex}-"
         return sum(1 for execution_id in cls._executions if execution_id.startswith(prefix))
 
+    def _printed_lines(self, execution_id: str) -> int | None:
+        """How many lines of each stream are printed by now; None: all of them."""
+        interval = float(self.config.get("line_interval", 0))
+        if not interval:
+            return None
+        started = float(execution_id.rsplit("-", 1)[-1])
+        ran = min(clock.now().timestamp(), self._finished_at(execution_id)) - started
+        return int(ran // interval) + 1
+
     def _finished_at(self, execution_id: str) -> float:
         started = float(execution_id.rsplit("-", 1)[-1])
         stopped = self._executions.get(execution_id, {}).get("stopped")
         natural_end = started + float(self.config.get("duration", 0))
         return min(natural_end, stopped) if stopped else natural_end
+
+
+def _first_lines(text: str, count: int | None) -> str:
+    """The first ``count`` lines of ``text`` (all when None), capped at LOG_MAX_BYTES."""
+    return cap_log("".join(text.splitlines(True)[:count]), int(setting("LOG_MAX_BYTES")))

@@ -72,6 +72,7 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_idempotent_launch": True,
         "supports_logs": False,
         "supports_separate_stderr": False,
+        "supports_live_logs": False,
         "supports_platform_timeout": False,
         "supports_image_override": False,
     }

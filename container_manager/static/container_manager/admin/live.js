@@ -1,5 +1,7 @@
 /* Keep the status, exit code and duration of live jobs current without reloading the page:
-   poll the admin's JSON status view every 2 s while any job on the page is live. */
+   poll the admin's JSON status view every 2 s while any job on the page is live. On a live
+   job's page, also follow its stdout and stderr: ask the admin's logs view for what came
+   after the offsets shown, append it, and stop once the answer says "complete". */
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
@@ -38,7 +40,7 @@
     note.className = "cm-dashboard-banner";
     var link = document.createElement("a");
     link.href = window.location.href;
-    link.textContent = "The job has finished: reload to see its output.";
+    link.textContent = "The job has finished: reload to see its results.";
     note.appendChild(link);
     var main = document.getElementById("content-main") || document.body;
     main.insertBefore(note, main.firstChild);
@@ -60,5 +62,57 @@
       .then(function () { window.setTimeout(poll, INTERVAL_MS); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { window.setTimeout(poll, INTERVAL_MS); });
+  function logsQuery(blocks) {
+    var params = [];
+    blocks.forEach(function (pre) {
+      var name = pre.getAttribute("data-cm-log") + "_offset";
+      params.push(name + "=" + encodeURIComponent(pre.getAttribute("data-cm-offset")));
+    });
+    return "?" + params.join("&");
+  }
+
+  function appendLog(pre, text, offset) {
+    if (text) {
+      var note = pre.previousElementSibling;
+      if (note && note.classList.contains("cm-empty")) { note.remove(); }
+      pre.appendChild(document.createTextNode(text));
+      pre.scrollTop = pre.scrollHeight;
+    }
+    pre.setAttribute("data-cm-offset", String(offset));
+  }
+
+  /* One read, appended; resolves to the delay before the next read (0 when the stored logs
+     are longer than one answer), or null once the answer says "complete". */
+  function followOnce(url, blocks) {
+    return fetch(url + logsQuery(blocks), {
+      credentials: "same-origin",
+      headers: { "Accept": "application/json" }
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) { return INTERVAL_MS; }
+        blocks.forEach(function (pre) {
+          var stream = pre.getAttribute("data-cm-log");
+          appendLog(pre, data[stream], data[stream + "_offset"]);
+          if (data.complete) { pre.setAttribute("data-cm-complete", "1"); }
+        });
+        if (data.complete) { return null; }
+        return data.source === "stored" ? 0 : INTERVAL_MS;
+      })
+      .catch(function () { return INTERVAL_MS; });
+  }
+
+  function followLogs() {
+    var meta = document.querySelector('meta[name="cm-logs-url"]');
+    var blocks = document.querySelectorAll("pre[data-cm-log]");
+    if (!meta || blocks.length === 0) { return; }
+    followOnce(meta.getAttribute("content"), blocks).then(function (delay) {
+      if (delay !== null) { window.setTimeout(followLogs, delay); }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    window.setTimeout(poll, INTERVAL_MS);
+    window.setTimeout(followLogs, INTERVAL_MS);
+  });
 })();
