@@ -100,9 +100,8 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
 
     Returns False when another caller already moved the job. Raises
     ``HostFull`` when the host is inactive or has no free slot (nothing is changed).
-    Creates the attempt's ``ContainerExecution`` (or resets the one of an attempt that
-    met an unreachable host and is tried again under its number). On PostgreSQL this is
-    one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
+    Writes the attempt's ``ContainerExecution`` (``_insert_attempt``). On PostgreSQL this
+    is one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
     so launches on one host do not wait for each other.
     """
     attempt = job.attempt_count + 1
@@ -135,15 +134,7 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
             _count_slots(job.docker_host_id)
-            # An attempt that met an unreachable host is tried again under the same number.
-            ContainerExecution.objects.update_or_create(
-                job_id=job.pk,
-                attempt=attempt,
-                defaults={
-                    "host_id": job.docker_host_id, "started_at": now, "status": st.LAUNCHING,
-                    "execution_id": "", "error": "", "finished_at": None,
-                },
-            )  # fmt: skip
+            _write_attempt(job.pk, job.docker_host_id, now)
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
@@ -320,7 +311,7 @@ def _claim_fields(now: Any) -> dict[str, Any]:
 
 
 def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
-    """Select, claim, pass the slot and insert the attempt, or free it: under the write lock."""
+    """Select, claim, pass the slot and write the attempt, or free it: under the write lock."""
     room = Exists(HostSlot.objects.free(OuterRef("docker_host_id")))
     first = _waiting(host_id, leaving_id, now).annotate(room=room)
     job_id = None
@@ -333,9 +324,7 @@ def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
         ).update(**_claim_fields(now))
         if claimed:
             HostSlot.objects.filter(job_id=leaving_id).update(job_id=job_id)
-            ContainerExecution.objects.create(
-                job_id=job_id, attempt=attempt + 1, host_id=host_id, started_at=now
-            )
+            _write_attempt(job_id, host_id, now)
             return job_id
         job_id = None
     held = HostSlot.objects.filter(job_id=leaving_id)
@@ -411,19 +400,26 @@ def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: A
 
 
 def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:
-    """``INSERT`` of a new attempt's ``ContainerExecution`` for each row of the CTE ``source``.
+    """The attempt's ``ContainerExecution``, written fresh for each row of the CTE ``source``.
 
-    ``source`` returns the job's ``id`` and its new ``attempt_count``; every
-    other column gets the model field's default, so the statement follows the model.
+    The one rule for attempt rows, on every path that claims an attempt (``begin_launch``,
+    ``hand_over``) on both databases: the claim of attempt N inserts its row, or, if
+    attempt N already has one, overwrites every column of it (``ON CONFLICT DO UPDATE``).
+    A row is already there when the attempt did not start a container and the job went
+    back to pending under the same number (``steps._host_unreachable``), so a later claim
+    of it never collides. ``source`` returns the job's ``id`` and its new
+    ``attempt_count``; every other column gets the model field's default, so the
+    statement follows the model.
     """
     connection = connections[ContainerExecution.objects.db]
+    column = {f.name: connection.ops.quote_name(f.column) for f in ContainerExecution._meta.fields}
     own = {"job": f"{source}.id", "attempt": f"{source}.attempt_count"}
     given = {"host": host_id, "started_at": now, "status": st.LAUNCHING}
     columns, values, params = [], [], []
     for field in ContainerExecution._meta.concrete_fields:
         if field.primary_key:
             continue
-        columns.append(connection.ops.quote_name(field.column))
+        columns.append(column[field.name])
         if field.name in own:
             values.append(own[field.name])
             continue
@@ -431,14 +427,23 @@ def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]
         values.append("%s")
         params.append(field.get_db_prep_save(value, connection))
     table = connection.ops.quote_name(ContainerExecution._meta.db_table)
-    # An attempt that met an unreachable host is tried again under its number: reset its row.
-    column = {f.name: connection.ops.quote_name(f.column) for f in ContainerExecution._meta.fields}
-    reset = ", ".join(
-        f"{column[name]} = EXCLUDED.{column[name]}"
-        for name in ("host", "started_at", "status", "execution_id", "error", "finished_at")
-    )
+    key = (column["job"], column["attempt"])
+    fresh = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name not in key)
+    # SQLite reads ON CONFLICT after a bare SELECT ... FROM as a join: the WHERE settles it.
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source} "
-        f"ON CONFLICT ({column['job']}, {column['attempt']}) DO UPDATE SET {reset}"
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM {source} WHERE TRUE "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {fresh}"
     )
     return sql, params
+
+
+def _write_attempt(job_id: Any, host_id: int, now: Any) -> None:
+    """``_insert_attempt`` for one job just claimed, read from its row: the SQLite paths."""
+    connection = connections[ContainerExecution.objects.db]
+    jobs = connection.ops.quote_name(ContainerJob._meta.db_table)
+    key = ContainerJob._meta.pk.get_db_prep_value(job_id, connection)
+    insert, params = _insert_attempt("claimed", host_id, now)
+    sql = f"WITH claimed AS (SELECT id, attempt_count FROM {jobs} WHERE id = %s) {insert}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, *params])

@@ -4,13 +4,15 @@ Needs the engine and the local image (``infra/test-image.sh``); CI requires both
 """
 
 import time
+import uuid
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
-from tests.conftest import containers_for, slots_held, wait_for
+from tests.conftest import containers_for, missing_service, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -85,13 +87,65 @@ def test_cancel_while_running_stops_the_container(local, docker_host, docker_rea
     container.remove(force=True)
 
 
-def test_missing_image_fails_clearly_and_keeps_the_job(local, docker_host):
-    done = finished(run(docker_host, "no-such-image:never", "true"))
-    assert done.status == "failed"
+def test_missing_image_uses_the_attempts_and_fails_naming_it(local, docker_host):
+    done = finished(run(docker_host, "no-such-image:never", "true", max_attempts=2))
+    assert (done.status, done.attempt_count) == ("failed", 2)
+    assert done.last_error.startswith("launch failed after 2 attempts: ")
     assert "image 'no-such-image:never' not found" in done.last_error
-    execution = ContainerExecution.objects.get(job=done)
-    assert execution.status == "failed" and "not found" in execution.error
+    assert "auto_pull_images is off" in done.last_error
+    executions = ContainerExecution.objects.filter(job=done).values_list("status", "error")
+    assert [status for status, _ in executions] == ["failed", "failed"]
+    assert all("no-such-image:never" in error for _, error in executions)
     assert slots_held(docker_host) == 0
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def database(request, db):
+    """The test once per database: the variant of the database this run does not use skips.
+
+    The PostgreSQL variant fails instead under ``CM_REQUIRE_SERVICES=1`` on SQLite.
+    """
+    if connection.vendor == request.param:
+        return request.param
+    if request.param == "postgresql":
+        missing_service("needs PostgreSQL: run with DATABASE_URL=postgres://... (CI does)")
+    pytest.skip(f"the {request.param} variant; this run uses {connection.vendor}")
+
+
+def test_a_missing_image_fails_as_the_jobs_fault_and_the_host_goes_on(
+    database, local, docker_ready
+):
+    """Issue 24 as reported: one slot; ``no-such-image:2``, then ``sleep``, then ``echo hi``.
+
+    Whatever the registry answers the engine's pull (404, or no answer without a network),
+    the bad job uses its attempts and fails naming the image, and the others run in turn.
+    Before, the pull's error was "host unreachable": the bad job went back to pending under
+    its attempt number, and the hand-over that claimed it inserted that attempt's row again
+    (SQLite: the UNIQUE error wedged ``sleep`` running and ``echo`` pending) or it waited
+    HOST_UNREACHABLE_TIMEOUT (PostgreSQL).
+    """
+    host = ExecutorHost.objects.create(
+        name=f"docker-{uuid.uuid4().hex[:8]}",
+        executor_type="docker",
+        connection_string="unix:///var/run/docker.sock",
+        max_concurrent_jobs=1,
+    )
+    assert host.auto_pull_images  # the default: the engine is asked to pull the missing image
+    bad = run(host, "no-such-image:2", "true")
+    sleeper = run(host, docker_ready, "sleep 2")
+    echo = run(host, docker_ready, "echo hi")
+    bad, sleeper, echo = (finished(job) for job in (bad, sleeper, echo))
+    assert (sleeper.status, echo.status, echo.clean_output) == ("completed", "completed", "hi\n")
+    assert (bad.status, bad.attempt_count) == ("failed", bad.max_attempts)
+    assert bad.last_error.startswith(f"launch failed after {bad.max_attempts} attempts: ")
+    assert "image 'no-such-image:2' could not be pulled" in bad.last_error
+    rows = ContainerExecution.objects.filter(job=bad).values_list("attempt", "status")
+    assert list(rows) == [(n, "failed") for n in range(1, bad.max_attempts + 1)]
+    host.refresh_from_db()
+    assert host.unreachable_since is None
+    assert slots_held(host) == 0
 
 
 def test_host_at_capacity_jobs_wait_their_turn(local, docker_host, docker_ready):

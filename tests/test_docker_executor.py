@@ -29,6 +29,7 @@ from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
     ExecutorError,
+    ImagePullError,
 )
 from container_manager.logtext import is_truncated
 from container_manager.steps import build_launch_request, result_fields
@@ -278,11 +279,24 @@ def test_log_cap_marker(executor, jobs):
 # --- launch -----------------------------------------------------------------------------
 
 
-def test_missing_image_is_refused_with_its_name(executor, jobs):
+def test_missing_image_is_the_jobs_fault_with_its_name(executor, jobs):
     job = jobs("true", docker_image="cm-no-such-image:never")
-    ok, message = launch(executor, job)
-    assert not ok
-    assert "cm-no-such-image:never" in message and "test-docker" in message
+    with pytest.raises(ImagePullError) as caught:
+        launch(executor, job)
+    assert "cm-no-such-image:never" in str(caught.value) and "test-docker" in str(caught.value)
+    assert containers_of(executor, job) == []
+
+
+def test_an_image_the_engine_cannot_pull_is_the_jobs_fault_not_the_hosts(jobs):
+    """The engine answers the pull (404 from a registry, 500 when it cannot reach one)."""
+    puller = DockerExecutor(make_host(auto_pull_images=True))
+    job = jobs("true", docker_image="cm-no-such-image:2")
+    with pytest.raises(ImagePullError) as caught:
+        launch(puller, job)
+    assert not isinstance(caught.value, ExecutorConnectionError) and caught.value.retryable
+    assert str(caught.value).startswith(
+        "image 'cm-no-such-image:2' could not be pulled on host 'test-docker': "
+    )
 
 
 def test_launch_is_idempotent(executor, jobs):

@@ -70,6 +70,22 @@ def test_cancel_calls_cancel_execution(recording, cloudrun_fake):  # noqa: F811
     assert len(cloudrun_fake.sent("POST", ":cancel")) == 1
 
 
+def test_an_image_it_cannot_pull_fails_the_job_naming_it(recording, cloudrun_fake):  # noqa: F811
+    cloudrun_fake.image = "europe-docker.pkg.dev/cm-test/jobs/no-such-image:2"
+    cloudrun_fake.image_missing = True
+    job = make_job(cloudrun_fake)
+    assert steps.launch(job.pk) == "launched"
+    for _ in range(3):
+        ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
+        steps.check(job.pk)
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert (done.status, done.exit_code, done.attempt_count) == ("failed", None, 1)
+    assert done.last_error == (
+        f"image '{cloudrun_fake.image}' could not be pulled: "
+        f"Cloud Run: Image '{cloudrun_fake.image}' not found."
+    )
+
+
 def test_missing_job_is_a_configuration_error(recording, cloudrun_fake):  # noqa: F811
     host = ExecutorHost.objects.create(
         name="cr", executor_type="cloudrun", executor_config=cloudrun_fake.config(job="nope")

@@ -118,7 +118,10 @@ class DockerPlatform:
         if kind == "retryable":
             host = self._docker_host(host_type="tcp", connection_string="tcp://127.0.0.1:9")
             return _submit(host, "ok", image=self.image)
-        return _submit(self._docker_host(), "ok", image="cm-no-such-image:never")
+        # A missing image is retried as the job's fault (tests/test_image_pull.py); a missing
+        # network never appears by itself.
+        networks = [{"network_name": "cm-no-such-network"}]
+        return _submit(self._docker_host(), "ok", image=self.image, network_configuration=networks)
 
     def bad_config(self):
         return {"timeout": "soon"}, "timeout"

@@ -103,21 +103,47 @@ def test_forgotten_task_is_harvested_from_cloudwatch_never_completed(recording, 
     assert "no longer describes" in done.last_error
 
 
+def stop_in_process(moto, stack, arn, stop_code, reason, exit_code=None):  # noqa: F811
+    """Stop the task as ECS would; moto sets no stopCode nor container reason over HTTP."""
+    task = moto.backend().tasks[stack["cluster"]][arn]
+    task.stop_code, task.stopped_reason = stop_code, reason
+    task.containers[0].exitCode = exit_code
+    task.containers[0].reason = reason
+
+
+def check_until_final(job):
+    for _ in range(5):
+        ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
+        steps.check(job.pk)
+    return ContainerJob.objects.get(pk=job.pk)
+
+
 def test_stop_reason_and_stop_code_reach_last_error(recording, moto, stack):  # noqa: F811
     job = make_job(stack)
     steps.launch(job.pk)
     arn = ContainerJob.objects.get(pk=job.pk).execution_id
-    # moto sets no stopCode nor container reason over HTTP: set them in-process.
-    task = moto.backend().tasks[stack["cluster"]][arn]
-    task.containers[0].exitCode = None
-    task.stopped_reason = "CannotPullContainerError: image not found"
-    ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
-    for _ in range(5):
-        steps.check(job.pk)
-        ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
-    done = ContainerJob.objects.get(pk=job.pk)
+    stop_in_process(moto, stack, arn, "EssentialContainerExited", "OutOfMemoryError: killed")
+    done = check_until_final(job)
     assert (done.status, done.exit_code) == ("failed", None)
-    assert "CannotPullContainerError" in done.last_error
+    assert done.last_error.startswith("ECS EssentialContainerExited: OutOfMemoryError: killed")
+
+
+def test_an_image_ecs_cannot_pull_fails_the_job_naming_the_image(recording, moto, stack):  # noqa: F811
+    """ECS starts the task, cannot pull its image and stops it: the job's fault, named."""
+    job = make_job(stack)
+    steps.launch(job.pk)
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    reason = (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to "
+        "resolve ref docker.io/library/busybox:latest: docker.io/library/busybox:latest: not found"
+    )
+    stop_in_process(moto, stack, arn, "TaskFailedToStart", reason)
+    done = check_until_final(job)
+    assert (done.status, done.exit_code, done.attempt_count) == ("failed", None, 1)
+    assert done.last_error == (
+        f"image 'busybox' could not be pulled: ECS TaskFailedToStart: {reason}"
+    )
+    assert done.waiting_for_host_since is None
 
 
 def test_clients_are_built_once_per_host_config(stack):

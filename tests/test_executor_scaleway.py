@@ -40,6 +40,22 @@ def test_harvest_says_logs_are_elsewhere(recording, scaleway_fake):  # noqa: F81
     assert "Cockpit" in done.docker_log
 
 
+def test_an_image_it_cannot_find_fails_the_job_naming_it(recording, scaleway_fake):  # noqa: F811
+    scaleway_fake.image = "rg.fr-par.scw.cloud/cm-test/no-such-image:2"
+    scaleway_fake.image_missing = True
+    job = make_job(scaleway_fake)
+    assert steps.launch(job.pk) == "launched"
+    for _ in range(3):
+        ContainerJob.objects.filter(pk=job.pk).update(next_check_at=None)
+        steps.check(job.pk)
+    done = ContainerJob.objects.get(pk=job.pk)
+    assert (done.status, done.exit_code, done.attempt_count) == ("failed", None, 1)
+    image = scaleway_fake.image
+    assert done.last_error == (
+        f"image '{image}' could not be pulled: Scaleway: image_not_found: image {image} not found"
+    )
+
+
 def test_stop_calls_the_stop_endpoint(recording, scaleway_fake):  # noqa: F811
     job = make_job(scaleway_fake, command="sleep 600")
     steps.launch(job.pk)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from container_manager import status as st
 from container_manager import steps, transitions
+from container_manager.executors import factory
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -313,3 +314,35 @@ def test_the_migration_gives_every_live_job_a_slot(recording, make_mock_host):
     assert slot_rows(host) == {0: jobs[0].pk, 1: jobs[1].pk}
     assert ExecutorHost.objects.get(pk=host.pk).current_job_count == 2
     assert not host.is_available()
+
+
+def test_a_job_back_from_an_unreachable_host_is_handed_a_slot_under_the_same_attempt(
+    recording, make_mock_host
+):
+    """Its attempt's row is there (status pending): the hand-over resets it, never inserts it twice.
+
+    On SQLite the hand-over inserted a second row for attempt 1: the UNIQUE error undid the
+    finishing job's move, so the host's slot stayed taken for good.
+    """
+    host = make_mock_host(max_concurrent_jobs=1, launch_error="unreachable")
+    returning = submit(host)
+    assert steps.launch(returning.pk) == "host-unreachable"
+    ExecutorHost.objects.filter(pk=host.pk).update(executor_config={})
+    factory.clear_cache()
+    running = submit(host)
+    assert steps.launch(running.pk) == "launched"
+    ContainerJob.objects.filter(pk=returning.pk).update(run_after=None)
+    recording.take()
+    due_now([running])
+    assert steps.check(running.pk) == "completed"
+    assert [(step, job_id) for step, job_id, _ in recording.take() if step == "start"] == [
+        ("start", str(returning.pk))
+    ]
+    handed = ContainerJob.objects.get(pk=returning.pk)
+    assert (handed.status, handed.attempt_count) == ("launching", 1)
+    row = ContainerExecution.objects.get(job=handed)
+    assert (row.attempt, row.status, row.error, row.finished_at) == (1, "launching", "", None)
+    assert steps.launch(returning.pk) == "launched"
+    assert list(ContainerExecution.objects.filter(job=handed).values_list("attempt", "status")) == [
+        (1, "running")
+    ]

@@ -442,6 +442,24 @@ def test_a_job_fault_still_counts_against_max_attempts(recording, make_mock_host
     assert row(job).last_error.startswith("launch failed after 1 attempts")
 
 
+def test_a_missing_image_uses_the_attempts_and_never_waits_for_the_host(recording, make_mock_host):
+    host = make_mock_host(launch_error="image")
+    job = ContainerJob.objects.create_job(image="no-such-image:2", command="true", docker_host=host)
+    pulled = "image 'no-such-image:2' could not be pulled: no such image (simulated)"
+    for attempt in (1, 2):
+        assert steps.launch(job.pk) == "retrying"
+        waiting = row(job)
+        assert (waiting.status, waiting.attempt_count) == ("pending", attempt)
+        assert waiting.last_error.endswith(pulled) and waiting.waiting_for_host_since is None
+        ContainerJob.objects.filter(pk=job.pk).update(run_after=None)
+    assert steps.launch(job.pk) == "failed"
+    done = row(job)
+    assert (done.status, done.attempt_count) == ("failed", 3)
+    assert done.last_error == f"launch failed after 3 attempts: {pulled}"
+    assert attempts(job) == [(n, "failed", pulled) for n in (1, 2, 3)]
+    assert (host_row(host).unreachable_since, host_row(host).current_job_count) == (None, 0)
+
+
 def test_running_job_on_an_unreachable_host_backs_off_then_gives_up(
     recording, make_mock_host, monkeypatch
 ):

@@ -99,6 +99,16 @@ def sdk_errors(action: str, classify: Classifier) -> Iterator[None]:
         raise error from exc
 
 
+def pull_failure(image: str, detail: str, host: str = "") -> str:
+    """Why a launch failed when the platform could not pull ``image``: it names the image.
+
+    >>> pull_failure("no-such-image:2", "manifest unknown", host="docker-1")
+    "image 'no-such-image:2' could not be pulled on host 'docker-1': manifest unknown"
+    """
+    where = f" on host {host!r}" if host else ""
+    return f"image {image!r} could not be pulled{where}: {detail}"
+
+
 class LazyClients:
     """SDK clients built on first use, one per kind, shared by the threads of a process."""
 

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 #: its deadline; the platform limit only catches jobs whose checks stopped coming.
 DEFAULT_TIMEOUT_MARGIN_SECONDS = 60
 
+#: Condition reasons (``Condition.CommonReason``) saying the execution's image could not be
+#: pulled: its path names no image, or the job's service agent may not read it.
+_IMAGE_REASONS = frozenset({"CONTAINER_MISSING", "CONTAINER_PERMISSION_DENIED"})
+
 _RETRYABLE = (
     "ServiceUnavailable", "InternalServerError", "TooManyRequests", "DeadlineExceeded",
     "GatewayTimeout", "Aborted", "BadGateway", "ResourceExhausted", "RetryError",
@@ -139,7 +143,7 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
             created_at=_time(execution.create_time),
             started_at=_time(execution.start_time),
             finished_at=ended or datetime.now(UTC),
-            reason=_execution_error(execution, result),
+            reason=_execution_error(execution, result, self._image(execution)),
             platform_times=known_times(
                 {
                     "createTime": _time(execution.create_time),
@@ -291,6 +295,13 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
             except self._api().NotFound:
                 return None
 
+    def _image(self, execution: Any) -> str:
+        """The image of the execution's container (the one the overrides go to)."""
+        containers = list(execution.template.containers)
+        wanted = self.config.get("container_name")
+        chosen = next((c for c in containers if c.name == wanted), None) if wanted else None
+        return (chosen or containers[0]).image if containers else ""
+
     def _task_result(self, execution_id: str) -> dict[str, Any]:
         with self._google_errors(f"tasks of {execution_id}"):
             try:
@@ -361,11 +372,19 @@ def _summary(execution: Any, result: dict[str, Any]) -> str:
     )
 
 
-def _execution_error(execution: Any, result: dict[str, Any]) -> str:
-    """Why it failed, when no exit code says it (it never started, or was killed)."""
+def _execution_error(execution: Any, result: dict[str, Any], image: str) -> str:
+    """Why it failed, when no exit code says it (it never started, or was killed).
+
+    An execution whose image could not be pulled (a condition's reason says so) names
+    ``image``, the image of its container.
+    """
     if execution.cancelled_count or result.get("exit_code") is not None:
         return ""  # the cancel or timeout step, or the exit code, says why
     messages = [c.message for c in execution.conditions if c.message]
     if result.get("message"):
         messages.append(result["message"])
-    return f"Cloud Run: {'; '.join(messages) or 'the execution failed without an exit code'}"
+    error = f"Cloud Run: {'; '.join(messages) or 'the execution failed without an exit code'}"
+    reasons = {getattr(c.reason, "name", "") for c in execution.conditions}
+    if image and reasons & _IMAGE_REASONS:
+        return _cloud.pull_failure(image, error)
+    return error

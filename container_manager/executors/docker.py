@@ -21,7 +21,7 @@ import docker.utils
 import requests
 
 from container_manager.conf import setting
-from container_manager.executors._cloud import LazyClients, sdk_errors
+from container_manager.executors._cloud import LazyClients, pull_failure, sdk_errors
 from container_manager.executors.base import (
     EXITED,
     FAILED,
@@ -38,6 +38,7 @@ from container_manager.executors.exceptions import (
     ExecutorConnectionError,
     ExecutorError,
     ExecutorResourceError,
+    ImagePullError,
 )
 from container_manager.executors.types import (
     ConfigKey,
@@ -157,7 +158,7 @@ class DockerExecutor(ContainerExecutor):
                     container = self._create_container(request, name)
                 self._ensure_started(container, request)
         except ExecutorError as exc:
-            if not exc.retryable:
+            if not isinstance(exc, ExecutorConnectionError):
                 logger.warning("launch of %s refused: %s", name, exc)
             raise
         logger.info("launched %s as container %s", name, container.short_id)
@@ -493,26 +494,36 @@ class DockerExecutor(ContainerExecutor):
             raise ExecutorResourceError(f"network '{network_name}' does not exist") from None
 
     def _create_with_pull(self, image: str, kwargs: dict[str, Any]) -> Container:
+        """Create the container, pulling its image first if the host lacks it and may pull.
+
+        A missing image raises ``ImagePullError`` naming it: the job's fault, not the host's.
+        """
         try:
             return self.client.containers.create(**kwargs)
-        except docker.errors.ImageNotFound:
+        except docker.errors.ImageNotFound as exc:
             if not self.host.auto_pull_images:
-                raise self._image_missing(image) from None
+                raise ImagePullError(
+                    f"image '{image}' not found on host '{self.host.name}', which does not "
+                    f"pull images (auto_pull_images is off): {_explain(exc)}"
+                ) from None
         self._pull(image)
         try:
             return self.client.containers.create(**kwargs)
-        except docker.errors.ImageNotFound:
-            raise self._image_missing(image) from None
+        except docker.errors.ImageNotFound as exc:
+            raise self._pull_failed(image, f"not found after the pull: {_explain(exc)}") from None
 
     def _pull(self, image: str) -> None:
         logger.info("pulling image %s on host %s", image, self.host.name)
         try:
             self.client.images.pull(image)
-        except docker.errors.NotFound:
-            raise self._image_missing(image) from None
+        except docker.errors.APIError as exc:
+            # The engine answered, so the image or its registry is at fault, not the host:
+            # 404 for "pull access denied" or "manifest unknown", 500 when the engine
+            # could not reach the registry. A transport error still means "unreachable".
+            raise self._pull_failed(image, _explain(exc)) from None
 
-    def _image_missing(self, image: str) -> ExecutorResourceError:
-        return ExecutorResourceError(f"image '{image}' not found on host '{self.host.name}'")
+    def _pull_failed(self, image: str, detail: str) -> ImagePullError:
+        return ImagePullError(pull_failure(image, detail, host=self.host.name))
 
     def _ensure_started(self, container: Container, request: LaunchRequest) -> None:
         if container.status != "created":

@@ -5,8 +5,8 @@ class ExecutorError(Exception):
     """Base class of every executor error.
 
     ``retryable`` is True when the same call may succeed later (a connection
-    dropped, the platform is busy); False when it never will (bad config,
-    missing image, impossible resources).
+    dropped, the platform is busy, an image not there yet); False when it never
+    will (bad config, impossible resources).
     """
 
     retryable = False
@@ -23,8 +23,21 @@ class ExecutorConnectionError(ExecutorError):
     retryable = True
 
 
+class ImagePullError(ExecutorError):
+    """The platform answered that it cannot get the job's image; the message names the image.
+
+    The image does not exist, access to it was denied, or its registry did not answer
+    the platform's pull: the job's fault, not the host's (the host answered). So, unlike
+    ``ExecutorConnectionError``, it uses the attempt: the launch is tried again with
+    backoff while ``max_attempts`` allow (an image may be pushed, or a registry come
+    back, in the meantime), then the job fails with this message.
+    """
+
+    retryable = True
+
+
 class ExecutorResourceError(ExecutorError):
-    """The job asks for resources the platform cannot give (memory, CPU, image)."""
+    """The job asks for resources the platform cannot give (memory, CPU, a network)."""
 
 
 class ExecutorConfigurationError(ExecutorError):

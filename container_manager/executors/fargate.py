@@ -50,6 +50,8 @@ FARGATE_SIZES: dict[int, list[int]] = {
 #: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
+#: How ECS's stop reasons begin when a container's image could not be pulled.
+PULL_FAILURE = "CannotPullContainerError"
 #: Task state change events kept per executor for the harvests of this process.
 TASK_EVENTS_KEPT = 1000
 
@@ -472,10 +474,22 @@ def _task_summary(task: dict[str, Any], container: dict[str, Any]) -> str:
 
 
 def _task_error(task: dict[str, Any], container: dict[str, Any]) -> str:
-    """Why ECS stopped the task, when the exit code alone does not say (or is missing)."""
-    reasons = [r for r in (task.get("stoppedReason"), container.get("reason")) if r]
+    """Why ECS stopped the task, when the exit code alone does not say (or is missing).
+
+    A container whose image ECS could not pull (``CannotPullContainerError``: the image
+    or tag does not exist, access was denied, the registry did not answer) names the
+    image, as ``describe_tasks`` and the task state change events give it.
+    """
+    # The task's and the container's reason are often the same text: say it once.
+    reasons = list(
+        dict.fromkeys(r for r in (task.get("stoppedReason"), container.get("reason")) if r)
+    )
     stop_code = task.get("stopCode")
     ordinary = stop_code in (None, "EssentialContainerExited", "UserInitiated")
     if container.get("exitCode") is not None and ordinary and not container.get("reason"):
         return ""
-    return f"ECS {stop_code or 'stopped the task'}: {'; '.join(reasons) or 'no reason given'}"
+    error = f"ECS {stop_code or 'stopped the task'}: {'; '.join(reasons) or 'no reason given'}"
+    image = container.get("image")
+    if image and any(reason.startswith(PULL_FAILURE) for reason in reasons):
+        return _cloud.pull_failure(image, error)
+    return error

@@ -13,7 +13,12 @@ from typing import Any
 from container_manager import clock
 from container_manager.conf import setting
 from container_manager.executors import base
-from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
+from container_manager.executors._cloud import pull_failure
+from container_manager.executors.exceptions import (
+    ExecutorConnectionError,
+    ExecutorError,
+    ImagePullError,
+)
 from container_manager.executors.types import (
     ConfigKey,
     ExecutionState,
@@ -37,8 +42,9 @@ class MockExecutor(base.ContainerExecutor):
         ``n`` (from 0) is printed ``n * line_interval`` seconds after the start, so live
         reads see the output grow; 0 prints everything at once.
         ``launch_error``: ``"retryable"`` (the platform refused this job for now, counted
-        against its attempts), ``"unreachable"`` (the host cannot be reached, not counted) or
-        ``"permanent"``: every launch fails that way.
+        against its attempts), ``"image"`` (the job's image cannot be pulled, counted),
+        ``"unreachable"`` (the host cannot be reached, not counted) or ``"permanent"``:
+        every launch fails that way.
         ``launch_failures`` (0): the first N launches of each job fail with a retryable error.
         ``ignore_sigterm`` (false): a stop request does not end an execution, only ``kill``.
         ``memory_bytes`` / ``cpu_percent``: usage it reports while running.
@@ -56,7 +62,9 @@ class MockExecutor(base.ContainerExecutor):
         ConfigKey("stderr", (str,), "Its standard error.", default=""),
         ConfigKey("line_interval", (int, float), "Seconds between printed lines.", default=0),
         ConfigKey(
-            "launch_error", (str,), "'retryable', 'unreachable' or 'permanent': launches fail."
+            "launch_error",
+            (str,),
+            "'retryable', 'image', 'unreachable' or 'permanent': launches fail.",
         ),
         ConfigKey("launch_failures", (int,), "The first N launches fail, retryably.", default=0),
         ConfigKey("memory_bytes", (int,), "Memory it reports using."),
@@ -92,6 +100,8 @@ class MockExecutor(base.ContainerExecutor):
                 )
             if mode == "unreachable":
                 raise ExecutorConnectionError("mock executor: host unreachable (simulated)")
+            if mode == "image":
+                raise ImagePullError(pull_failure(request.image, "no such image (simulated)"))
             if mode == "retryable" or calls <= self.config.get("launch_failures", 0):
                 raise ExecutorError(
                     "mock executor: platform unavailable (simulated)", retryable=True

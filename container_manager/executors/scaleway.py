@@ -33,6 +33,8 @@ from container_manager.executors.types import (
 
 logger = logging.getLogger(__name__)
 
+#: The run's ``reason`` when the definition's image could not be found.
+IMAGE_NOT_FOUND = "image_not_found"
 NO_LOGS_NOTE = "Scaleway Serverless Jobs logs are in Cockpit; the Jobs API does not return them"
 
 _STATES = {
@@ -96,7 +98,10 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         return "", ""
 
     def harvest_job(self, execution_id: str) -> HarvestResult | None:
-        """The run's state, exit code and times; there are no logs to read."""
+        """The run's state, exit code and times; there are no logs to read.
+
+        A run that failed because its image was not found names the definition's image.
+        """
         run = self._get(execution_id)
         if run is None:
             return None
@@ -107,6 +112,8 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         failure = ""
         if not exited and state not in ("interrupted", "interrupting"):
             failure = f"Scaleway: {reason}: {run.error_message or 'no message'}"
+        if reason == IMAGE_NOT_FOUND:
+            failure = _cloud.pull_failure(self._image(), failure)
         return HarvestResult(
             exit_code=exit_code,
             platform_log=(
@@ -223,6 +230,14 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         if not response.job_runs:
             raise ExecutorConnectionError("Scaleway started no job run")
         return response.job_runs[0].id
+
+    def _image(self) -> str:
+        """The job definition's image (``image_uri``): runs cannot override it."""
+        with self._scaleway_errors(f"read of {self.config['job_definition_id']}"):
+            definition = self.api.get_job_definition(
+                job_definition_id=self.config["job_definition_id"], region=self.config["region"]
+            )
+        return definition.image_uri
 
     def _get(self, run_id: str) -> Any:
         with self._scaleway_errors(f"status of {run_id}"):

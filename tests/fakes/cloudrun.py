@@ -28,12 +28,18 @@ def _error(status, message):
 
 
 class FakeCloudRun(FakeServer):
-    """Executions live in ``executions`` (by full name); ``requests`` records what was sent."""
+    """Executions live in ``executions`` (by full name); ``requests`` records what was sent.
+
+    ``image`` is the job's; with ``image_missing`` set, executions end failed without
+    running, on a ``CONTAINER_MISSING`` condition, as for an image path that names no image.
+    """
 
     def __init__(self, ticks=1):
         super().__init__()
         self.ticks = ticks
         self.executions = {}
+        self.image = "busybox"
+        self.image_missing = False
 
     def config(self, **extra):
         return {
@@ -93,6 +99,7 @@ class FakeCloudRun(FakeServer):
         short = f"{JOB}-{uuid.uuid4().hex[:5]}"
         execution = {
             "name": f"{JOB_NAME}/executions/{short}", "short": short, "reads": 0,
+            "image_missing": self.image_missing,
             "key": env.get("CM_LAUNCH_KEY", ""), "override": override,
             "overrides": body.get("overrides", {}), "created": _now(), "finished": None,
             "cancelled": None, "outcome": script.outcome(override.get("args")),
@@ -117,7 +124,7 @@ class FakeCloudRun(FakeServer):
             "name": execution["name"], "job": JOB, "createTime": execution["created"],
             "startTime": execution["created"], "taskCount": 1,
             "template": {"containers": [{
-                "name": execution["override"].get("name", "job"), "image": "busybox",
+                "name": execution["override"].get("name", "job"), "image": self.image,
                 "args": execution["override"].get("args", []),
                 "env": execution["override"].get("env", []),
             }]},
@@ -128,6 +135,11 @@ class FakeCloudRun(FakeServer):
         view["completionTime"] = finished
         if execution["cancelled"]:
             view["cancelledCount"] = 1
+        elif execution["image_missing"]:
+            view["failedCount"] = 1
+            view["conditions"] = [{"type": "Completed", "state": "CONDITION_FAILED",
+                                   "reason": "CONTAINER_MISSING",
+                                   "message": f"Image '{self.image}' not found."}]  # fmt: skip
         elif outcome.exit_code == 0:
             view["succeededCount"] = 1
         else:
@@ -138,7 +150,7 @@ class FakeCloudRun(FakeServer):
 
     def _tasks(self, execution):
         task = {"name": f"{execution['name']}/tasks/{execution['short']}-task0", "index": 0}
-        if execution["finished"] and not execution["cancelled"]:
+        if execution["finished"] and not execution["cancelled"] and not execution["image_missing"]:
             task["lastAttemptResult"] = {"exitCode": execution["outcome"].exit_code}
         return [task]
 

@@ -25,12 +25,18 @@ def _now():
 
 
 class FakeScaleway(FakeServer):
-    """Runs live in ``runs`` (by id); ``requests`` records what was sent."""
+    """Runs live in ``runs`` (by id); ``requests`` records what was sent.
+
+    ``image`` is the definition's ``image_uri``; with ``image_missing`` set, runs end
+    ``failed`` without running, for the reason ``image_not_found``.
+    """
 
     def __init__(self, ticks=1):
         super().__init__()
         self.ticks = ticks
         self.runs = {}
+        self.image = "busybox"
+        self.image_missing = False
 
     def config(self, **extra):
         return {
@@ -56,7 +62,7 @@ class FakeScaleway(FakeServer):
         if method == "GET" and path == f"{BASE}/job-definitions/{DEFINITION}":
             return 200, {"id": DEFINITION, "name": "cm-job", "project_id": PROJECT,
                          "cpu_limit": 1000, "memory_limit": 1024, "local_storage_capacity": 1000,
-                         "image_uri": "busybox", "environment_variables": {}, "description": "",
+                         "image_uri": self.image, "environment_variables": {}, "description": "",
                          "startup_command": [], "args": [], "region": REGION}  # fmt: skip
         if path.startswith(f"{BASE}/job-definitions/"):
             return 404, {"message": "resource is not found", "type": "not_found"}
@@ -84,7 +90,7 @@ class FakeScaleway(FakeServer):
         run = {
             "id": str(uuid.uuid4()), "definition": DEFINITION, "key": env.get("CM_LAUNCH_KEY", ""),
             "body": body, "created": _now(), "reads": 0, "ended": None, "stopped": False,
-            "outcome": script.outcome(body.get("args")),
+            "outcome": script.outcome(body.get("args")), "image_missing": self.image_missing,
         }  # fmt: skip
         self.runs[run["id"]] = run
         return 200, {"job_runs": [self._view(run, tick=False)]}
@@ -107,6 +113,9 @@ class FakeScaleway(FakeServer):
             code = run["outcome"].exit_code
             if run["stopped"]:
                 view.update(state="interrupted", reason="cancellation")
+            elif run["image_missing"]:
+                view.update(state="failed", reason="image_not_found",
+                            error_message=f"image {self.image} not found")  # fmt: skip
             elif code == 0:
                 view.update(state="succeeded", exit_code=0)
             else:
