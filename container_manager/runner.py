@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 from container_manager import steps
 from container_manager.executors.exceptions import ExecutorError
@@ -52,7 +52,9 @@ def run(step: str, job_id: Any) -> StepOutcome:
     """Run ``step`` for ``job_id`` and classify what happened; never raises.
 
     Transient failures (a retryable executor error, the database away, an
-    unexpected exception, logged with its traceback) ask for a retry;
+    unexpected exception, logged with its traceback) ask for a retry; only a
+    lost or refused connection counts as the database being away: a broken
+    constraint or bad SQL is a bug and is logged with its traceback;
     permanent ones (unknown step, a non-retryable executor error) are
     dropped with the reason logged: the row is unchanged and the sweep looks again.
 
@@ -71,7 +73,7 @@ def run(step: str, job_id: Any) -> StepOutcome:
             return StepOutcome(Verdict.RETRY, reason=f"platform unavailable, retry: {exc}")
         logger.error("step %s for job %s dropped: platform error: %s", step, job_id, exc)
         return StepOutcome(Verdict.DROP, result="executor-error", reason=str(exc))
-    except DatabaseError as exc:
+    except (OperationalError, InterfaceError) as exc:
         logger.warning("step %s for job %s: database unavailable: %s", step, job_id, exc)
         return StepOutcome(Verdict.RETRY, reason="database unavailable, retry")
     except Exception as exc:  # noqa: BLE001 - a message is a hint: log, retry, the sweep backs it

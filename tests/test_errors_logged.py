@@ -65,3 +65,21 @@ def test_step_error_is_logged_with_traceback_and_job_id(
     text = "\n".join(lines)
     assert "Traceback" in text and "the disk is on fire" in text and JOB_ID in text
     assert type(handler) is logging.StreamHandler
+
+
+def test_a_broken_constraint_is_logged_as_a_bug_not_as_the_database_away(monkeypatch, caplog):
+    # An IntegrityError once looked like an outage ("database unavailable") and hid a bug.
+    from django.db import IntegrityError
+
+    from container_manager import runner
+
+    def collides(job_id):
+        raise IntegrityError("UNIQUE constraint failed: container_manager_containerexecution")
+
+    monkeypatch.setitem(steps.STEPS, "harvest", collides)
+    with caplog.at_level(logging.WARNING, logger="container_manager.runner"):
+        outcome = runner.run("harvest", JOB_ID)
+    assert outcome.verdict == runner.Verdict.RETRY
+    assert "database unavailable" not in caplog.text
+    assert "UNIQUE constraint failed" in caplog.text
+    assert any(record.exc_info for record in caplog.records)
