@@ -84,7 +84,9 @@ class DockerExecutor(ContainerExecutor):
 
     The container of an attempt is named ``cm-<launch key>`` and carries the
     labels of ``ContainerExecutor.labels``, which makes ``launch_job``
-    idempotent and lets forgotten containers be found again.
+    idempotent and lets forgotten containers be found again. The engine refuses a
+    second container of that name, so two launches of one key at once share one
+    container: the loser of the create adopts the winner's (``concurrent_launch_safe``).
 
     ``host.executor_config`` keys (all optional):
 
@@ -123,6 +125,7 @@ class DockerExecutor(ContainerExecutor):
         "supports_resource_usage": True,
     }
     stop_kills_after_grace = True
+    concurrent_launch_safe = True
 
     def __init__(self, host: Any):
         super().__init__(host)
