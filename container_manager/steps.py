@@ -1,4 +1,4 @@
-"""The steps (launch, check, harvest, cancel; notify for webhooks) and the sweep that re-sends them.
+"""The steps (launch, resume, check, harvest, cancel; notify for webhooks) and the sweep.
 
 Each step reloads the row, acts only if the row says so, and is safe to run twice.
 """
@@ -48,7 +48,7 @@ EARLY_CHECK_TOLERANCE = 0.25
 KILL_BACKSTOP_MARGIN = 1.0
 
 
-def launch(job_id: Any) -> str:
+def launch(job_id: Any, *, quiet: bool = False) -> str:
     """Start the job's container, reconcile a launch whose launcher went quiet, or take it over.
 
     A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
@@ -59,6 +59,8 @@ def launch(job_id: Any) -> str:
     Before the platform is called, a launch hint due at that delay is sent
     (``send_backstop``): if this launcher dies, that message reconciles the launch or takes
     it over; on a job recorded running by then it is one SELECT and ``nothing-to-do``.
+    ``quiet``: the launcher may have stopped with its worker (``resume``), so a launch under
+    lease is looked up (and taken over) now, however recently it began.
     """
     job = _load(job_id)
     if job is None:
@@ -80,7 +82,7 @@ def launch(job_id: Any) -> str:
             return "waiting-for-slot"
     elif job.status == st.LAUNCHING:
         if job.lease_expires_at and job.lease_expires_at > now:
-            waiting = _reconcile(job, now)
+            waiting = _reconcile(job, now, quiet)
             if waiting:
                 return waiting
         guard = {"attempt_count": job.attempt_count, "lease_expires_at": job.lease_expires_at}
@@ -228,6 +230,36 @@ def sweep(now: Any = None) -> dict[str, int]:
     return sent
 
 
+def catch_up(hosts: Any = None) -> list[tuple[str, str, float]]:
+    """A ``harvest`` now for every running job (on ``hosts``, ids or a query of them, if given).
+
+    For after a time in which the end of an execution could pass unseen: a worker that was
+    down, an event stream that was closed. A harvest finishes a job whose execution ended
+    and leaves one still running to its checks.
+    """
+    running = ContainerJob.objects.filter(status=st.RUNNING)
+    if hosts is not None:
+        running = running.filter(docker_host_id__in=hosts)
+    return [("harvest", str(pk), 0.0) for pk in running.values_list("pk", flat=True)]
+
+
+def resume(job_id: Any) -> str:
+    """``launch`` for a job whose launcher may have stopped with its worker: looked at now.
+
+    A worker sends it at its start for every launching job (``resuming``): each launch is
+    reconciled, or taken over, at once rather than LAUNCH_RECONCILE_SECONDS after it began.
+    Taking over stays for ``concurrent_launch_safe`` executors: a launcher of another worker
+    may still be in ``start``. A pending job is launched as ``launch`` would.
+    """
+    return launch(job_id, quiet=True)
+
+
+def resuming() -> list[tuple[str, str, float]]:
+    """A ``resume`` now for every launching job: what a worker sends at its start."""
+    launching = ContainerJob.objects.filter(status=st.LAUNCHING)
+    return [("resume", str(pk), 0.0) for pk in launching.values_list("pk", flat=True)]
+
+
 def _launchable(settled: Any, batch: int) -> Any:
     """Due pending jobs, at most as many per host as it has free slots, best first.
 
@@ -259,6 +291,7 @@ def _launchable(settled: Any, batch: int) -> Any:
 STEPS: dict[str, Callable[[Any], str]] = {
     "launch": launch,
     "start": launch,
+    "resume": resume,
     "check": check,
     "harvest": harvest,
     "cancel": cancel,
@@ -403,8 +436,8 @@ def _first_check(job: ContainerJob, execution_id: str) -> float:
     return first_check if known is None else min(first_check, known)
 
 
-def _reconcile(job: ContainerJob, now: datetime) -> str:
-    """A launch still under lease: after LAUNCH_RECONCILE_SECONDS, find its execution by key.
+def _reconcile(job: ContainerJob, now: datetime, quiet: bool = False) -> str:
+    """A launch still under lease: after LAUNCH_RECONCILE_SECONDS (or if ``quiet``), find it.
 
     Returns the launch step's answer, or "" when the launch is to be taken over now: nothing
     was found and the executor is ``concurrent_launch_safe``, so the launcher, if only slow,
@@ -413,7 +446,7 @@ def _reconcile(job: ContainerJob, now: datetime) -> str:
     lease's expiry takes the launch over.
     """
     began = job.lease_expires_at - timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
-    if now < began + timedelta(seconds=setting("LAUNCH_RECONCILE_SECONDS")):
+    if not quiet and now < began + timedelta(seconds=setting("LAUNCH_RECONCILE_SECONDS")):
         return "in-progress"
     executor = ExecutorFactory().get_executor(job)
     try:

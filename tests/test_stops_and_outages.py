@@ -426,10 +426,30 @@ def test_a_platform_unsafe_to_launch_twice_waits_for_the_lease(
     launcher_died_after_the_slot(job, clock)
     clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
     assert steps.launch(job.pk) == "in-progress"  # nothing to find, and never started here
+    assert steps.resume(job.pk) == "in-progress"
     assert MockExecutor.launch_count(job.pk) == 0
     clock.advance(setting("LAUNCH_LEASE_SECONDS") - setting("LAUNCH_RECONCILE_SECONDS"))
     assert steps.launch(job.pk) == "launched"
     assert MockExecutor.execution_count(job.pk) == 1
+
+
+def test_resume_reconciles_or_takes_over_a_launch_however_recent(
+    recording, make_mock_host, clock, monkeypatch
+):
+    host = make_mock_host(duration=600)
+    died, started = submit(host), submit(host)
+    launcher_died_after_the_slot(died, clock)
+    restore = crash_after_start(monkeypatch)
+    with pytest.raises(RuntimeError):
+        steps.launch(started.pk)  # its launcher died after the start
+    restore()
+    clock.advance(1)
+    assert steps.launch(died.pk) == steps.launch(started.pk) == "in-progress"
+    assert sorted(steps.resuming()) == sorted(("resume", str(j.pk), 0.0) for j in (died, started))
+    assert steps.resume(died.pk) == "launched"
+    assert steps.resume(started.pk) == "reconciled"
+    assert [MockExecutor.execution_count(job.pk) for job in (died, started)] == [1, 1]
+    assert {row(job).status for job in (died, started)} == {"running"}
 
 
 def test_a_reconciled_launch_is_checked_at_once_even_while_events_flow(
@@ -450,6 +470,15 @@ def test_a_reconciled_launch_is_checked_at_once_even_while_events_flow(
         flow.mark_following(host.pk, False)
     # Its stop event may have come while no one listened: the first check does not wait for it.
     assert recording.take() == [("check", str(job.pk), 0.0)]
+
+
+def test_catch_up_harvests_running_jobs_of_the_hosts_asked(recording, make_mock_host, clock):
+    first, second = make_mock_host(duration=600), make_mock_host(duration=600)
+    jobs = [submit(first), submit(second)]
+    for job in jobs:
+        assert steps.launch(job.pk) == "launched"
+    assert steps.catch_up([first.pk]) == [("harvest", str(jobs[0].pk), 0.0)]
+    assert sorted(steps.catch_up()) == sorted(("harvest", str(job.pk), 0.0) for job in jobs)
 
 
 # -- 4. an unreachable host does not use up attempts ------------------------------------------
