@@ -518,9 +518,12 @@ class DockerExecutor(ContainerExecutor):
             raise
 
     def _remove_unstarted(self, container: Container) -> None:
-        # A container whose start failed would stay "Created" on the engine for good.
+        # A container whose start failed would stay "Created" on the engine for good; one that
+        # another launch of the key has started meanwhile (a takeover) is that launch's.
         try:
-            container.remove(force=True, v=True)
+            container.reload()
+            if container.status == "created":
+                container.remove(force=True, v=True)
         except Exception:  # noqa: BLE001 - the start error is the one worth raising
             logger.warning("could not remove container %s after its start failed", container.name)
 
