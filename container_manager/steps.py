@@ -51,16 +51,15 @@ KILL_BACKSTOP_MARGIN = 1.0
 def launch(job_id: Any, *, quiet: bool = False) -> str:
     """Start the job's container, reconcile a launch whose launcher went quiet, or take it over.
 
-    A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
+    A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began (at once if ``quiet``:
+    its launcher may have stopped with its worker, see ``resume``) is looked up on the
     platform by its launch key and recorded as running if found. If nothing is found it is
-    taken over then, with the same key, when the executor is ``concurrent_launch_safe`` (a
-    launcher that is only slow gets the same execution); else once its lease has expired.
-    Taking over renews the lease (a compare-and-set on the old one), so one caller does it.
+    taken over with the same key: then if the executor is ``concurrent_launch_safe`` (a
+    launcher that is only slow gets the same execution), else once its lease has expired.
+    Taking over renews the lease by a compare-and-set on the old one, so one caller does it.
     Before the platform is called, a launch hint due at that delay is sent
     (``send_backstop``): if this launcher dies, that message reconciles the launch or takes
     it over; on a job recorded running by then it is one SELECT and ``nothing-to-do``.
-    ``quiet``: the launcher may have stopped with its worker (``resume``), so a launch under
-    lease is looked up (and taken over) now, however recently it began.
     """
     job = _load(job_id)
     if job is None:
@@ -248,8 +247,8 @@ def resume(job_id: Any) -> str:
 
     A worker sends it at its start for every launching job (``resuming``): each launch is
     reconciled, or taken over, at once rather than LAUNCH_RECONCILE_SECONDS after it began.
-    Taking over stays for ``concurrent_launch_safe`` executors: a launcher of another worker
-    may still be in ``start``. A pending job is launched as ``launch`` would.
+    Taking over is still only for ``concurrent_launch_safe`` executors: a launcher of another
+    worker may still be in ``start``. A pending job is launched as ``launch`` would.
     """
     return launch(job_id, quiet=True)
 
