@@ -5,13 +5,18 @@ Needs the engine and the local image (``infra/test-image.sh``); CI requires both
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
+from container_manager import clock, dispatch, steps, transitions
+from container_manager.conf import setting
 from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from tests.backends import RecordingBackend
 from tests.conftest import containers_for, missing_service, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
@@ -166,6 +171,25 @@ def test_host_at_capacity_jobs_wait_their_turn(local, docker_host, docker_ready)
         time.sleep(0.02)
     assert all(ContainerJob.objects.get(pk=j.pk).status == "completed" for j in jobs)
     assert most_active == 1
+
+
+def test_a_launch_killed_before_its_container_existed_resumes_at_the_reconcile_delay(
+    local, docker_host, docker_ready, monkeypatch
+):
+    with dispatch.use_backend(RecordingBackend({})):  # the worker that is killed
+        job = run(docker_host, docker_ready, "echo resumed")
+        lease = clock.now() + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
+        assert transitions.begin_launch(job, lease)  # it took the slot, then died
+    assert containers_for(job.pk) == [] and slots_held(docker_host) == 1
+    reconcile = setting("LAUNCH_RECONCILE_SECONDS")
+    assert steps.sweep(now=timezone.now() + timedelta(seconds=reconcile - 1))["relaunch"] == 0
+    later = timedelta(seconds=reconcile)
+    monkeypatch.setattr("container_manager.clock.now", lambda: timezone.now() + later)
+    assert steps.sweep()["relaunch"] == 1  # taken over now, not when the lease ends
+    done = finished(job, timeout=30)
+    assert (done.status, done.attempt_count, done.clean_output) == ("completed", 1, "resumed\n")
+    wait_for(lambda: containers_for(done.pk) == [], timeout=15)
+    assert slots_held(docker_host) == 0
 
 
 def test_environment_workdir_and_network_alias(local, docker_host, docker_ready):
