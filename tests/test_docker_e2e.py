@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,7 +16,7 @@ from container_manager.conf import setting
 from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from tests.backends import RecordingBackend
-from tests.conftest import containers_for, missing_service, slots_held, wait_for
+from tests.conftest import containers_for, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -104,25 +103,10 @@ def test_missing_image_uses_the_attempts_and_fails_naming_it(local, docker_host)
     assert slots_held(docker_host) == 0
 
 
-@pytest.fixture(
-    params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def database(request, db):
-    """The test once per database: the variant of the database this run does not use skips.
-
-    The PostgreSQL variant fails instead under ``CM_REQUIRE_SERVICES=1`` on SQLite.
-    """
-    if connection.vendor == request.param:
-        return request.param
-    if request.param == "postgresql":
-        missing_service("needs PostgreSQL: run with DATABASE_URL=postgres://... (CI does)")
-    pytest.skip(f"the {request.param} variant; this run uses {connection.vendor}")
-
-
-def test_a_missing_image_fails_as_the_jobs_fault_and_the_host_goes_on(
-    database, local, docker_ready
-):
+def test_a_missing_image_fails_as_the_jobs_fault_and_the_host_goes_on(local, docker_ready):
     """Issue 24 as reported: one slot; ``no-such-image:2``, then ``sleep``, then ``echo hi``.
+
+    Runs on the database of the run: CI runs the suite on SQLite and on PostgreSQL.
 
     Whatever the registry answers the engine's pull (404, or no answer without a network),
     the bad job uses its attempts and fails naming the image, and the others run in turn.
