@@ -40,7 +40,7 @@ def measure(size: int, repeat: int) -> dict:
 
     from container_manager import dispatch, scheduler
     from container_manager.models import ContainerJob, ExecutorHost
-    from container_manager.schedules import JobSchedule
+    from container_manager.models.schedules import JobSchedule
     from tests.backends import RecordingBackend
 
     ContainerJob.objects.all().delete()

@@ -18,7 +18,7 @@ from container_manager.api import _json_object as json_object
 from container_manager.auth import ApiCaller, AuthError
 from container_manager.envtext import format_env_text
 from container_manager.models import EnvironmentVariableTemplate
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 
 #: What a create may say; ``image``, ``host``, ``environment_*`` are mapped to model fields.
 CREATE_FIELDS = {

@@ -104,7 +104,7 @@ class ApiCaller:
 
 def authenticate_api(request: HttpRequest) -> ApiCaller:
     """Check a JSON API call's bearer token: a user's ``ApiToken`` or one of ``API_TOKENS``."""
-    from container_manager.tokens import ApiToken
+    from container_manager.models.tokens import ApiToken
 
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 from container_manager import clock, dispatch, outbound
 from container_manager.conf import setting
-from container_manager.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
+from container_manager.models.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.db.models import Exists
 
 from container_manager import clock, dispatch
 from container_manager import status as st
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 
 def annotations() -> dict[str, Exists]:

@@ -17,7 +17,7 @@ from container_manager import cron
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.models import ContainerJob
-from container_manager.schedules import ALLOW, REPLACE, SKIP, JobSchedule
+from container_manager.models.schedules import ALLOW, REPLACE, SKIP, JobSchedule
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
 from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerJob, ExecutorHost, HostSlot
+from container_manager.models.jobs import LAUNCH_ORDER
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -233,21 +234,15 @@ def _launchable(settled: Any, batch: int) -> Any:
     """
     free = HostSlot.objects.free_by_host(batch)
     room = Case(*(When(docker_host_id=host, then=Value(n)) for host, n in free.items()), default=0)
-    place = Window(
-        RowNumber(),
-        partition_by=[F("docker_host_id")],
-        order_by=[F("priority").desc(), F("created_at").asc()],
-    )
+    place = Window(RowNumber(), partition_by=[F("docker_host_id")], order_by=LAUNCH_ORDER)
+    # A job just submitted is its own launch's for the grace period, not the sweep's.
+    fresh = Q(run_after__isnull=True, created_at__gt=settled)
     return (
-        ContainerJob.objects.filter(
-            Q(run_after__lte=settled) | Q(run_after__isnull=True, created_at__lte=settled),
-            *workflows.launchable(),
-            status=st.PENDING,
-            docker_host_id__in=list(free),
-        )
+        ContainerJob.objects.launchable(settled)
+        .exclude(fresh)
+        .filter(docker_host_id__in=list(free))
         .annotate(place=place, free=room)
         .filter(place__lte=F("free"))
-        .order_by("-priority", "created_at")
     )
 
 

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
 
 from container_manager import clock, hooks, outbox, signals
@@ -285,19 +285,7 @@ def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
     fits = HostSlot.objects.filter(
         job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
     )
-    return (
-        ContainerJob.objects.filter(
-            # No array parent, no unfinished dependency (container_manager.workflows).
-            *hooks.call("launchable"),
-            Exists(fits),
-            docker_host_id=host_id,
-            status=st.PENDING,
-            cancel_requested_at__isnull=True,
-            docker_host__is_active=True,
-        )
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
-        .order_by("-priority", "created_at")
-    )
+    return ContainerJob.objects.launchable(now).filter(Exists(fits), docker_host_id=host_id)
 
 
 def _claim_fields(now: Any) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
 from container_manager import dispatch, hooks
 from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.models import ArrayCounts, ContainerJob, HostSlot, JobDependency
+from container_manager.models.jobs import unfinished_dependencies
 from container_manager.transitions import move
 
 #: A dependency ending in one of these dooms the jobs that wait for it.
@@ -117,14 +118,9 @@ def array_environment(job: ContainerJob) -> dict[str, str]:
     return environment
 
 
-def launchable() -> tuple[Q, Exists]:
-    """Filters for jobs the launch step may start: no array parent, no dependency unfinished."""
-    return Q(array_size__isnull=True) | Q(array_parent__isnull=False), ~Exists(_unfinished())
-
-
 def annotations() -> dict[str, Exists]:
     """For the steps' job SELECT: whether the job (or its array parent) waits for any job."""
-    return {"has_unfinished_dependencies": Exists(_unfinished())}
+    return {"has_unfinished_dependencies": Exists(unfinished_dependencies())}
 
 
 def launch_gate(job: ContainerJob) -> str | None:
@@ -186,7 +182,7 @@ def release_dependents(job_id: Any, status: str) -> int:
     """
     waiting = ContainerJob.objects.filter(dependency_links__depends_on_id=job_id, status=st.PENDING)
     if status == st.COMPLETED:
-        waiting = waiting.filter(~Exists(_unfinished()))
+        waiting = waiting.filter(~Exists(unfinished_dependencies()))
     return _send_launches(waiting)
 
 
@@ -302,13 +298,6 @@ def _children(parent: ContainerJob) -> list[ContainerJob]:
     ]
 
 
-def _unfinished() -> Any:
-    """Dependencies of the outer row (or of its array parent) that have not completed."""
-    return JobDependency.objects.filter(
-        Q(job_id=OuterRef("pk")) | Q(job_id=OuterRef("array_parent_id"))
-    ).exclude(depends_on__status=st.COMPLETED)
-
-
 def _blocking(job: ContainerJob) -> list[dict[str, Any]]:
     owners = [pk for pk in (job.pk, job.array_parent_id) if pk is not None]
     return list(
@@ -375,5 +364,4 @@ hooks.bind(
     check_array_size=check_array_size,
     workflow_submitted=submitted,
     job_moved=job_moved,
-    launchable=launchable,
 )

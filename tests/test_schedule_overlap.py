@@ -9,7 +9,7 @@ import pytest
 
 from container_manager import scheduler
 from container_manager.models import ContainerJob
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]

@@ -12,7 +12,7 @@ from django.db import connection
 
 from container_manager import scheduler, steps
 from container_manager.models import ContainerJob
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from container_manager import status as st
 from container_manager import steps
 from container_manager.models import ContainerJob
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.transitions import move
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from django.urls import reverse
 from container_manager import dispatch, notify, outbox, signals, steps
 from container_manager.auth import sign_request
 from container_manager.models import ContainerJob
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from functions import handlers
 from tests import aws_support as aws
 from tests.push_support import HMAC_SECRET

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from container_manager import scheduler
 from container_manager.cron import zone
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 
 #: Upcoming times shown on a schedule's page.
 UPCOMING = 5

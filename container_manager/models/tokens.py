@@ -102,3 +102,22 @@ class ApiToken(models.Model):
         if self.last_used is None or now - self.last_used >= LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=self.pk).update(last_used=now)
             self.last_used = now
+
+
+class UsedSignature(models.Model):
+    """
+    An HMAC-signed push that was acted on: a replay of it is refused until it expires.
+
+    Written by ``container_manager.auth`` after a signed step or sweep push
+    succeeded (a retry after a failed attempt is therefore still accepted);
+    expired rows are deleted by the sweep endpoint.
+    """
+
+    signature = models.CharField(max_length=64, unique=True, help_text="The HMAC hex digest.")
+    expires_at = models.DateTimeField(db_index=True, help_text="When the signature's age ran out.")
+
+    class Meta:
+        verbose_name = "used request signature"
+
+    def __str__(self) -> str:
+        return f"{self.signature[:12]}… until {self.expires_at:%Y-%m-%d %H:%M:%S}"

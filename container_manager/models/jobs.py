@@ -1,4 +1,4 @@
-"""The four models: executor hosts, environment templates, jobs and their execution attempts.
+"""Jobs: the queries over them, ``create_job``, and the ``ContainerJob`` row itself.
 
 Rows are the truth. Status changes only through ``container_manager.transitions``.
 """
@@ -6,7 +6,6 @@ Rows are the truth. Status changes only through ``container_manager.transitions`
 from __future__ import annotations
 
 import json
-import random
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,9 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connections, models, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from container_manager import hooks, submission
@@ -26,23 +24,12 @@ from container_manager.envtext import format_env_text, parse_env_text, validate_
 from container_manager.executors import capabilities
 from container_manager.executors.exceptions import ExecutorConfigurationError
 from container_manager.executors.factory import (
-    BUILTIN_EXECUTOR_TYPES,
     ExecutorFactory,
     executor_choices,
 )
 from container_manager.logtext import LIVE, NONE, STORED, JobLogs, slice_log, strip_timestamps
-from container_manager.tokens import ApiToken
-
-__all__ = [
-    "ApiToken",
-    "ContainerExecution",
-    "ContainerJob",
-    "EnvironmentVariableTemplate",
-    "ExecutorHost",
-    "HostSlot",
-    "UsedSignature",
-    "executor_choices",
-]
+from container_manager.models.environments import EnvironmentVariableTemplate
+from container_manager.models.hosts import ExecutorHost, editable_field_names
 
 
 def default_max_attempts() -> int:
@@ -50,496 +37,16 @@ def default_max_attempts() -> int:
     return setting("DEFAULT_MAX_ATTEMPTS")
 
 
-class ExecutorHostQuerySet(models.QuerySet):
-    """Queries over hosts."""
-
-    def available(self) -> ExecutorHostQuerySet:
-        """Active hosts with a free slot (read from the slot rows, not ``current_job_count``)."""
-        return self.filter(Exists(HostSlot.objects.free(OuterRef("pk"))), is_active=True)
-
-    def with_slots_used(self) -> ExecutorHostQuerySet:
-        """Annotate ``slots_used``: the jobs holding a slot now, counted from the slot rows."""
-        return self.annotate(slots_used=HostSlot.objects.held_count(OuterRef("pk")))
-
-    def choose(self, executor_type: str | None = None) -> ExecutorHost | None:
-        """Pick an active host for a new job, weighted by ``weight``.
-
-        Hosts with a free slot are preferred; when every active host is full,
-        one is still chosen and the job waits there for a slot. None when no
-        host is active.
-        """
-        active = self.filter(is_active=True)
-        if executor_type:
-            active = active.filter(executor_type=executor_type)
-        hosts = list(
-            active.only("id", "weight").annotate(
-                has_room=Exists(HostSlot.objects.free(OuterRef("pk")))
-            )
-        )
-        free = [h for h in hosts if h.has_room]
-        pool = free or hosts
-        if not pool:
-            return None
-        chosen = random.choices(pool, weights=[h.weight for h in pool])[0]
-        return self.get(pk=chosen.pk)
+#: The order in which waiting jobs launch: best priority first, then the oldest.
+LAUNCH_ORDER = ("-priority", "created_at")
 
 
-class ExecutorHost(models.Model):
-    """
-    Represents an execution environment for containerized jobs.
-
-    ExecutorHost defines where and how jobs are executed: a Docker daemon, a
-    Cloud Run project and region, an ECS cluster, a Scaleway project, or the
-    Mock executor. ``executor_type`` chooses the executor class
-    (``container_manager.executors.factory``) and ``executor_config`` holds its
-    platform settings (documented per executor in ``docs/executors.md``).
-
-    Supported Executor Types:
-        - ``docker``: local or remote Docker daemon
-        - ``cloudrun``: Google Cloud Run Jobs
-        - ``fargate``: AWS ECS on Fargate
-        - ``scaleway``: Scaleway Serverless Jobs
-        - ``mock``: a simulated executor for tests and demos (says so in its output)
-        - any type added in ``CONTAINER_MANAGER["EXECUTORS"]``
-
-    Connection String Formats:
-        Docker:
-        - ``unix:///var/run/docker.sock`` (local Unix socket)
-        - ``tcp://docker.example.com:2376`` (remote TCP; TLS with ``tls_enabled``)
-
-        Cloud Run:
-        - ``projects/PROJECT_ID/locations/REGION``
-
-        Mock:
-        - ``mock://localhost``
-
-    Capacity:
-        A host has ``max_concurrent_jobs`` slot rows (``HostSlot``, numbers 0 to
-        ``max_concurrent_jobs - 1``, kept in step when the host is saved). A job
-        takes a free one when it starts launching and gives it back (or passes it
-        to the next waiting job) in the transaction that moves it out of
-        ``launching``/``running``; a slot row is locked with ``SKIP LOCKED``, so
-        launches on one host do not wait for each other, and a host never runs
-        more than ``max_concurrent_jobs`` jobs even when many launches race.
-        Admission, ``is_available()``, ``available()`` and the sweep read the
-        slot rows.
-
-        ``current_job_count`` reports the jobs holding a slot, for display and
-        ordering. On SQLite it is exact (written in the moving transaction). On
-        PostgreSQL each launch and hand-over refreshes it in its own statement
-        from the committed slot rows, skipping the refresh when another one holds
-        the host row, and each sweep refreshes every host: it is exact once no
-        launch or finish is in flight, and is corrected by the next sweep at the
-        latest. ``with_slots_used()`` gives the exact figure. Saving a host never
-        writes ``current_job_count``.
-
-    Health Monitoring:
-        ``health_check()`` asks the executor to reach the platform and records
-        the answer in ``last_health_check_at``, ``last_health_ok`` and
-        ``last_health_error``. The steps record the same fields, and
-        ``unreachable_since``, when they cannot reach the platform (jobs then
-        wait, their attempts untouched), and clear them when it answers again.
-        Inactive hosts are excluded from scheduling.
-
-    Example Usage:
-        >>> host = ExecutorHost.objects.create(
-        ...     name="doc-mock-host",
-        ...     executor_type="mock",
-        ...     connection_string="mock://localhost",
-        ...     max_concurrent_jobs=2,
-        ... )
-        >>> host.get_display_name()
-        'doc-mock-host (Mock (tests and demos))'
-        >>> host.is_available()
-        True
-        >>> host.health_check()
-        True
-        >>> job = ContainerJob.objects.create(
-        ...     docker_image="alpine:latest", command="echo hi", docker_host=host,
-        ... )
-        >>> host.jobs.count()
-        1
-    """
-
-    HOST_TYPE_CHOICES = [("tcp", "TCP"), ("unix", "Unix socket")]
-    EXECUTOR_CHOICES = [(name, label) for name, (_path, label) in BUILTIN_EXECUTOR_TYPES.items()]
-
-    name = models.CharField(
-        max_length=100, unique=True, help_text="Unique, human-readable name of the host."
-    )
-    host_type = models.CharField(
-        max_length=10,
-        choices=HOST_TYPE_CHOICES,
-        default="unix",
-        help_text="How a Docker host is reached: 'unix' socket or 'tcp'. Not used by clouds.",
-    )
-    connection_string = models.CharField(
-        max_length=500,
-        help_text=(
-            "Where the platform is: 'unix:///var/run/docker.sock', 'tcp://host:2376', "
-            "'projects/P/locations/R' for Cloud Run, 'mock://localhost' for the mock."
-        ),
-    )
-    tls_enabled = models.BooleanField(
-        default=False, help_text="Use TLS for a TCP Docker connection."
-    )
-    tls_verify = models.BooleanField(
-        default=False, help_text="Verify the Docker daemon's TLS certificate."
-    )
-    is_active = models.BooleanField(
-        default=True, help_text="Inactive hosts get no new jobs; running jobs finish."
-    )
-    auto_pull_images = models.BooleanField(
-        default=True, help_text="Pull an image the host does not have before launching."
-    )
-    executor_type = models.CharField(
-        max_length=50,
-        choices=executor_choices,
-        default="docker",
-        help_text="Which executor runs jobs on this host.",
-    )
-    executor_config = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="Executor settings as a JSON object; keys are documented per executor.",
-    )
-    max_concurrent_jobs = models.PositiveIntegerField(
-        default=10, help_text="At most this many jobs launch or run here at once."
-    )
-    weight = models.PositiveIntegerField(
-        default=100,
-        validators=[MinValueValidator(1), MaxValueValidator(1000)],
-        help_text="Share of new jobs this host gets among active hosts (1-1000).",
-    )
-    current_job_count = models.PositiveIntegerField(
-        default=0,
-        help_text=(
-            "Jobs launching or running here, from the slot rows; on PostgreSQL it may lag "
-            "concurrent launches until the next sweep."
-        ),
-    )
-    last_health_check_at = models.DateTimeField(
-        null=True, blank=True, help_text="When health_check() last ran."
-    )
-    last_health_ok = models.BooleanField(
-        null=True, blank=True, help_text="What the last health check found."
-    )
-    last_health_error = models.TextField(
-        blank=True, default="", help_text="The error of the last failed health check."
-    )
-    unreachable_since = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="Since when the steps could not reach the platform; empty while it answers.",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = ExecutorHostQuerySet.as_manager()
-
-    #: Fields written by the system, never by ``save()`` of an existing host.
-    SYSTEM_FIELDS = frozenset(
-        {
-            "current_job_count", "last_health_check_at", "last_health_ok", "last_health_error",
-            "unreachable_since",
-        }
-    )  # fmt: skip
-
-    class Meta:
-        ordering = ["name"]
-        verbose_name = "executor host"
-
-    def __str__(self) -> str:
-        return self.get_display_name()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save the host's settings; ``current_job_count`` and health are never overwritten.
-
-        The slot rows follow ``max_concurrent_jobs`` (``HostSlot.objects.sync``).
-        """
-        if not self._state.adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = _editable_field_names(self, self.SYSTEM_FIELDS)
-        fields = kwargs.get("update_fields")
-        with transaction.atomic(using=kwargs.get("using") or self._state.db):
-            super().save(*args, **kwargs)
-            if fields is None or "max_concurrent_jobs" in fields:
-                HostSlot.objects.sync(self)
-
-    def clean(self) -> None:
-        """Check ``executor_config`` against the executor's declared keys, naming the key."""
-        super().clean()
-        if self.executor_config is not None and not isinstance(self.executor_config, dict):
-            raise ValidationError({"executor_config": "must be a JSON object"})
-        problem = self.config_problem()
-        if problem:
-            field = "executor_type" if problem.key == "executor_type" else "executor_config"
-            raise ValidationError({field: str(problem)})
-
-    def config_problem(self) -> ExecutorConfigurationError | None:
-        """What is wrong with the executor type or its config, or None (no platform is called).
-
-        >>> host = ExecutorHost(executor_type="mock", executor_config={"durration": 1})
-        >>> str(host.config_problem()).split(" (known")[0]
-        "executor_config['durration']: unknown key for the mock executor"
-        """
-        try:
-            ExecutorFactory.executor_class(self.executor_type)(self)
-        except ExecutorConfigurationError as exc:
-            return exc
-        return None
-
-    def is_available(self) -> bool:
-        """True when the host is active and has a free slot row below ``max_concurrent_jobs``.
-
-        >>> host = ExecutorHost.objects.create(
-        ...     name="doc-one-slot", executor_type="mock", max_concurrent_jobs=1
-        ... )
-        >>> host.is_available(), ExecutorHost(is_active=True, max_concurrent_jobs=1).is_available()
-        (True, False)
-        """
-        if not self.is_active or self.pk is None:
-            return False
-        return HostSlot.objects.free(self.pk).exists()
-
-    def slots_in_use(self) -> int:
-        """How many of the host's slot rows a job holds (exact, unlike ``current_job_count``)."""
-        return HostSlot.objects.filter(host_id=self.pk, job__isnull=False).count()
-
-    def get_display_name(self) -> str:
-        """``"name (Executor label)"``, as shown in lists and the admin."""
-        label = dict(executor_choices()).get(self.executor_type, self.executor_type)
-        return f"{self.name} ({label})"
-
-    def health_check(self) -> bool:
-        """Ask the executor whether the platform answers; record and return the result."""
-        try:
-            health = ExecutorFactory().get_executor(self).get_health_status()
-        except Exception as exc:  # noqa: BLE001 - a broken config is an unhealthy host
-            health = {"healthy": False, "error": str(exc)}
-        answered = {"unreachable_since": None} if health["healthy"] else {}
-        ExecutorHost.objects.filter(pk=self.pk).update(
-            last_health_check_at=timezone.now(),
-            last_health_ok=health["healthy"],
-            last_health_error=health.get("error") or "",
-            **answered,
-        )
-        self.last_health_ok = health["healthy"]
-        self.last_health_error = health.get("error") or ""
-        return bool(health["healthy"])
-
-
-class HostSlotQuerySet(models.QuerySet):
-    """Queries over slot rows; ``host`` is a host id or an ``OuterRef`` to one."""
-
-    def free(self, host: Any) -> HostSlotQuerySet:
-        """The free slots of ``host`` that count (numbers below ``max_concurrent_jobs``)."""
-        return self.filter(
-            host_id=host, job__isnull=True, number__lt=F("host__max_concurrent_jobs")
-        )
-
-    def held_count(self, host: Any) -> Any:
-        """A subquery expression: how many slots of ``host`` a job holds."""
-        held = self.filter(host_id=host, job__isnull=False).order_by()
-        return Coalesce(Subquery(held.values("host_id").annotate(n=Count("pk")).values("n")[:1]), 0)
-
-    def free_by_host(self, limit: int) -> dict[Any, int]:
-        """``{host id: free slots, at most limit}`` of the active hosts that have any (one query).
-
-        Each host's count stops at ``limit`` rows, so the query reads at most
-        ``limit`` slot rows a host, however large its ``max_concurrent_jobs``.
-        """
-        connection = connections[self.db]
-        quote = connection.ops.quote_name
-        hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
-        sql = f"""
-            SELECT id, free FROM (
-                SELECT h.id, (
-                    SELECT count(*) FROM (
-                        SELECT 1 FROM {slots} s
-                        WHERE s.host_id = h.id AND s.job_id IS NULL
-                            AND s.number < h.max_concurrent_jobs
-                        LIMIT %s
-                    ) AS room
-                ) AS free
-                FROM {hosts} h WHERE h.is_active
-            ) AS counted
-            WHERE free > 0
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [limit])
-            return dict(cursor.fetchall())
-
-    def sync(self, host: ExecutorHost) -> None:
-        """Give ``host`` slot rows ``0 .. max_concurrent_jobs - 1``; drop free ones above.
-
-        A held row above the limit stays until its job leaves (``transitions.hand_over``
-        then deletes it instead of passing it on). Safe to run twice.
-        """
-        wanted = [HostSlot(host_id=host.pk, number=n) for n in range(host.max_concurrent_jobs)]
-        self.bulk_create(wanted, ignore_conflicts=True)
-        self.filter(
-            host_id=host.pk, job__isnull=True, number__gte=host.max_concurrent_jobs
-        ).delete()
-
-    def refresh_counts(self) -> int:
-        """Write each host's ``current_job_count`` from its slot rows; the hosts changed.
-
-        Run by the sweep, so a count a concurrent launch left stale is right again
-        within one sweep; a host row another transaction holds is skipped (not
-        waited for) on PostgreSQL.
-        """
-        held = self.held_count(OuterRef("pk"))
-        connection = connections[ExecutorHost.objects.db]
-        if connection.vendor != "postgresql":
-            return ExecutorHost.objects.exclude(current_job_count=held).update(
-                current_job_count=held
-            )
-        quote = connection.ops.quote_name
-        hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
-        # One statement, so no transaction of its own; the ORM refuses a lock outside one.
-        sql = f"""
-            WITH counted AS (
-                SELECT host_id, count(*) AS held FROM {slots}
-                WHERE job_id IS NOT NULL GROUP BY host_id
-            ),
-            drifted AS (
-                SELECT h.id, COALESCE(c.held, 0) AS held
-                FROM {hosts} h LEFT JOIN counted c ON c.host_id = h.id
-                WHERE h.current_job_count <> COALESCE(c.held, 0)
-                FOR NO KEY UPDATE OF h SKIP LOCKED
-            )
-            UPDATE {hosts} SET current_job_count = drifted.held
-            FROM drifted WHERE {hosts}.id = drifted.id
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.rowcount
-
-
-class HostSlot(models.Model):
-    """One of a host's ``max_concurrent_jobs`` slots; ``job`` is the job holding it, if any.
-
-    A job holds a slot while it is ``launching`` or ``running`` (array parents
-    hold none). The rows are the exact capacity record: ``current_job_count``
-    on the host is a report derived from them (see ``ExecutorHost``).
-    """
-
-    host = models.ForeignKey(ExecutorHost, on_delete=models.CASCADE, related_name="slots")
-    number = models.PositiveIntegerField(help_text="0 .. max_concurrent_jobs - 1.")
-    job = models.OneToOneField(
-        "ContainerJob",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="slot",
-        help_text="The job holding this slot; empty when the slot is free.",
-    )
-
-    objects = HostSlotQuerySet.as_manager()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["host", "number"], name="cm_hostslot_host_number")
-        ]
-        indexes = [
-            # A launch's first free row, and a host's held rows, without reading the others.
-            models.Index(
-                fields=["host", "number"],
-                condition=Q(job__isnull=True),
-                name="cm_hostslot_free_idx",
-            ),
-            models.Index(
-                fields=["host"], condition=Q(job__isnull=False), name="cm_hostslot_held_idx"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"slot {self.number} of host {self.host_id}"
-
-
-class EnvironmentVariableTemplate(models.Model):
-    """
-    Template for reusable environment variable configurations across jobs.
-
-    Provides a way to define and reuse common environment variable sets,
-    promoting consistency and reducing duplication in job configurations.
-
-    Format (parsed by ``get_environment_variables_dict``):
-        - One variable per line: ``KEY=VALUE``; the first ``=`` splits, so
-          values may contain ``=``
-        - Lines starting with ``#`` are comments; empty lines are ignored
-        - A value wrapped in matching quotes loses them: ``KEY="two words"``
-        - Keys are letters, digits and ``_``, not starting with a digit;
-          anything else is a validation error naming the line
-
-    Variable Resolution:
-        A job's environment is the template's variables overlaid with the
-        job's ``override_environment``, resolved when the job launches, so
-        editing a template changes jobs that have not launched yet.
-
-    Example Usage:
-        >>> env_template = EnvironmentVariableTemplate.objects.create(
-        ...     name="python-production",
-        ...     description="Production Python application environment",
-        ...     environment_variables_text='''
-        ... # application
-        ... PYTHONPATH=/app
-        ... ENV=production
-        ... DEBUG=False
-        ... DATABASE_URL=postgresql://user:pass@db:5432/app?sslmode=require
-        ... GREETING="Hello World"
-        ... ''',
-        ... )
-        >>> env_dict = env_template.get_environment_variables_dict()
-        >>> env_dict["ENV"], env_dict["DEBUG"], env_dict["GREETING"]
-        ('production', 'False', 'Hello World')
-        >>> env_dict["DATABASE_URL"]
-        'postgresql://user:pass@db:5432/app?sslmode=require'
-        >>> job = ContainerJob.objects.create_job(
-        ...     image="alpine:latest", command="env", docker_host=docker_host,
-        ...     environment_template="python-production",
-        ...     environment_vars={"DEBUG": "True"},
-        ... )
-        >>> job.get_all_environment_variables()["DEBUG"]
-        'True'
-
-    Security Considerations:
-        Template text is stored in plain text in the database. Keep secrets in
-        a secret manager; the admin masks values whose names look secret.
-    """
-
-    name = models.CharField(max_length=100, unique=True, help_text="Unique template name.")
-    description = models.TextField(blank=True, default="", help_text="What the template is for.")
-    environment_variables_text = models.TextField(
-        blank=True,
-        default="",
-        validators=[validate_env_text],
-        help_text=(
-            "One KEY=value per line. '#' starts a comment line, blank lines are ignored, "
-            "values may contain '=' and may be quoted."
-        ),
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Who created the template.",
-    )
-
-    class Meta:
-        ordering = ["name"]
-        verbose_name = "environment variable template"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def get_environment_variables_dict(self) -> dict[str, str]:
-        """Parse ``environment_variables_text`` into ``{KEY: value}``."""
-        return parse_env_text(self.environment_variables_text)
+def unfinished_dependencies() -> Any:
+    """Dependencies of the outer job row (or of its array parent) that have not completed."""
+    links = ContainerJob._meta.get_field("depends_on").remote_field.through
+    return links.objects.filter(
+        Q(job_id=OuterRef("pk")) | Q(job_id=OuterRef("array_parent_id"))
+    ).exclude(depends_on__status=st.COMPLETED)
 
 
 class JobQuerySet(models.QuerySet):
@@ -567,6 +74,23 @@ class JobQuerySet(models.QuerySet):
         True
         """
         return self.filter(status__in=st.HOLDS_SLOT)
+
+    def launchable(self, now: Any) -> JobQuerySet:
+        """Pending jobs that may launch at ``now``, in ``LAUNCH_ORDER``.
+
+        Due (``run_after`` passed or unset), no cancel request, not an array parent (it runs
+        no container), no unfinished dependency, on an active host. Whether the host has a
+        free slot is the caller's question: the sweep windows by free slots, the hand-over
+        passes one.
+        """
+        return self.filter(
+            Q(run_after__isnull=True) | Q(run_after__lte=now),
+            Q(array_size__isnull=True) | Q(array_parent__isnull=False),
+            ~Exists(unfinished_dependencies()),
+            status=st.PENDING,
+            cancel_requested_at__isnull=True,
+            docker_host__is_active=True,
+        ).order_by(*LAUNCH_ORDER)
 
     def live(self) -> JobQuerySet:
         """Jobs not yet terminal: pending, launching or running."""
@@ -1012,7 +536,7 @@ class ContainerJob(models.Model):
                 "use job.cancel(), job.launch() or the steps in container_manager.steps"
             )
         elif kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = _editable_field_names(self, self.SYSTEM_FIELDS)
+            kwargs["update_fields"] = editable_field_names(self, self.SYSTEM_FIELDS)
         super().save(*args, **kwargs)
         self._loaded_status = current
         if adding:
@@ -1282,7 +806,7 @@ class ContainerJob(models.Model):
         parts = [e.logs for e in self.containerexecution_set.order_by("attempt") if e.logs]
         if self.status == st.RUNNING and self.execution_id:
             stdout, stderr = ExecutorFactory().get_executor(self).get_logs(self.execution_id)
-            parts.append(_join_logs(stdout, stderr))
+            parts.append(stdout + stderr)
         return "".join(parts)
 
     def read_logs(self, stdout_offset: int = 0, stderr_offset: int = 0) -> JobLogs:
@@ -1322,165 +846,8 @@ class ContainerJob(models.Model):
         return stdout, stderr, LIVE
 
 
-class ContainerExecution(models.Model):
-    """
-    Tracks individual execution attempts for a ContainerJob.
-
-    While ContainerJob represents the job request and overall status,
-    ContainerExecution records each launch attempt: which host, which
-    platform execution, when it started and finished, its exit code, logs and
-    resource use. A job retried after a launch error keeps every attempt.
-
-    Execution Lifecycle:
-        1. Created by the launch step when an attempt begins (``launching``):
-           ``started_at`` is when the launch was requested
-        2. ``execution_id`` and ``accepted_at`` recorded when the platform accepts the launch
-        3. Logs, exit code, usage, ``container_started_at``, ``platform_times`` and
-           ``harvested_at`` recorded when the job is harvested
-        4. ``status`` and ``finished_at`` recorded when the attempt ends
-
-    Phase timings:
-        ``phases()`` lists submitted, launch requested, accepted, container
-        started, finished and harvested, as far as they are known; the admin
-        draws them as a timeline and the API returns them.
-
-    Relationship to ContainerJob:
-        - One-to-many: ``job.containerexecution_set``, one row per ``attempt``
-        - Cascade delete: executions are deleted with their job
-        - Written in the same transaction as the job's status move
-
-    Log Management:
-        ``stdout_log`` and ``stderr_log`` are capped at ``LOG_MAX_BYTES`` each
-        with a visible marker; ``logs`` joins them.
-
-    Example Usage:
-        >>> job = ContainerJob.objects.create_job(
-        ...     image="alpine:latest", command="echo done", docker_host=docker_host,
-        ... )
-        >>> job.refresh_from_db()  # the steps ran (inline here): read what they stored
-        >>> latest_execution = job.containerexecution_set.latest("started_at")
-        >>> latest_execution.attempt, latest_execution.status
-        (1, 'completed')
-        >>> latest_execution.container_id == job.execution_id
-        True
-        >>> "simulated run" in latest_execution.logs
-        True
-        >>> for execution in job.containerexecution_set.all():
-        ...     duration = execution.finished_at - execution.started_at
-    """
-
-    job = models.ForeignKey(ContainerJob, on_delete=models.CASCADE, help_text="The job.")
-    attempt = models.PositiveIntegerField(help_text="Launch attempt number, from 1.")
-    host = models.ForeignKey(
-        ExecutorHost,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="executions",
-        help_text="Where the attempt ran.",
-    )
-    execution_id = models.CharField(
-        max_length=255, blank=True, default="", help_text="The platform's id of this execution."
-    )
-    status = models.CharField(
-        max_length=20,
-        choices=st.STATUS_CHOICES,
-        default=st.LAUNCHING,
-        help_text="How the attempt ended.",
-    )
-    started_at = models.DateTimeField(
-        default=timezone.now, help_text="When the attempt began: the launch was requested."
-    )
-    accepted_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the platform accepted the launch (an execution id)."
-    )
-    container_started_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the container started, by the platform's clock."
-    )
-    finished_at = models.DateTimeField(null=True, blank=True, help_text="When the attempt ended.")
-    harvested_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the results were stored."
-    )
-    platform_times = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="The platform's own timestamps of the execution (name -> ISO 8601), if any.",
-    )
-    exit_code = models.IntegerField(null=True, blank=True)
-    stdout_log = models.TextField(blank=True, default="")
-    stderr_log = models.TextField(blank=True, default="")
-    docker_log = models.TextField(blank=True, default="")
-    max_memory_usage = models.PositiveBigIntegerField(null=True, blank=True)
-    cpu_usage_percent = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True, default="", help_text="Why the attempt failed, if it did.")
-
-    class Meta:
-        ordering = ["job", "attempt"]
-        constraints = [
-            models.UniqueConstraint(fields=["job", "attempt"], name="cexec_job_attempt_unique")
-        ]
-        # The dashboard's time-to-start medians read the attempts started in the last day.
-        indexes = [
-            models.Index(fields=["container_started_at"], name="cexec_container_started_idx")
-        ]
-        verbose_name = "container execution"
-
-    def __str__(self) -> str:
-        return f"{self.job_id} attempt {self.attempt} ({self.status})"
-
-    @property
-    def container_id(self) -> str:
-        """The platform's execution id (a container id on Docker)."""
-        return self.execution_id
-
-    @property
-    def logs(self) -> str:
-        """stdout followed by stderr of this attempt."""
-        return _join_logs(self.stdout_log, self.stderr_log)
-
-    @property
-    def duration(self) -> timedelta | None:
-        """Time from the start of the attempt to its end, None while it goes on."""
-        return self.finished_at - self.started_at if self.finished_at else None
-
-    def phases(self) -> list[tuple[str, Any]]:
-        """``(phase, time)`` of this attempt in order, the unknown ones left out.
-
-        "submitted" is the job's ``created_at``.
-
-        >>> from datetime import datetime, timezone as tz
-        >>> at = datetime(2024, 1, 1, 12, 0, tzinfo=tz.utc)
-        >>> execution = ContainerExecution(started_at=at, accepted_at=at + timedelta(seconds=2))
-        >>> [name for name, _ in execution.phases()]
-        ['launch requested', 'accepted']
-        """
-        submitted = self.job.created_at if self.job_id else None
-        points = [
-            ("submitted", submitted),
-            ("launch requested", self.started_at),
-            ("accepted", self.accepted_at),
-            ("container started", self.container_started_at),
-            ("finished", self.finished_at),
-            ("harvested", self.harvested_at),
-        ]
-        return [(name, at) for name, at in points if at is not None]
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _join_logs(stdout: str, stderr: str) -> str:
-    return stdout + stderr
-
-
-def _editable_field_names(instance: models.Model, system_fields: frozenset[str]) -> list[str]:
-    deferred = instance.get_deferred_fields()
-    return [
-        f.attname
-        for f in instance._meta.concrete_fields
-        if not f.primary_key and f.name not in system_fields and f.attname not in deferred
-    ]
 
 
 def _saved_relations(job: ContainerJob) -> list[str]:
@@ -1526,96 +893,3 @@ def _network_configuration_error(config: Any) -> str | None:
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             return f"network_configuration[{index}]: 'aliases' must be a list of strings."
     return None
-
-
-class JobDependency(models.Model):
-    """
-    An edge of a workflow: ``job`` launches only once ``depends_on`` has completed.
-
-    Written by ``create_job(depends_on=...)`` through ``container_manager.workflows``,
-    which refuses unknown jobs and cycles. When ``depends_on`` ends failed, timeout
-    or cancelled, ``job`` ends cancelled. Deleting either job deletes the edge.
-    """
-
-    job = models.ForeignKey(
-        ContainerJob,
-        on_delete=models.CASCADE,
-        related_name="dependency_links",
-        help_text="The job that waits.",
-    )
-    depends_on = models.ForeignKey(
-        ContainerJob,
-        on_delete=models.CASCADE,
-        related_name="dependent_links",
-        help_text="The job it waits for.",
-    )
-
-    class Meta:
-        verbose_name = "job dependency"
-        verbose_name_plural = "job dependencies"
-        constraints = [
-            models.UniqueConstraint(fields=["job", "depends_on"], name="cjobdep_unique"),
-            models.CheckConstraint(condition=~Q(job=F("depends_on")), name="cjobdep_not_self"),
-        ]
-        indexes = [models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.job_id} after {self.depends_on_id}"
-
-
-class ArrayCounts(models.Model):
-    """
-    How many children of an array job have ended, by final status.
-
-    Incremented with ``F()`` in the same transaction as each child's final move, so
-    the count is exact under concurrent finishes; the move that makes the sum equal
-    the array's size also moves the parent to its final status.
-    """
-
-    parent = models.OneToOneField(
-        ContainerJob,
-        primary_key=True,
-        on_delete=models.CASCADE,
-        related_name="array_counts",
-        help_text="The array job.",
-    )
-    completed = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    timeout = models.PositiveIntegerField(default=0)
-    cancelled = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        verbose_name = "array counts"
-        verbose_name_plural = "array counts"
-
-    def __str__(self) -> str:
-        return f"{self.parent_id}: {self.finished} ended"
-
-    @property
-    def finished(self) -> int:
-        """Children that have ended, whatever their status."""
-        return self.completed + self.failed + self.timeout + self.cancelled
-
-
-class UsedSignature(models.Model):
-    """
-    An HMAC-signed push that was acted on: a replay of it is refused until it expires.
-
-    Written by ``container_manager.auth`` after a signed step or sweep push
-    succeeded (a retry after a failed attempt is therefore still accepted);
-    expired rows are deleted by the sweep endpoint.
-    """
-
-    signature = models.CharField(max_length=64, unique=True, help_text="The HMAC hex digest.")
-    expires_at = models.DateTimeField(db_index=True, help_text="When the signature's age ran out.")
-
-    class Meta:
-        verbose_name = "used request signature"
-
-    def __str__(self) -> str:
-        return f"{self.signature[:12]}… until {self.expires_at:%Y-%m-%d %H:%M:%S}"
-
-
-# Models kept in their own modules, imported here so Django registers them with the app.
-from container_manager.schedules import JobSchedule  # noqa: E402, F401
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401
