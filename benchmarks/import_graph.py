@@ -16,15 +16,14 @@ PACKAGE = "container_manager"
 #: Layers from the bottom: a module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "conf", "clock", "status", "logtext", "envtext", "secrets", "hooks", "taskwire",
-        "executors.types", "executors.exceptions", "counters", "logs",
-        "submission", "tokens", "errors", "signals", "cron", "outbound",
+        "conf", "clock", "rules", "telemetry", "net", "hooks",
+        "executors.types", "executors.exceptions", "signals",
     ),
     ("executors",),
-    ("models", "cost", "timings", "schedules", "webhooks"),
+    ("models", "timings"),
     (
         "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
-        "events", "events.flow", "notify", "outbox", "scheduler",
+        "events", "events.flow", "notify", "outbox", "scheduler", "engine.cost",
     ),
     ("steps", "workflows"),
     ("runner",),

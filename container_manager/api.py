@@ -1,6 +1,6 @@
 """The JSON API for other services: submit a job, read its status and logs, cancel it.
 
-Bearer tokens: users' ``ApiToken`` or service ``API_TOKENS``; the body rules are ``submission``'s.
+Bearer tokens: users' ``ApiToken`` or service ``API_TOKENS``; the body rules: ``rules.contract``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from container_manager import openapi, submission, timings, workflows
-from container_manager import status as st
+from container_manager import openapi, timings, workflows
 from container_manager.auth import ApiCaller, AuthError, authenticate_api
 from container_manager.executors.exceptions import ExecutorError
-from container_manager.logtext import read_offsets
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.logtext import read_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def _require(caller: ApiCaller, action: str) -> None:
 
 
 def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
-    fields = submission.from_json(payload)
+    fields = contract.from_json(payload)
     environment = fields.pop("environment_vars", None) or {}
     host_name = fields.pop("host", None)
     if host_name is not None:

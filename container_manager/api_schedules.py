@@ -16,9 +16,9 @@ from container_manager.api import LIST_LIMIT, api_view
 from container_manager.api import _host as host_named
 from container_manager.api import _json_object as json_object
 from container_manager.auth import ApiCaller, AuthError
-from container_manager.envtext import format_env_text
 from container_manager.models import EnvironmentVariableTemplate
 from container_manager.models.schedules import JobSchedule
+from container_manager.rules.envtext import format_env_text
 
 #: What a create may say; ``image``, ``host``, ``environment_*`` are mapped to model fields.
 CREATE_FIELDS = {

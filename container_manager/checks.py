@@ -51,7 +51,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def _price_errors() -> list[checks.CheckMessage]:
-    from container_manager.cost import entry_errors, price_table
+    from container_manager.rules.cost import entry_errors, price_table
 
     messages = [
         message

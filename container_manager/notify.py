@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,9 +16,11 @@ from http.client import HTTPException
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from container_manager import clock, dispatch, outbound
+from container_manager import clock, dispatch
 from container_manager.conf import setting
 from container_manager.models.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
+from container_manager.net import outbound
+from container_manager.rules.backoff import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +92,14 @@ def due(now: datetime, limit: int) -> list[Any]:
     return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
 
 
-def backoff(attempt: int) -> float:
+def retry_delay(attempt: int) -> float:
     """Seconds before the attempt after ``attempt``: exponential, capped, with jitter.
 
-    >>> 0.5 * setting("WEBHOOK_BACKOFF_BASE") <= backoff(1) <= setting("WEBHOOK_BACKOFF_BASE")
+    >>> base = setting("WEBHOOK_BACKOFF_BASE")
+    >>> 0.5 * base <= retry_delay(1) <= base
     True
     """
-    base, cap = setting("WEBHOOK_BACKOFF_BASE"), setting("WEBHOOK_BACKOFF_MAX")
-    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    return backoff(attempt, setting("WEBHOOK_BACKOFF_BASE"), setting("WEBHOOK_BACKOFF_MAX"))
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def _record(delivery: WebhookDelivery, attempt: int, result: Result) -> str:
     if result.ok:
         fields.update(state=DELIVERED, delivered_at=now, next_attempt_at=None)
     elif result.retryable and attempt < setting("WEBHOOK_MAX_ATTEMPTS"):
-        delay = backoff(attempt)
+        delay = retry_delay(attempt)
         fields["next_attempt_at"] = now + timedelta(seconds=delay)
     else:
         fields.update(state=FAILED, next_attempt_at=None)

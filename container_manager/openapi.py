@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from container_manager import status as st
-from container_manager import submission
-from container_manager.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -241,7 +241,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "schemas": {
                 "Job": _JOB,
-                "JobSubmit": submission.json_schema(),
+                "JobSubmit": contract.json_schema(),
                 "JobLogs": _LOGS,
                 "Error": _ERROR,
                 "Schedule": _SCHEDULE,

@@ -12,8 +12,8 @@ from typing import Any
 from django.db.models import Exists
 
 from container_manager import clock, dispatch
-from container_manager import status as st
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.rules import status as st
 
 
 def annotations() -> dict[str, Exists]:

@@ -13,11 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from container_manager import cron
-from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.models import ContainerJob
 from container_manager.models.schedules import ALLOW, REPLACE, SKIP, JobSchedule
+from container_manager.rules import cron
+from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
 

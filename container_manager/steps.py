@@ -6,7 +6,6 @@ Each step reloads the row, acts only if the row says so, and is safe to run twic
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,29 +13,21 @@ from typing import Any
 from django.db.models import Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from container_manager import (
-    clock,
-    cost,
-    counters,
-    dispatch,
-    hooks,
-    logs,
-    notify,
-    outbox,
-    scheduler,
-    timings,
-    workflows,
-)
-from container_manager import status as st
+from container_manager import clock, dispatch, hooks, notify, outbox, scheduler, timings, workflows
 from container_manager.conf import setting
+from container_manager.engine import cost
 from container_manager.events import flow
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
-from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerJob, ExecutorHost, HostSlot
 from container_manager.models.jobs import LAUNCH_ORDER
+from container_manager.rules import status as st
+from container_manager.rules.backoff import backoff
+from container_manager.rules.logtext import strip_timestamps
+from container_manager.telemetry import counters
+from container_manager.telemetry import logging as telemetry_logging
 from container_manager.transitions import HostFull, begin_launch, move
 
 logger = logging.getLogger(__name__)
@@ -272,7 +263,7 @@ def run_step(step: str, job_id: Any) -> str:
     """
     if step == "sweep":
         return str(sweep())
-    with logs.step_context(step, job_id):
+    with telemetry_logging.step_context(step, job_id):
         return counters.observed(step, STEPS[step], job_id)
 
 
@@ -471,8 +462,7 @@ def unreachable_delay(waited: float) -> float:
     >>> unreachable_delay(10**6) <= setting("RETRY_BACKOFF_MAX")
     True
     """
-    ceiling = min(setting("RETRY_BACKOFF_MAX"), max(setting("RETRY_BACKOFF_BASE"), waited / 2))
-    return ceiling * random.uniform(0.5, 1.0)
+    return backoff(1, setting("RETRY_BACKOFF_BASE"), setting("RETRY_BACKOFF_MAX"), waited)
 
 
 def retry_delay(attempt: int) -> float:
@@ -482,8 +472,7 @@ def retry_delay(attempt: int) -> float:
     >>> 0.5 * base <= retry_delay(1) <= base
     True
     """
-    ceiling = min(setting("RETRY_BACKOFF_MAX"), setting("RETRY_BACKOFF_BASE") * 2 ** (attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
+    return backoff(attempt, setting("RETRY_BACKOFF_BASE"), setting("RETRY_BACKOFF_MAX"))
 
 
 def _schedule_check(

@@ -13,8 +13,8 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
 
 from container_manager import clock, hooks, outbox, signals
-from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
+from container_manager.rules import status as st
 
 
 class HostFull(Exception):

@@ -15,10 +15,10 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
 from container_manager import dispatch, hooks
-from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.models import ArrayCounts, ContainerJob, HostSlot, JobDependency
 from container_manager.models.jobs import unfinished_dependencies
+from container_manager.rules import status as st
 from container_manager.transitions import move
 
 #: A dependency ending in one of these dooms the jobs that wait for it.

@@ -14,14 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from container_manager import steps
-from container_manager.logtext import cap_log
 from container_manager.models import (
     ContainerExecution,
     ContainerJob,
     EnvironmentVariableTemplate,
     ExecutorHost,
 )
-from container_manager.secrets import MASK
+from container_manager.rules.logtext import cap_log
+from container_manager.rules.secrets import MASK
 
 pytestmark = pytest.mark.django_db
 

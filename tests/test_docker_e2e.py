@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules.logtext import strip_timestamps
 from tests.conftest import containers_for, missing_service, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]

@@ -31,7 +31,7 @@ from container_manager.executors.exceptions import (
     ExecutorError,
     ImagePullError,
 )
-from container_manager.logtext import is_truncated
+from container_manager.rules.logtext import is_truncated
 from container_manager.steps import build_launch_request, result_fields
 from tests.conftest import missing_service
 

@@ -12,7 +12,7 @@ from container_manager.models import (
     EnvironmentVariableTemplate,
     ExecutorHost,
 )
-from container_manager.status import InvalidTransition
+from container_manager.rules.status import InvalidTransition
 
 pytestmark = pytest.mark.django_db
 

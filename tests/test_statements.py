@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from container_manager import status as st
 from container_manager import steps
 from container_manager.models import ContainerJob
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.rules import status as st
 from container_manager.transitions import move
 
 pytestmark = pytest.mark.django_db(transaction=True)

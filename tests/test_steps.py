@@ -12,7 +12,7 @@ import pytest
 from container_manager import steps, transitions
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
-from container_manager.status import InvalidTransition
+from container_manager.rules.status import InvalidTransition
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clock")]
 

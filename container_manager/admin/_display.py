@@ -10,9 +10,9 @@ from datetime import timedelta
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from container_manager import status as st
-from container_manager.logtext import LogSlice, is_truncated
-from container_manager.secrets import mask_env_text
+from container_manager.rules import status as st
+from container_manager.rules.logtext import LogSlice, is_truncated
+from container_manager.rules.secrets import mask_env_text
 
 
 def status_badge(job) -> SafeString:

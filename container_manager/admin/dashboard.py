@@ -15,8 +15,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules import status as st
 
 HOURS = 24
 #: Days of cost shown, and the most attempts the start-time medians are taken from.

@@ -15,9 +15,9 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from container_manager import status as st
 from container_manager.models import ExecutorHost
-from container_manager.secrets import mask_env, mask_url
+from container_manager.rules import status as st
+from container_manager.rules.secrets import mask_env, mask_url
 
 
 @admin.register(ExecutorHost)

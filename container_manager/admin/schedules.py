@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from container_manager import scheduler
-from container_manager.cron import zone
 from container_manager.models.schedules import JobSchedule
+from container_manager.rules.cron import zone
 
 #: Upcoming times shown on a schedule's page.
 UPCOMING = 5

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from container_manager import status as st
 from container_manager.events import hints
+from container_manager.rules import status as st
 
 if TYPE_CHECKING:
     from container_manager.runner import StepOutcome

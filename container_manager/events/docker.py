@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import close_old_connections, connections
 
-from container_manager import status as st
 from container_manager.conf import setting
 from container_manager.events import flow
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
+from container_manager.rules import status as st
 
 if TYPE_CHECKING:
     from container_manager.dispatch.base import DispatchBackend

@@ -48,7 +48,7 @@ from container_manager.executors.types import (
     Network,
     known_times,
 )
-from container_manager.logtext import cap_log
+from container_manager.rules.logtext import cap_log
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

@@ -126,7 +126,9 @@ executor_config['timeout']: expected int or float, got bool
 #: Keys every executor accepts, read by other modules than the executor.
 SHARED_CONFIG = (
     ConfigKey(
-        "prices", (dict,), "the host's own rates for the cost estimate (container_manager.cost)"
+        "prices",
+        (dict,),
+        "the host's own rates for the cost estimate (container_manager.engine.cost)",
     ),
 )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from container_manager.envtext import parse_env_text, validate_env_text
+from container_manager.rules.envtext import parse_env_text, validate_env_text
 
 
 class EnvironmentVariableTemplate(models.Model):

@@ -11,9 +11,9 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from container_manager import status as st
 from container_manager.models.hosts import ExecutorHost
 from container_manager.models.jobs import ContainerJob
+from container_manager.rules import status as st
 
 
 class ContainerExecution(models.Model):

@@ -17,19 +17,20 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from container_manager import hooks, submission
-from container_manager import status as st
+from container_manager import hooks
 from container_manager.conf import setting
-from container_manager.envtext import format_env_text, parse_env_text, validate_env_text
 from container_manager.executors import capabilities
 from container_manager.executors.exceptions import ExecutorConfigurationError
 from container_manager.executors.factory import (
     ExecutorFactory,
     executor_choices,
 )
-from container_manager.logtext import LIVE, NONE, STORED, JobLogs, slice_log, strip_timestamps
 from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.hosts import ExecutorHost, editable_field_names
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.envtext import format_env_text, parse_env_text, validate_env_text
+from container_manager.rules.logtext import LIVE, NONE, STORED, JobLogs, slice_log, strip_timestamps
 
 
 def default_max_attempts() -> int:
@@ -142,7 +143,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
 
         Raises:
             ValidationError: naming the field at fault; nothing is stored. The
-                types and bounds of the fields are ``container_manager.submission``'s,
+                types and bounds of the fields are ``container_manager.rules.contract``'s,
                 the same the JSON API and its OpenAPI document use.
 
         >>> job = ContainerJob.objects.create_job(
@@ -163,9 +164,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         """
         depends_on = hooks.call("resolve_dependencies", kwargs.pop("depends_on", None))
         array_size = hooks.call("check_array_size", kwargs.pop("array_size", None))
-        submission.check_arguments(
+        contract.check_arguments(
             {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
-            | {key: kwargs[key] for key in kwargs.keys() & submission.BY_NAME.keys()}
+            | {key: kwargs[key] for key in kwargs.keys() & contract.BY_NAME.keys()}
         )
         template = _resolve_template(environment_template)
         override_text = kwargs.pop("override_environment", "") or ""
@@ -554,17 +555,9 @@ class ContainerJob(models.Model):
         errors: dict[str, str] = {}
         if not (self.docker_image or "").strip():
             errors["docker_image"] = "docker_image: an image is required."
-        # full_clean() calls clean() even when a field failed to convert: check numbers only.
-        low, high = setting("MIN_MEMORY_LIMIT_MB"), setting("MAX_MEMORY_LIMIT_MB")
-        if _is_number(self.memory_limit) and not low <= self.memory_limit <= high:
-            errors["memory_limit"] = f"memory_limit: must be between {low} and {high} MB."
-        max_cpu = setting("MAX_CPU_LIMIT")
-        if _is_number(self.cpu_limit) and self.cpu_limit > max_cpu:
-            errors["cpu_limit"] = f"cpu_limit: must be at most {max_cpu} cores."
-        max_timeout = setting("MAX_TIMEOUT_SECONDS")
-        if _is_number(self.timeout_seconds) and not 1 <= self.timeout_seconds <= max_timeout:
-            errors["timeout_seconds"] = f"timeout_seconds: must be between 1 and {max_timeout}."
-        network_error = _network_configuration_error(self.network_configuration)
+        # full_clean() calls clean() even when a field failed to convert: numbers only.
+        errors.update(contract.bound_errors({n: getattr(self, n) for n in contract.ROW_BOUNDED}))
+        network_error = contract.network_error(self.network_configuration)
         if network_error:
             errors["network_configuration"] = network_error
         if self.docker_host_id is not None:
@@ -846,10 +839,6 @@ class ContainerJob(models.Model):
         return stdout, stderr, LIVE
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _saved_relations(job: ContainerJob) -> list[str]:
     """The foreign keys of ``job`` set to instances already saved: their rows exist."""
     return [
@@ -877,19 +866,3 @@ def _parse_field(text: str, field: str) -> dict[str, str]:
         return parse_env_text(text)
     except ValidationError as exc:
         raise ValidationError({field: [f"{field}: {m}" for m in exc.messages]}) from None
-
-
-def _network_configuration_error(config: Any) -> str | None:
-    if config in (None, []):
-        return None
-    if not isinstance(config, list):
-        return "network_configuration: must be a list of {'network_name': ..., 'aliases': [...]}."
-    for index, entry in enumerate(config):
-        if not isinstance(entry, dict) or not isinstance(entry.get("network_name"), str):
-            return f"network_configuration[{index}]: needs a 'network_name' string."
-        if not entry["network_name"].strip():
-            return f"network_configuration[{index}]: 'network_name' is empty."
-        aliases = entry.get("aliases", [])
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            return f"network_configuration[{index}]: 'aliases' must be a list of strings."
-    return None

@@ -14,8 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from container_manager import cron
-from container_manager.envtext import validate_env_text
+from container_manager.rules import cron
+from container_manager.rules.envtext import validate_env_text
 
 ALLOW, SKIP, REPLACE = "allow", "skip", "replace"
 OVERLAP_CHOICES = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from container_manager import taskwire
+from container_manager.rules import taskwire
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from container_manager.conf import setting
-from container_manager.taskwire import PAYLOAD_ENV
+from container_manager.rules.taskwire import PAYLOAD_ENV
 
 #: What a masked value is shown as.
 MASK = "********"

@@ -68,7 +68,7 @@ def decode_payload(text: str) -> dict[str, Any]:
     >>> decode_payload('{"v":1}')
     Traceback (most recent call last):
     ...
-    container_manager.taskwire.PayloadError: CM_TASK_PAYLOAD: 'task' must be a str
+    container_manager.rules.taskwire.PayloadError: CM_TASK_PAYLOAD: 'task' must be a str
     """
     try:
         document = json.loads(text)

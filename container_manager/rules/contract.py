@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
-from container_manager.envtext import is_valid_name
+from container_manager.rules.envtext import is_valid_name
 
 #: The largest value an integer column holds on every supported database.
 INT_MAX = 2**31 - 1
@@ -188,6 +188,48 @@ def check_arguments(values: dict[str, Any]) -> None:
     errors = _field_errors(values)
     if errors:
         raise ValidationError(errors)
+
+
+#: The submit fields whose bounds the job row checks again (``ContainerJob.clean``, the admin).
+ROW_BOUNDED = ("memory_limit", "cpu_limit", "timeout_seconds")
+
+
+def bound_errors(values: dict[str, Any]) -> dict[str, str]:
+    """``{field: message}`` for each number among ``values`` outside its field's bounds.
+
+    A value that is not a number is left to the field's own validation.
+
+    >>> bound_errors({"timeout_seconds": 0, "cpu_limit": None})
+    {'timeout_seconds': 'timeout_seconds: must be between 1 and 604800.'}
+    """
+    errors = {}
+    for name, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            problem = BY_NAME[name].error(value)
+            if problem:
+                errors[name] = f"{name}: {problem}"
+    return errors
+
+
+def network_error(config: Any) -> str | None:
+    """What is wrong with a ``network_configuration`` value, or None.
+
+    >>> network_error([{"network_name": ""}])
+    "network_configuration[0]: 'network_name' is empty."
+    """
+    if config in (None, []):
+        return None
+    if not isinstance(config, list):
+        return "network_configuration: must be a list of {'network_name': ..., 'aliases': [...]}."
+    for index, entry in enumerate(config):
+        if not isinstance(entry, dict) or not isinstance(entry.get("network_name"), str):
+            return f"network_configuration[{index}]: needs a 'network_name' string."
+        if not entry["network_name"].strip():
+            return f"network_configuration[{index}]: 'network_name' is empty."
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            return f"network_configuration[{index}]: 'aliases' must be a list of strings."
+    return None
 
 
 def _field_errors(values: dict[str, Any]) -> dict[str, list[str]]:

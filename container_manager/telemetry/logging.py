@@ -1,7 +1,7 @@
-"""Structured logging: every record made during a step carries ``job_id`` and ``step``.
+"""Structured logging: a step's records carry ``job_id`` and ``step``, a failed request its job.
 
-``StepContextFilter`` adds them (as logging ``extra`` would); ``JsonFormatter`` writes one JSON
-object per line for CloudWatch and Cloud Logging.
+``StepContextFilter`` and ``JobIdFilter`` add them; ``JsonFormatter`` writes one JSON object per
+line for CloudWatch and Cloud Logging. ``functions/settings.py``'s ``LOGGING`` names all three.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -70,3 +71,32 @@ class JsonFormatter(logging.Formatter):
             if name not in _STANDARD and name not in entry:
                 entry[name] = value
         return json.dumps(entry, default=str)
+
+
+class JobIdFilter(logging.Filter):
+    """Set ``record.job_id`` from the request a record is about, ``-`` when it names no job.
+
+    The id comes from the URL (``.../jobs/<job_id>/``) or from a step push body
+    ``{"job_id": ...}``. Every record passes; only the attribute is added.
+
+    >>> record = logging.makeLogRecord({"msg": "boom"})
+    >>> JobIdFilter().filter(record), record.job_id
+    (True, '-')
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = job_id_of(getattr(record, "request", None)) or "-"
+        return True
+
+
+def job_id_of(request: Any) -> str | None:
+    """The job id a request names in its URL or step body, or None."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.kwargs.get("job_id"):
+        return str(match.kwargs["job_id"])[:40]
+    try:
+        payload = json.loads(request.body or b"null")
+        return str(uuid.UUID(str(payload["job_id"])))
+    except Exception:
+        # Whatever the body is, logging the failure must not fail in turn.
+        return None

@@ -1,6 +1,6 @@
-"""The estimated cost of a job: its run time × its vCPU and memory × its platform's price.
+"""Price arithmetic: run time × vCPU and memory × a platform's rates, and the sizes billed.
 
-Rates come from ``CONTAINER_MANAGER["PRICES"]`` or the host's ``executor_config["prices"]``.
+Rates come from ``CONTAINER_MANAGER["PRICES"]`` or a host's ``executor_config["prices"]``.
 """
 
 from __future__ import annotations
@@ -8,12 +8,10 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from container_manager.conf import DEFAULTS, setting
-
-if TYPE_CHECKING:
-    from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.executors.exceptions import ExecutorResourceError
 
 #: Executor types that cost nothing unless a rate is set (the machine is already paid for).
 FREE_TYPES = frozenset({"docker", "mock"})
@@ -23,82 +21,115 @@ ENTRY_KEYS = {
     "gb_hour": float, "minimum_seconds": float, "increment_seconds": float,
 }  # fmt: skip
 CENT = Decimal("0.000001")
+#: Fargate's task sizes: CPU units -> the memory sizes (MiB) each allows.
+FARGATE_SIZES: dict[int, list[int]] = {
+    256: [512, 1024, 2048],
+    512: list(range(1024, 4096 + 1, 1024)),
+    1024: list(range(2048, 8192 + 1, 1024)),
+    2048: list(range(4096, 16384 + 1, 1024)),
+    4096: list(range(8192, 30720 + 1, 1024)),
+    8192: list(range(16384, 61440 + 1, 4096)),
+    16384: list(range(32768, 122880 + 1, 8192)),
+}
 
 
-def fields(job: ContainerJob, finished: datetime | None) -> dict[str, Any]:
-    """The cost fields to store with a harvested job: ``estimated_cost`` and ``cost_currency``.
-
-    Empty when the job's platform has no price (its cost stays unknown).
-    """
-    found = estimate(job, job.started_at, finished)
-    if found is None:
-        return {}
-    amount, currency = found
-    return {"estimated_cost": amount, "cost_currency": currency}
-
-
-def estimate(
-    job: ContainerJob, started: datetime | None, finished: datetime | None
+def charge(
+    entry: dict[str, Any] | None,
+    executor_type: str,
+    size: tuple[Decimal, Decimal],
+    started: datetime | None,
+    finished: datetime | None,
 ) -> tuple[Decimal, str] | None:
-    """``(amount, currency)`` of a run from ``started`` to ``finished``, or None without a price.
+    """``(amount, currency)`` of a run of ``size`` (vCPU, GB) from ``started`` to ``finished``.
 
-    Billed seconds are raised to the entry's ``minimum_seconds`` and rounded up to its
-    ``increment_seconds``; vCPU and memory are those of ``resources``.
+    None without a price (or a time). Billed seconds are raised to the entry's
+    ``minimum_seconds`` and rounded up to its ``increment_seconds``.
 
     >>> from datetime import timedelta
-    >>> host = ExecutorHost(executor_type="scaleway", executor_config={"region": "fr-par"})
-    >>> job = ContainerJob(docker_host=host, cpu_limit=1.0, memory_limit=2048)
     >>> start = datetime(2024, 1, 1, 12, 0)
-    >>> estimate(job, start, start + timedelta(hours=1))
-    (Decimal('0.043200'), 'EUR')
+    >>> entry = {"vcpu_hour": 0.36, "gb_hour": 0.18, "currency": "EUR"}
+    >>> charge(entry, "scaleway", (Decimal(1), Decimal(2)), start, start + timedelta(hours=1))
+    (Decimal('0.720000'), 'EUR')
     """
-    entry = price_entry(job.docker_host)
     if started is None or finished is None:
         return None
     if entry is None:
-        return (Decimal(0), "") if job.docker_host.executor_type in FREE_TYPES else None
+        return (Decimal(0), "") if executor_type in FREE_TYPES else None
     seconds = max((finished - started).total_seconds(), float(entry.get("minimum_seconds", 0)))
     increment = float(entry.get("increment_seconds", 0))
     if increment:
         seconds = math.ceil(round(seconds / increment, 6)) * increment
-    vcpu, memory_gb = resources(job)
+    vcpu, memory_gb = size
     per_second = vcpu * _rate(entry, "vcpu") + memory_gb * _rate(entry, "gb")
     amount = Decimal(str(seconds)) * per_second
     return amount.quantize(CENT), str(entry.get("currency", "USD"))
 
 
-def resources(job: ContainerJob) -> tuple[Decimal, Decimal]:
-    """``(vCPU, memory in GB)`` a job is billed for: requested, else used where known, else default.
+def billed_size(
+    executor_type: str,
+    cpu: float | None,
+    memory_mb: float | None,
+    used_cpu: float | None = None,
+    used_memory_mb: float | None = None,
+) -> tuple[Decimal, Decimal]:
+    """``(vCPU, memory in GB)`` billed: requested, else used where known, else the default.
 
-    Fargate bills the task size the request is rounded up to; a megabyte of
-    ``memory_limit`` counts as a MiB, as the platforms take it.
+    Fargate bills the task size the request is rounded up to; a megabyte of a memory
+    limit counts as a MiB, as the platforms take it.
 
-    >>> job = ContainerJob(docker_host=ExecutorHost(executor_type="fargate"), cpu_limit=0.3)
-    >>> resources(job)
+    >>> billed_size("fargate", 0.3, None)
     (Decimal('0.5'), Decimal('1'))
     """
-    cpu, memory_mb = job.cpu_limit, job.memory_limit
-    if job.docker_host.executor_type == "fargate" and (cpu or memory_mb):
-        from container_manager.executors.fargate import fargate_size
-
+    if executor_type == "fargate" and (cpu or memory_mb):
         units, memory_mb = fargate_size(cpu, memory_mb)
         cpu = units / 1024
-    if cpu is None and job.cpu_usage_percent is not None:
-        cpu = job.cpu_usage_percent / 100
-    if memory_mb is None and job.max_memory_usage is not None:
-        memory_mb = job.max_memory_usage / 2**20
+    cpu = used_cpu if cpu is None else cpu
+    memory_mb = used_memory_mb if memory_mb is None else memory_mb
     cpu = setting("COST_DEFAULT_VCPU") if cpu is None else cpu
     memory_mb = setting("COST_DEFAULT_MEMORY_MB") if memory_mb is None else memory_mb
     return Decimal(str(cpu)), Decimal(str(memory_mb)) / 1024
 
 
-def price_entry(host: ExecutorHost) -> dict[str, Any] | None:
-    """The rates that apply on ``host``: its own ``prices``, else its region's, else the default."""
-    config = host.executor_config or {}
+def price_entry(executor_type: str, config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rates for a host of ``executor_type`` and ``config``: its own ``prices``, else its
+    region's, else the platform's default."""
+    config = config or {}
     if config.get("prices"):
         return config["prices"]
-    table = price_table().get(host.executor_type, {})
+    table = price_table().get(executor_type, {})
     return table.get(config.get("region") or "") or table.get("default")
+
+
+def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:
+    """The smallest valid Fargate (CPU units, memory MiB) that fits the job's limits.
+
+    None when the job sets no limit (the task definition's size applies).
+
+    >>> fargate_size(0.5, 512)
+    (512, 1024)
+    >>> fargate_size(None, 3000)
+    (512, 3072)
+    >>> fargate_size(None, None) is None
+    True
+    >>> fargate_size(32, None)
+    Traceback (most recent call last):
+    ...
+    container_manager.executors.exceptions.ExecutorResourceError: no Fargate size has 32 vCPU \
+and any memory (largest: 16 vCPU, 120 GiB)
+    """
+    if cpu_limit is None and memory_limit is None:
+        return None
+    units = (cpu_limit or 0) * 1024
+    for cpu, memories in FARGATE_SIZES.items():
+        if cpu < units:
+            continue
+        fitting = [m for m in memories if m >= (memory_limit or 0)]
+        if fitting:
+            return cpu, fitting[0]
+    memory = f"{memory_limit} MiB" if memory_limit else "any memory"
+    raise ExecutorResourceError(
+        f"no Fargate size has {cpu_limit or 0:g} vCPU and {memory} (largest: 16 vCPU, 120 GiB)"
+    )
 
 
 def price_table() -> dict[str, dict[str, dict[str, Any]]]:

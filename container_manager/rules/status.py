@@ -62,7 +62,7 @@ def check_move(old: str, new: str, array_parent: bool = False) -> None:
     >>> check_move("completed", "running")
     Traceback (most recent call last):
     ...
-    container_manager.status.InvalidTransition: ["status: 'completed' is terminal and never \
+    container_manager.rules.status.InvalidTransition: ["status: 'completed' is terminal and never \
 changes (asked to move to 'running')"]
     """
     if old in TERMINAL:
