@@ -16,13 +16,13 @@ PACKAGE = "container_manager"
 #: Layers from the bottom: a module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "conf", "clock", "rules", "telemetry", "net", "hooks",
+        "conf", "clock", "rules", "telemetry", "net",
         "executors.types", "executors.exceptions", "signals",
     ),
-    ("executors",),
+    ("executors", "dispatch", "dispatch.base"),
     ("models", "timings"),
     (
-        "transitions", "dispatch", "dispatch.base", "dispatch.sqs", "dispatch.cloudtasks", "auth",
+        "transitions", "dispatch.sqs", "dispatch.cloudtasks", "auth",
         "events", "events.flow", "notify", "outbox", "scheduler", "engine.cost",
     ),
     ("steps", "workflows"),

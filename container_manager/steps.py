@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from container_manager import clock, dispatch, hooks, notify, outbox, scheduler, timings, workflows
+from container_manager import clock, dispatch, notify, outbox, scheduler, timings, workflows
 from container_manager.conf import setting
 from container_manager.engine import cost
 from container_manager.events import flow
@@ -22,7 +22,7 @@ from container_manager.executors.exceptions import ExecutorConnectionError, Exec
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult, LaunchRequest, Network
 from container_manager.models import ContainerJob, ExecutorHost, HostSlot
-from container_manager.models.jobs import LAUNCH_ORDER
+from container_manager.models.manager import LAUNCH_ORDER
 from container_manager.rules import status as st
 from container_manager.rules.backoff import backoff
 from container_manager.rules.logtext import strip_timestamps
@@ -153,23 +153,6 @@ def cancel(job_id: Any) -> str:
     return "nothing-to-do"
 
 
-def submitted(job: ContainerJob, using: str | None = None) -> None:
-    """A new job's row was inserted: send its first launch once the row commits."""
-    dispatch.send_on_commit("launch", job.pk, using=using)
-
-
-def request_cancel(job_id: Any) -> bool:
-    """Record a cancel request and send the cancel step; False if the job is already terminal."""
-    now = clock.now()
-    recorded = ContainerJob.objects.filter(
-        pk=job_id, status__in=st.LIVE, cancel_requested_at__isnull=True
-    ).update(cancel_requested_at=now, updated_at=now)
-    if not recorded:
-        return ContainerJob.objects.filter(pk=job_id, status__in=st.LIVE).exists()
-    dispatch.send_on_commit("cancel", job_id)
-    return True
-
-
 def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
@@ -238,7 +221,7 @@ def _launchable(settled: Any, batch: int) -> Any:
 
 
 #: The steps a message may name: ``name -> function(job_id) -> outcome text``. ``start`` is
-#: ``launch`` as a hand-over sends it (``handed_over``), for transports that rank steps.
+#: ``launch`` as a hand-over sends it (``transitions.hand_over``), for transports that rank steps.
 STEPS: dict[str, Callable[[Any], str]] = {
     "launch": launch,
     "start": launch,
@@ -786,21 +769,3 @@ def _cleanup(executor: ex.ContainerExecutor, job: ContainerJob) -> None:
         executor.cleanup(job.execution_id)
     except Exception:  # noqa: BLE001 - the results are stored; cleanup_containers removes leftovers
         logger.warning("cleanup of job %s execution %s failed", job.pk, job.execution_id)
-
-
-def handed_over(job_id: Any) -> None:
-    """A freed slot was given to ``job_id`` (``transitions.hand_over``): send its ``start``.
-
-    ``start`` is the launch step under its own name, so a transport can run it before new
-    jobs' launches (the local backend does): the slot it holds is busy from now on.
-    """
-    dispatch.send_on_commit("start", job_id)
-
-
-hooks.bind(
-    launch=launch,
-    harvest=harvest,
-    request_cancel=request_cancel,
-    submitted=submitted,
-    handed_over=handed_over,
-)

@@ -11,9 +11,18 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
+from django.utils import timezone
 
-from container_manager import clock, hooks, outbox, signals
-from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
+from container_manager import clock, dispatch, outbox, signals
+from container_manager.models import (
+    ArrayCounts,
+    ContainerExecution,
+    ContainerJob,
+    ExecutorHost,
+    HostSlot,
+)
+from container_manager.models.manager import unfinished_dependencies
+from container_manager.models.workflows import final_status
 from container_manager.rules import status as st
 
 
@@ -41,8 +50,7 @@ def move(
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     hands the host slot to the next waiting job or frees it (``hand_over``) in
     that transaction too, so counts never drift; an array's counts and a job's
-    dependents follow the move there too (the ``job_moved`` hook, bound by
-    ``container_manager.workflows``). A move that makes a webhook event writes
+    dependents follow the move there too (``job_moved``). A move that makes a webhook event writes
     its delivery rows in that transaction too (``outbox.write``), so a crash
     after the commit cannot lose them. Only a lease renewal (launching to
     launching, one UPDATE) runs without a transaction of its own.
@@ -64,7 +72,7 @@ def move(
                 **execution
             )
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
-        hooks.call("job_moved", job, new)
+        job_moved(job, new)
         outbox.write(job, new)
     _announce(job, {"status", *fields})
     return True
@@ -276,7 +284,9 @@ def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
     else:
         job_id = _hand_over_portable(host_id, leaving_id, now)
     if job_id is not None:
-        hooks.call("handed_over", job_id)
+        # ``start`` is the launch step under its own name, so a transport can run it before
+        # new jobs' launches (the local backend does): the slot it holds is busy from now on.
+        dispatch.send_on_commit("start", job_id)
     return job_id
 
 
@@ -435,3 +445,67 @@ def _write_attempt(job_id: Any, host_id: int, now: Any) -> None:
     sql = f"WITH claimed AS (SELECT id, attempt_count FROM {jobs} WHERE id = %s) {insert}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [key, *params])
+
+
+def job_moved(job: ContainerJob, new: str) -> None:
+    """Carry a move over to the array and the dependents; runs inside the move's transaction.
+
+    A child's first run marks its parent running; a child's final move adds one to
+    the parent's counts, and the last one moves the parent. A final move sends
+    ``launch`` to the dependents that became ready or doomed, after the commit (so
+    two dependencies finishing at once cannot both miss the other's move), if the
+    row says any job waits for this one (``has_dependents``, which ``move`` re-reads).
+    """
+    if job.array_parent_id is not None:
+        if new == st.RUNNING:
+            _parent_running(job.array_parent_id)
+        elif new in st.TERMINAL:
+            _count_child(job, new)
+    if new in st.TERMINAL and job.has_dependents:
+        transaction.on_commit(lambda: release_dependents(job.pk, new))
+
+
+def release_dependents(job_id: Any, status: str) -> int:
+    """Send ``launch`` to the pending jobs waiting for ``job_id`` that it made ready or doomed.
+
+    Returns how many were sent. The launch step decides: start, wait, or cancel.
+    """
+    waiting = ContainerJob.objects.filter(dependency_links__depends_on_id=job_id, status=st.PENDING)
+    if status == st.COMPLETED:
+        waiting = waiting.filter(~Exists(unfinished_dependencies()))
+    return send_launches(waiting)
+
+
+def send_launches(queryset: Any) -> int:
+    """Send ``launch`` (on commit) to every job of ``queryset``; returns how many."""
+    ids = list(queryset.values_list("pk", flat=True))
+    dispatch.send_many_on_commit([("launch", pk, 0) for pk in ids])
+    return len(ids)
+
+
+def _parent_running(parent_id: Any) -> None:
+    parent = ContainerJob.objects.filter(pk=parent_id, status=st.PENDING).first()
+    if parent is not None:
+        move(parent, st.PENDING, st.RUNNING, started_at=timezone.now())
+
+
+def _count_child(child: ContainerJob, status: str) -> None:
+    # The row lock this update takes serializes finishing children: the one whose
+    # increment completes the sum is the only one that sees it complete.
+    column = str(status)
+    ArrayCounts.objects.filter(pk=child.array_parent_id).update(**{column: F(column) + 1})
+    counts = ArrayCounts.objects.get(pk=child.array_parent_id)
+    if counts.finished < child.array_size:
+        return
+    parent = ContainerJob.objects.get(pk=child.array_parent_id)
+    if parent.status in st.TERMINAL:
+        return
+    summary = (
+        f"{counts.completed} completed, {counts.failed} failed, "
+        f"{counts.timeout} timed out, {counts.cancelled} cancelled"
+    )
+    final = final_status(counts)
+    move(
+        parent, parent.status, final, completed_at=timezone.now(),
+        last_error="" if final == st.COMPLETED else f"array children: {summary}",
+    )  # fmt: skip

@@ -11,6 +11,16 @@ from setuptools import find_packages
 from benchmarks import import_graph
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The one import that runs up the layers: ``ContainerJob.launch()`` / ``harvest()`` run the
+#: step in-process, importing the engine's steps inside the method.
+ALLOWED_UPWARD = {("models.jobs", "steps")}
+
+
+def _without_allowed(edges):
+    return {
+        name: targets - {b for a, b in ALLOWED_UPWARD if a == name}
+        for name, targets in edges.items()
+    }
 
 
 def test_module_level_imports_have_no_cycle_and_follow_the_layers():
@@ -21,6 +31,8 @@ def test_module_level_imports_have_no_cycle_and_follow_the_layers():
 
 def test_no_cycle_even_counting_typing_and_in_function_imports():
     edges = import_graph.graph({"module", "typing", "lazy"})
+    assert set(import_graph.against(edges)) == ALLOWED_UPWARD
+    edges = _without_allowed(edges)
     assert import_graph.cycles(edges) == []
     assert import_graph.against(edges) == []
 

@@ -188,7 +188,7 @@ def test_cancel_during_launch_is_carried_out_after_it(recording, make_mock_host)
 
     def launch_and_cancel(self, job_arg):
         result = original(self, job_arg)
-        steps.request_cancel(job_arg.job_id)
+        ContainerJob.objects.get(pk=job_arg.job_id).cancel()
         assert steps.cancel(job_arg.job_id) == "after-launch"
         return result
 

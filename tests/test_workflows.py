@@ -94,12 +94,14 @@ def test_a_failed_dependency_cancels_the_chain(recording, make_mock_host, mock_h
     assert not ContainerExecution.objects.filter(job__in=[b, c]).exists()
 
 
-def test_a_finished_dependency_is_settled_at_once(recording, make_mock_host, mock_host):
+def test_a_finished_dependency_is_settled_by_the_first_launch(recording, make_mock_host, mock_host):
     done = submit(mock_host)
     failed = submit(make_mock_host(exit_code=1))
     deliver_all(recording)
     doomed = submit(mock_host, depends_on=[done, failed])
-    assert doomed.status == "cancelled"
+    assert recording.take() == [("launch", str(doomed.pk), 0)]
+    assert steps.launch(doomed.pk) == "cancelled"
+    assert row(doomed).status == "cancelled"
     assert row(doomed).last_error == f"dependency {failed.pk} ended failed"
     assert steps.launch(doomed.pk) == "nothing-to-do"
     recording.take()

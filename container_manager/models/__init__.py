@@ -7,12 +7,8 @@ from container_manager.executors.factory import executor_choices
 from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.executions import ContainerExecution
 from container_manager.models.hosts import ExecutorHost, ExecutorHostQuerySet, HostSlot
-from container_manager.models.jobs import (
-    ContainerJob,
-    JobManager,
-    JobQuerySet,
-    default_max_attempts,
-)
+from container_manager.models.jobs import ContainerJob, default_max_attempts
+from container_manager.models.manager import JobManager, JobQuerySet
 from container_manager.models.schedules import JobSchedule
 from container_manager.models.tokens import ApiToken, UsedSignature
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
