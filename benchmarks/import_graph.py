@@ -20,15 +20,11 @@ LAYERS: list[tuple[str, ...]] = [
         "executors.types", "executors.exceptions", "signals",
     ),
     ("executors", "dispatch", "dispatch.base"),
-    ("models", "timings"),
-    (
-        "transitions", "dispatch.sqs", "dispatch.cloudtasks", "auth",
-        "events", "events.flow", "notify", "outbox", "scheduler", "engine.cost",
-    ),
-    ("steps", "workflows"),
-    ("runner",),
-    ("dispatch.local", "dispatch.immediate", "endpoints", "api", "metrics", "admin", "management",
-     "apps", "events.hints", "events.docker", "events.ecs", "events.cloudrun"),
+    ("models",),
+    ("engine",),
+    ("engine.runner",),
+    ("dispatch.local", "dispatch.immediate", "dispatch.sqs", "dispatch.cloudtasks", "events",
+     "web", "admin", "management", "tasks", "apps", "checks", "urls", "run_task"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1
 
@@ -36,10 +32,10 @@ TOP = len(LAYERS) - 1
 def layer(module: str) -> int:
     """The layer of a module (dotted, without the package prefix); unknown ones are on top.
 
-    >>> layer("executors.docker"), layer("executors.types"), layer("steps"), layer("admin.jobs")
-    (1, 0, 4, 6)
+    >>> layer("executors.docker"), layer("rules.cron"), layer("engine.steps"), layer("admin.jobs")
+    (1, 0, 3, 5)
     >>> layer("functions_unknown")
-    6
+    5
     """
     best, best_len = TOP, -1
     for index, names in enumerate(LAYERS):

@@ -39,7 +39,8 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from container_manager import dispatch, steps
+    from container_manager import dispatch
+    from container_manager.engine import steps
 
     running, due = size // 10, size // 100
     began = time.perf_counter()

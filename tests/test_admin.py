@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import (
     ContainerExecution,
     ContainerJob,

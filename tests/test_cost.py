@@ -6,8 +6,7 @@ from decimal import Decimal
 import pytest
 from django.core import checks
 
-from container_manager import steps
-from container_manager.engine import cost
+from container_manager.engine import cost, steps
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.rules.cost import CENT
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import dispatch, steps
-from container_manager.events import flow
+from container_manager import dispatch
+from container_manager.engine import flow, steps
 from container_manager.events.docker import EngineFollower
 from container_manager.models import ContainerJob
 from container_manager.rules import status as st

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 from functions import handlers
 from tests import aws_support as aws

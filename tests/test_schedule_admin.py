@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from openapi_schema_validator import OAS30Validator
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 from container_manager.models.schedules import JobSchedule
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint

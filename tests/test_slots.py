@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from container_manager import steps, transitions
+from container_manager.engine import steps, transitions
 from container_manager.executors import factory
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
 from container_manager.rules import status as st

@@ -6,13 +6,17 @@ clock stands still (the ``clock`` fixture) unless the test moves it.
 
 import uuid
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 
-from container_manager import steps, transitions
+from container_manager.engine import steps, transitions
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.rules.status import InvalidTransition
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clock")]
 
@@ -243,10 +247,10 @@ def test_crash_after_start_is_reconciled_to_the_same_execution(
             raise RuntimeError("process died between container start and database write")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
+    monkeypatch.setattr(launching, "move", crash_on_running)
     with pytest.raises(RuntimeError):
         steps.launch(job.pk)
-    monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", real_move)
     stuck = row(job)
     assert (stuck.status, MockExecutor.execution_count(job.pk)) == ("launching", 1)
     assert steps.launch(job.pk) == "in-progress"  # the lease still holds

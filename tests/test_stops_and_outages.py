@@ -6,18 +6,23 @@ The mock executor and the recording backend; the rows' times are the clock, move
 import threading
 from collections import defaultdict
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.utils import timezone
 
-from container_manager import steps, transitions
 from container_manager.conf import setting
 from container_manager.dispatch.local import LocalBackend
-from container_manager.events import flow
+from container_manager.engine import flow, steps, transitions
+from container_manager.engine.steps.check import KILL_BACKSTOP_MARGIN
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
+
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,7 +105,7 @@ def test_the_backstop_check_waits_longer_when_the_platform_kills_and_events_flow
         assert steps.check(second.pk) == "stopping"
     finally:
         flow.mark_following(host.pk, False)
-    assert recording.take() == [("check", str(second.pk), grace + steps.KILL_BACKSTOP_MARGIN)]
+    assert recording.take() == [("check", str(second.pk), grace + KILL_BACKSTOP_MARGIN)]
     # The platform did not kill it after all: the backstop check does.
     past_grace(second)
     assert steps.check(second.pk) == "timeout"
@@ -198,8 +203,8 @@ def crash_after_start(monkeypatch):
             raise RuntimeError("launcher died after the start, before recording it")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
-    return lambda: monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", crash_on_running)
+    return lambda: monkeypatch.setattr(launching, "move", real_move)
 
 
 def test_crashed_launch_is_reconciled_after_the_reconcile_delay(recording, mock_host, monkeypatch):
@@ -289,7 +294,7 @@ def test_local_dispatch_holds_the_hint_without_wait_idle_waiting_for_it():
 @pytest.fixture
 def held_steps(monkeypatch):
     """Steps run by the local backend are noted; one for job ``busy`` waits for ``release``."""
-    from container_manager import runner
+    from container_manager.engine import runner
 
     started, release, ran, seen = (
         threading.Event(),
@@ -363,13 +368,13 @@ def test_local_dispatch_step_worker_runs_a_harvest_while_launches_hold_every_wor
 
 def test_launcher_dead_before_the_start_is_not_reconciled_but_taken_over(recording, mock_host):
     job = submit(mock_host)
-    real_start = steps._start
-    steps._start = lambda _job: (_ for _ in ()).throw(SystemExit("killed after the slot"))
+    real_start = launching._start
+    launching._start = lambda _job: (_ for _ in ()).throw(SystemExit("killed after the slot"))
     try:
         with pytest.raises(SystemExit):
             steps.launch(job.pk)
     finally:
-        steps._start = real_start
+        launching._start = real_start
     assert (row(job).status, host_row(mock_host).current_job_count) == ("launching", 1)
     launch_began(job, 60)
     assert steps.launch(job.pk) == "in-progress"  # nothing to find, and never started here

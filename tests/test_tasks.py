@@ -147,7 +147,7 @@ def test_run_after_defers_the_launch(recording, examples, django_capture_on_comm
     assert job.run_after == later
     [delayed] = [m for m in recording.messages if m[0] == "launch" and m[2] > 0]
     assert 290 < delayed[2] <= 300
-    from container_manager import steps
+    from container_manager.engine import steps
 
     assert steps.launch(job.pk) == "not-due"
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from container_manager import steps, workflows
+from container_manager.engine import steps, workflows
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import (
     ArrayCounts,

@@ -98,7 +98,7 @@ def cost_text(job) -> str:
 
 def timeline_block(executions) -> SafeString:
     """One bar per attempt, a segment per phase sized by its share, and the times below it."""
-    from container_manager.timings import timeline
+    from container_manager.engine.timings import timeline
 
     if not executions:
         return format_html('<span class="cm-empty">{}</span>', "(not launched yet)")

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from container_manager import workflows
+from container_manager.engine import workflows
 from container_manager.models import ContainerJob
 from container_manager.rules import status as st
 

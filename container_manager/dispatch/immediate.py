@@ -9,8 +9,8 @@ import threading
 import time
 from collections import deque
 
-from container_manager import runner
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import runner
 
 
 class ImmediateBackend(DispatchBackend):

@@ -20,8 +20,8 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from container_manager import runner
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import runner
 from container_manager.events.docker import DockerEventWatcher
 
 logger = logging.getLogger(__name__)

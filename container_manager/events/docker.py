@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections, connections
 
 from container_manager.conf import setting
-from container_manager.events import flow
+from container_manager.engine import flow
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
 from container_manager.rules import status as st
 

@@ -1,6 +1,6 @@
 """The ``ContainerJob`` row: a job's request, its status and its results, and its actions.
 
-Rows are the truth. Status changes only through ``container_manager.transitions``.
+Rows are the truth. Status changes only through ``container_manager.engine.transitions``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ContainerJob(models.Model):
         - Logs harvested and stored (stdout, stderr, timestamp-free output),
           each capped at ``LOG_MAX_BYTES`` with a visible marker
         - Status changed only by compare-and-set transitions
-          (``container_manager.transitions``); a ``save()`` that changes
+          (``container_manager.engine.transitions``); a ``save()`` that changes
           ``status`` raises ``InvalidTransition``. Each committed move sends
           ``post_save`` with ``update_fields`` naming ``status`` and the
           fields written with it, so signal receivers see every change
@@ -97,7 +97,7 @@ class ContainerJob(models.Model):
         - ExecutorHost: where the job executes (``docker_host``, reverse ``host.jobs``)
         - EnvironmentVariableTemplate: base environment (reverse ``template.jobs``)
         - ContainerExecution: one row per launch attempt (``containerexecution_set``)
-        - Workflows (``container_manager.workflows``): ``depends_on`` / ``dependents``
+        - Workflows (``container_manager.engine.workflows``): ``depends_on`` / ``dependents``
           through ``JobDependency``; an array parent's ``array_children`` and its
           ``array_counts``
     """
@@ -271,7 +271,7 @@ class ContainerJob(models.Model):
     cost_currency = models.CharField(
         max_length=3, blank=True, default="", help_text="Currency of estimated_cost, e.g. USD."
     )
-    # -- workflows (container_manager.workflows) --
+    # -- workflows (container_manager.engine.workflows) --
     depends_on = models.ManyToManyField(
         "self",
         through="JobDependency",
@@ -370,7 +370,7 @@ class ContainerJob(models.Model):
         elif current != self._loaded_status:
             raise st.InvalidTransition(
                 f"status: {self._loaded_status!r} -> {current!r} is not done by save(); "
-                "use job.cancel(), job.launch() or the steps in container_manager.steps"
+                "use job.cancel(), job.launch() or the steps in container_manager.engine.steps"
             )
         elif kwargs.get("update_fields") is None:
             kwargs["update_fields"] = editable_field_names(self, self.SYSTEM_FIELDS)
@@ -593,9 +593,7 @@ class ContainerJob(models.Model):
             it could not (its host is full, a retry is scheduled, or the
             launch failed: see ``last_error``).
         """
-        from container_manager.steps import launch  # the one call up the layers (see ``harvest``)
-
-        launch(self.pk)
+        _run_step("launch", self.pk)
         self.refresh_from_db()
         return bool(self.execution_id) or self.status == st.LAUNCHING
 
@@ -612,11 +610,7 @@ class ContainerJob(models.Model):
             bool: True when the job is terminal afterwards.
         """
         if not self.is_terminal_status:
-            # The models sit below the steps; running one in-process is the documented
-            # upward call that tests/test_architecture.py allows (``launch`` is the other half).
-            from container_manager.steps import harvest
-
-            harvest(self.pk)
+            _run_step("harvest", self.pk)
         self.refresh_from_db()
         return self.is_terminal_status
 
@@ -685,3 +679,14 @@ class ContainerJob(models.Model):
             return "", "", NONE
         stdout, stderr = executor.get_logs(self.execution_id)
         return stdout, stderr, LIVE
+
+
+def _run_step(step: str, job_id: Any) -> None:
+    """Run an engine step in this process, for ``launch()`` and ``harvest()``.
+
+    The models sit below the engine: this import is the one call up the layers, listed as
+    the only exception in ``tests/test_architecture.py``.
+    """
+    from container_manager.engine import steps
+
+    steps.STEPS[step](job_id)

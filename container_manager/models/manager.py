@@ -117,7 +117,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``network_configuration``, ``priority``, ``max_attempts``,
                 ``run_after``, ``created_by`` …)
             depends_on: jobs (or ids) that must complete first; see
-                ``container_manager.workflows``
+                ``container_manager.engine.workflows``
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
 

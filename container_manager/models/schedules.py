@@ -1,6 +1,6 @@
 """The ``JobSchedule`` model: a cron line in a time zone and the job it makes at each time.
 
-The sweep fires due schedules (``container_manager.scheduler``); this module only stores them.
+The sweep fires due schedules (``container_manager.engine.firing``); this module only stores them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """API tokens that belong to users: only a hash of each secret is stored, shown once when issued.
 
-A token acts as its user under Django's permissions (see ``container_manager.auth``).
+A token acts as its user under Django's permissions (see ``container_manager.web.auth``).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class UsedSignature(models.Model):
     """
     An HMAC-signed push that was acted on: a replay of it is refused until it expires.
 
-    Written by ``container_manager.auth`` after a signed step or sweep push
+    Written by ``container_manager.web.auth`` after a signed step or sweep push
     succeeded (a retry after a failed attempt is therefore still accepted);
     expired rows are deleted by the sweep endpoint.
     """

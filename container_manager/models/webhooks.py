@@ -1,7 +1,7 @@
 """Webhook models: the endpoints that want job events, and one delivery row per event and endpoint.
 
-A move writes its event's deliveries (``container_manager.outbox``); the ``notify`` step sends one
-and records every attempt.
+A move writes its event's deliveries (``engine.outbox``); the ``notify`` step sends one and
+records every attempt.
 """
 
 from __future__ import annotations

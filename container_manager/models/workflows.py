@@ -21,7 +21,7 @@ class JobDependency(models.Model):
     """
     An edge of a workflow: ``job`` launches only once ``depends_on`` has completed.
 
-    Written by ``create_job(depends_on=...)`` through ``container_manager.workflows``,
+    Written by ``create_job(depends_on=...)`` through ``container_manager.engine.workflows``,
     which refuses unknown jobs and cycles. When ``depends_on`` ends failed, timeout
     or cancelled, ``job`` ends cancelled. Deleting either job deletes the edge.
     """

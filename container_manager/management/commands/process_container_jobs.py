@@ -14,7 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from container_manager import dispatch, steps
+from container_manager import dispatch
+from container_manager.engine import steps
 from container_manager.management._support import inline_dispatch, local_backend
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
 from django.utils import timezone
 
-from container_manager import clock, dispatch, outbox, signals
+from container_manager import clock, dispatch, signals
+from container_manager.engine import outbox
 from container_manager.models import (
     ArrayCounts,
     ContainerExecution,

@@ -18,13 +18,14 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from container_manager import openapi, timings, workflows
-from container_manager.auth import ApiCaller, AuthError, authenticate_api
+from container_manager.engine import timings, workflows
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.logtext import read_offsets
+from container_manager.web import openapi
+from container_manager.web.auth import ApiCaller, AuthError, authenticate_api
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from container_manager import dispatch
+from container_manager.engine.transitions import move, send_launches
 from container_manager.models import ContainerJob, HostSlot, JobDependency
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.workflows import link, resolve_dependencies
 from container_manager.rules import status as st
-from container_manager.transitions import move, send_launches
 
 #: A dependency ending in one of these dooms the jobs that wait for it.
 DOOMING = frozenset({st.FAILED, st.TIMEOUT, st.CANCELLED})

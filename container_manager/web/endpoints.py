@@ -14,8 +14,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from container_manager import runner, steps
-from container_manager.auth import AuthError, authenticate_push, forget_expired_signatures
+from container_manager.engine import runner, steps
+from container_manager.web.auth import AuthError, authenticate_push, forget_expired_signatures
 
 logger = logging.getLogger(__name__)
 

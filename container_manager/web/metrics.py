@@ -16,10 +16,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
-from container_manager.auth import AuthError
 from container_manager.conf import setting
 from container_manager.models import ContainerJob
 from container_manager.telemetry import counters
+from container_manager.web.auth import AuthError
 
 #: Bucket bounds (seconds) of the submit-to-start and run-time histograms.
 JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600, 4 * 3600)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.executors.exceptions import ExecutorError
 
 logger = logging.getLogger(__name__)
