@@ -17,6 +17,7 @@ from container_manager.engine import steps, transitions
 from container_manager.executors.docker import DockerExecutor
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import containers_for, wait_for
+from tests.support import row
 
 # The launch step's module (the package's ``launch`` is the step function itself).
 launching = import_module("container_manager.engine.steps.launch")
@@ -40,10 +41,6 @@ def jobs(docker_host, recording):
     for job in made:
         for name in containers_for(job.pk):
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def state(container):

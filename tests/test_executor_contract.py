@@ -24,6 +24,7 @@ from tests.fakes import script
 from tests.fakes.aws import moto, moto_server  # noqa: F401 - fixtures
 from tests.fakes.cloudrun import cloudrun_fake  # noqa: F401 - fixture
 from tests.fakes.scaleway import scaleway_fake  # noqa: F401 - fixture
+from tests.support import row
 
 # The launch step's module (the package's ``launch`` is the step function itself).
 launching = import_module("container_manager.engine.steps.launch")
@@ -224,10 +225,6 @@ def platform(request, recording):
         yield FakeServerPlatform("cloudrun", request.getfixturevalue("cloudrun_fake"))
     else:
         yield FakeServerPlatform("scaleway", request.getfixturevalue("scaleway_fake"))
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def launch(platform, job):

@@ -15,12 +15,9 @@ from container_manager.engine.transitions import move
 from container_manager.models import ContainerJob
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.rules import status as st
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
 
 
 def run(step, job):

@@ -19,20 +19,13 @@ from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from tests.support import row, submit
 
 # The launch step's module (the package's ``launch`` is the step function itself).
 launching = import_module("container_manager.engine.steps.launch")
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def host_row(host):

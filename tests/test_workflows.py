@@ -20,16 +20,9 @@ from container_manager.models import (
     ExecutorHost,
     JobDependency,
 )
+from tests.support import row, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def deliver_all(backend, limit=500):

@@ -116,9 +116,9 @@ class DockerExecutor(ContainerExecutor):
     capabilities = {
         "supports_resource_limits": True,
         "supports_networking": True,
-        "supports_persistent_storage": True,
+        "supports_persistent_storage": False,
         "supports_secrets": False,
-        "supports_gpu": True,
+        "supports_gpu": False,
         "supports_scaling": False,
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,

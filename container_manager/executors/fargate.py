@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 #: The task timestamps ECS reports, kept as the execution's platform times.
 ECS_TIMES = ("createdAt", "pullStartedAt", "pullStoppedAt", "startedAt", "stoppingAt", "stoppedAt")
 
-#: Valid Fargate task sizes: CPU units -> the memory sizes (MiB) allowed with them.
 #: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
@@ -165,7 +164,6 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             stdout=stdout,
             platform_log=_task_summary(task, container),
             created_at=task.get("createdAt"),
-            pulled_at=task.get("pullStoppedAt"),
             started_at=task.get("startedAt"),
             finished_at=stopped or datetime.now(UTC),
             reason=_task_error(task, container),

@@ -77,7 +77,6 @@ class HarvestResult:
     clean_output: str | None = None
     usage: Usage = Usage()
     created_at: datetime | None = None
-    pulled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
