@@ -32,9 +32,8 @@ def sweep(now: Any = None) -> dict[str, int]:
     reconcile) or whose lease expired (to take over); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
-    schedules that are due (``firing.fire_due``) and sets every host's
-    ``current_job_count`` that differs from its slot rows. A fixed number of
-    indexed queries, whatever the table size, plus the work of what is due.
+    schedules that are due (``firing.fire_due``). A fixed number of indexed
+    queries, whatever the table size, plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -65,7 +64,6 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
     sent["scheduled"] = firing.fire_due(now)
-    HostSlot.objects.refresh_counts()
     counters.sweep_found(sent)
     return sent
 

@@ -142,7 +142,6 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
             if claimed != 1:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
-            _count_slots(job.docker_host_id)
             _write_attempt(job.pk, job.docker_host_id, now)
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
@@ -161,14 +160,12 @@ def _begin_launch_postgresql(
     transaction holds (``SKIP LOCKED``; the freedom is re-checked on the newest
     row version); the job moves only if a slot was had, the slot is given to
     the job and the attempt's row inserted only if it moved. The host row is
-    only read, and its ``current_job_count`` refreshed if no one holds it
-    (``_refresh_count``).
+    only read.
     """
     quote = connection.ops.quote_name
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
     slots = quote(HostSlot._meta.db_table)
     insert, insert_params = _insert_attempt("moved", job.docker_host_id, now)
-    refresh, refresh_params = _refresh_count(connection, job.docker_host_id, "moved", "+ 1")
     sql = f"""
         WITH slot AS (
             SELECT s.id FROM {slots} s JOIN {hosts} h ON h.id = s.host_id
@@ -187,14 +184,13 @@ def _begin_launch_postgresql(
             UPDATE {slots} SET job_id = moved.id FROM moved
             WHERE {slots}.id IN (SELECT slot.id FROM slot)
         ),
-        {refresh},
         attempt AS ({insert})
         SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
     """
     params = (
         job.docker_host_id,
         st.LAUNCHING, lease_expires_at, now, job.pk, st.PENDING, job.attempt_count,
-        *refresh_params, *insert_params,
+        *insert_params,
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -204,38 +200,6 @@ def _begin_launch_postgresql(
     if not slot:
         raise HostFull(job.docker_host_id)
     raise _Taken(job.pk)
-
-
-def _refresh_count(connection: Any, host_id: int, changed: str, delta: str) -> tuple[str, list]:
-    """CTEs ``host_row`` and ``counted``: set the host's ``current_job_count`` from its slots.
-
-    Runs only if the CTE ``changed`` returned a row, and only if no other
-    transaction holds the host row (``SKIP LOCKED``: a launch never waits for
-    it). The statement sees the slot rows as they were when it started, so
-    ``delta`` adds its own change (e.g. ``"+ 1"``). A refresh skipped, or one
-    that missed a concurrent change, is corrected by the next refresh of that
-    host or by the sweep (``HostSlot.objects.refresh_counts``).
-    """
-    quote = connection.ops.quote_name
-    hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
-    sql = f"""host_row AS (
-            SELECT id FROM {hosts} WHERE id = %s AND EXISTS (SELECT 1 FROM {changed})
-            FOR NO KEY UPDATE SKIP LOCKED
-        ),
-        counted AS (
-            UPDATE {hosts} SET current_job_count = GREATEST((
-                SELECT count(*) FROM {slots} WHERE host_id = %s AND job_id IS NOT NULL
-            ) {delta}, 0)
-            WHERE id IN (SELECT host_row.id FROM host_row)
-        )"""
-    return sql, [host_id, host_id]
-
-
-def _count_slots(host_id: int) -> None:
-    """Set the host's ``current_job_count`` from its slot rows (exact inside the transaction)."""
-    ExecutorHost.objects.filter(pk=host_id).update(
-        current_job_count=HostSlot.objects.held_count(OuterRef("pk"))
-    )
 
 
 def _announce(job: ContainerJob, changed: set[str]) -> None:
@@ -332,7 +296,6 @@ def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
             held.update(job_id=None)
         else:
             held.delete()
-        _count_slots(host_id)
     return job_id
 
 
@@ -344,9 +307,7 @@ def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: A
     ``freed`` and ``dropped`` are exclusive: the slot row is written once.
     ``hint`` is the first waiting job of a full host, unlocked, sent its launch
     when nothing was claimed. Whether the host is full is one subquery, evaluated
-    once: a host with free slots reads no waiting job. The host's
-    ``current_job_count`` is refreshed when the slot was freed or dropped, if no
-    one holds the host row (``_refresh_count``).
+    once: a host with free slots reads no waiting job.
     """
     waiting = _waiting(host_id, leaving_id, now)
     full = waiting.filter(~Exists(HostSlot.objects.free(host_id)))
@@ -357,7 +318,6 @@ def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: A
     jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
     slots = quote(HostSlot._meta.db_table)
     insert, insert_params = _insert_attempt("claimed", host_id, now)
-    refresh, refresh_params = _refresh_count(connection, host_id, "gone", "- 1")
     # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
     sql = f"""
         WITH picked AS ({pick_sql}),
@@ -383,15 +343,13 @@ def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: A
                 AND NOT EXISTS (SELECT 1 FROM claimed)
             RETURNING id
         ),
-        gone AS (SELECT id FROM freed UNION ALL SELECT id FROM dropped),
-        {refresh},
         attempt AS ({insert}),
         hint AS ({hint_sql})
         SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
     """
     params = (
         *pick_params, st.LAUNCHING, now, now, st.PENDING, leaving_id, host_id, leaving_id,
-        leaving_id, *refresh_params, *insert_params, *hint_params,
+        leaving_id, *insert_params, *hint_params,
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -27,12 +27,8 @@ class ExecutorHostQuerySet(models.QuerySet):
     """Queries over hosts."""
 
     def available(self) -> ExecutorHostQuerySet:
-        """Active hosts with a free slot (read from the slot rows, not ``current_job_count``)."""
+        """Active hosts with a free slot (read from the slot rows)."""
         return self.filter(Exists(HostSlot.objects.free(OuterRef("pk"))), is_active=True)
-
-    def with_slots_used(self) -> ExecutorHostQuerySet:
-        """Annotate ``slots_used``: the jobs holding a slot now, counted from the slot rows."""
-        return self.annotate(slots_used=HostSlot.objects.held_count(OuterRef("pk")))
 
     def choose(self, executor_type: str | None = None) -> ExecutorHost | None:
         """Pick an active host for a new job, weighted by ``weight``.
@@ -55,6 +51,15 @@ class ExecutorHostQuerySet(models.QuerySet):
             return None
         chosen = random.choices(pool, weights=[h.weight for h in pool])[0]
         return self.get(pk=chosen.pk)
+
+
+class ExecutorHostManager(models.Manager.from_queryset(ExecutorHostQuerySet)):
+    """``ExecutorHost.objects``: every host read carries ``current_job_count``, its held slots."""
+
+    def get_queryset(self) -> ExecutorHostQuerySet:
+        """Hosts annotated with ``current_job_count`` (a count of their held slot rows)."""
+        held = HostSlot.objects.held_count(OuterRef("pk"))
+        return super().get_queryset().annotate(current_job_count=held)
 
 
 class ExecutorHost(models.Model):
@@ -97,14 +102,10 @@ class ExecutorHost(models.Model):
         Admission, ``is_available()``, ``available()`` and the sweep read the
         slot rows.
 
-        ``current_job_count`` reports the jobs holding a slot, for display and
-        ordering. On SQLite it is exact (written in the moving transaction). On
-        PostgreSQL each launch and hand-over refreshes it in its own statement
-        from the committed slot rows, skipping the refresh when another one holds
-        the host row, and each sweep refreshes every host: it is exact once no
-        launch or finish is in flight, and is corrected by the next sweep at the
-        latest. ``with_slots_used()`` gives the exact figure. Saving a host never
-        writes ``current_job_count``.
+        ``current_job_count`` is the count of held slot rows, computed, not
+        stored: ``ExecutorHost.objects`` annotates it (so it orders and filters,
+        ``order_by("current_job_count")``), and a host loaded another way counts
+        its rows when asked.
 
     Health Monitoring:
         ``health_check()`` asks the executor to reach the platform and records
@@ -184,13 +185,6 @@ class ExecutorHost(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Share of new jobs this host gets among active hosts (1-1000).",
     )
-    current_job_count = models.PositiveIntegerField(
-        default=0,
-        help_text=(
-            "Jobs launching or running here, from the slot rows; on PostgreSQL it may lag "
-            "concurrent launches until the next sweep."
-        ),
-    )
     last_health_check_at = models.DateTimeField(
         null=True, blank=True, help_text="When health_check() last ran."
     )
@@ -208,13 +202,12 @@ class ExecutorHost(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ExecutorHostQuerySet.as_manager()
+    objects = ExecutorHostManager()
 
     #: Fields written by the system, never by ``save()`` of an existing host.
     SYSTEM_FIELDS = frozenset(
         {
-            "current_job_count", "last_health_check_at", "last_health_ok", "last_health_error",
-            "unreachable_since",
+            "last_health_check_at", "last_health_ok", "last_health_error", "unreachable_since",
         }
     )  # fmt: skip
 
@@ -226,7 +219,7 @@ class ExecutorHost(models.Model):
         return self.get_display_name()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save the host's settings; ``current_job_count`` and health are never overwritten.
+        """Save the host's settings; its health, written by the steps, is never overwritten.
 
         The slot rows follow ``max_concurrent_jobs`` (``HostSlot.objects.sync``).
         """
@@ -275,8 +268,25 @@ class ExecutorHost(models.Model):
         return HostSlot.objects.free(self.pk).exists()
 
     def slots_in_use(self) -> int:
-        """How many of the host's slot rows a job holds (exact, unlike ``current_job_count``)."""
+        """How many of the host's slot rows a job holds, read now."""
         return HostSlot.objects.filter(host_id=self.pk, job__isnull=False).count()
+
+    @property
+    def current_job_count(self) -> int:
+        """Jobs launching or running here: the held slot rows, as annotated when the host was
+        read through ``ExecutorHost.objects``, else counted now."""
+        if "_current_job_count" in self.__dict__:
+            return self.__dict__["_current_job_count"]
+        return self.slots_in_use() if self.pk is not None else 0
+
+    @current_job_count.setter
+    def current_job_count(self, value: int) -> None:
+        self.__dict__["_current_job_count"] = value
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        """Reload the row; ``current_job_count`` is counted again when next asked."""
+        self.__dict__.pop("_current_job_count", None)
+        super().refresh_from_db(*args, **kwargs)
 
     def get_display_name(self) -> str:
         """``"name (Executor label)"``, as shown in lists and the admin."""
@@ -353,40 +363,6 @@ class HostSlotQuerySet(models.QuerySet):
         self.filter(
             host_id=host.pk, job__isnull=True, number__gte=host.max_concurrent_jobs
         ).delete()
-
-    def refresh_counts(self) -> int:
-        """Write each host's ``current_job_count`` from its slot rows; the hosts changed.
-
-        Run by the sweep, so a count a concurrent launch left stale is right again
-        within one sweep; a host row another transaction holds is skipped (not
-        waited for) on PostgreSQL.
-        """
-        held = self.held_count(OuterRef("pk"))
-        connection = connections[ExecutorHost.objects.db]
-        if connection.vendor != "postgresql":
-            return ExecutorHost.objects.exclude(current_job_count=held).update(
-                current_job_count=held
-            )
-        quote = connection.ops.quote_name
-        hosts, slots = quote(ExecutorHost._meta.db_table), quote(HostSlot._meta.db_table)
-        # One statement, so no transaction of its own; the ORM refuses a lock outside one.
-        sql = f"""
-            WITH counted AS (
-                SELECT host_id, count(*) AS held FROM {slots}
-                WHERE job_id IS NOT NULL GROUP BY host_id
-            ),
-            drifted AS (
-                SELECT h.id, COALESCE(c.held, 0) AS held
-                FROM {hosts} h LEFT JOIN counted c ON c.host_id = h.id
-                WHERE h.current_job_count <> COALESCE(c.held, 0)
-                FOR NO KEY UPDATE OF h SKIP LOCKED
-            )
-            UPDATE {hosts} SET current_job_count = drifted.held
-            FROM drifted WHERE {hosts}.id = drifted.id
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.rowcount
 
 
 class HostSlot(models.Model):
