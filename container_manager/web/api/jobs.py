@@ -73,7 +73,7 @@ def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     """GET: the latest jobs (``?status=``); POST: submit a job."""
     if request.method == "POST":
         _require(caller, "add")
-        job = _submit(caller, _json_object(request.body))
+        job = _submit(caller, json_object(request.body))
         return JsonResponse(_job_json(request, job), status=201)
     _require(caller, "view")
     jobs = _with_attempts(caller.visible(ContainerJob.objects.select_related("docker_host")))
@@ -164,7 +164,7 @@ def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
     environment = fields.pop("environment_vars", None) or {}
     host_name = fields.pop("host", None)
     if host_name is not None:
-        fields["docker_host"] = _host(host_name)
+        fields["docker_host"] = host_named(host_name)
     return ContainerJob.objects.create_job(
         image=fields.pop("image", ""),
         environment_vars=environment,
@@ -173,14 +173,16 @@ def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
     )
 
 
-def _host(name: str) -> ExecutorHost:
+def host_named(name: str) -> ExecutorHost:
+    """The executor host called ``name``; a ValidationError on ``host`` when there is none."""
     host = ExecutorHost.objects.filter(name=name).first()
     if host is None:
         raise ValidationError({"host": [f"host: no executor host named {name[:100]!r}."]})
     return host
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body parsed as a JSON object; a ValidationError when it is not one."""
     try:
         payload = json.loads(body or b"{}")
     except ValueError:

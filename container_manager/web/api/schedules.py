@@ -15,9 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from container_manager.models import EnvironmentVariableTemplate
 from container_manager.models.schedules import JobSchedule
 from container_manager.rules.envtext import format_env_text
-from container_manager.web.api.jobs import LIST_LIMIT, api_view
-from container_manager.web.api.jobs import _host as host_named
-from container_manager.web.api.jobs import _json_object as json_object
+from container_manager.web.api.jobs import LIST_LIMIT, api_view, host_named, json_object
 from container_manager.web.auth import ApiCaller, AuthError
 
 #: What a create may say; ``image``, ``host``, ``environment_*`` are mapped to model fields.
