@@ -17,6 +17,7 @@ import time
 import uuid
 from contextlib import closing, suppress
 from datetime import timedelta
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connections
 from django.utils import timezone
 
+from container_manager import dispatch
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import steps, transitions
 from container_manager.executors.base import (
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
@@ -40,7 +43,10 @@ from container_manager.models import (
     EnvironmentVariableTemplate,
     ExecutorHost,
 )
-from tests.conftest import FAST_STEPS, TEST_IMAGE, wait_for
+from tests.backends import RecordingBackend
+from tests.conftest import FAST_STEPS, TEST_IMAGE, containers_for, wait_for
+
+launching = import_module("container_manager.engine.steps.launch")
 
 
 class LostMessages(DispatchBackend):
@@ -275,6 +281,87 @@ class TestProcessContinuously:
     def test_refuses_a_backend_that_is_not_local(self, immediate):
         with pytest.raises(CommandError, match="serverless deployments do not need it"):
             run("process_container_jobs")
+
+
+@pytest.mark.docker
+class TestProcessAfterARestart:
+    """Jobs a stopped worker left in progress are looked at when the next one starts."""
+
+    @pytest.fixture
+    def left_behind(self, transactional_db, docker_host, monkeypatch):
+        """Three jobs of a worker that stopped: its messages and timers went with it.
+
+        ``running``: its container exited; its next check is an hour away (as while events
+        flowed). ``started``: its launcher died after starting the container, which exited.
+        ``slot_only``: its launcher died after taking the slot, before any container existed.
+        """
+        with dispatch.use_backend(RecordingBackend({})):
+            jobs = {
+                name: ContainerJob.objects.create_job(
+                    image=TEST_IMAGE, command="true", docker_host=docker_host
+                )
+                for name in ("running", "started", "slot_only")
+            }
+            assert steps.launch(jobs["running"].pk) == "launched"
+            real_move = transitions.move
+
+            def crash_on_running(job, old, new, **kwargs):
+                if new == "running":
+                    raise RuntimeError("the worker stopped after the start")
+                return real_move(job, old, new, **kwargs)
+
+            monkeypatch.setattr(launching, "move", crash_on_running)
+            with pytest.raises(RuntimeError):
+                steps.launch(jobs["started"].pk)
+            monkeypatch.setattr(launching, "move", real_move)
+            lease = timezone.now() + timedelta(seconds=120)
+            assert transitions.begin_launch(jobs["slot_only"], lease)
+        ContainerJob.objects.filter(pk=jobs["running"].pk).update(
+            next_check_at=timezone.now() + timedelta(hours=1)
+        )
+        wait_for(lambda: exited(jobs["running"]) and exited(jobs["started"]), timeout=60)
+        yield jobs
+        for job in jobs.values():
+            for name in containers_for(job.pk):
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+    @pytest.mark.parametrize("events", [True, False], ids=["docker-events", "no-events"])
+    def test_jobs_left_in_progress_finish_at_once(self, left_behind, settings, events):
+        settings.CONTAINER_MANAGER = {
+            **FAST_STEPS,
+            "DISPATCH": {
+                "BACKEND": "container_manager.dispatch.local.LocalBackend",
+                "OPTIONS": {"WORKERS": 1, "SWEEP_INTERVAL": 0, "DOCKER_EVENTS": events},
+            },
+        }
+        assert statuses(left_behind.values()) == ["running", "launching", "launching"]
+        command = process_container_jobs.Command()
+        thread = threading.Thread(
+            target=call_command,
+            args=(command, "--poll-interval", "3600"),  # one sweep, at the start
+            kwargs={"stdout": io.StringIO()},
+        )
+        thread.start()
+        try:
+            # LAUNCH_RECONCILE_SECONDS is 30: the launches must not wait for it, nor the
+            # running job for its next check.
+            wait_for(lambda: settled(left_behind.values()) == {"completed"}, timeout=20)
+        finally:
+            command.stop()
+            thread.join(timeout=30)
+            connections.close_all()
+        assert [len(containers_for(job.pk)) for job in left_behind.values()] == [0, 0, 0]
+        rows = ContainerJob.objects.filter(pk__in=[job.pk for job in left_behind.values()])
+        assert set(rows.values_list("attempt_count", flat=True)) == {1}
+
+
+def exited(job) -> bool:
+    """True when the job's container has stopped running."""
+    [name] = containers_for(job.pk)
+    state = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", name], capture_output=True, text=True
+    )
+    return state.stdout.strip() == "exited"
 
 
 # -- cleanup_containers --------------------------------------------------------------

@@ -5,14 +5,19 @@ Needs the engine and the local image (``infra/test-image.sh``); CI requires both
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
+from container_manager import clock, dispatch
+from container_manager.conf import setting
+from container_manager.engine import steps, transitions
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.rules.logtext import strip_timestamps
-from tests.conftest import containers_for, missing_service, slots_held, wait_for
+from tests.backends import RecordingBackend
+from tests.conftest import containers_for, slots_held, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -99,25 +104,10 @@ def test_missing_image_uses_the_attempts_and_fails_naming_it(local, docker_host)
     assert slots_held(docker_host) == 0
 
 
-@pytest.fixture(
-    params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def database(request, db):
-    """The test once per database: the variant of the database this run does not use skips.
-
-    The PostgreSQL variant fails instead under ``CM_REQUIRE_SERVICES=1`` on SQLite.
-    """
-    if connection.vendor == request.param:
-        return request.param
-    if request.param == "postgresql":
-        missing_service("needs PostgreSQL: run with DATABASE_URL=postgres://... (CI does)")
-    pytest.skip(f"the {request.param} variant; this run uses {connection.vendor}")
-
-
-def test_a_missing_image_fails_as_the_jobs_fault_and_the_host_goes_on(
-    database, local, docker_ready
-):
+def test_a_missing_image_fails_as_the_jobs_fault_and_the_host_goes_on(local, docker_ready):
     """Issue 24 as reported: one slot; ``no-such-image:2``, then ``sleep``, then ``echo hi``.
+
+    Runs on the database of the run: CI runs the suite on SQLite and on PostgreSQL.
 
     Whatever the registry answers the engine's pull (404, or no answer without a network),
     the bad job uses its attempts and fails naming the image, and the others run in turn.
@@ -166,6 +156,25 @@ def test_host_at_capacity_jobs_wait_their_turn(local, docker_host, docker_ready)
         time.sleep(0.02)
     assert all(ContainerJob.objects.get(pk=j.pk).status == "completed" for j in jobs)
     assert most_active == 1
+
+
+def test_a_launch_killed_before_its_container_existed_resumes_at_the_reconcile_delay(
+    local, docker_host, docker_ready, monkeypatch
+):
+    with dispatch.use_backend(RecordingBackend({})):  # the worker that is killed
+        job = run(docker_host, docker_ready, "echo resumed")
+        lease = clock.now() + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
+        assert transitions.begin_launch(job, lease)  # it took the slot, then died
+    assert containers_for(job.pk) == [] and slots_held(docker_host) == 1
+    reconcile = setting("LAUNCH_RECONCILE_SECONDS")
+    assert steps.sweep(now=timezone.now() + timedelta(seconds=reconcile - 1))["relaunch"] == 0
+    later = timedelta(seconds=reconcile)
+    monkeypatch.setattr("container_manager.clock.now", lambda: timezone.now() + later)
+    assert steps.sweep()["relaunch"] == 1  # taken over now, not when the lease ends
+    done = finished(job, timeout=30)
+    assert (done.status, done.attempt_count, done.clean_output) == ("completed", 1, "resumed\n")
+    wait_for(lambda: containers_for(done.pk) == [], timeout=15)
+    assert slots_held(docker_host) == 0
 
 
 def test_environment_workdir_and_network_alias(local, docker_host, docker_ready):

@@ -334,6 +334,20 @@ def test_concurrent_launches_make_one_container(executor, jobs):
     assert container.status == "running"
 
 
+def test_a_failed_start_leaves_the_container_another_launch_started(executor, jobs, monkeypatch):
+    job = jobs("sleep 30")
+    request = build_launch_request(job)
+    slow = DockerExecutor(executor.host)  # a launcher that created the container, then stalled
+    created = slow._create_container(request, executor.container_name(request))
+    assert launch(executor, job)[0]  # the launch that took it over started it
+    failing = RuntimeError("the engine took too long to answer the start")
+    monkeypatch.setattr(type(created), "start", lambda *_, **__: (_ for _ in ()).throw(failing))
+    with pytest.raises(RuntimeError):
+        slow._ensure_started(created, request)  # its copy still says "created"
+    [container] = containers_of(executor, job)
+    assert container.status == "running"
+
+
 def test_created_container_is_started_by_next_launch(executor, jobs):
     job = jobs("sleep 30")
     pre = executor.client.containers.create(

@@ -349,6 +349,21 @@ def test_crashed_launch_is_reconciled_by_its_launch_key(platform, monkeypatch):
     assert platform.executions(job) == 1
 
 
+def test_launcher_dead_before_calling_the_platform_is_taken_over(platform):
+    job = platform.submit("ok")
+    lease, reconcile = setting("LAUNCH_LEASE_SECONDS"), setting("LAUNCH_RECONCILE_SECONDS")
+    # It took the slot LAUNCH_RECONCILE_SECONDS ago and died: no execution exists.
+    assert transitions.begin_launch(job, timezone.now() + timedelta(seconds=lease - reconcile))
+    if not factory.ExecutorFactory().get_executor(job).concurrent_launch_safe:
+        # A launcher still in the platform's start could start a second execution.
+        assert steps.launch(job.pk) == "in-progress" and platform.executions(job) == 0
+        ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    assert launch(platform, job) == "launched"
+    done = run_to_end(job)
+    assert (done.status, done.attempt_count) == ("completed", 1)
+    assert platform.executions(job) == 1
+
+
 def test_vanished_execution_fails_without_guessing(platform):
     job = platform.submit("forever")
     launch(platform, job)

@@ -1,9 +1,10 @@
 """The Fargate executor against moto in server mode: what it sends to ECS, sizes, logs, limits."""
 
 import pytest
+from botocore.exceptions import ClientError
 
 from container_manager.engine import steps
-from container_manager.executors.exceptions import ExecutorResourceError
+from container_manager.executors.exceptions import ExecutorError, ExecutorResourceError
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.rules.cost import fargate_size
@@ -40,6 +41,26 @@ def test_run_task_carries_token_tags_overrides_and_size(recording, moto, stack):
     assert (container["name"], container["command"]) == ("job", ["echo", "hi"])
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env == {"GREETING": "hello", "CM_LAUNCH_KEY": key}
+
+
+def test_a_client_token_in_use_names_the_task_that_is_adopted(recording, stack, monkeypatch):
+    job = make_job(stack)
+    assert steps.launch(job.pk) == "launched"
+    job = ContainerJob.objects.get(pk=job.pk)
+    executor = ExecutorFactory().get_executor(job)
+    ecs, request = executor.client("ecs"), steps.build_launch_request(job)
+
+    def conflict(resource_ids):
+        error = {"Error": {"Code": "ConflictException", "Message": "clientToken in use"}}
+        failing = ClientError({**error, "resourceIds": resource_ids}, "RunTask")
+        return lambda **_: (_ for _ in ()).throw(failing)
+
+    # Another launch of the key got the task first (ECS answers so when a parameter differs).
+    monkeypatch.setattr(ecs, "run_task", conflict([job.execution_id]))
+    assert executor.start_execution(request) == job.execution_id
+    monkeypatch.setattr(ecs, "run_task", conflict([]))
+    with pytest.raises(ExecutorError, match="clientToken in use"):
+        executor.start_execution(request)
 
 
 def test_impossible_size_fails_the_launch_clearly(recording, stack):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from container_manager.conf import setting
 from container_manager.dispatch.local import LocalBackend
-from container_manager.engine import flow, steps, transitions
+from container_manager.engine import flow, steps, sweep, transitions
 from container_manager.engine.steps.check import KILL_BACKSTOP_MARGIN
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
@@ -359,22 +359,124 @@ def test_local_dispatch_step_worker_runs_a_harvest_while_launches_hold_every_wor
     assert ran[-1] == ("launch", "waits")
 
 
-def test_launcher_dead_before_the_start_is_not_reconciled_but_taken_over(recording, mock_host):
+def launcher_died_after_the_slot(job, clock):
+    """The launch took a slot and its launcher died before calling the platform."""
+    lease = clock.now() + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
+    assert transitions.begin_launch(job, lease)
+
+
+def test_launcher_dead_before_the_start_is_taken_over_at_the_reconcile_delay(
+    recording, make_mock_host, clock
+):
+    host = make_mock_host(duration=5)
+    job = submit(host)
+    launcher_died_after_the_slot(job, clock)
+    reconcile = setting("LAUNCH_RECONCILE_SECONDS")
+    assert reconcile < setting("LAUNCH_LEASE_SECONDS")
+    clock.advance(reconcile - 0.5)
+    assert steps.sweep()["relaunch"] == 0
+    assert steps.launch(job.pk) == "in-progress"  # an early hint: the launcher may be slow
+    clock.advance(0.5)
+    assert steps.sweep()["relaunch"] == 1
+    assert steps.launch(job.pk) == "launched"  # nothing found: taken over, the lease not waited
+    running = row(job)
+    assert (running.status, running.attempt_count) == ("running", 1)
+    assert (running.started_at - running.created_at).total_seconds() >= reconcile - 1
+    assert (MockExecutor.execution_count(job.pk), MockExecutor.launch_count(job.pk)) == (1, 1)
+    assert host_row(host).current_job_count == 1
+    clock.advance(5)
+    assert steps.check(job.pk) == "completed"
+    assert host_row(host).current_job_count == 0
+
+
+def test_one_caller_takes_a_quiet_launch_over(recording, mock_host, clock, monkeypatch):
     job = submit(mock_host)
-    real_start = launching._start
-    launching._start = lambda _job: (_ for _ in ()).throw(SystemExit("killed after the slot"))
-    try:
-        with pytest.raises(SystemExit):
-            steps.launch(job.pk)
-    finally:
-        launching._start = real_start
-    assert (row(job).status, host_row(mock_host).current_job_count) == ("launching", 1)
-    launch_began(job, 60)
+    launcher_died_after_the_slot(job, clock)
+    clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
+    real_start, meanwhile = launching._start, []
+
+    def start_while_a_copy_arrives(job_arg):
+        meanwhile.append(steps.launch(job_arg.pk))  # the sweep's copy of the hint
+        return real_start(job_arg)
+
+    monkeypatch.setattr(launching, "_start", start_while_a_copy_arrives)
+    assert steps.launch(job.pk) == "launched"
+    assert meanwhile == ["in-progress"]  # the renewed lease is the new launcher's
+    assert MockExecutor.launch_count(job.pk) == 1
+
+
+def test_a_launcher_only_slow_gets_the_execution_of_the_takeover(recording, mock_host, clock):
+    job = submit(mock_host)
+    launcher_died_after_the_slot(job, clock)  # not dead: ``job`` is its copy, about to start
+    clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
+    assert steps.launch(job.pk) == "launched"
+    execution_id = row(job).execution_id
+    assert launching._start(job) == "taken"  # the slow launcher's start, with the same key
+    assert (MockExecutor.execution_count(job.pk), MockExecutor.launch_count(job.pk)) == (1, 2)
+    assert row(job).execution_id == execution_id
+
+
+def test_a_platform_unsafe_to_launch_twice_waits_for_the_lease(
+    recording, mock_host, clock, monkeypatch
+):
+    monkeypatch.setattr(MockExecutor, "concurrent_launch_safe", False)
+    job = submit(mock_host)
+    launcher_died_after_the_slot(job, clock)
+    clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
     assert steps.launch(job.pk) == "in-progress"  # nothing to find, and never started here
+    assert steps.resume(job.pk) == "in-progress"
     assert MockExecutor.launch_count(job.pk) == 0
-    ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    clock.advance(setting("LAUNCH_LEASE_SECONDS") - setting("LAUNCH_RECONCILE_SECONDS"))
     assert steps.launch(job.pk) == "launched"
     assert MockExecutor.execution_count(job.pk) == 1
+
+
+def test_resume_reconciles_or_takes_over_a_launch_however_recent(
+    recording, make_mock_host, clock, monkeypatch
+):
+    host = make_mock_host(duration=600)
+    died, started = submit(host), submit(host)
+    launcher_died_after_the_slot(died, clock)
+    restore = crash_after_start(monkeypatch)
+    with pytest.raises(RuntimeError):
+        steps.launch(started.pk)  # its launcher died after the start
+    restore()
+    clock.advance(1)
+    assert steps.launch(died.pk) == steps.launch(started.pk) == "in-progress"
+    assert sorted(sweep.resuming()) == sorted(("resume", str(j.pk), 0.0) for j in (died, started))
+    assert steps.resume(died.pk) == "launched"
+    assert steps.resume(started.pk) == "reconciled"
+    assert [MockExecutor.execution_count(job.pk) for job in (died, started)] == [1, 1]
+    assert {row(job).status for job in (died, started)} == {"running"}
+
+
+def test_a_reconciled_launch_is_checked_at_once_even_while_events_flow(
+    recording, make_mock_host, monkeypatch, clock
+):
+    host = make_mock_host(duration=600)
+    job = submit(host)
+    restore = crash_after_start(monkeypatch)
+    with pytest.raises(RuntimeError):
+        steps.launch(job.pk)
+    restore()
+    flow.mark_following(host.pk, True)
+    try:
+        clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
+        recording.take()
+        assert steps.launch(job.pk) == "reconciled"
+    finally:
+        flow.mark_following(host.pk, False)
+    # Its stop event may have come while no one listened: the first check does not wait for it.
+    assert recording.take() == [("check", str(job.pk), 0.0)]
+
+
+def test_catch_up_harvests_running_jobs_of_the_hosts_asked(recording, make_mock_host, clock):
+    first, second = make_mock_host(duration=600), make_mock_host(duration=600)
+    jobs = [submit(first), submit(second)]
+    for job in jobs:
+        assert steps.launch(job.pk) == "launched"
+    assert sweep.catch_up([first.pk]) == [("harvest", str(jobs[0].pk), 0.0)]
+    assert sorted(sweep.catch_up()) == sorted(("harvest", str(job.pk), 0.0) for job in jobs)
 
 
 # -- 4. an unreachable host does not use up attempts ------------------------------------------

@@ -2,7 +2,8 @@
 
 New jobs' launches and the sweep may take long (the engine creating and starting a
 container, a scan), so every other step goes before them (a check, a harvest,
-the ``start`` of a job handed a freed slot), and ``STEP_WORKERS`` threads run only those:
+the ``start`` of a job handed a freed slot, the ``resume`` of a launch a stopped worker
+left), and ``STEP_WORKERS`` threads run only those:
 a timeout's stop or a container's harvest never waits behind a burst of launches.
 
 For runserver, the demo and single-machine deployments; nothing outside the process is needed.

@@ -29,7 +29,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     Pending jobs that are due, whose dependencies completed and whose host has a
     free slot; pending jobs whose dependency ended badly (their launch cancels
     them); launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
-    reconcile) or whose lease expired (to take over); running jobs whose check is
+    reconcile or take over, see ``steps.launch``); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
     schedules that are due (``firing.fire_due``). A fixed number of indexed
@@ -66,6 +66,25 @@ def sweep(now: Any = None) -> dict[str, int]:
     sent["scheduled"] = firing.fire_due(now)
     counters.sweep_found(sent)
     return sent
+
+
+def catch_up(hosts: Any = None) -> list[tuple[str, str, float]]:
+    """A ``harvest`` now for every running job (on ``hosts``, ids or a query of them, if given).
+
+    For after a time in which the end of an execution could pass unseen: a worker that was
+    down, an event stream that was closed. A harvest finishes a job whose execution ended
+    and leaves one still running to its checks.
+    """
+    running = ContainerJob.objects.filter(status=st.RUNNING)
+    if hosts is not None:
+        running = running.filter(docker_host_id__in=hosts)
+    return [("harvest", str(pk), 0.0) for pk in running.values_list("pk", flat=True)]
+
+
+def resuming() -> list[tuple[str, str, float]]:
+    """A ``resume`` now for every launching job: what a worker sends at its start."""
+    launching = ContainerJob.objects.filter(status=st.LAUNCHING)
+    return [("resume", str(pk), 0.0) for pk in launching.values_list("pk", flat=True)]
 
 
 def _launchable(settled: Any, batch: int) -> Any:

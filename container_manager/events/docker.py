@@ -14,9 +14,10 @@ from django.db import close_old_connections, connections
 from container_manager.conf import setting
 from container_manager.engine import flow
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
-from container_manager.rules import status as st
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from container_manager.dispatch.base import DispatchBackend
     from container_manager.models import ExecutorHost
 
@@ -29,6 +30,13 @@ HOST_REFRESH_SECONDS = 10.0
 #: Backoff between reconnections after a stream broke (seconds): first, then at most.
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 30.0
+
+
+def followed_hosts() -> QuerySet[ExecutorHost]:
+    """The hosts whose engines a ``DockerEventWatcher`` follows: every active Docker host."""
+    from container_manager.models import ExecutorHost
+
+    return ExecutorHost.objects.filter(executor_type="docker", is_active=True)
 
 
 class DockerEventWatcher:
@@ -84,12 +92,7 @@ class DockerEventWatcher:
             connections.close_all()
 
     def _refresh(self) -> None:
-        from container_manager.models import ExecutorHost
-
-        hosts = {
-            host.pk: host
-            for host in ExecutorHost.objects.filter(executor_type="docker", is_active=True)
-        }
+        hosts = {host.pk: host for host in followed_hosts()}
         with self._lock:
             if self._stopping.is_set():
                 return
@@ -207,15 +210,14 @@ class EngineFollower(threading.Thread):
         return ExecutorFactory().get_executor(self.host).event_stream(filters)
 
     def _catch_up(self) -> None:
-        from container_manager.models import ContainerJob
+        from container_manager.engine import sweep
 
         close_old_connections()
         with self._lock:
             host_ids = list(self.host_ids)
-        running = ContainerJob.objects.filter(docker_host_id__in=host_ids, status=st.RUNNING)
-        ids = list(running.values_list("pk", flat=True))
+        messages = sweep.catch_up(host_ids)
         close_old_connections()
-        self.backend.send_many([("harvest", str(pk), 0.0) for pk in ids])
+        self.backend.send_many(messages)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         actor = event.get("Actor") or {}

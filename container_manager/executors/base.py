@@ -96,6 +96,11 @@ class ContainerExecutor(ABC):
     #: ``request_stop`` has the platform itself kill the execution once STOP_GRACE_SECONDS
     #: have passed (Docker's ``stop?t=``), so the steps' kill is only a backstop.
     stop_kills_after_grace: bool = False
+    #: ``start`` run for a launch key while another ``start`` of that key is still under way
+    #: returns the same execution (the platform enforces the key), so a launch whose launcher
+    #: went quiet with nothing found is taken over at LAUNCH_RECONCILE_SECONDS; without it,
+    #: only once the launch's lease has expired.
+    concurrent_launch_safe: bool = False
 
     def __init__(self, host: Any):
         self.host = host
@@ -170,7 +175,8 @@ class ContainerExecutor(ABC):
         """The execution of ``request``'s attempt if the platform has one, else None; never starts.
 
         Lets the steps reconcile a launch whose launcher died after taking the slot. The
-        default, None, means "cannot tell": the steps then wait for the launch lease.
+        default, None, means "cannot tell": the steps then take the launch over at
+        LAUNCH_RECONCILE_SECONDS if ``concurrent_launch_safe``, else when its lease expires.
         """
         return None
 

@@ -62,7 +62,10 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
     The image is the Cloud Run job's: a run can override args, environment,
     timeout and task count, not the image or the resources. The launch key
     goes in the ``CM_LAUNCH_KEY`` environment variable, and a retried launch
-    looks for an execution carrying it before running the job again.
+    looks for an execution carrying it before running the job again. ``run_job``
+    takes no request id, so two launches of one key at once could both find
+    nothing and start two executions: a quiet launch is taken over only once its
+    lease has expired (``concurrent_launch_safe`` is False).
     """
 
     config_schema = (

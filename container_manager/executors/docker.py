@@ -85,7 +85,9 @@ class DockerExecutor(ContainerExecutor):
 
     The container of an attempt is named ``cm-<launch key>`` and carries the
     labels of ``ContainerExecutor.labels``, which makes ``launch_job``
-    idempotent and lets forgotten containers be found again.
+    idempotent and lets forgotten containers be found again. The engine refuses a
+    second container of that name, so two launches of one key at once share one
+    container: the loser of the create adopts the winner's (``concurrent_launch_safe``).
 
     ``host.executor_config`` keys (all optional):
 
@@ -125,6 +127,7 @@ class DockerExecutor(ContainerExecutor):
         "supports_live_logs": True,
     }
     stop_kills_after_grace = True
+    concurrent_launch_safe = True
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -537,9 +540,12 @@ class DockerExecutor(ContainerExecutor):
             raise
 
     def _remove_unstarted(self, container: Container) -> None:
-        # A container whose start failed would stay "Created" on the engine for good.
+        # A container whose start failed would stay "Created" on the engine for good; one that
+        # another launch of the key has started meanwhile (a takeover) is that launch's.
         try:
-            container.remove(force=True, v=True)
+            container.reload()
+            if container.status == "created":
+                container.remove(force=True, v=True)
         except Exception:  # noqa: BLE001 - the start error is the one worth raising
             logger.warning("could not remove container %s after its start failed", container.name)
 

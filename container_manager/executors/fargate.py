@@ -74,6 +74,10 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
     Launches carry ``clientToken`` = launch key and ``startedBy`` =
     ``cm-<launch key>``; a retried launch first looks for a task started by
     that value, so it never starts a second one (moto ignores clientToken).
+    Two launches of one key at once are one task too: ECS answers a repeated
+    ``run_task`` with the token's task for 24 hours, and the task it names in a
+    ``ConflictException`` (the token met other parameters) is adopted
+    (``concurrent_launch_safe``).
     """
 
     config_schema = (
@@ -104,6 +108,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_live_logs": True,
         "supports_platform_timeout": False,
     }
+    concurrent_launch_safe = True
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -249,7 +254,14 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         key = launch.launch_key
         request = self._run_request(launch)
         with self._aws_errors(f"run_task of {key}"):
-            response = self.client("ecs").run_task(**request)
+            try:
+                response = self.client("ecs").run_task(**request)
+            except self._errors().ClientError as exc:
+                adopted = _token_task(exc)
+                if adopted is None:
+                    raise
+                logger.info("run_task of %s: its client token names task %s", key, adopted)
+                return adopted
         tasks = response.get("tasks") or []
         if tasks:
             return tasks[0]["taskArn"]
@@ -419,6 +431,14 @@ def _aws_error(action: str, exc: Exception) -> ExecutorError | None:
     if isinstance(exc, errors.BotoCoreError):
         return ExecutorConnectionError(f"{action}: {exc}")
     return None
+
+
+def _token_task(exc: Exception) -> str | None:
+    """The task ARN a ``ConflictException`` says the client token already started, if any."""
+    response = getattr(exc, "response", {})
+    if response.get("Error", {}).get("Code") != "ConflictException":
+        return None
+    return next(iter(response.get("resourceIds") or ()), None)
 
 
 def _task_summary(task: dict[str, Any], container: dict[str, Any]) -> str:

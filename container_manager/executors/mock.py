@@ -80,6 +80,8 @@ class MockExecutor(base.ContainerExecutor):
         "supports_resource_usage": True,
         "supports_live_logs": True,
     }
+    #: Executions are found or made under one lock, by launch key.
+    concurrent_launch_safe = True
 
     _executions: dict[str, dict[str, Any]] = {}
     _launch_calls: dict[str, int] = {}

@@ -56,7 +56,9 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     else: image, CPU, memory and the platform timeout are the definition's.
     The API has no idempotency token and no labels, so the launch key goes
     in ``CM_LAUNCH_KEY`` and a retried launch looks for a run carrying it
-    first. Logs live in Cockpit, which this executor does not read.
+    first; two launches of one key at once could start two runs, so a quiet
+    launch is taken over only once its lease has expired (``concurrent_launch_safe``
+    is False). Logs live in Cockpit, which this executor does not read.
     """
 
     config_schema = (

@@ -1,4 +1,4 @@
-"""The steps a message may name, by name, and ``run_step``: launch, check, harvest, cancel, notify.
+"""The steps a message may name, and ``run_step``: launch, resume, check, harvest, cancel, notify.
 
 Each step reloads its job's row and is safe to run twice; the sweep is ``engine.sweep``.
 """
@@ -18,7 +18,7 @@ from container_manager.engine.steps.common import (
     unreachable_delay,
 )
 from container_manager.engine.steps.harvest import final_reason, harvest
-from container_manager.engine.steps.launch import launch
+from container_manager.engine.steps.launch import launch, resume
 from container_manager.engine.sweep import sweep
 from container_manager.telemetry import counters
 from container_manager.telemetry import logging as telemetry_logging
@@ -32,6 +32,7 @@ __all__ = [
     "harvest",
     "launch",
     "register_step",
+    "resume",
     "result_fields",
     "retry_delay",
     "run_step",
@@ -45,6 +46,7 @@ __all__ = [
 STEPS: dict[str, Callable[[Any], str]] = {
     "launch": launch,
     "start": launch,
+    "resume": resume,
     "check": check,
     "harvest": harvest,
     "cancel": cancel,

@@ -30,15 +30,18 @@ from container_manager.rules import status as st
 logger = logging.getLogger(__name__)
 
 
-def launch(job_id: Any) -> str:
+def launch(job_id: Any, *, quiet: bool = False) -> str:
     """Start the job's container, reconcile a launch whose launcher went quiet, or take it over.
 
-    A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began is looked up on the
-    platform by its launch key and recorded as running if found; one whose lease expired
-    is taken over with the same key, so it finds the container already started. Before
-    the platform is called, a launch hint due at that delay is sent (``send_backstop``):
-    if this launcher dies, that message reconciles the launch; on a job recorded running
-    by then it is one SELECT and ``nothing-to-do``.
+    A launch not recorded ``LAUNCH_RECONCILE_SECONDS`` after it began (at once if ``quiet``:
+    its launcher may have stopped with its worker, see ``resume``) is looked up on the
+    platform by its launch key and recorded as running if found. If nothing is found it is
+    taken over with the same key: then if the executor is ``concurrent_launch_safe`` (a
+    launcher that is only slow gets the same execution), else once its lease has expired.
+    Taking over renews the lease by a compare-and-set on the old one, so one caller does it.
+    Before the platform is called, a launch hint due at that delay is sent
+    (``send_backstop``): if this launcher dies, that message reconciles the launch or takes
+    it over; on a job recorded running by then it is one SELECT and ``nothing-to-do``.
     """
     job = load(job_id)
     if job is None:
@@ -60,7 +63,9 @@ def launch(job_id: Any) -> str:
             return "waiting-for-slot"
     elif job.status == st.LAUNCHING:
         if job.lease_expires_at and job.lease_expires_at > now:
-            return _reconcile(job, now)
+            waiting = _reconcile(job, now, quiet)
+            if waiting:
+                return waiting
         guard = {"attempt_count": job.attempt_count, "lease_expires_at": job.lease_expires_at}
         if not move(job, st.LAUNCHING, st.LAUNCHING, guard=guard, lease_expires_at=lease):
             return "taken"
@@ -68,6 +73,17 @@ def launch(job_id: Any) -> str:
         return "nothing-to-do"
     dispatch.send_backstop("launch", job.pk, delay=setting("LAUNCH_RECONCILE_SECONDS"))
     return _start(job)
+
+
+def resume(job_id: Any) -> str:
+    """``launch`` for a job whose launcher may have stopped with its worker: looked at now.
+
+    A worker sends it at its start for every launching job (``sweep.resuming``): each launch
+    is reconciled, or taken over, at once rather than LAUNCH_RECONCILE_SECONDS after it began.
+    Taking over is still only for ``concurrent_launch_safe`` executors: a launcher of another
+    worker may still be in ``start``. A pending job is launched as ``launch`` would.
+    """
+    return launch(job_id, quiet=True)
 
 
 def _start(job: ContainerJob) -> str:
@@ -96,12 +112,15 @@ def _start(job: ContainerJob) -> str:
     return _record_running(job, result, now)
 
 
-def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
-    """The platform accepted the attempt: running, with the temporary messages of launching gone."""
-    first_check = flow.first_check_delay(job, execution_id, setting("CHECK_DELAY_INITIAL"))
-    known = ExecutorFactory().get_executor(job).seconds_left(execution_id)
-    if known is not None:
-        first_check = min(first_check, known)
+def _record_running(
+    job: ContainerJob, execution_id: str, now: datetime, look_now: bool = False
+) -> str:
+    """The platform accepted the attempt: running, with the temporary messages of launching gone.
+
+    ``look_now`` sends the first check at once: a reconciled launch's execution may have
+    ended while no one listened for its stop event.
+    """
+    first_check = 0.0 if look_now else _first_check(job, execution_id)
     moved = move(
         job, st.LAUNCHING, st.RUNNING, guard={"attempt_count": job.attempt_count},
         execution_id=execution_id, started_at=now, lease_expires_at=None, last_error="",
@@ -119,24 +138,39 @@ def _record_running(job: ContainerJob, execution_id: str, now: datetime) -> str:
     return "launched"
 
 
-def _reconcile(job: ContainerJob, now: datetime) -> str:
-    """A launch still under lease: after LAUNCH_RECONCILE_SECONDS, find its execution by key.
+def _first_check(job: ContainerJob, execution_id: str) -> float:
+    """Seconds from the launch to the first check: sooner when the run is known to end sooner."""
+    first_check = flow.first_check_delay(job, execution_id, setting("CHECK_DELAY_INITIAL"))
+    known = ExecutorFactory().get_executor(job).seconds_left(execution_id)
+    return first_check if known is None else min(first_check, known)
 
-    Never starts one: a launcher that is only slow records the same execution, and one that
-    died before starting leaves nothing to find, so the lease's expiry takes the launch over.
+
+def _reconcile(job: ContainerJob, now: datetime, quiet: bool = False) -> str:
+    """A launch still under lease: after LAUNCH_RECONCILE_SECONDS (or if ``quiet``), find it.
+
+    Returns the launch step's answer, or "" when the launch is to be taken over now: nothing
+    was found and the executor is ``concurrent_launch_safe``, so the launcher, if only slow,
+    gets the same execution as the caller. Never starts one itself. On other platforms a
+    launcher still in ``start`` could start a second execution, so ``in-progress`` until the
+    lease's expiry takes the launch over.
     """
     began = job.lease_expires_at - timedelta(seconds=setting("LAUNCH_LEASE_SECONDS"))
-    if now < began + timedelta(seconds=setting("LAUNCH_RECONCILE_SECONDS")):
+    if not quiet and now < began + timedelta(seconds=setting("LAUNCH_RECONCILE_SECONDS")):
         return "in-progress"
+    executor = ExecutorFactory().get_executor(job)
     try:
-        found = ExecutorFactory().get_executor(job).find_launched(build_launch_request(job))
+        found = executor.find_launched(build_launch_request(job))
     except ExecutorError as exc:
         logger.warning("reconcile of job %s: lookup failed: %s", job.pk, exc)
         return "in-progress"
-    if not found:
+    if found:
+        logger.info("launch of job %s reconciled to execution %s", job.pk, found)
+        recorded = _record_running(job, found, now, look_now=True)
+        return "reconciled" if recorded == "launched" else "taken"
+    if not executor.concurrent_launch_safe:
         return "in-progress"
-    logger.info("launch of job %s reconciled to execution %s", job.pk, found)
-    return "reconciled" if _record_running(job, found, now) == "launched" else "taken"
+    logger.info("launch of job %s went quiet and started nothing: taking it over", job.pk)
+    return ""
 
 
 def _retry_or_fail(job: ContainerJob, error: str) -> str:

@@ -1,6 +1,7 @@
 """Run the job steps where no serverless queue does: a long-lived loop, or one pass for cron.
 
-The loop runs the local dispatch backend and sweeps; ``--once`` runs one sweep's steps inline.
+The loop resumes the jobs in progress, then runs the local dispatch backend and sweeps;
+``--once`` runs one sweep's steps inline.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from container_manager import dispatch
-from container_manager.engine import steps
+from container_manager.dispatch.local import LocalBackend
+from container_manager.engine import sweep
+from container_manager.events.docker import followed_hosts
 from container_manager.management._support import inline_dispatch, local_backend
+from container_manager.models import ExecutorHost
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +30,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Command(BaseCommand):
     """Process container jobs until stopped, or once with ``--once``.
 
-    The loop stops after its current sweep on SIGINT or SIGTERM, or when
-    ``stop()`` is called from another thread (which is how tests stop it);
-    then the local backend lets running steps end and drops queued ones:
+    At its start the loop looks at once at every job in progress (``resume``): the timers
+    of a worker that stopped went with it. The loop stops after its current sweep on
+    SIGINT or SIGTERM, or when ``stop()`` is called from another thread (which is how
+    tests stop it); then the local backend lets running steps end and drops queued ones:
     the rows keep that work and the next sweep sends it again.
     """
 
@@ -74,7 +79,7 @@ class Command(BaseCommand):
     def run_once(self, verbosity: int) -> None:
         """Sweep, run every step found due (and the due steps those send), report per kind."""
         with inline_dispatch() as inline:
-            found = steps.sweep()
+            found = sweep.sweep()
             outcomes = inline.run_due()
         if verbosity >= 1:
             for line in _summary(found, outcomes):
@@ -97,6 +102,7 @@ class Command(BaseCommand):
         previous = self._trap_signals()
         try:
             backend.start()
+            self.resume(backend)
             if verbosity >= 1:
                 self.stdout.write(
                     f"processing jobs with {backend.workers} worker threads, sweeping every "
@@ -113,6 +119,24 @@ class Command(BaseCommand):
         if verbosity >= 1:
             self.stdout.write("stopped; work still due is kept in the rows for the next run")
 
+    def resume(self, backend: LocalBackend) -> None:
+        """Look at once at the jobs in progress, which a stopped worker's timers were to look at.
+
+        Every running job is harvested (``sweep.catch_up``), so one whose execution ended
+        meanwhile finishes now, not at its next check; the jobs of the Docker hosts whose
+        events the backend follows are left to their follower, which does the same when it
+        connects. Every launching job is resumed (``sweep.resuming``): its launcher may
+        have been this worker's.
+        """
+        close_old_connections()
+        try:
+            hosts = ExecutorHost.objects.all()
+            if backend.docker_events:
+                hosts = hosts.exclude(pk__in=followed_hosts())
+            backend.send_many(sweep.catch_up(hosts.values("pk")) + sweep.resuming())
+        except Exception:  # noqa: BLE001 - e.g. the database is away: the sweeps find the work
+            logger.exception("resuming the jobs in progress failed")
+
     def _trap_signals(self) -> dict[int, Any]:
         # Python only lets the main thread install handlers; elsewhere stop() is the way.
         if threading.current_thread() is not threading.main_thread():
@@ -122,7 +146,7 @@ class Command(BaseCommand):
     def _sweep(self, verbosity: int) -> None:
         close_old_connections()
         try:
-            found = steps.sweep()
+            found = sweep.sweep()
         except Exception:  # noqa: BLE001 - e.g. the database is away: the next poll tries again
             logger.exception("sweep failed")
             return
