@@ -62,7 +62,7 @@ def docker_mode(
     from django.conf import settings
 
     from container_manager import dispatch
-    from container_manager.events import flow
+    from container_manager.engine import flow
     from container_manager.events.docker import EngineFollower
 
     config = {**settings.CONTAINER_MANAGER, "INSTANCE": "bench-events"}

@@ -197,7 +197,7 @@ class StepRecorder:
 
     def install(self, executor: str) -> None:
         """Wrap ``steps.run_step`` (the local workers look it up at start) and the executor."""
-        from container_manager import steps
+        from container_manager.engine import steps
 
         real_run_step = steps.run_step
 

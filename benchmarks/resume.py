@@ -137,7 +137,7 @@ def _launches_killed(host: Any, n: int) -> tuple[list[Any], float]:
     """``n`` launches that took their slots and whose launchers died: ``(jobs, began)``."""
     from django.utils import timezone
 
-    from container_manager import transitions
+    from container_manager.engine import transitions
     from container_manager.conf import setting
 
     jobs = _submit(host, "echo resumed", n)

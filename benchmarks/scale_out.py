@@ -288,8 +288,9 @@ def _child(share: int, go: Path) -> None:
     """Submit ``share`` jobs round-robin over the hosts, then run steps until none is live."""
     from django.db import close_old_connections
 
-    from container_manager import counters, dispatch
+    from container_manager import dispatch
     from container_manager.models import ContainerJob, ExecutorHost
+    from container_manager.telemetry import counters
 
     hosts = list(ExecutorHost.objects.order_by("name"))
     dispatch.get_backend().start()

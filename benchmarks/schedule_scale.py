@@ -18,7 +18,7 @@ from _common import setup_django  # noqa: E402
 
 
 def main() -> None:
-    """Fill the schedule table at each size and time ``scheduler.fire_due``."""
+    """Fill the schedule table at each size and time ``firing.fire_due``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", required=True, help="a PostgreSQL URL")
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 10_000, 100_000])
@@ -38,9 +38,10 @@ def measure(size: int, repeat: int) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from container_manager import dispatch, scheduler
+    from container_manager import dispatch
+    from container_manager.engine import firing
     from container_manager.models import ContainerJob, ExecutorHost
-    from container_manager.schedules import JobSchedule
+    from container_manager.models.schedules import JobSchedule
     from tests.backends import RecordingBackend
 
     ContainerJob.objects.all().delete()
@@ -60,7 +61,7 @@ def measure(size: int, repeat: int) -> dict:
     with dispatch.use_backend(RecordingBackend({})):
         for _ in range(repeat):
             began = time.perf_counter()
-            scheduler.fire_due(now)
+            firing.fire_due(now)
             idle.append(time.perf_counter() - began)
         for _ in range(repeat):
             due = JobSchedule(name=f"due-{time.monotonic_ns()}", cron="* * * * *",
@@ -69,7 +70,7 @@ def measure(size: int, repeat: int) -> dict:
             due.save()
             with CaptureQueriesContext(connection) as queries:
                 began = time.perf_counter()
-                made += scheduler.fire_due(now)
+                made += firing.fire_due(now)
                 timings.append(time.perf_counter() - began)
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + queries.captured_queries[0]["sql"])

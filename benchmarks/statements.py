@@ -91,7 +91,7 @@ def _wrap_steps() -> None:
     """Tag each logged query with the step running when it was sent."""
     from django.db import connection
 
-    from container_manager import steps
+    from container_manager.engine import steps
 
     real_run_step = steps.run_step
 

@@ -39,7 +39,8 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from container_manager import dispatch, steps
+    from container_manager import dispatch
+    from container_manager.engine import steps
 
     running, due = size // 10, size // 100
     began = time.perf_counter()
@@ -99,7 +100,7 @@ def _fill(size: int, running: int, due: int) -> None:
     ExecutorHost.objects.all().delete()
     host = ExecutorHost.objects.create(
         name="bench-scale", executor_type="docker", host_type="unix",
-        connection_string=DOCKER_URL, max_concurrent_jobs=size, current_job_count=running,
+        connection_string=DOCKER_URL, max_concurrent_jobs=size,
     )  # fmt: skip
     template = ContainerJob(docker_host=host, docker_image=IMAGE, command=COMMAND)
     template.status = "completed"

@@ -19,7 +19,7 @@ class ContainerManagerConfig(AppConfig):
     def ready(self) -> None:
         from container_manager import checks  # noqa: F401 - registers the system checks
         from container_manager.models import ContainerJob
-        from container_manager.tasks.signals import job_moved
+        from container_manager.tasks.lifecycle import job_moved
 
         # Moves announce themselves with post_save: Django tasks' started/finished signals.
         post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")

@@ -51,7 +51,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def _price_errors() -> list[checks.CheckMessage]:
-    from container_manager.cost import entry_errors, price_table
+    from container_manager.rules.cost import entry_errors, price_table
 
     messages = [
         message
@@ -125,7 +125,7 @@ def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _platform_events(value: Any) -> list[checks.CheckMessage]:
-    from container_manager.events.flow import EVENT_SOURCES
+    from container_manager.engine.flow import EVENT_SOURCES
 
     known = ", ".join(sorted(EVENT_SOURCES))
     if not isinstance(value, list | tuple) or not set(value) <= EVENT_SOURCES:

@@ -15,7 +15,7 @@ DEFAULTS: dict[str, Any] = {
         "BACKEND": "container_manager.dispatch.local.LocalBackend",
         "OPTIONS": {},
     },
-    # Who may push steps: Google OIDC and HMAC settings (see container_manager.auth).
+    # Who may push steps: Google OIDC and HMAC settings (see container_manager.web.auth).
     "AUTH": {},
     # Bearer tokens accepted by the JSON API; none configured means the API is closed.
     "API_TOKENS": [],
@@ -96,7 +96,7 @@ DEFAULTS: dict[str, Any] = {
     # Row-derived metrics (cm/metrics/) and dashboard timings look back this many hours.
     "METRICS_WINDOW_HOURS": 24,
     # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
-    "METRICS_AUTH": "container_manager.auth.authenticate_api",
+    "METRICS_AUTH": "container_manager.web.auth.authenticate_api",
     # Largest array_size create_job accepts (at most 10,000).
     "ARRAY_MAX_SIZE": 10_000,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.

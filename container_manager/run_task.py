@@ -11,7 +11,7 @@ import traceback
 from datetime import datetime
 from typing import Any
 
-from container_manager import taskwire
+from container_manager.rules import taskwire
 
 #: Exit code when the payload is missing or unreadable (the task did not run).
 EXIT_BAD_PAYLOAD = 2

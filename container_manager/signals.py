@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import Signal
 
-from container_manager import status as st
+from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ class LazyView:
     Attributes the middleware reads (``csrf_exempt`` …) are the view's own; those of a
     class-based view, which the URL resolver looks for on every pattern, are absent.
 
-    >>> view = LazyView("container_manager.endpoints.sweep_view")
+    >>> view = LazyView("container_manager.web.endpoints.sweep_view")
     >>> (view.__module__, view.__name__, view.csrf_exempt)
-    ('container_manager.endpoints', 'sweep_view', True)
+    ('container_manager.web.endpoints', 'sweep_view', True)
     """
 
     def __init__(self, dotted: str):
@@ -43,20 +43,44 @@ class LazyView:
         return getattr(self._resolved(), name)
 
 
-def _view(dotted: str) -> LazyView:
-    return LazyView(f"container_manager.{dotted}")
-
-
 urlpatterns = [
-    path("steps/<str:step>/", _view("endpoints.step_view"), name="step"),
-    path("sweep/", _view("endpoints.sweep_view"), name="sweep"),
-    path("events/cloudrun/", _view("endpoints.cloudrun_event_view"), name="events-cloudrun"),
-    path("api/jobs/", _view("api.jobs_view"), name="api-jobs"),
-    path("api/jobs/<str:job_id>/", _view("api.job_view"), name="api-job"),
-    path("api/jobs/<str:job_id>/logs/", _view("api.job_logs_view"), name="api-job-logs"),
-    path("api/jobs/<str:job_id>/cancel/", _view("api.job_cancel_view"), name="api-job-cancel"),
-    path("api/schedules/", _view("api_schedules.schedules_view"), name="api-schedules"),
-    path("api/openapi.json", _view("api.openapi_view"), name="api-openapi"),
-    path("metrics/", _view("metrics.metrics_view"), name="metrics"),
-    re_path(r"^api/(?P<rest>.*)$", _view("api.not_found_view"), name="api-not-found"),
+    path("steps/<str:step>/", LazyView("container_manager.web.endpoints.step_view"), name="step"),
+    path("sweep/", LazyView("container_manager.web.endpoints.sweep_view"), name="sweep"),
+    path(
+        "events/cloudrun/",
+        LazyView("container_manager.web.endpoints.cloudrun_event_view"),
+        name="events-cloudrun",
+    ),
+    path("api/jobs/", LazyView("container_manager.web.api.jobs.jobs_view"), name="api-jobs"),
+    path(
+        "api/jobs/<str:job_id>/",
+        LazyView("container_manager.web.api.jobs.job_view"),
+        name="api-job",
+    ),
+    path(
+        "api/jobs/<str:job_id>/logs/",
+        LazyView("container_manager.web.api.jobs.job_logs_view"),
+        name="api-job-logs",
+    ),
+    path(
+        "api/jobs/<str:job_id>/cancel/",
+        LazyView("container_manager.web.api.jobs.job_cancel_view"),
+        name="api-job-cancel",
+    ),
+    path(
+        "api/schedules/",
+        LazyView("container_manager.web.api.schedules.schedules_view"),
+        name="api-schedules",
+    ),
+    path(
+        "api/openapi.json",
+        LazyView("container_manager.web.api.jobs.openapi_view"),
+        name="api-openapi",
+    ),
+    path("metrics/", LazyView("container_manager.web.metrics.metrics_view"), name="metrics"),
+    re_path(
+        r"^api/(?P<rest>.*)$",
+        LazyView("container_manager.web.api.jobs.not_found_view"),
+        name="api-not-found",
+    ),
 ]

@@ -21,7 +21,7 @@ def sweep(event: dict[str, Any] | None = None, context: Any = None) -> dict[str,
     _setup()
     from django.db import close_old_connections
 
-    from container_manager import steps
+    from container_manager.engine import steps
 
     close_old_connections()
     try:
@@ -55,8 +55,8 @@ def sqs_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict
 def _run_record(record: dict[str, Any]) -> bool:
     from django.db import close_old_connections
 
-    from container_manager import runner
     from container_manager.dispatch.sqs import decode_message
+    from container_manager.engine import runner
 
     message_id = record.get("messageId", "?")
     try:

@@ -92,7 +92,7 @@ def log_settings(log_format: str, level: str) -> dict[str, Any]:
     """Django's LOGGING: text or one JSON object per line, with the job id and step on each."""
     formats = {
         "text": {"format": "%(levelname)s %(name)s %(message)s"},
-        "json": {"()": "container_manager.logs.JsonFormatter"},
+        "json": {"()": "container_manager.telemetry.logging.JsonFormatter"},
     }
     request_formats = {
         "text": {"format": "%(levelname)s %(name)s %(message)s [job %(job_id)s]"},
@@ -110,8 +110,8 @@ def log_settings(log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "step_context": {"()": "container_manager.logs.StepContextFilter"},
-            "job_id": {"()": "container_manager.errors.JobIdFilter"},
+            "step_context": {"()": "container_manager.telemetry.logging.StepContextFilter"},
+            "job_id": {"()": "container_manager.telemetry.logging.JobIdFilter"},
         },
         "formatters": {log_format: formats[log_format], "request": request_formats[log_format]},
         "handlers": {

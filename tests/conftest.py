@@ -163,16 +163,14 @@ def hold_slots(db):
             job = ContainerJob.objects.create(docker_image="x", command="true", docker_host=host)
             ContainerJob.objects.filter(pk=job.pk).update(status="running")
             HostSlot.objects.filter(pk=slot.pk).update(job=job)
-        HostSlot.objects.refresh_counts()
 
     return hold
 
 
 def slots_held(host):
-    """The exact slots in use on ``host``, after checking the sweep's refresh agrees."""
-    from container_manager.models import ExecutorHost, HostSlot
+    """The exact slots in use on ``host``, after checking ``current_job_count`` agrees."""
+    from container_manager.models import ExecutorHost
 
-    HostSlot.objects.refresh_counts()
     row = ExecutorHost.objects.get(pk=host.pk)
     assert row.current_job_count == row.slots_in_use()
     return row.slots_in_use()

@@ -91,7 +91,8 @@ def push_settings(settings, issuer, **extra):
     ``extra`` adds CONTAINER_MANAGER keys. The certificate cache is cleared so that
     ``issuer``'s keys are fetched anew.
     """
-    from container_manager import auth, dispatch
+    from container_manager import dispatch
+    from container_manager.web import auth
     from tests.conftest import FAST_STEPS
 
     auth._certs.clear()

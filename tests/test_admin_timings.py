@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from container_manager import steps
 from container_manager.admin import dashboard
+from container_manager.engine import steps
 from container_manager.models import ContainerExecution, ContainerJob
 
 pytestmark = pytest.mark.django_db

@@ -138,7 +138,7 @@ def test_unexpected_error_is_a_logged_json_500(client, api, monkeypatch, caplog)
     monkeypatch.setattr(ContainerJob.objects, "create_job", broken)
     answer = refused(post_raw(client, json.dumps({"image": "x"})), 500)
     assert answer == {"error": "internal error; it was logged"}
-    record = next(r for r in caplog.records if r.name == "container_manager.api")
+    record = next(r for r in caplog.records if r.name == "container_manager.web.api.jobs")
     assert record.exc_info and "disk on fire" in str(record.exc_info[1])
 
 

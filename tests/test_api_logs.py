@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ApiToken, ContainerJob

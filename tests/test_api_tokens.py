@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from container_manager.models import ApiToken, ContainerJob
-from container_manager.tokens import hash_secret
+from container_manager.models.tokens import hash_secret
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ import threading
 import pytest
 from django.urls import reverse
 
-from container_manager import auth
-from container_manager.auth import AuthError, CertCache, sign_request
 from container_manager.models import ContainerJob, UsedSignature
+from container_manager.web import auth
+from container_manager.web.auth import AuthError, CertCache, sign_request
 from tests.push_support import AUDIENCE, push_settings
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 from google.api_core.exceptions import AlreadyExists
 
-from container_manager import dispatch, steps
+from container_manager import dispatch
 from container_manager.dispatch.cloudtasks import CloudTasksBackend
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 from tests.conftest import FAST_STEPS, missing_service, wait_for
 from tests.push_support import HMAC_SECRET

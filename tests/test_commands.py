@@ -17,6 +17,7 @@ import time
 import uuid
 from contextlib import closing, suppress
 from datetime import timedelta
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,9 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connections
 from django.utils import timezone
 
-from container_manager import dispatch, steps, transitions
+from container_manager import dispatch
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import steps, transitions
 from container_manager.executors.base import (
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
@@ -43,6 +45,8 @@ from container_manager.models import (
 )
 from tests.backends import RecordingBackend
 from tests.conftest import FAST_STEPS, TEST_IMAGE, containers_for, wait_for
+
+launching = import_module("container_manager.engine.steps.launch")
 
 
 class LostMessages(DispatchBackend):
@@ -306,10 +310,10 @@ class TestProcessAfterARestart:
                     raise RuntimeError("the worker stopped after the start")
                 return real_move(job, old, new, **kwargs)
 
-            monkeypatch.setattr(steps, "move", crash_on_running)
+            monkeypatch.setattr(launching, "move", crash_on_running)
             with pytest.raises(RuntimeError):
                 steps.launch(jobs["started"].pk)
-            monkeypatch.setattr(steps, "move", real_move)
+            monkeypatch.setattr(launching, "move", real_move)
             lease = timezone.now() + timedelta(seconds=120)
             assert transitions.begin_launch(jobs["slot_only"], lease)
         ContainerJob.objects.filter(pk=jobs["running"].pk).update(

@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.core import checks
 
-from container_manager import cost, steps
+from container_manager.engine import cost, steps
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.rules.cost import CENT
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -27,7 +28,7 @@ def test_fargate_bills_the_task_size_per_hour_with_a_minute_minimum():
     # 0.3 vCPU / 600 MB rounds up to the 0.5 vCPU / 1 GB task size.
     job = job_on("fargate", {"region": "us-east-1"}, cpu_limit=0.3, memory_limit=600)
     amount = Decimal("3600") * (Decimal("0.5") * Decimal("0.04048") + Decimal("0.004445")) / 3600
-    assert cost_of(job, 3600) == (amount.quantize(cost.CENT), "USD")
+    assert cost_of(job, 3600) == (amount.quantize(CENT), "USD")
     assert cost_of(job, 5) == cost_of(job, 60)
 
 
@@ -81,7 +82,7 @@ def test_harvest_stores_the_cost_on_the_job(recording, make_mock_host):
     done = ContainerJob.objects.get(pk=job.pk)
     assert done.status == "completed" and done.cost_currency == "USD"
     seconds = Decimal(str((done.completed_at - done.started_at).total_seconds()))
-    assert done.estimated_cost == seconds.quantize(cost.CENT)
+    assert done.estimated_cost == seconds.quantize(CENT)
 
 
 def test_bad_price_entries_are_reported_by_the_system_check(settings):

@@ -8,15 +8,20 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.utils import timezone
 
-from container_manager import dispatch, steps, transitions
+from container_manager import dispatch
 from container_manager.dispatch.local import LocalBackend
+from container_manager.engine import steps, transitions
 from container_manager.executors.base import LABEL_JOB_ID, LABEL_MANAGED
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from tests.conftest import FAST_STEPS, slots_held, wait_for
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.postgres]
 
@@ -137,7 +142,7 @@ def test_crash_between_container_start_and_database_write(
             raise RuntimeError("injected: process died after the container started")
         return real_move(job, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_once)
+    monkeypatch.setattr(launching, "move", crash_once)
     use_backend(settings, "container_manager.dispatch.local.LocalBackend", SWEEP_INTERVAL=0.5)
     jobs = submit(keeping_host, docker_ready, 5, command="sh -c 'echo once'")
     wait_for(lambda: all_terminal(jobs), timeout=120, interval=0.2)
@@ -168,7 +173,7 @@ def test_crashed_launch_reconciled_by_its_hint_before_any_sweep(
             raise RuntimeError("injected: launcher died after the container started")
         return real_move(job, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_once)
+    monkeypatch.setattr(launching, "move", crash_once)
     settings.CONTAINER_MANAGER = {
         **FAST_STEPS,
         "LAUNCH_RECONCILE_SECONDS": reconcile,

@@ -11,10 +11,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from container_manager import clock, dispatch, steps, transitions
+from container_manager import clock, dispatch
 from container_manager.conf import setting
-from container_manager.logtext import strip_timestamps
+from container_manager.engine import steps, transitions
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules.logtext import strip_timestamps
 from tests.backends import RecordingBackend
 from tests.conftest import containers_for, slots_held, wait_for
 

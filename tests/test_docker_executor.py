@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from django.test import override_settings
 
+from container_manager.engine.steps import build_launch_request, result_fields
 from container_manager.executors.base import (
     EXITED,
     LABEL_ATTEMPT,
@@ -31,8 +32,7 @@ from container_manager.executors.exceptions import (
     ExecutorError,
     ImagePullError,
 )
-from container_manager.logtext import is_truncated
-from container_manager.steps import build_launch_request, result_fields
+from container_manager.rules.logtext import is_truncated
 from tests.conftest import missing_service
 
 pytestmark = pytest.mark.docker

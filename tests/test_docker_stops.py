@@ -7,15 +7,20 @@ import json
 import subprocess
 import uuid
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.utils import timezone
 
-from container_manager import steps, transitions
 from container_manager.conf import setting
+from container_manager.engine import steps, transitions
 from container_manager.executors.docker import DockerExecutor
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import containers_for, wait_for
+from tests.support import row
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,10 +41,6 @@ def jobs(docker_host, recording):
     for job in made:
         for name in containers_for(job.pk):
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def state(container):
@@ -150,10 +151,10 @@ def test_launch_crashed_after_start_is_reconciled_to_its_container(jobs, monkeyp
             raise RuntimeError("launcher died after the start")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
+    monkeypatch.setattr(launching, "move", crash_on_running)
     with pytest.raises(RuntimeError):
         steps.launch(job.pk)
-    monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", real_move)
     [name] = containers_for(job.pk)
     launch_began(job, setting("LAUNCH_RECONCILE_SECONDS") + 1)
     assert steps.launch(job.pk) == "reconciled"

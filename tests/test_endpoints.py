@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import OperationalError
 from django.urls import reverse
 
-from container_manager import steps
-from container_manager.auth import sign_request
+from container_manager.engine import steps
 from container_manager.models import ContainerJob, UsedSignature
+from container_manager.web.auth import sign_request
 from tests.push_support import HMAC_SECRET, push_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as strategies  # noqa: E402
 
-from container_manager.envtext import format_env_text, is_valid_name, parse_env_text  # noqa: E402
+from container_manager.rules.envtext import format_env_text, is_valid_name, parse_env_text  # noqa: E402
 
 NAMES = strategies.from_regex(r"[A-Za-z_][A-Za-z0-9_]*", fullmatch=True)
 LINE_BOUNDARIES = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"

@@ -8,7 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from container_manager import endpoints, steps
+from container_manager.engine import steps
+from container_manager.web import endpoints
 from tests.push_support import HMAC_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ JOB_ID = "6b1f0c52-0d2c-4a53-9d1e-8f6a2b7c9e01"
 
 def push(settings):
     """POST a signed launch push for ``JOB_ID`` with DEBUG off; the response."""
-    from container_manager.auth import sign_request
+    from container_manager.web.auth import sign_request
 
     settings.DEBUG = False
     settings.CONTAINER_MANAGER = {
@@ -71,13 +72,13 @@ def test_a_broken_constraint_is_logged_as_a_bug_not_as_the_database_away(monkeyp
     # An IntegrityError once looked like an outage ("database unavailable") and hid a bug.
     from django.db import IntegrityError
 
-    from container_manager import runner
+    from container_manager.engine import runner
 
     def collides(job_id):
         raise IntegrityError("UNIQUE constraint failed: container_manager_containerexecution")
 
     monkeypatch.setitem(steps.STEPS, "harvest", collides)
-    with caplog.at_level(logging.WARNING, logger="container_manager.runner"):
+    with caplog.at_level(logging.WARNING, logger="container_manager.engine.runner"):
         outcome = runner.run("harvest", JOB_ID)
     assert outcome.verdict == runner.Verdict.RETRY
     assert "database unavailable" not in caplog.text

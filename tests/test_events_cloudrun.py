@@ -9,7 +9,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import FAST_STEPS

@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import steps
-from container_manager.events import flow
+from container_manager.engine import flow, steps
 from container_manager.events.docker import DockerEventWatcher, EngineFollower
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.conftest import FAST_STEPS, wait_for
@@ -67,7 +66,7 @@ def test_checks_wait_long_while_events_flow(recording, docker_host, docker_ready
             steps.run_step(step, job_id)
     [check] = [m for m in recording.take() if m[0] == "check"]
     assert check[2] == pytest.approx(FAST_STEPS["CHECK_DELAY_WITH_EVENTS"])
-    steps.request_cancel(job.pk)
+    ContainerJob.objects.get(pk=job.pk).cancel()
     deliver(recording)  # SIGTERM asked; `sleep` ignores it and no step waits out the grace
     ContainerJob.objects.filter(pk=job.pk, status="running").update(
         stop_requested_at=timezone.now() - timedelta(seconds=FAST_STEPS["STOP_GRACE_SECONDS"] + 1),

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.events import ecs
 from container_manager.models import ContainerJob, ExecutorHost
 from functions import handlers

@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import steps
-from container_manager.events import flow
+from container_manager.engine import flow, steps
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerJob
 

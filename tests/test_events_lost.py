@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from container_manager import dispatch, steps
-from container_manager import status as st
-from container_manager.events import flow
+from container_manager import dispatch
+from container_manager.engine import flow, steps
 from container_manager.events.docker import EngineFollower
 from container_manager.models import ContainerJob
+from container_manager.rules import status as st
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

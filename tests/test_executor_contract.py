@@ -8,12 +8,13 @@ import subprocess
 import time
 import uuid
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.utils import timezone
 
-from container_manager import steps, transitions
 from container_manager.conf import setting
+from container_manager.engine import steps, transitions
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConfigurationError
 from container_manager.executors.mock import MockExecutor
@@ -23,6 +24,10 @@ from tests.fakes import script
 from tests.fakes.aws import moto, moto_server  # noqa: F401 - fixtures
 from tests.fakes.cloudrun import cloudrun_fake  # noqa: F401 - fixture
 from tests.fakes.scaleway import scaleway_fake  # noqa: F401 - fixture
+from tests.support import row
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,10 +227,6 @@ def platform(request, recording):
         yield FakeServerPlatform("scaleway", request.getfixturevalue("scaleway_fake"))
 
 
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
-
-
 def launch(platform, job):
     result = steps.launch(job.pk)
     if result == "launched":
@@ -313,10 +314,10 @@ def test_launch_retried_after_a_crash_starts_no_second_execution(platform, monke
             raise RuntimeError("process died between the remote start and the database write")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
+    monkeypatch.setattr(launching, "move", crash_on_running)
     with pytest.raises(RuntimeError):
         steps.launch(job.pk)
-    monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", real_move)
     assert (row(job).status, platform.executions(job)) == ("launching", 1)
     ContainerJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
     assert launch(platform, job) == "launched"
@@ -334,10 +335,10 @@ def test_crashed_launch_is_reconciled_by_its_launch_key(platform, monkeypatch):
             raise RuntimeError("process died between the remote start and the database write")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
+    monkeypatch.setattr(launching, "move", crash_on_running)
     with pytest.raises(RuntimeError):
         steps.launch(job.pk)
-    monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", real_move)
     began = setting("LAUNCH_RECONCILE_SECONDS") + 1  # seconds ago; the lease still runs
     ContainerJob.objects.filter(pk=job.pk).update(
         lease_expires_at=timezone.now() + timedelta(seconds=setting("LAUNCH_LEASE_SECONDS") - began)

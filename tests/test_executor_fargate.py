@@ -3,11 +3,11 @@
 import pytest
 from botocore.exceptions import ClientError
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.executors.exceptions import ExecutorError, ExecutorResourceError
 from container_manager.executors.factory import ExecutorFactory
-from container_manager.executors.fargate import fargate_size
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.rules.cost import fargate_size
 from tests.fakes.aws import moto, moto_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.fakes.scaleway import DEFINITION, scaleway_fake  # noqa: F401 - fixture

@@ -188,7 +188,8 @@ def test_an_admin_request_loads_neither_the_api_views_nor_the_steps(tmp_path):
         "env = {'PATH_INFO': '/admin/login/', 'HTTP_HOST': 'localhost'};"
         "setup_testing_defaults(env); status = [];"
         "b''.join(app(env, lambda s, h, exc_info=None: status.append(s)));"
-        "names = ('api', 'api_schedules', 'endpoints', 'metrics', 'openapi', 'steps', 'notify');"
+        "names = ('web.api.jobs', 'web.api.schedules', 'web.endpoints', 'web.metrics',"
+        " 'web.openapi', 'engine.steps', 'engine.delivery');"
         "import json; print(json.dumps([status[0][:3],"
         " [n for n in names if 'container_manager.' + n in sys.modules]]))"
     )

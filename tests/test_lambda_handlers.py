@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 from functions import handlers
 from tests import aws_support as aws
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,10 +35,6 @@ def queue(moto_endpoint, monkeypatch, settings):
     client, url, arn = aws.make_queue(moto_endpoint)
     aws.use_sqs(settings, moto_endpoint, url)
     return client, url, arn
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
 
 
 def record(message_id, body, arn="arn:aws:sqs:us-east-1:123456789012:q"):

@@ -8,7 +8,7 @@ import logging.config
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from container_manager import steps
+from container_manager.engine import steps
 from functions.settings import log_settings
 
 
@@ -30,7 +30,7 @@ def test_lines_logged_during_a_step_carry_its_job_and_name(captured, monkeypatch
 
     monkeypatch.setitem(steps.STEPS, "launch", noisy)
     assert steps.run_step("launch", "1234") == "launched"
-    logging.getLogger("container_manager.steps").warning("outside any step")
+    logging.getLogger("container_manager.engine.steps").warning("outside any step")
     inside, outside = (json.loads(line) for line in captured.getvalue().splitlines())
     assert (inside["job_id"], inside["step"], inside["message"]) == (
         "1234",

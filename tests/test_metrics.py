@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from container_manager import dispatch, steps
+from container_manager import dispatch
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +67,7 @@ def test_the_token_check_is_a_setting(client, settings):
 
 
 def refuse_all(request):
-    from container_manager.auth import AuthError
+    from container_manager.web.auth import AuthError
 
     raise AuthError(403, "nobody scrapes here")
 

@@ -12,7 +12,7 @@ from container_manager.models import (
     EnvironmentVariableTemplate,
     ExecutorHost,
 )
-from container_manager.status import InvalidTransition
+from container_manager.rules.status import InvalidTransition
 
 pytestmark = pytest.mark.django_db
 
@@ -221,13 +221,14 @@ class TestStatusIsGuarded:
         job.save()
         assert ContainerJob.objects.get(pk=job.pk).description == "noted"
 
-    def test_host_save_never_overwrites_slot_count(self, mock_host):
+    def test_host_slot_count_is_computed_from_the_slot_rows(self, mock_host, hold_slots):
         stale = ExecutorHost.objects.get(pk=mock_host.pk)
-        ExecutorHost.objects.filter(pk=mock_host.pk).update(current_job_count=4)
+        hold_slots(mock_host, 4)
         stale.weight = 5
         stale.save()
         fresh = ExecutorHost.objects.get(pk=mock_host.pk)
         assert (fresh.weight, fresh.current_job_count) == (5, 4)
+        assert list(ExecutorHost.objects.filter(pk=mock_host.pk).order_by("current_job_count"))
 
 
 class TestProperties:

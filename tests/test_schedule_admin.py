@@ -11,10 +11,10 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from openapi_schema_validator import OAS30Validator
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
-from container_manager.schedules import JobSchedule
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.schedules import JobSchedule
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +152,7 @@ def test_api_lists_and_creates_schedules_with_the_job_tokens(
 def test_api_user_tokens_need_the_schedule_permissions(client, recording, mock_host):
     from django.contrib.auth.models import Permission
 
-    from container_manager.tokens import ApiToken
+    from container_manager.models.tokens import ApiToken
 
     user = User.objects.create_user("planner")
     _, secret = ApiToken.objects.issue(user, "test")

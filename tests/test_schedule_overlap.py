@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from container_manager import scheduler
+from container_manager.engine import firing
 from container_manager.models import ContainerJob
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
@@ -33,7 +33,7 @@ def scheduled_jobs(schedule):
 
 
 def fire_at(schedule_id, now):
-    return scheduler.fire(JobSchedule.objects.select_related("last_job").get(pk=schedule_id), now)
+    return firing.fire(JobSchedule.objects.select_related("last_job").get(pk=schedule_id), now)
 
 
 def finish(jobs):

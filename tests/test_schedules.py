@@ -10,9 +10,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from container_manager import scheduler, steps
+from container_manager.engine import firing, steps
 from container_manager.models import ContainerJob
-from container_manager.schedules import JobSchedule
+from container_manager.models.schedules import JobSchedule
 
 pytestmark = pytest.mark.django_db
 
@@ -122,8 +122,8 @@ def test_two_sweeps_with_the_same_snapshot_make_each_run_once(recording, mock_ho
     schedule = make(mock_host, utc(2026, 6, 1, 9, 59), cron="0 * * * *")
     now = utc(2026, 6, 1, 10, 1)
     first, second = JobSchedule.objects.get(pk=schedule.pk), JobSchedule.objects.get(pk=schedule.pk)
-    assert len(scheduler.fire(first, now)) == 1
-    assert scheduler.fire(second, now) == []  # its compare-and-set finds next_run_at moved
+    assert len(firing.fire(first, now)) == 1
+    assert firing.fire(second, now) == []  # its compare-and-set finds next_run_at moved
     steps.sweep(now=now)
     assert runs(schedule) == [utc(2026, 6, 1, 10)]
 
@@ -151,7 +151,7 @@ def test_schedules_not_due_cost_one_query(recording, mock_host, django_assert_nu
     for n in range(40):
         make(mock_host, now, name=f"s{n}", cron="0 * * * *")
     with django_assert_num_queries(1):
-        assert scheduler.fire_due(now + timedelta(seconds=30)) == 0
+        assert firing.fire_due(now + timedelta(seconds=30)) == 0
 
 
 def test_a_job_that_cannot_be_made_is_recorded_and_the_schedule_moves_on(recording, mock_host):
@@ -176,7 +176,7 @@ def test_concurrent_sweeps_on_postgres_make_each_run_once(postgres_only, recordi
     def sweep():
         try:
             barrier.wait(timeout=30)
-            made.append(scheduler.fire_due(later))
+            made.append(firing.fire_due(later))
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
         finally:

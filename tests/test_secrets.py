@@ -1,6 +1,6 @@
 """Secret masking: names matched by the configured patterns, values masked in dicts and text."""
 
-from container_manager.secrets import MASK, is_secret_name, mask_env, mask_env_text
+from container_manager.rules.secrets import MASK, is_secret_name, mask_env, mask_env_text
 
 
 def test_default_patterns_match_secret_looking_names():

@@ -12,16 +12,13 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from container_manager import status as st
-from container_manager import steps, transitions
+from container_manager.engine import steps, transitions
 from container_manager.executors import factory
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost, HostSlot
+from container_manager.rules import status as st
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
 
 
 def holding(host):

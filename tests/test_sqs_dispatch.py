@@ -11,8 +11,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from container_manager import dispatch, steps
+from container_manager import dispatch
 from container_manager.dispatch.sqs import SQSBackend
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 from functions.handlers import sqs_batch
 from tests import aws_support as aws

@@ -9,17 +9,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from container_manager import status as st
-from container_manager import steps
+from container_manager.engine import steps
+from container_manager.engine.steps import common
+from container_manager.engine.transitions import move
 from container_manager.models import ContainerJob
-from container_manager.transitions import move
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.rules import status as st
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
 
 
 def run(step, job):
@@ -93,7 +91,7 @@ def test_a_dependent_recorded_during_the_final_move_is_released(recording, mock_
     upstream = submit(mock_host)
     recording.take()
     assert steps.run_step("launch", upstream.pk) == "launched"
-    stale = steps._load(upstream.pk)  # read by a check before the dependent exists
+    stale = common.load(upstream.pk)  # read by a check before the dependent exists
     assert not stale.has_dependents
     downstream = submit(mock_host, depends_on=[upstream])
     assert steps.run_step("launch", downstream.pk) == "waiting-for-dependencies"
@@ -108,7 +106,7 @@ def test_a_final_move_already_made_is_not_made_again(recording, mock_host):
     job = submit(mock_host)
     recording.take()
     steps.run_step("launch", job.pk)
-    stale = steps._load(job.pk)
+    stale = common.load(job.pk)
     assert steps.run_step("check", job.pk) == "completed"
     assert not move(stale, st.RUNNING, st.FAILED, guard={"attempt_count": stale.attempt_count})
     assert ContainerJob.objects.get(pk=job.pk).status == st.COMPLETED

@@ -6,28 +6,26 @@ The mock executor and the recording backend; the rows' times are the clock, move
 import threading
 from collections import defaultdict
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.utils import timezone
 
-from container_manager import steps, transitions
 from container_manager.conf import setting
 from container_manager.dispatch.local import LocalBackend
-from container_manager.events import flow
+from container_manager.engine import flow, steps, sweep, transitions
+from container_manager.engine.steps.check import KILL_BACKSTOP_MARGIN
 from container_manager.executors import factory
 from container_manager.executors.exceptions import ExecutorConnectionError
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from tests.support import row, submit
+
+# The launch step's module (the package's ``launch`` is the step function itself).
+launching = import_module("container_manager.engine.steps.launch")
+
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def host_row(host):
@@ -100,7 +98,7 @@ def test_the_backstop_check_waits_longer_when_the_platform_kills_and_events_flow
         assert steps.check(second.pk) == "stopping"
     finally:
         flow.mark_following(host.pk, False)
-    assert recording.take() == [("check", str(second.pk), grace + steps.KILL_BACKSTOP_MARGIN)]
+    assert recording.take() == [("check", str(second.pk), grace + KILL_BACKSTOP_MARGIN)]
     # The platform did not kill it after all: the backstop check does.
     past_grace(second)
     assert steps.check(second.pk) == "timeout"
@@ -198,8 +196,8 @@ def crash_after_start(monkeypatch):
             raise RuntimeError("launcher died after the start, before recording it")
         return real_move(job_arg, old, new, **kwargs)
 
-    monkeypatch.setattr(steps, "move", crash_on_running)
-    return lambda: monkeypatch.setattr(steps, "move", real_move)
+    monkeypatch.setattr(launching, "move", crash_on_running)
+    return lambda: monkeypatch.setattr(launching, "move", real_move)
 
 
 def test_crashed_launch_is_reconciled_after_the_reconcile_delay(recording, mock_host, monkeypatch):
@@ -289,7 +287,7 @@ def test_local_dispatch_holds_the_hint_without_wait_idle_waiting_for_it():
 @pytest.fixture
 def held_steps(monkeypatch):
     """Steps run by the local backend are noted; one for job ``busy`` waits for ``release``."""
-    from container_manager import runner
+    from container_manager.engine import runner
 
     started, release, ran, seen = (
         threading.Event(),
@@ -395,13 +393,13 @@ def test_one_caller_takes_a_quiet_launch_over(recording, mock_host, clock, monke
     job = submit(mock_host)
     launcher_died_after_the_slot(job, clock)
     clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
-    real_start, meanwhile = steps._start, []
+    real_start, meanwhile = launching._start, []
 
     def start_while_a_copy_arrives(job_arg):
         meanwhile.append(steps.launch(job_arg.pk))  # the sweep's copy of the hint
         return real_start(job_arg)
 
-    monkeypatch.setattr(steps, "_start", start_while_a_copy_arrives)
+    monkeypatch.setattr(launching, "_start", start_while_a_copy_arrives)
     assert steps.launch(job.pk) == "launched"
     assert meanwhile == ["in-progress"]  # the renewed lease is the new launcher's
     assert MockExecutor.launch_count(job.pk) == 1
@@ -413,7 +411,7 @@ def test_a_launcher_only_slow_gets_the_execution_of_the_takeover(recording, mock
     clock.advance(setting("LAUNCH_RECONCILE_SECONDS"))
     assert steps.launch(job.pk) == "launched"
     execution_id = row(job).execution_id
-    assert steps._start(job) == "taken"  # the slow launcher's start, with the same key
+    assert launching._start(job) == "taken"  # the slow launcher's start, with the same key
     assert (MockExecutor.execution_count(job.pk), MockExecutor.launch_count(job.pk)) == (1, 2)
     assert row(job).execution_id == execution_id
 
@@ -445,7 +443,7 @@ def test_resume_reconciles_or_takes_over_a_launch_however_recent(
     restore()
     clock.advance(1)
     assert steps.launch(died.pk) == steps.launch(started.pk) == "in-progress"
-    assert sorted(steps.resuming()) == sorted(("resume", str(j.pk), 0.0) for j in (died, started))
+    assert sorted(sweep.resuming()) == sorted(("resume", str(j.pk), 0.0) for j in (died, started))
     assert steps.resume(died.pk) == "launched"
     assert steps.resume(started.pk) == "reconciled"
     assert [MockExecutor.execution_count(job.pk) for job in (died, started)] == [1, 1]
@@ -477,8 +475,8 @@ def test_catch_up_harvests_running_jobs_of_the_hosts_asked(recording, make_mock_
     jobs = [submit(first), submit(second)]
     for job in jobs:
         assert steps.launch(job.pk) == "launched"
-    assert steps.catch_up([first.pk]) == [("harvest", str(jobs[0].pk), 0.0)]
-    assert sorted(steps.catch_up()) == sorted(("harvest", str(job.pk), 0.0) for job in jobs)
+    assert sweep.catch_up([first.pk]) == [("harvest", str(jobs[0].pk), 0.0)]
+    assert sorted(sweep.catch_up()) == sorted(("harvest", str(job.pk), 0.0) for job in jobs)
 
 
 # -- 4. an unreachable host does not use up attempts ------------------------------------------

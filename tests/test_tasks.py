@@ -19,10 +19,10 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from container_manager import secrets, taskwire
-from container_manager import status as st
-from container_manager.envtext import format_env_text
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate
+from container_manager.rules import secrets, taskwire
+from container_manager.rules import status as st
+from container_manager.rules.envtext import format_env_text
 from container_manager.run_task import EXIT_BAD_PAYLOAD, EXIT_INTERRUPTED, EXIT_TASK_FAILED, main
 from container_manager.tasks import results
 from container_manager.tasks.backend import RUNNER_COMMAND, ContainerTaskBackend
@@ -147,7 +147,7 @@ def test_run_after_defers_the_launch(recording, examples, django_capture_on_comm
     assert job.run_after == later
     [delayed] = [m for m in recording.messages if m[0] == "launch" and m[2] > 0]
     assert 290 < delayed[2] <= 300
-    from container_manager import steps
+    from container_manager.engine import steps
 
     assert steps.launch(job.pk) == "not-due"
 
@@ -422,7 +422,7 @@ def test_runner_reports_exceptions_and_bad_payloads(examples, capsys):
     assert main({}) == EXIT_BAD_PAYLOAD
     assert "not JSON" in taskwire.read_error(capsys.readouterr().err)["traceback"]
     bad = json.loads(payload("add"))
-    bad["task"] = "container_manager.taskwire.result_line"
+    bad["task"] = "container_manager.rules.taskwire.result_line"
     assert main({taskwire.PAYLOAD_ENV: json.dumps(bad)}) == EXIT_TASK_FAILED
     assert "is not a task" in taskwire.read_error(capsys.readouterr().err)["traceback"]
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from container_manager import steps
+from container_manager.engine import steps
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from tests.conftest import wait_for
 from tests.fakes.aws import moto, moto_server  # noqa: F401 - fixtures

@@ -16,10 +16,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
-from container_manager import dispatch, notify, outbox, signals, steps
-from container_manager.auth import sign_request
+from container_manager import dispatch, signals
+from container_manager.engine import delivery as delivery_step
+from container_manager.engine import outbox, steps
+from container_manager.engine.sweep import SWEEP_GRACE_SECONDS
 from container_manager.models import ContainerJob
-from container_manager.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.web.auth import sign_request
 from functions import handlers
 from tests import aws_support as aws
 from tests.push_support import HMAC_SECRET
@@ -147,12 +150,15 @@ def test_delivery_is_signed_retried_after_503_and_keeps_its_id(
     assert steps.run_step("notify", delivery.pk) == "delivered"
     assert steps.run_step("notify", delivery.pk) == "nothing-to-do"  # a duplicate message
     assert len(receiver.requests) == 2
-    ids = {headers[notify.DELIVERY_HEADER] for _, headers, _ in receiver.requests}
+    ids = {headers[delivery_step.DELIVERY_HEADER] for _, headers, _ in receiver.requests}
     assert ids == {str(delivery.pk)}
     for _, headers, body in receiver.requests:
-        stamp, signature = headers[notify.TIMESTAMP_HEADER], headers[notify.SIGNATURE_HEADER]
-        assert notify.verify(SECRET, stamp, body, signature)
-        assert not notify.verify("wrong", stamp, body, signature)
+        stamp, signature = (
+            headers[delivery_step.TIMESTAMP_HEADER],
+            headers[delivery_step.SIGNATURE_HEADER],
+        )
+        assert delivery_step.verify(SECRET, stamp, body, signature)
+        assert not delivery_step.verify("wrong", stamp, body, signature)
         document = json.loads(body)
         assert document["event"] == "job.completed" and document["delivery_id"] == str(delivery.pk)
         assert document["job"]["id"] == str(job.pk) and document["job"]["exit_code"] == 0
@@ -226,7 +232,7 @@ def test_a_receiver_that_never_answers_times_out_and_is_retried(
     assert row.status_code is None and "timed out" in row.error
     receiver.release.set()
     assert steps.run_step("notify", delivery.pk) == "delivered"
-    sent = [headers[notify.DELIVERY_HEADER] for _, headers, _ in receiver.requests]
+    sent = [headers[delivery_step.DELIVERY_HEADER] for _, headers, _ in receiver.requests]
     assert sent == [str(delivery.pk)] * 2
 
 
@@ -276,12 +282,12 @@ def test_an_event_survives_a_crash_right_after_its_move_commits(
         crash.setattr(transaction, "on_commit", lambda *args, **kwargs: None)
         assert steps.run_step("check", job.pk) == "completed"
     assert ContainerJob.objects.get(pk=job.pk).status == "completed"  # committed
-    clock.advance(steps.SWEEP_GRACE_SECONDS + 1)
+    clock.advance(SWEEP_GRACE_SECONDS + 1)
     steps.sweep()
     messages = [m for m in hooks.take() if m[0] == "notify"]  # the launch's hint, the sweep's
     for _, delivery_id, _ in messages:
         steps.run_step("notify", delivery_id)
-    events = Counter(headers[notify.EVENT_HEADER] for _, headers, _ in receiver.requests)
+    events = Counter(headers[delivery_step.EVENT_HEADER] for _, headers, _ in receiver.requests)
     assert events == {"job.started": 1, "job.completed": 1}
     states = set(WebhookDelivery.objects.filter(job=job).values_list("state", flat=True))
     assert states == {"delivered"}
@@ -303,7 +309,7 @@ def test_attempts_cut_off_by_crashes_stop_at_the_limit(
     def crash(*args, **kwargs):
         raise Crash
 
-    monkeypatch.setattr(notify, "_record", crash)
+    monkeypatch.setattr(delivery_step, "_record", crash)
     outcomes = []
     for _ in range(6):
         clock.advance(600)  # past the lease of an attempt that never ended
@@ -409,6 +415,6 @@ def test_deliveries_travel_through_sqs_to_the_lambda(
 
     assert aws.feed_lambda(client, url, arn, handlers.sqs_batch, delivered) == []
     assert ContainerJob.objects.get(pk=job.pk).status == "completed"
-    sent = Counter(headers[notify.DELIVERY_HEADER] for _, headers, _ in receiver.requests)
+    sent = Counter(headers[delivery_step.DELIVERY_HEADER] for _, headers, _ in receiver.requests)
     ids = {str(pk) for pk in WebhookDelivery.objects.filter(job=job).values_list("pk", flat=True)}
     assert set(sent) == ids and sorted(sent.values()) == [1, 2]  # the 503 was retried

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from container_manager import steps, workflows
+from container_manager.engine import steps, workflows
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import (
     ArrayCounts,
@@ -20,16 +20,9 @@ from container_manager.models import (
     ExecutorHost,
     JobDependency,
 )
+from tests.support import row, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def submit(host, **kwargs):
-    return ContainerJob.objects.create_job(image="x", command="true", docker_host=host, **kwargs)
-
-
-def row(job):
-    return ContainerJob.objects.get(pk=job.pk)
 
 
 def deliver_all(backend, limit=500):
@@ -94,12 +87,14 @@ def test_a_failed_dependency_cancels_the_chain(recording, make_mock_host, mock_h
     assert not ContainerExecution.objects.filter(job__in=[b, c]).exists()
 
 
-def test_a_finished_dependency_is_settled_at_once(recording, make_mock_host, mock_host):
+def test_a_finished_dependency_is_settled_by_the_first_launch(recording, make_mock_host, mock_host):
     done = submit(mock_host)
     failed = submit(make_mock_host(exit_code=1))
     deliver_all(recording)
     doomed = submit(mock_host, depends_on=[done, failed])
-    assert doomed.status == "cancelled"
+    assert recording.take() == [("launch", str(doomed.pk), 0)]
+    assert steps.launch(doomed.pk) == "cancelled"
+    assert row(doomed).status == "cancelled"
     assert row(doomed).last_error == f"dependency {failed.pk} ended failed"
     assert steps.launch(doomed.pk) == "nothing-to-do"
     recording.take()
@@ -324,7 +319,7 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     later = timezone.now() + timedelta(seconds=5)
     bad = submit(failing)
     submit(host, depends_on=[bad])
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(8):
         steps.sweep(now=later)
     for _ in range(10):
         parent = submit(host, array_size=5)
@@ -332,6 +327,6 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     steps.launch(bad.pk)
     steps.check(bad.pk)
     recording.take()  # the releases are lost
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(8):
         sent = steps.sweep(now=later + timedelta(seconds=5))
     assert (sent["settle"], sent["launch"]) == (11, 10)  # ten children fill the host's slots

@@ -63,7 +63,7 @@ def moto_queue(monkeypatch):
 def test_bundle_holds_the_project_and_none_of_the_rest(bundle):
     assert (bundle / "handler.py").is_file() and (bundle / "zappa_settings.py").is_file()
     assert (bundle / "functions" / "handlers.py").is_file()
-    assert (bundle / "container_manager" / "steps.py").is_file()
+    assert (bundle / "container_manager" / "engine" / "steps" / "__init__.py").is_file()
     assert (bundle / "staticfiles" / "staticfiles.json").is_file()  # collectstatic's manifest
     for left_out in ("tests", "docs", "terraform", "benchmarks", "infra", ".venv", "build"):
         assert not (bundle / left_out).exists(), left_out
@@ -73,7 +73,7 @@ def test_bundle_holds_the_project_and_none_of_the_rest(bundle):
 def test_bundle_is_built_for_the_stages_runtime(bundle):
     tag = "cpython-" + RUNTIME.removeprefix("python").replace(".", "")
     assert RUNTIME == "python3.13"  # the newest runtime both zappa 0.63 and this machine have
-    assert list((bundle / "container_manager" / "__pycache__").glob(f"steps.{tag}.pyc"))
+    assert list((bundle / "container_manager" / "engine" / "__pycache__").glob(f"runner.{tag}.pyc"))
     assert list(bundle.glob("psycopg_binary*/_psycopg.*.so"))[0].name.startswith(f"_psycopg.{tag}-")
 
 

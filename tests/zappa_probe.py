@@ -62,7 +62,7 @@ def main(bundle: str) -> dict:
 
 def _task_event(call, queue_arn: str) -> dict:
     """An ECS Task State Change for a running job, on the queue as EventBridge puts it there."""
-    from container_manager import steps
+    from container_manager.engine import steps
     from container_manager.models import ContainerJob, ExecutorHost
 
     host = ExecutorHost.objects.create(

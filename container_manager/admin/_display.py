@@ -10,9 +10,9 @@ from datetime import timedelta
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from container_manager import status as st
-from container_manager.logtext import LogSlice, is_truncated
-from container_manager.secrets import mask_env_text
+from container_manager.rules import status as st
+from container_manager.rules.logtext import LogSlice, is_truncated
+from container_manager.rules.secrets import mask_env_text
 
 
 def status_badge(job) -> SafeString:
@@ -98,7 +98,7 @@ def cost_text(job) -> str:
 
 def timeline_block(executions) -> SafeString:
     """One bar per attempt, a segment per phase sized by its share, and the times below it."""
-    from container_manager.timings import timeline
+    from container_manager.engine.timings import timeline
 
     if not executions:
         return format_html('<span class="cm-empty">{}</span>', "(not launched yet)")

@@ -15,8 +15,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from container_manager import status as st
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules import status as st
 
 HOURS = 24
 #: Days of cost shown, and the most attempts the start-time medians are taken from.
@@ -62,18 +62,16 @@ def finished_per_hour(now: datetime | None = None) -> list[dict[str, Any]]:
 
 
 def host_load() -> list[ExecutorHost]:
-    """Hosts with ``running``, ``pending``, ``slots_used`` and a ``load_percent`` (one query)."""
+    """Hosts with ``running``, ``pending``, ``current_job_count``, ``load_percent`` (one query)."""
     hosts = list(
         ExecutorHost.objects.annotate(
             running=Count("jobs", filter=Q(jobs__status=st.RUNNING)),
             pending=Count("jobs", filter=Q(jobs__status=st.PENDING)),
-        )
-        .with_slots_used()
-        .order_by("name")
+        ).order_by("name")
     )
     for host in hosts:
         capacity = max(host.max_concurrent_jobs, 1)
-        host.load_percent = min(100, round(100 * host.slots_used / capacity))
+        host.load_percent = min(100, round(100 * host.current_job_count / capacity))
     return hosts
 
 

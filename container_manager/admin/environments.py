@@ -14,7 +14,7 @@ from django.utils.html import format_html_join
 
 from container_manager.admin import _display as show
 from container_manager.models import EnvironmentVariableTemplate
-from container_manager.secrets import is_secret_name
+from container_manager.rules.secrets import is_secret_name
 
 
 @admin.register(EnvironmentVariableTemplate)

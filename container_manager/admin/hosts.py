@@ -15,9 +15,9 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from container_manager import status as st
 from container_manager.models import ExecutorHost
-from container_manager.secrets import mask_env, mask_url
+from container_manager.rules import status as st
+from container_manager.rules.secrets import mask_env, mask_url
 
 
 @admin.register(ExecutorHost)
@@ -49,7 +49,6 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(running=Count("jobs", filter=Q(jobs__status=st.RUNNING)))
-            .with_slots_used()
         )
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
@@ -124,10 +123,10 @@ class ExecutorHostAdmin(admin.ModelAdmin):
             return format_html(html, "failing", host.last_health_error, text)
         return format_html(html, state, checked, state)
 
-    @admin.display(description="capacity", ordering="slots_used")
+    @admin.display(description="capacity", ordering="current_job_count")
     def capacity(self, host: ExecutorHost) -> str:
         """Slots in use (from the slot rows, exact) of ``max_concurrent_jobs``."""
-        used = getattr(host, "slots_used", host.current_job_count)
+        used = host.current_job_count
         percent = min(100, round(100 * used / max(host.max_concurrent_jobs, 1)))
         return format_html(
             '<span class="cm-meter" title="{} of {} slots in use"><span style="width:{}%">'

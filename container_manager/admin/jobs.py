@@ -21,17 +21,17 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from container_manager import status as st
-from container_manager import workflows
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
 from container_manager.admin.schedules import ScheduleFilter
 from container_manager.admin.webhooks import WebhookDeliveryInline
 from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
+from container_manager.engine import workflows
 from container_manager.executors.exceptions import ExecutorError
-from container_manager.logtext import JobLogs, LogSlice, read_offsets
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
-from container_manager.secrets import mask_env_text
+from container_manager.rules import status as st
+from container_manager.rules.logtext import JobLogs, LogSlice, read_offsets
+from container_manager.rules.secrets import mask_env_text
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from container_manager import scheduler
-from container_manager.cron import zone
-from container_manager.schedules import JobSchedule
+from container_manager.engine import firing
+from container_manager.models.schedules import JobSchedule
+from container_manager.rules.cron import zone
 
 #: Upcoming times shown on a schedule's page.
 UPCOMING = 5
@@ -122,7 +122,7 @@ class JobScheduleAdmin(admin.ModelAdmin):
         self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} schedule(s).")
 
     def _run(self, request: HttpRequest, schedule: JobSchedule) -> None:
-        job = scheduler.run_now(schedule)
+        job = firing.run_now(schedule)
         if job is None:
             self.message_user(request, f"{schedule}: {schedule.last_outcome}", messages.WARNING)
         else:

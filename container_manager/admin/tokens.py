@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from container_manager.tokens import ApiToken
+from container_manager.models.tokens import ApiToken
 
 
 @admin.register(ApiToken)

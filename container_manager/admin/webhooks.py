@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from container_manager.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint
 
 _DELIVERY_FIELDS = (
     "id", "event", "endpoint", "state", "attempts", "status_code", "error", "duration_ms",

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from container_manager import status as st
-from container_manager import workflows
+from container_manager.engine import workflows
 from container_manager.models import ContainerJob
+from container_manager.rules import status as st
 
 #: At most this many related jobs are listed on a job's page; the rest are counted.
 SHOWN = 50

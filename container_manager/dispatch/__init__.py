@@ -16,9 +16,9 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-from container_manager import counters
 from container_manager.conf import setting
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.telemetry import counters
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,6 @@ class DispatchBackend:
     Bad options raise ``ImproperlyConfigured`` when the backend is built.
     """
 
-    #: Delayed sends are honoured (otherwise a delayed step waits for the sweep).
-    supports_delay: bool = True
     #: The longest delay the transport can hold, in seconds; None for no limit.
     max_delay: float | None = None
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from container_manager.auth import sign_request
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.web.auth import sign_request
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import time
 from collections import deque
 
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import runner
 
 
 class ImmediateBackend(DispatchBackend):
@@ -32,8 +33,6 @@ class ImmediateBackend(DispatchBackend):
         """
 
     def send(self, step: str, job_id: str, delay: float) -> None:
-        from container_manager import runner
-
         queue = getattr(self._local, "queue", None)
         if queue is not None:
             queue.append((step, job_id, delay))

@@ -22,6 +22,8 @@ from typing import Any
 from django.db import close_old_connections, connections
 
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.engine import runner
+from container_manager.events.docker import DockerEventWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +108,6 @@ class LocalBackend(DispatchBackend):
         for thread in self._threads:
             thread.start()
         if self.docker_events:
-            from container_manager.events.docker import DockerEventWatcher
-
             self._watcher = DockerEventWatcher(self)
             self._watcher.start()
 
@@ -205,8 +205,6 @@ class LocalBackend(DispatchBackend):
                     self._cond.wait(min(waits + [1.0]))
 
     def _work(self, any_step: bool) -> None:
-        from container_manager import runner
-
         try:
             while (item := self._take(any_step)) is not None:
                 step, job_id, tries = item

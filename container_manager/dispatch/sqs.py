@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from container_manager import counters
 from container_manager.dispatch.base import DispatchBackend
+from container_manager.telemetry import counters
 
 logger = logging.getLogger(__name__)
 

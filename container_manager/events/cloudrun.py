@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from container_manager import status as st
 from container_manager.events import hints
+from container_manager.rules import status as st
 
 if TYPE_CHECKING:
-    from container_manager.runner import StepOutcome
+    from container_manager.engine.runner import StepOutcome
 
 RESOURCE_TYPE = "cloud_run_job"
 EXECUTION_LABEL = "run.googleapis.com/execution_name"

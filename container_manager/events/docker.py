@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections, connections
 
 from container_manager.conf import setting
-from container_manager.events import flow
+from container_manager.engine import flow
 from container_manager.executors.base import LABEL_INSTANCE, LABEL_JOB_ID, LABEL_MANAGED
 
 if TYPE_CHECKING:
@@ -210,12 +210,12 @@ class EngineFollower(threading.Thread):
         return ExecutorFactory().get_executor(self.host).event_stream(filters)
 
     def _catch_up(self) -> None:
-        from container_manager import steps
+        from container_manager.engine import sweep
 
         close_old_connections()
         with self._lock:
             host_ids = list(self.host_ids)
-        messages = steps.catch_up(host_ids)
+        messages = sweep.catch_up(host_ids)
         close_old_connections()
         self.backend.send_many(messages)
 

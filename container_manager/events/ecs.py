@@ -14,7 +14,7 @@ from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.fargate import STARTED_BY_PREFIX
 
 if TYPE_CHECKING:
-    from container_manager.runner import StepOutcome
+    from container_manager.engine.runner import StepOutcome
 
 #: Where the newest event about the job's task is kept, in its ``executor_metadata``.
 METADATA_KEY = "ecs_task"

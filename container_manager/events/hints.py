@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from container_manager import dispatch, runner
-from container_manager import status as st
+from container_manager import dispatch
 from container_manager.conf import setting
+from container_manager.engine import runner
 from container_manager.models import ContainerJob
+from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
 

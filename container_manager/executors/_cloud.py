@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from container_manager.conf import setting
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.types import ExecutionState, LaunchRequest
-from container_manager.logtext import cap_log
+from container_manager.rules.logtext import cap_log
 
 logger = logging.getLogger(__name__)
 

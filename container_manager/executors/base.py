@@ -1,7 +1,7 @@
 """The executor interface: what the steps ask of every container platform.
 
 Executors get launch requests and return execution ids, states and harvest results;
-the steps (``container_manager.steps``) read and write the rows.
+the steps (``container_manager.engine.steps``) read and write the rows.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from container_manager.executors.types import (
     Network,
     known_times,
 )
-from container_manager.logtext import cap_log
+from container_manager.rules.logtext import cap_log
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -118,9 +118,9 @@ class DockerExecutor(ContainerExecutor):
     capabilities = {
         "supports_resource_limits": True,
         "supports_networking": True,
-        "supports_persistent_storage": True,
+        "supports_persistent_storage": False,
         "supports_secrets": False,
-        "supports_gpu": True,
+        "supports_gpu": False,
         "supports_scaling": False,
         "supports_idempotent_launch": True,
         "supports_resource_usage": True,

@@ -22,7 +22,6 @@ from container_manager.executors.exceptions import (
     ExecutorConfigurationError,
     ExecutorConnectionError,
     ExecutorError,
-    ExecutorResourceError,
 )
 from container_manager.executors.types import (
     ConfigKey,
@@ -31,22 +30,13 @@ from container_manager.executors.types import (
     LaunchRequest,
     known_times,
 )
+from container_manager.rules.cost import fargate_size
 
 logger = logging.getLogger(__name__)
 
 #: The task timestamps ECS reports, kept as the execution's platform times.
 ECS_TIMES = ("createdAt", "pullStartedAt", "pullStoppedAt", "startedAt", "stoppingAt", "stoppedAt")
 
-#: Valid Fargate task sizes: CPU units -> the memory sizes (MiB) allowed with them.
-FARGATE_SIZES: dict[int, list[int]] = {
-    256: [512, 1024, 2048],
-    512: list(range(1024, 4096 + 1, 1024)),
-    1024: list(range(2048, 8192 + 1, 1024)),
-    2048: list(range(4096, 16384 + 1, 1024)),
-    4096: list(range(8192, 30720 + 1, 1024)),
-    8192: list(range(16384, 61440 + 1, 4096)),
-    16384: list(range(32768, 122880 + 1, 8192)),
-}
 #: Prefix of ``startedBy``: it and the launch key find a task again after a crash.
 STARTED_BY_PREFIX = "cm-"
 STOP_REASON = "container_manager: stopped on timeout or cancel request"
@@ -179,7 +169,6 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             stdout=stdout,
             platform_log=_task_summary(task, container),
             created_at=task.get("createdAt"),
-            pulled_at=task.get("pullStoppedAt"),
             started_at=task.get("startedAt"),
             finished_at=stopped or datetime.now(UTC),
             reason=_task_error(task, container),
@@ -425,38 +414,6 @@ def newest_task_view(
 
 def _iso_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def fargate_size(cpu_limit: float | None, memory_limit: int | None) -> tuple[int, int] | None:
-    """The smallest valid Fargate (CPU units, memory MiB) that fits the job's limits.
-
-    None when the job sets no limit (the task definition's size applies).
-
-    >>> fargate_size(0.5, 512)
-    (512, 1024)
-    >>> fargate_size(None, 3000)
-    (512, 3072)
-    >>> fargate_size(None, None) is None
-    True
-    >>> fargate_size(32, None)
-    Traceback (most recent call last):
-    ...
-    container_manager.executors.exceptions.ExecutorResourceError: no Fargate size has 32 vCPU \
-and any memory (largest: 16 vCPU, 120 GiB)
-    """
-    if cpu_limit is None and memory_limit is None:
-        return None
-    units = (cpu_limit or 0) * 1024
-    for cpu, memories in FARGATE_SIZES.items():
-        if cpu < units:
-            continue
-        fitting = [m for m in memories if m >= (memory_limit or 0)]
-        if fitting:
-            return cpu, fitting[0]
-    memory = f"{memory_limit} MiB" if memory_limit else "any memory"
-    raise ExecutorResourceError(
-        f"no Fargate size has {cpu_limit or 0:g} vCPU and {memory} (largest: 16 vCPU, 120 GiB)"
-    )
 
 
 def _aws_error(action: str, exc: Exception) -> ExecutorError | None:

@@ -26,7 +26,7 @@ from container_manager.executors.types import (
     LaunchRequest,
     Usage,
 )
-from container_manager.logtext import cap_log
+from container_manager.rules.logtext import cap_log
 
 DEFAULT_STDOUT = "mock executor: simulated run, no container was started\n"
 

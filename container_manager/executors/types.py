@@ -77,7 +77,6 @@ class HarvestResult:
     clean_output: str | None = None
     usage: Usage = Usage()
     created_at: datetime | None = None
-    pulled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
@@ -126,7 +125,9 @@ executor_config['timeout']: expected int or float, got bool
 #: Keys every executor accepts, read by other modules than the executor.
 SHARED_CONFIG = (
     ConfigKey(
-        "prices", (dict,), "the host's own rates for the cost estimate (container_manager.cost)"
+        "prices",
+        (dict,),
+        "the host's own rates for the cost estimate (container_manager.engine.cost)",
     ),
 )
 

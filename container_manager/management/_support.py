@@ -14,12 +14,13 @@ from contextlib import contextmanager
 
 from django.core.management.base import CommandError, OutputWrapper
 
-from container_manager import dispatch, runner
-from container_manager import status as st
+from container_manager import dispatch
 from container_manager.dispatch.base import DispatchBackend
 from container_manager.dispatch.local import LocalBackend
+from container_manager.engine import runner
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
 

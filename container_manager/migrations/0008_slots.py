@@ -22,7 +22,6 @@ def give_slots(apps, schema_editor):
             HostSlot(host=host, number=n, job_id=holders[n] if n < len(holders) else None)
             for n in range(total)
         )
-        ExecutorHost.objects.filter(pk=host.pk).update(current_job_count=len(holders))
 
 
 class Migration(migrations.Migration):

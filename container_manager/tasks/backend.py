@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from container_manager import dispatch, taskwire
+from container_manager import dispatch
 from container_manager.conf import setting
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
+from container_manager.rules import taskwire
 from container_manager.tasks import results
 from container_manager.tasks.compat import (
     DEFAULT_TASK_QUEUE_NAME,

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from container_manager import status as st
-from container_manager import taskwire
-from container_manager.envtext import parse_env_text
-from container_manager.logtext import strip_timestamps
 from container_manager.models import ContainerExecution, ContainerJob
+from container_manager.rules import status as st
+from container_manager.rules import taskwire
+from container_manager.rules.envtext import parse_env_text
+from container_manager.rules.logtext import strip_timestamps
 from container_manager.tasks.compat import Task, TaskError, TaskResult, TaskResultStatus
 from container_manager.tasks.exceptions import ContainerTaskError, TaskCancelled, TaskTimedOut
 

@@ -16,11 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from container_manager import dispatch
-from container_manager import status as st
 from container_manager.executors.base import ContainerExecutor
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.management._support import inline_dispatch
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules import status as st
 
 #: A running job is stuck once it outlives its timeout by this much (the check step missed it).
 TIMEOUT_GRACE = timedelta(seconds=300)

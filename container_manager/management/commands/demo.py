@@ -11,7 +11,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from container_manager import dispatch
-from container_manager import status as st
 from container_manager.management._support import (
     DOCKER_SOCKET,
     docker_problem,
@@ -21,6 +20,7 @@ from container_manager.management._support import (
     wait_for_jobs,
 )
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
+from container_manager.rules import status as st
 
 DEMO_TEMPLATE = "demo-env"
 DEMO_ENV_TEXT = "# created by the demo\nGREETING=Hello from the demo-env template\n"

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from container_manager.tokens import ApiToken
+from container_manager.models.tokens import ApiToken
 
 
 class Command(BaseCommand):

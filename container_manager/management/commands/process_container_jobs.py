@@ -15,8 +15,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from container_manager import dispatch, steps
+from container_manager import dispatch
 from container_manager.dispatch.local import LocalBackend
+from container_manager.engine import sweep
 from container_manager.events.docker import followed_hosts
 from container_manager.management._support import inline_dispatch, local_backend
 from container_manager.models import ExecutorHost
@@ -78,7 +79,7 @@ class Command(BaseCommand):
     def run_once(self, verbosity: int) -> None:
         """Sweep, run every step found due (and the due steps those send), report per kind."""
         with inline_dispatch() as inline:
-            found = steps.sweep()
+            found = sweep.sweep()
             outcomes = inline.run_due()
         if verbosity >= 1:
             for line in _summary(found, outcomes):
@@ -121,10 +122,10 @@ class Command(BaseCommand):
     def resume(self, backend: LocalBackend) -> None:
         """Look at once at the jobs in progress, which a stopped worker's timers were to look at.
 
-        Every running job is harvested (``steps.catch_up``), so one whose execution ended
+        Every running job is harvested (``sweep.catch_up``), so one whose execution ended
         meanwhile finishes now, not at its next check; the jobs of the Docker hosts whose
         events the backend follows are left to their follower, which does the same when it
-        connects. Every launching job is resumed (``steps.resuming``): its launcher may
+        connects. Every launching job is resumed (``sweep.resuming``): its launcher may
         have been this worker's.
         """
         close_old_connections()
@@ -132,7 +133,7 @@ class Command(BaseCommand):
             hosts = ExecutorHost.objects.all()
             if backend.docker_events:
                 hosts = hosts.exclude(pk__in=followed_hosts())
-            backend.send_many(steps.catch_up(hosts.values("pk")) + steps.resuming())
+            backend.send_many(sweep.catch_up(hosts.values("pk")) + sweep.resuming())
         except Exception:  # noqa: BLE001 - e.g. the database is away: the sweeps find the work
             logger.exception("resuming the jobs in progress failed")
 
@@ -145,7 +146,7 @@ class Command(BaseCommand):
     def _sweep(self, verbosity: int) -> None:
         close_old_connections()
         try:
-            found = steps.sweep()
+            found = sweep.sweep()
         except Exception:  # noqa: BLE001 - e.g. the database is away: the next poll tries again
             logger.exception("sweep failed")
             return

@@ -1,0 +1,90 @@
+"""The webhook outbox: a job event's delivery rows, written in the transaction of its move.
+
+A crash cannot separate an event from its deliveries; the ``notify`` step sends the rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists
+
+from container_manager import clock, dispatch
+from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.rules import status as st
+
+
+def annotations() -> dict[str, Exists]:
+    """For the steps' job SELECT: whether any endpoint is active (else a move reads none)."""
+    return {"webhook_endpoints_active": Exists(WebhookEndpoint.objects.filter(active=True))}
+
+
+def event_of(status: str) -> str | None:
+    """The webhook event a move to ``status`` makes, or None.
+
+    >>> event_of("running"), event_of("timeout"), event_of("launching")
+    ('job.started', 'job.timeout', None)
+    """
+    if status == st.RUNNING:
+        return "job.started"
+    return f"job.{status}" if status in st.TERMINAL else None
+
+
+def write(job: Any, status: str) -> None:
+    """Write a delivery row per active endpoint that wants the event of a move to ``status``.
+
+    Called by ``transitions.move`` inside the move's transaction, with ``job``
+    holding the values it wrote. One SELECT of the endpoints and one INSERT of
+    every row (a row already made for the endpoint, job and event is kept);
+    nothing for a move that makes no event or a job loaded with
+    ``annotations()`` while no endpoint was active. A ``notify`` message per row
+    is sent once the move commits, as a hint: the sweep sends the rows that are
+    due whether or not it arrives.
+    """
+    event = event_of(status)
+    if event is None or not getattr(job, "webhook_endpoints_active", True):
+        return
+    endpoints = WebhookEndpoint.objects.filter(active=True).values_list("pk", "events")
+    wanted = [pk for pk, events in endpoints if event in events]
+    if not wanted:
+        return
+    now = clock.now()
+    rows = [_row(job, endpoint_id, event, now) for endpoint_id in wanted]
+    WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    dispatch.send_many_on_commit([("notify", row.pk, 0) for row in rows])
+
+
+def payload(job: Any, event: str, delivery_id: Any, now: datetime) -> dict[str, Any]:
+    """The JSON body: the event, the delivery id and the job, as in ``send_job_webhook``."""
+    duration = job.duration
+    return {
+        "event": event,
+        "delivery_id": str(delivery_id),
+        "job": {
+            "id": str(job.pk),
+            "name": job.name,
+            "status": job.status,
+            "image": job.docker_image,
+            "host": job.docker_host.name,
+            "created_at": job.created_at.isoformat(),
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+            "exit_code": job.exit_code,
+            "duration": duration.total_seconds() if duration else None,
+        },
+        "timestamp": now.isoformat(),
+    }
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _row(job: Any, endpoint_id: int, event: str, now: datetime) -> WebhookDelivery:
+    """An unsaved delivery of ``event`` to the endpoint, due at once."""
+    delivery_id = uuid.uuid4()
+    return WebhookDelivery(
+        id=delivery_id, endpoint_id=endpoint_id, job_id=job.pk, event=event,
+        next_attempt_at=now, payload=payload(job, event, delivery_id, now),
+    )  # fmt: skip

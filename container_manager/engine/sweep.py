@@ -1,0 +1,113 @@
+"""The sweep: find every job with work due from the rows alone and send its step again.
+
+The safety net under lost messages; also fires due schedules and re-sends due webhook deliveries.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Case, F, Q, Value, When, Window
+from django.db.models.functions import RowNumber
+
+from container_manager import clock, dispatch
+from container_manager.conf import setting
+from container_manager.engine import delivery, firing, workflows
+from container_manager.models import ContainerJob, HostSlot
+from container_manager.models.manager import LAUNCH_ORDER
+from container_manager.rules import status as st
+from container_manager.telemetry import counters
+
+#: Seconds the sweep leaves a due job alone, so it does not race the message already on its way.
+SWEEP_GRACE_SECONDS = 2
+
+
+def sweep(now: Any = None) -> dict[str, int]:
+    """Find every job with work due, from the rows alone, and send its step again.
+
+    Pending jobs that are due, whose dependencies completed and whose host has a
+    free slot; pending jobs whose dependency ended badly (their launch cancels
+    them); launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
+    reconcile or take over, see ``steps.launch``); running jobs whose check is
+    due (timeouts included, as a check is always due by the deadline); cancel
+    requests; webhook deliveries whose attempt is due. Then it fires the
+    schedules that are due (``firing.fire_due``). A fixed number of indexed
+    queries, whatever the table size, plus the work of what is due.
+    """
+    now = now or clock.now()
+    settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
+    batch = setting("SWEEP_BATCH_SIZE")
+    jobs = ContainerJob.objects
+    due = {
+        "launch": _launchable(settled, batch),
+        "settle": workflows.doomed(settled),
+        # Most overdue first: when more is due than one batch, the oldest goes now.
+        "relaunch": jobs.filter(
+            status=st.LAUNCHING, lease_expires_at__lte=now + _reconcile_margin()
+        ).order_by("lease_expires_at"),
+        "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by(
+            "next_check_at"
+        ),
+        "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE).order_by(
+            "cancel_requested_at"
+        ),
+    }
+    sent = {}
+    messages = []
+    for kind, queryset in due.items():
+        ids = list(queryset.values_list("pk", flat=True)[:batch])
+        step = "launch" if kind in ("relaunch", "settle") else kind
+        messages.extend((step, job_id, 0) for job_id in ids)
+        sent[kind] = len(ids)
+    sent["notify"] = len(notifications := delivery.due(settled, batch))
+    messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
+    dispatch.send_many_on_commit(messages)
+    sent["scheduled"] = firing.fire_due(now)
+    counters.sweep_found(sent)
+    return sent
+
+
+def catch_up(hosts: Any = None) -> list[tuple[str, str, float]]:
+    """A ``harvest`` now for every running job (on ``hosts``, ids or a query of them, if given).
+
+    For after a time in which the end of an execution could pass unseen: a worker that was
+    down, an event stream that was closed. A harvest finishes a job whose execution ended
+    and leaves one still running to its checks.
+    """
+    running = ContainerJob.objects.filter(status=st.RUNNING)
+    if hosts is not None:
+        running = running.filter(docker_host_id__in=hosts)
+    return [("harvest", str(pk), 0.0) for pk in running.values_list("pk", flat=True)]
+
+
+def resuming() -> list[tuple[str, str, float]]:
+    """A ``resume`` now for every launching job: what a worker sends at its start."""
+    launching = ContainerJob.objects.filter(status=st.LAUNCHING)
+    return [("resume", str(pk), 0.0) for pk in launching.values_list("pk", flat=True)]
+
+
+def _launchable(settled: Any, batch: int) -> Any:
+    """Due pending jobs, at most as many per host as it has free slots, best first.
+
+    The free slots are counted once per host (``HostSlot.objects.free_by_host``), not per
+    job, and only up to ``batch``: no more launches than that are sent anyway.
+    """
+    free = HostSlot.objects.free_by_host(batch)
+    room = Case(*(When(docker_host_id=host, then=Value(n)) for host, n in free.items()), default=0)
+    place = Window(RowNumber(), partition_by=[F("docker_host_id")], order_by=LAUNCH_ORDER)
+    # A job just submitted is its own launch's for the grace period, not the sweep's.
+    fresh = Q(run_after__isnull=True, created_at__gt=settled)
+    return (
+        ContainerJob.objects.launchable(settled)
+        .exclude(fresh)
+        .filter(docker_host_id__in=list(free))
+        .annotate(place=place, free=room)
+        .filter(place__lte=F("free"))
+    )
+
+
+def _reconcile_margin() -> timedelta:
+    """How long before its lease expires a launch is due for reconciling."""
+    lease, reconcile = setting("LAUNCH_LEASE_SECONDS"), setting("LAUNCH_RECONCILE_SECONDS")
+    return timedelta(seconds=max(0.0, float(lease) - float(reconcile)))

@@ -1,0 +1,470 @@
+"""Compare-and-set status moves: the only code that writes a job's ``status``.
+
+One row changed means this caller owns the move; zero means someone else made it.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models.signals import post_save
+from django.utils import timezone
+
+from container_manager import clock, dispatch, signals
+from container_manager.engine import outbox
+from container_manager.models import (
+    ArrayCounts,
+    ContainerExecution,
+    ContainerJob,
+    ExecutorHost,
+    HostSlot,
+)
+from container_manager.models.manager import unfinished_dependencies
+from container_manager.models.workflows import final_status
+from container_manager.rules import status as st
+
+
+class HostFull(Exception):
+    """The host had no free slot (or is inactive); the job stays pending."""
+
+
+class _Taken(Exception):
+    """Another caller moved the job first (``begin_launch`` answers False)."""
+
+
+def move(
+    job: ContainerJob,
+    old: str,
+    new: str,
+    *,
+    guard: dict[str, Any] | None = None,
+    execution: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """Move ``job`` from ``old`` to ``new`` if its row is still ``old``; return True if moved.
+
+    ``guard`` adds conditions (e.g. the attempt number), ``fields`` are written
+    with the status, ``execution`` updates the current attempt's
+    ``ContainerExecution`` in the same transaction. Leaving launching/running
+    hands the host slot to the next waiting job or frees it (``hand_over``) in
+    that transaction too, so counts never drift; an array's counts and a job's
+    dependents follow the move there too (``job_moved``). A move that makes a webhook event writes
+    its delivery rows in that transaction too (``outbox.write``), so a crash
+    after the commit cannot lose them. Only a lease renewal (launching to
+    launching, one UPDATE) runs without a transaction of its own.
+    """
+    st.check_move(old, new, array_parent=job.is_array_parent)
+    now = clock.now()
+    frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent
+    # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
+    several = frees_slot or execution is not None or old != new
+    with transaction.atomic() if several else nullcontext():
+        rows = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {}))
+        changed = _update(rows, job, new, {"status": new, "updated_at": now, **fields})
+        if changed != 1:
+            return False
+        if frees_slot:
+            hand_over(job.docker_host_id, job.pk, now)
+        if execution is not None:
+            ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
+                **execution
+            )
+        _apply(job, new, fields)  # before the outbox: an event's body shows the written values
+        job_moved(job, new)
+        outbox.write(job, new)
+    _announce(job, {"status", *fields})
+    return True
+
+
+def _apply(job: ContainerJob, new: str, fields: dict[str, Any]) -> None:
+    """Give the loaded ``job`` the status and the fields its move wrote to the row."""
+    job.status = new
+    job._loaded_status = new
+    for name, value in fields.items():
+        setattr(job, name, value)
+
+
+def _update(rows: Any, job: ContainerJob, new: str, values: dict[str, Any]) -> int:
+    """The move's UPDATE; a final move also learns if a job started waiting for this one.
+
+    A new dependent sets ``has_dependents`` on this row (``workflows``), so it waits
+    for this move or this move waits for it and then finds the flag changed: the
+    move is made again under the new flag (a second UPDATE only in that race), and
+    the dependents are released after the commit. Jobs nobody waits for read no edges.
+    """
+    if new not in st.TERMINAL or job.has_dependents:
+        return rows.update(**values)
+    changed = rows.filter(has_dependents=False).update(**values)
+    if not changed and rows.filter(has_dependents=True).update(**values):
+        job.has_dependents = True
+        return 1
+    return changed
+
+
+def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
+    """Move pending -> launching as a new attempt, taking a free slot row of the job's host.
+
+    Returns False when another caller already moved the job. Raises
+    ``HostFull`` when the host is inactive or has no free slot (nothing is changed).
+    Writes the attempt's ``ContainerExecution`` (``_insert_attempt``). On PostgreSQL this
+    is one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
+    so launches on one host do not wait for each other.
+    """
+    attempt = job.attempt_count + 1
+    now = clock.now()
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        try:
+            _begin_launch_postgresql(connection, job, lease_expires_at, now)
+        except _Taken:
+            return False
+    else:
+        with transaction.atomic():
+            changed = ContainerJob.objects.filter(
+                pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
+            ).update(
+                status=st.LAUNCHING,
+                attempt_count=attempt,
+                lease_expires_at=lease_expires_at,
+                execution_id="",
+                updated_at=now,
+            )
+            if changed != 1:
+                return False
+            # SQLite's write lock, taken by the update above, serialises the claims.
+            first = HostSlot.objects.free(job.docker_host_id).filter(host__is_active=True)
+            claimed = HostSlot.objects.filter(
+                pk=Subquery(first.order_by("number").values("pk")[:1])
+            ).update(job_id=job.pk)
+            if claimed != 1:
+                # Raising inside the atomic block undoes the job's move: it stays pending.
+                raise HostFull(job.docker_host_id)
+            _write_attempt(job.pk, job.docker_host_id, now)
+    job.status = job._loaded_status = st.LAUNCHING
+    job.attempt_count = attempt
+    job.lease_expires_at = lease_expires_at
+    job.execution_id = ""
+    _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
+    return True
+
+
+def _begin_launch_postgresql(
+    connection: Any, job: ContainerJob, lease_expires_at: Any, now: Any
+) -> None:
+    """``begin_launch`` in one statement; returns when moved, raises ``HostFull`` or ``_Taken``.
+
+    ``slot`` locks the first free slot row of an active host that no other
+    transaction holds (``SKIP LOCKED``; the freedom is re-checked on the newest
+    row version); the job moves only if a slot was had, the slot is given to
+    the job and the attempt's row inserted only if it moved. The host row is
+    only read.
+    """
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    slots = quote(HostSlot._meta.db_table)
+    insert, insert_params = _insert_attempt("moved", job.docker_host_id, now)
+    sql = f"""
+        WITH slot AS (
+            SELECT s.id FROM {slots} s JOIN {hosts} h ON h.id = s.host_id
+            WHERE s.host_id = %s AND h.is_active AND s.job_id IS NULL
+                AND s.number < h.max_concurrent_jobs
+            ORDER BY s.number LIMIT 1
+            FOR UPDATE OF s SKIP LOCKED
+        ),
+        moved AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id = %s AND status = %s AND attempt_count = %s AND EXISTS (SELECT 1 FROM slot)
+            RETURNING id, attempt_count
+        ),
+        taken AS (
+            UPDATE {slots} SET job_id = moved.id FROM moved
+            WHERE {slots}.id IN (SELECT slot.id FROM slot)
+        ),
+        attempt AS ({insert})
+        SELECT (SELECT count(*) FROM slot), (SELECT count(*) FROM moved)
+    """
+    params = (
+        job.docker_host_id,
+        st.LAUNCHING, lease_expires_at, now, job.pk, st.PENDING, job.attempt_count,
+        *insert_params,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        slot, moved = cursor.fetchone()
+    if moved:
+        return
+    if not slot:
+        raise HostFull(job.docker_host_id)
+    raise _Taken(job.pk)
+
+
+def _announce(job: ContainerJob, changed: set[str]) -> None:
+    """Send ``post_save`` with the written fields once the move is committed.
+
+    Receivers written for Django's signals (``"status" in update_fields``)
+    see every status change, though moves are updates, not ``save()`` calls.
+    """
+    update_fields = frozenset(changed)
+    transaction.on_commit(
+        lambda: post_save.send(
+            sender=ContainerJob,
+            instance=job,
+            created=False,
+            update_fields=update_fields,
+            raw=False,
+            using=ContainerJob.objects.db,
+        )
+    )
+    signals.announce_move(job, job.status)
+
+
+def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Job ``leaving_id`` left its slot on ``host_id``: pass the slot to the next waiting job.
+
+    Run inside the transaction that moved the job out of its slot. The next
+    waiting job (due, not cancelled, best priority, oldest) is claimed with
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent hand-overs each
+    take a different job; SQLite's write lock serialises them anyway. The
+    claimed job moves to ``launching`` as a new attempt with an expired lease
+    and the leaving job's slot row becomes its own, so the launch step (sent
+    when the transaction commits) takes it over as it would a lapsed launch,
+    and so does the sweep if that message is lost.
+
+    Only a full host (no other free slot) of which the slot is still one of
+    its ``max_concurrent_jobs`` hands its slot over: with free slots the
+    waiting jobs' own launches find room. Otherwise the slot row is freed, or
+    deleted if its number is no longer below ``max_concurrent_jobs``. When a
+    full host's waiting jobs are all locked by other callers (a launch being
+    refused that moment because this slot was still held), the slot is freed
+    and the first of them is sent its launch again. Returns the id of the job
+    sent its launch (the ``start`` step), or None.
+    """
+    connection = connections[ContainerJob.objects.db]
+    if connection.vendor == "postgresql":
+        job_id = _hand_over_postgresql(connection, host_id, leaving_id, now)
+    else:
+        job_id = _hand_over_portable(host_id, leaving_id, now)
+    if job_id is not None:
+        # ``start`` is the launch step under its own name, so a transport can run it before
+        # new jobs' launches (the local backend does): the slot it holds is busy from now on.
+        dispatch.send_on_commit("start", job_id)
+    return job_id
+
+
+def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first."""
+    fits = HostSlot.objects.filter(
+        job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
+    )
+    return ContainerJob.objects.launchable(now).filter(Exists(fits), docker_host_id=host_id)
+
+
+def _claim_fields(now: Any) -> dict[str, Any]:
+    return {
+        "status": st.LAUNCHING,
+        "attempt_count": F("attempt_count") + 1,
+        "lease_expires_at": now,
+        "execution_id": "",
+        "updated_at": now,
+    }
+
+
+def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Select, claim, pass the slot and write the attempt, or free it: under the write lock."""
+    room = Exists(HostSlot.objects.free(OuterRef("docker_host_id")))
+    first = _waiting(host_id, leaving_id, now).annotate(room=room)
+    job_id = None
+    for job_id, attempt, free_elsewhere in first.values_list("pk", "attempt_count", "room")[:1]:
+        if free_elsewhere:
+            job_id = None  # its own launch finds the free slot
+            break
+        claimed = ContainerJob.objects.filter(
+            pk=job_id, status=st.PENDING, attempt_count=attempt
+        ).update(**_claim_fields(now))
+        if claimed:
+            HostSlot.objects.filter(job_id=leaving_id).update(job_id=job_id)
+            _write_attempt(job_id, host_id, now)
+            return job_id
+        job_id = None
+    held = HostSlot.objects.filter(job_id=leaving_id)
+    for number, cap in held.values_list("number", "host__max_concurrent_jobs"):
+        if number < cap:
+            held.update(job_id=None)
+        else:
+            held.delete()
+    return job_id
+
+
+def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
+    """Claim the next waiting job of a full host and pass it the slot, or free the slot.
+
+    One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
+    portable path's filter) locks a job only when the host is full. ``passed``,
+    ``freed`` and ``dropped`` are exclusive: the slot row is written once.
+    ``hint`` is the first waiting job of a full host, unlocked, sent its launch
+    when nothing was claimed. Whether the host is full is one subquery, evaluated
+    once: a host with free slots reads no waiting job.
+    """
+    waiting = _waiting(host_id, leaving_id, now)
+    full = waiting.filter(~Exists(HostSlot.objects.free(host_id)))
+    picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
+    pick_sql, pick_params = picked.query.sql_with_params()
+    hint_sql, hint_params = full.values("pk")[:1].query.sql_with_params()
+    quote = connection.ops.quote_name
+    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+    slots = quote(HostSlot._meta.db_table)
+    insert, insert_params = _insert_attempt("claimed", host_id, now)
+    # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
+    sql = f"""
+        WITH picked AS ({pick_sql}),
+        claimed AS (
+            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                lease_expires_at = %s, execution_id = '', updated_at = %s
+            WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
+            RETURNING id, attempt_count
+        ),
+        passed AS (
+            UPDATE {slots} SET job_id = claimed.id FROM claimed WHERE {slots}.job_id = %s
+        ),
+        host_cap AS (SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s),
+        freed AS (
+            UPDATE {slots} SET job_id = NULL
+            WHERE job_id = %s AND number < (SELECT max_concurrent_jobs FROM host_cap)
+                AND NOT EXISTS (SELECT 1 FROM claimed)
+            RETURNING id
+        ),
+        dropped AS (
+            DELETE FROM {slots}
+            WHERE job_id = %s AND number >= (SELECT max_concurrent_jobs FROM host_cap)
+                AND NOT EXISTS (SELECT 1 FROM claimed)
+            RETURNING id
+        ),
+        attempt AS ({insert}),
+        hint AS ({hint_sql})
+        SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
+    """
+    params = (
+        *pick_params, st.LAUNCHING, now, now, st.PENDING, leaving_id, host_id, leaving_id,
+        leaving_id, *insert_params, *hint_params,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:
+    """The attempt's ``ContainerExecution``, written fresh for each row of the CTE ``source``.
+
+    The one rule for attempt rows, on every path that claims an attempt (``begin_launch``,
+    ``hand_over``) on both databases: the claim of attempt N inserts its row, or, if
+    attempt N already has one, overwrites every column of it (``ON CONFLICT DO UPDATE``).
+    A row is already there when the attempt did not start a container and the job went
+    back to pending under the same number (``steps._host_unreachable``), so a later claim
+    of it never collides. ``source`` returns the job's ``id`` and its new
+    ``attempt_count``; every other column gets the model field's default, so the
+    statement follows the model.
+    """
+    connection = connections[ContainerExecution.objects.db]
+    column = {f.name: connection.ops.quote_name(f.column) for f in ContainerExecution._meta.fields}
+    own = {"job": f"{source}.id", "attempt": f"{source}.attempt_count"}
+    given = {"host": host_id, "started_at": now, "status": st.LAUNCHING}
+    columns, values, params = [], [], []
+    for field in ContainerExecution._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(column[field.name])
+        if field.name in own:
+            values.append(own[field.name])
+            continue
+        value = given[field.name] if field.name in given else field.get_default()
+        values.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(ContainerExecution._meta.db_table)
+    key = (column["job"], column["attempt"])
+    fresh = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name not in key)
+    # SQLite reads ON CONFLICT after a bare SELECT ... FROM as a join: the WHERE settles it.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM {source} WHERE TRUE "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {fresh}"
+    )
+    return sql, params
+
+
+def _write_attempt(job_id: Any, host_id: int, now: Any) -> None:
+    """``_insert_attempt`` for one job just claimed, read from its row: the SQLite paths."""
+    connection = connections[ContainerExecution.objects.db]
+    jobs = connection.ops.quote_name(ContainerJob._meta.db_table)
+    key = ContainerJob._meta.pk.get_db_prep_value(job_id, connection)
+    insert, params = _insert_attempt("claimed", host_id, now)
+    sql = f"WITH claimed AS (SELECT id, attempt_count FROM {jobs} WHERE id = %s) {insert}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, *params])
+
+
+def job_moved(job: ContainerJob, new: str) -> None:
+    """Carry a move over to the array and the dependents; runs inside the move's transaction.
+
+    A child's first run marks its parent running; a child's final move adds one to
+    the parent's counts, and the last one moves the parent. A final move sends
+    ``launch`` to the dependents that became ready or doomed, after the commit (so
+    two dependencies finishing at once cannot both miss the other's move), if the
+    row says any job waits for this one (``has_dependents``, which ``move`` re-reads).
+    """
+    if job.array_parent_id is not None:
+        if new == st.RUNNING:
+            _parent_running(job.array_parent_id)
+        elif new in st.TERMINAL:
+            _count_child(job, new)
+    if new in st.TERMINAL and job.has_dependents:
+        transaction.on_commit(lambda: release_dependents(job.pk, new))
+
+
+def release_dependents(job_id: Any, status: str) -> int:
+    """Send ``launch`` to the pending jobs waiting for ``job_id`` that it made ready or doomed.
+
+    Returns how many were sent. The launch step decides: start, wait, or cancel.
+    """
+    waiting = ContainerJob.objects.filter(dependency_links__depends_on_id=job_id, status=st.PENDING)
+    if status == st.COMPLETED:
+        waiting = waiting.filter(~Exists(unfinished_dependencies()))
+    return send_launches(waiting)
+
+
+def send_launches(queryset: Any) -> int:
+    """Send ``launch`` (on commit) to every job of ``queryset``; returns how many."""
+    ids = list(queryset.values_list("pk", flat=True))
+    dispatch.send_many_on_commit([("launch", pk, 0) for pk in ids])
+    return len(ids)
+
+
+def _parent_running(parent_id: Any) -> None:
+    parent = ContainerJob.objects.filter(pk=parent_id, status=st.PENDING).first()
+    if parent is not None:
+        move(parent, st.PENDING, st.RUNNING, started_at=timezone.now())
+
+
+def _count_child(child: ContainerJob, status: str) -> None:
+    # The row lock this update takes serializes finishing children: the one whose
+    # increment completes the sum is the only one that sees it complete.
+    column = str(status)
+    ArrayCounts.objects.filter(pk=child.array_parent_id).update(**{column: F(column) + 1})
+    counts = ArrayCounts.objects.get(pk=child.array_parent_id)
+    if counts.finished < child.array_size:
+        return
+    parent = ContainerJob.objects.get(pk=child.array_parent_id)
+    if parent.status in st.TERMINAL:
+        return
+    summary = (
+        f"{counts.completed} completed, {counts.failed} failed, "
+        f"{counts.timeout} timed out, {counts.cancelled} cancelled"
+    )
+    final = final_status(counts)
+    move(
+        parent, parent.status, final, completed_at=timezone.now(),
+        last_error="" if final == st.COMPLETED else f"array children: {summary}",
+    )  # fmt: skip

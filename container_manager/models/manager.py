@@ -1,0 +1,211 @@
+"""The job manager: the queries over jobs (which may launch, which are live) and ``create_job``.
+
+``ContainerJob.objects`` is a ``JobManager``; its querysets are ``JobQuerySet``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
+
+from container_manager.models import workflows
+from container_manager.models.environments import EnvironmentVariableTemplate
+from container_manager.models.hosts import ExecutorHost
+from container_manager.models.workflows import JobDependency
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.envtext import format_env_text, parse_env_text
+
+#: The order in which waiting jobs launch: best priority first, then the oldest.
+LAUNCH_ORDER = ("-priority", "created_at")
+
+
+def unfinished_dependencies() -> Any:
+    """Dependencies of the outer job row (or of its array parent) that have not completed."""
+    return JobDependency.objects.filter(
+        Q(job_id=OuterRef("pk")) | Q(job_id=OuterRef("array_parent_id"))
+    ).exclude(depends_on__status=st.COMPLETED)
+
+
+class JobQuerySet(models.QuerySet):
+    """
+    Queries over jobs by status; every method returns a QuerySet that can be chained.
+
+    Available as ``ContainerJob.objects.pending()``, ``.active()``, ``.live()``
+    and ``.terminal()``, and on any filtered queryset of jobs.
+    """
+
+    def pending(self) -> JobQuerySet:
+        """
+        Jobs waiting for execution (status ``pending``).
+
+        >>> ContainerJob.objects.pending().filter(docker_image="nothing:here").count()
+        0
+        """
+        return self.filter(status=st.PENDING)
+
+    def active(self) -> JobQuerySet:
+        """
+        Jobs launching or running: they hold a slot on their host.
+
+        >>> isinstance(ContainerJob.objects.active().count(), int)
+        True
+        """
+        return self.filter(status__in=st.HOLDS_SLOT)
+
+    def launchable(self, now: Any) -> JobQuerySet:
+        """Pending jobs that may launch at ``now``, in ``LAUNCH_ORDER``.
+
+        Due (``run_after`` passed or unset), no cancel request, not an array parent (it runs
+        no container), no unfinished dependency, on an active host. Whether the host has a
+        free slot is the caller's question: the sweep windows by free slots, the hand-over
+        passes one.
+        """
+        return self.filter(
+            Q(run_after__isnull=True) | Q(run_after__lte=now),
+            Q(array_size__isnull=True) | Q(array_parent__isnull=False),
+            ~Exists(unfinished_dependencies()),
+            status=st.PENDING,
+            cancel_requested_at__isnull=True,
+            docker_host__is_active=True,
+        ).order_by(*LAUNCH_ORDER)
+
+    def live(self) -> JobQuerySet:
+        """Jobs not yet terminal: pending, launching or running."""
+        return self.filter(status__in=st.LIVE)
+
+    def terminal(self) -> JobQuerySet:
+        """Jobs that finished: completed, failed, timeout or cancelled."""
+        return self.filter(status__in=st.TERMINAL)
+
+
+class JobManager(models.Manager.from_queryset(JobQuerySet)):
+    """
+    Manager of ``ContainerJob``: the query shortcuts plus ``create_job``.
+
+    ``pending()`` and ``active()`` return QuerySets; ``create_job()`` is the
+    convenient, validated way to submit a job.
+    """
+
+    def create_job(
+        self,
+        image: str,
+        command: str = "",
+        name: str = "",
+        environment_template: EnvironmentVariableTemplate | str | None = None,
+        environment_vars: dict[str, str] | None = None,
+        docker_host: ExecutorHost | None = None,
+        **kwargs: Any,
+    ) -> models.Model:
+        """
+        Validate and submit a job; it is sent to launch when the transaction commits.
+
+        Args:
+            image: container image, e.g. ``"python:3.11-slim"``
+            command: shell-form command (or a JSON array for exec form)
+            name: human-readable name
+            environment_template: a template instance or its name
+            environment_vars: variables overlaid on the template (and on an
+                ``override_environment`` text given in ``kwargs``)
+            docker_host: where to run; when omitted an active host is chosen,
+                weighted by ``weight``, preferring hosts with a free slot
+            **kwargs: any other ``ContainerJob`` field (``memory_limit``,
+                ``cpu_limit``, ``timeout_seconds``, ``working_directory``,
+                ``network_configuration``, ``priority``, ``max_attempts``,
+                ``run_after``, ``created_by`` …)
+            depends_on: jobs (or ids) that must complete first; see
+                ``container_manager.engine.workflows``
+            array_size: make an array job: the returned parent runs no
+                container and has ``array_size`` children (``array_children``)
+
+        Raises:
+            ValidationError: naming the field at fault; nothing is stored. The
+                types and bounds of the fields are ``container_manager.rules.contract``'s,
+                the same the JSON API and its OpenAPI document use.
+
+        >>> job = ContainerJob.objects.create_job(
+        ...     image="python:3.11-slim",
+        ...     command="python -c 'print(1)'",
+        ...     name="Example Job",
+        ...     memory_limit=256,
+        ...     cpu_limit=1.0,
+        ...     timeout_seconds=600,
+        ...     environment_vars={"PYTHONPATH": "/app", "LOG_LEVEL": "INFO"},
+        ... )
+        >>> job.get_override_environment_variables_dict()
+        {'PYTHONPATH': '/app', 'LOG_LEVEL': 'INFO'}
+        >>> ContainerJob.objects.create_job(image="", docker_host=docker_host)
+        Traceback (most recent call last):
+        ...
+        django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
+        """
+        depends_on = workflows.resolve_dependencies(kwargs.pop("depends_on", None))
+        array_size = workflows.check_array_size(kwargs.pop("array_size", None))
+        contract.check_arguments(
+            {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
+            | {key: kwargs[key] for key in kwargs.keys() & contract.BY_NAME.keys()}
+        )
+        template = _resolve_template(environment_template)
+        override_text = kwargs.pop("override_environment", "") or ""
+        if environment_vars:
+            merged = _parse_field(override_text, "override_environment")
+            merged.update(environment_vars)
+            override_text = format_env_text(merged)
+        if docker_host is None:
+            docker_host = ExecutorHost.objects.choose()
+            if docker_host is None:
+                raise ValidationError(
+                    {"docker_host": "docker_host: no active executor host exists."}
+                )
+        job = self.model(
+            docker_image=image,
+            command=command,
+            name=name,
+            environment_template=template,
+            override_environment=override_text,
+            docker_host=docker_host,
+            array_size=array_size,
+            **kwargs,
+        )
+        # Skipped checks that would each cost a SELECT: the host and the template are saved
+        # rows (read just now or given as instances), and a fresh UUID key is unique.
+        job.full_clean(exclude=_saved_relations(job), validate_unique=False)
+        if depends_on or array_size:
+            with transaction.atomic(using=self.db):
+                job.save(using=self.db)
+                workflows.submitted(job, depends_on)
+        else:
+            job.save(using=self.db)  # one INSERT: no transaction of its own is needed
+        return job
+
+
+def _saved_relations(job: models.Model) -> list[str]:
+    """The foreign keys of ``job`` set to instances already saved: their rows exist."""
+    return [
+        name
+        for name in ("docker_host", "environment_template")
+        if (related := getattr(job, name)) is not None and not related._state.adding
+    ]
+
+
+def _resolve_template(
+    template: EnvironmentVariableTemplate | str | None,
+) -> EnvironmentVariableTemplate | None:
+    if template is None or isinstance(template, EnvironmentVariableTemplate):
+        return template
+    try:
+        return EnvironmentVariableTemplate.objects.get(name=template)
+    except EnvironmentVariableTemplate.DoesNotExist:
+        raise ValidationError(
+            {"environment_template": f"environment_template: no template named {template!r}."}
+        ) from None
+
+
+def _parse_field(text: str, field: str) -> dict[str, str]:
+    try:
+        return parse_env_text(text)
+    except ValidationError as exc:
+        raise ValidationError({field: [f"{field}: {m}" for m in exc.messages]}) from None

@@ -1,0 +1,189 @@
+"""The ``JobSchedule`` model: a cron line in a time zone and the job it makes at each time.
+
+The sweep fires due schedules (``container_manager.engine.firing``); this module only stores them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from container_manager.rules import cron
+from container_manager.rules.envtext import validate_env_text
+
+ALLOW, SKIP, REPLACE = "allow", "skip", "replace"
+OVERLAP_CHOICES = [
+    (ALLOW, "Allow: start a new job even if the previous one is still live"),
+    (SKIP, "Skip: no new job while the previous one is live"),
+    (REPLACE, "Replace: cancel the previous job, then start"),
+]
+
+
+class JobSchedule(models.Model):
+    """
+    A recurring job: at each time ``cron`` names, in ``timezone``, the sweep submits a job.
+
+    ``next_run_at`` is computed on save from ``cron`` and ``timezone`` (and cleared while
+    the schedule is disabled); the sweep advances it with a compare-and-set, so each
+    scheduled time makes its job once even when sweeps run at the same moment.
+
+    >>> schedule = JobSchedule(name="nightly", cron="@daily", timezone="Europe/Berlin",
+    ...                        docker_image="alpine:latest", command="echo hi")
+    >>> schedule.full_clean()
+    >>> from datetime import datetime, timezone as tz
+    >>> schedule.reschedule(datetime(2026, 3, 28, 12, tzinfo=tz.utc))
+    >>> schedule.next_run_at.isoformat()
+    '2026-03-28T23:00:00+00:00'
+    >>> JobSchedule(name="x", cron="@often", docker_image="a").full_clean()
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: {'cron': ["cron: '@often' must have five fields ...
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="Unique name of the schedule.")
+    cron = models.CharField(
+        max_length=200,
+        help_text="Five fields (minute hour day month weekday) or @hourly, @daily, @weekly, "
+        "@monthly.",
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA time zone the cron times are read in."
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabled schedules make no jobs.")
+    overlap = models.CharField(
+        max_length=10,
+        choices=OVERLAP_CHOICES,
+        default=ALLOW,
+        help_text="What to do when a run is due and the previous job is still live.",
+    )
+    catchup = models.PositiveIntegerField(
+        default=1,
+        validators=[MaxValueValidator(100)],
+        help_text="How many missed runs to make after downtime (0 = none).",
+    )
+    job_name = models.CharField(
+        max_length=200, blank=True, default="", help_text="Name of the jobs; blank: the schedule's."
+    )
+    docker_image = models.CharField(max_length=500, help_text="Image of the jobs.")
+    command = models.TextField(blank=True, default="", help_text="Command of the jobs.")
+    docker_host = models.ForeignKey(
+        "container_manager.ExecutorHost",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="schedules",
+        help_text="Where the jobs run; blank: any active host.",
+    )
+    memory_limit = models.PositiveIntegerField(null=True, blank=True, help_text="In MB.")
+    cpu_limit = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(32.0)],
+        help_text="In cores.",
+    )
+    timeout_seconds = models.PositiveIntegerField(default=3600, help_text="Timeout of each job.")
+    environment_template = models.ForeignKey(
+        "container_manager.EnvironmentVariableTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="schedules",
+    )
+    override_environment = models.TextField(
+        blank=True, default="", validators=[validate_env_text], help_text="KEY=value lines."
+    )
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="The next time the schedule fires; empty while disabled."
+    )
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="The scheduled time of the last job made."
+    )
+    last_job = models.ForeignKey(
+        "container_manager.ContainerJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last job this schedule made (the one overlap looks at).",
+    )
+    last_outcome = models.TextField(
+        blank=True, default="", help_text="What the last run did: the job it made, or why none."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    #: Fields written by the sweep; ``save()`` of an existing schedule leaves them alone.
+    SYSTEM_FIELDS = frozenset({"next_run_at", "last_run_at", "last_job", "last_outcome"})
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "job schedule"
+        indexes = [
+            models.Index(
+                fields=["next_run_at"],
+                name="cjsched_due_idx",
+                condition=Q(enabled=True),
+            )
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._computed_for = self._timing() if self.pk else None
+        self._rescheduled = False
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the settings; ``next_run_at`` is recomputed when cron, zone or ``enabled`` changed.
+
+        The sweep's fields are never written from an existing schedule's copy, so an
+        edit made from a stale copy cannot make a time fire twice.
+        """
+        if self._computed_for != self._timing():
+            cron.expand(self.cron)
+            cron.zone(self.timezone)
+            self.reschedule(timezone.now())
+        if not self._state.adding:
+            fields = kwargs.get("update_fields")
+            if fields is None:
+                fields = [
+                    f.attname
+                    for f in self._meta.concrete_fields
+                    if not f.primary_key and f.name not in self.SYSTEM_FIELDS
+                ]
+            kwargs["update_fields"] = {*fields, "next_run_at"} if self._rescheduled else fields
+        super().save(*args, **kwargs)
+        self._rescheduled = False
+
+    def clean(self) -> None:
+        """Check the cron text and the time zone; errors name the field."""
+        super().clean()
+        errors: dict[str, Any] = {}
+        for check, value in ((cron.expand, self.cron), (cron.zone, self.timezone)):
+            try:
+                check(value)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+        if errors:
+            raise ValidationError(errors)
+
+    def reschedule(self, now: datetime) -> None:
+        """Set ``next_run_at`` to the first time after ``now`` (None while disabled or never)."""
+        times = self.upcoming(now, 1) if self.enabled else []
+        self.next_run_at = times[0].astimezone(UTC) if times else None
+        self._computed_for = self._timing()
+        self._rescheduled = True  # the next save writes it
+
+    def upcoming(self, after: datetime, count: int = 5) -> list[datetime]:
+        """The next ``count`` times after ``after``, in the schedule's zone."""
+        return cron.following(self.cron, self.timezone, after, count)
+
+    def _timing(self) -> tuple[str, str, bool]:
+        return (self.cron, self.timezone, self.enabled)

@@ -1,0 +1,86 @@
+"""Tell which environment variable names look secret and mask their values for display.
+
+Used by the admin, log messages and exports; patterns come from ``SECRET_NAME_PATTERNS``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from container_manager.conf import setting
+from container_manager.rules.taskwire import PAYLOAD_ENV
+
+#: What a masked value is shown as.
+MASK = "********"
+#: Names masked whatever ``SECRET_NAME_PATTERNS`` says: a Django task's arguments.
+ALWAYS_SECRET = frozenset({PAYLOAD_ENV})
+
+# The password runs to the last "@" of the word: one written with a raw "@" is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/\s]*:)[^\s]+(?P<at>@)", re.I)
+
+
+def is_secret_name(name: str) -> bool:
+    """True when ``name`` matches ``SECRET_NAME_PATTERNS`` (case-insensitive) or is a task payload.
+
+    >>> is_secret_name("AWS_SECRET_ACCESS_KEY"), is_secret_name("api_token")
+    (True, True)
+    >>> is_secret_name("DEBUG"), is_secret_name("CM_TASK_PAYLOAD")
+    (False, True)
+    """
+    upper = str(name).upper()
+    return upper in ALWAYS_SECRET or any(
+        fnmatch.fnmatchcase(upper, p.upper()) for p in setting("SECRET_NAME_PATTERNS")
+    )
+
+
+def mask_env(variables: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``variables`` with secret-looking values masked; nested dicts are masked too.
+
+    Passwords written inside URLs (``scheme://user:password@host``) are masked whatever the name.
+
+    >>> mask_env({"DEBUG": "1", "DB_PASSWORD": "hunter2", "URL": "postgres://u:pw@db/x"})
+    {'DEBUG': '1', 'DB_PASSWORD': '********', 'URL': 'postgres://u:********@db/x'}
+    """
+    return {key: _mask_value(key, value) for key, value in variables.items()}
+
+
+def mask_env_text(text: str) -> str:
+    """``KEY=value`` text with secret-looking values masked; comments and layout kept.
+
+    >>> print(mask_env_text("# db\\nAPI_KEY=abc\\nMODE=fast"))
+    # db
+    API_KEY=********
+    MODE=fast
+    """
+    return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it masked.
+
+    >>> mask_url("tcp://admin:p@ss@docker.example:2376")
+    'tcp://admin:********@docker.example:2376'
+    """
+    return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", text)
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        return mask_env(value)
+    if isinstance(value, list):
+        return [_mask_value(key, item) for item in value]
+    if is_secret_name(key):
+        return MASK
+    if isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+def _mask_line(line: str) -> str:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#") or "=" not in stripped:
+        return line
+    key, value = line.split("=", 1)
+    return f"{key}={_mask_value(key.strip(), value)}"

@@ -1,0 +1,73 @@
+"""Job statuses and the moves between them; nothing else may change a job's status.
+
+Terminal statuses never change again. ``check_move`` is the one rule book.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    """A job's status; what a platform says of an execution is ``ExecutionState``."""
+
+    PENDING = "pending", "Pending"
+    LAUNCHING = "launching", "Launching"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timeout"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+PENDING = JobStatus.PENDING
+LAUNCHING = JobStatus.LAUNCHING
+RUNNING = JobStatus.RUNNING
+COMPLETED = JobStatus.COMPLETED
+FAILED = JobStatus.FAILED
+TIMEOUT = JobStatus.TIMEOUT
+CANCELLED = JobStatus.CANCELLED
+
+STATUS_CHOICES = JobStatus.choices
+
+TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED})
+LIVE = frozenset({PENDING, LAUNCHING, RUNNING})
+#: Statuses in which a job holds one of its host's ``max_concurrent_jobs`` slots.
+HOLDS_SLOT = frozenset({LAUNCHING, RUNNING})
+
+MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({LAUNCHING, FAILED, CANCELLED}),
+    # launching -> launching: the sweep takes over a launch whose lease expired.
+    # launching -> pending: a retryable launch error, tried again later.
+    LAUNCHING: frozenset({LAUNCHING, RUNNING, PENDING, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED}),
+}
+
+#: An array parent's status follows its children: it never launches nor holds a slot.
+ARRAY_PARENT_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({RUNNING, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED}),
+}
+
+
+class InvalidTransition(ValidationError):
+    """A status change the machine does not allow (a terminal job, a skipped step)."""
+
+
+def check_move(old: str, new: str, array_parent: bool = False) -> None:
+    """Raise ``InvalidTransition`` unless ``old -> new`` is a move of the machine.
+
+    ``array_parent`` checks against the moves of an array parent instead.
+
+    >>> check_move("pending", "launching")
+    >>> check_move("completed", "running")
+    Traceback (most recent call last):
+    ...
+    container_manager.rules.status.InvalidTransition: ["status: 'completed' is terminal and never \
+changes (asked to move to 'running')"]
+    """
+    if old in TERMINAL:
+        raise InvalidTransition(
+            f"status: {old!r} is terminal and never changes (asked to move to {new!r})"
+        )
+    if new not in (ARRAY_PARENT_MOVES if array_parent else MOVES).get(old, ()):
+        raise InvalidTransition(f"status: {old!r} cannot move to {new!r}")

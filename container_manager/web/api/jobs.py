@@ -1,0 +1,251 @@
+"""The JSON API for other services: submit a job, read its status and logs, cancel it.
+
+Bearer tokens: users' ``ApiToken`` or service ``API_TOKENS``; the body rules: ``rules.contract``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db.models import Prefetch
+from django.http import HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from container_manager.engine import timings, workflows
+from container_manager.executors.exceptions import ExecutorError
+from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.logtext import read_offsets
+from container_manager.web import openapi
+from container_manager.web.auth import ApiCaller, AuthError, authenticate_api
+
+logger = logging.getLogger(__name__)
+
+LIST_LIMIT = 100
+
+
+def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
+    """Allow ``methods``, authenticate the caller, answer every failure as JSON.
+
+    The view receives the ``ApiCaller`` after the request. Bad input is a 400
+    naming the field, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` a 413, an
+    unexpected error a logged 500.
+    """
+
+    def decorate(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                response = _error(405, f"method {request.method} not allowed here")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                caller = authenticate_api(request)
+                return view(request, caller, *args, **kwargs)
+            except AuthError as exc:
+                return _error(exc.status, exc.reason)
+            except ValidationError as exc:
+                errors = exc.message_dict if hasattr(exc, "error_dict") else {"body": exc.messages}
+                return JsonResponse({"error": "invalid input", "fields": errors}, status=400)
+            except RequestDataTooBig:
+                return _error(413, "the body is larger than this server accepts")
+            except Exception:
+                job = kwargs.get("job_id", "-")
+                logger.exception("API %s %s failed (job %s)", request.method, request.path, job)
+                return _error(500, "internal error; it was logged")
+
+        return wrapper
+
+    return decorate
+
+
+@api_view("GET", "POST")
+def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
+    """GET: the latest jobs (``?status=``); POST: submit a job."""
+    if request.method == "POST":
+        _require(caller, "add")
+        job = _submit(caller, json_object(request.body))
+        return JsonResponse(_job_json(request, job), status=201)
+    _require(caller, "view")
+    jobs = _with_attempts(caller.visible(ContainerJob.objects.select_related("docker_host")))
+    status = request.GET.get("status")
+    if status:
+        if status not in dict(st.STATUS_CHOICES):
+            known = ", ".join(dict(st.STATUS_CHOICES))
+            raise ValidationError({"status": [f"status: must be one of {known}."]})
+        jobs = jobs.filter(status=status)
+    jobs = jobs.order_by("-created_at")[:LIST_LIMIT]
+    return JsonResponse({"jobs": [_job_json(request, job) for job in jobs]})
+
+
+@api_view("GET")
+def job_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
+    """A job's status and results summary."""
+    _require(caller, "view")
+    job = _job_or_none(caller, job_id)
+    return JsonResponse(_job_json(request, job)) if job else _not_found(job_id)
+
+
+@api_view("GET")
+def job_logs_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
+    """A job's stdout and stderr after ``?stdout_offset=&stderr_offset=``: live, then stored."""
+    _require(caller, "view")
+    offsets = read_offsets(request.GET)
+    job = _job_or_none(caller, job_id, attempts=False)
+    if job is None:
+        return _not_found(job_id)
+    try:
+        logs = job.read_logs(**offsets)
+    except ExecutorError:
+        logger.warning("logs of job %s could not be read from its platform", job.pk, exc_info=True)
+        return _error(503, "the platform's logs cannot be read now; ask again later")
+    return JsonResponse({"id": str(job.pk), "status": job.status, **logs.as_json()})
+
+
+@api_view("POST")
+def job_cancel_view(request: HttpRequest, caller: ApiCaller, job_id: str) -> JsonResponse:
+    """Ask for a job to be cancelled (202), or say it already finished (409)."""
+    _require(caller, "change")
+    job = _job_or_none(caller, job_id)
+    if job is None:
+        return _not_found(job_id)
+    if not job.cancel():
+        return _error(409, f"job is already {job.status}")
+    return JsonResponse(_job_json(request, job), status=202)
+
+
+@csrf_exempt
+def openapi_view(request: HttpRequest) -> JsonResponse:
+    """The OpenAPI 3 description of this API, with the server URL of this deployment."""
+    if request.method not in ("GET", "HEAD"):
+        response = _error(405, f"method {request.method} not allowed here")
+        response["Allow"] = "GET, HEAD"
+        return response
+    root = request.build_absolute_uri(reverse("container_manager:api-jobs")).rsplit("jobs/", 1)[0]
+    return JsonResponse(openapi.schema(server_url=root.rstrip("/")))
+
+
+@csrf_exempt
+def not_found_view(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any other path under ``api/``: a JSON 404, or a JSON 308 to the path with its slash."""
+    if not request.path.endswith("/"):
+        match = _resolve_or_none(request.path + "/")
+        if match is not None and match.url_name != "api-not-found":
+            response = _error(308, "this path ends with a slash")
+            response["Location"] = request.get_full_path(force_append_slash=True)
+            return response
+    return _error(404, "no such API path; see api/openapi.json")
+
+
+def _resolve_or_none(path: str):
+    """The URL match of ``path``, or None."""
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
+
+
+def _require(caller: ApiCaller, action: str) -> None:
+    if not caller.may(action):
+        raise AuthError(403, f"this token's user may not {action} container jobs")
+
+
+def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
+    fields = contract.from_json(payload)
+    environment = fields.pop("environment_vars", None) or {}
+    host_name = fields.pop("host", None)
+    if host_name is not None:
+        fields["docker_host"] = host_named(host_name)
+    return ContainerJob.objects.create_job(
+        image=fields.pop("image", ""),
+        environment_vars=environment,
+        created_by=caller.user,
+        **fields,
+    )
+
+
+def host_named(name: str) -> ExecutorHost:
+    """The executor host called ``name``; a ValidationError on ``host`` when there is none."""
+    host = ExecutorHost.objects.filter(name=name).first()
+    if host is None:
+        raise ValidationError({"host": [f"host: no executor host named {name[:100]!r}."]})
+    return host
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body parsed as a JSON object; a ValidationError when it is not one."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        raise ValidationError("the body is not valid JSON") from None
+    except RecursionError:
+        raise ValidationError("the body is nested too deeply") from None
+    if not isinstance(payload, dict):
+        raise ValidationError("the body must be a JSON object")
+    return payload
+
+
+def _job_or_none(caller: ApiCaller, job_id: str, attempts: bool = True) -> ContainerJob | None:
+    """The job if the caller may see it; with its attempts and dependencies loaded if asked."""
+    try:
+        pk = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    jobs = caller.visible(ContainerJob.objects.select_related("docker_host"))
+    return (_with_attempts(jobs) if attempts else jobs).filter(pk=pk).first()
+
+
+def _with_attempts(jobs: Any) -> Any:
+    """Jobs with their attempts' timings and their dependencies loaded, one query each."""
+    attempts = ContainerExecution.objects.defer("stdout_log", "stderr_log", "docker_log")
+    return jobs.prefetch_related(
+        Prefetch("containerexecution_set", queryset=attempts), "dependency_links"
+    )
+
+
+def _not_found(job_id: str) -> JsonResponse:
+    return _error(404, f"no job {job_id[:40]}")
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
+    def link(name: str) -> str:
+        return request.build_absolute_uri(reverse(f"container_manager:{name}", args=[job.pk]))
+
+    duration = job.duration
+    return {
+        "id": str(job.pk),
+        "name": job.name,
+        "status": job.status,
+        "image": job.docker_image,
+        "command": job.command,
+        "host": job.docker_host.name,
+        "exit_code": job.exit_code,
+        "attempts": job.attempt_count,
+        "last_error": job.last_error,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+        "duration_seconds": duration.total_seconds() if duration else None,
+        "estimated_cost": str(job.estimated_cost) if job.estimated_cost is not None else None,
+        "cost_currency": job.cost_currency,
+        "timings": [timings.as_json(e) for e in job.containerexecution_set.all()],
+        **workflows.api_fields(job),
+        "links": {
+            "self": link("api-job"),
+            "logs": link("api-job-logs"),
+            "cancel": link("api-job-cancel"),
+        },
+    }

@@ -1,0 +1,378 @@
+"""The OpenAPI 3.0 description of the JSON API (served at ``api/openapi.json``).
+
+Kept beside ``api.py``; the tests validate the document and every response against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from container_manager.rules import contract
+from container_manager.rules import status as st
+from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
+
+_STATUSES = [value for value, _ in st.STATUS_CHOICES]
+_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+_PHASES = [
+    "submitted",
+    "launch requested",
+    "accepted",
+    "container started",
+    "finished",
+    "harvested",
+]
+_ATTEMPT_TIMINGS = {
+    "type": "object",
+    "required": ["attempt", "status", "phases", "platform_times"],
+    "properties": {
+        "attempt": {"type": "integer", "minimum": 1},
+        "status": {"type": "string"},
+        "phases": {
+            "type": "object",
+            "description": "Phase name to time; phases not reached yet are left out.",
+            "properties": {name: {"type": "string", "format": "date-time"} for name in _PHASES},
+            "additionalProperties": False,
+        },
+        "platform_times": {
+            "type": "object",
+            "description": "The platform's names (ECS createdAt, Docker StartedAt...) to time.",
+            "additionalProperties": {"type": "string", "format": "date-time"},
+        },
+    },
+}
+
+_JOB = {
+    "type": "object",
+    "required": ["id", "name", "status", "image", "host", "attempts", "created_at", "links"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "status": {"type": "string", "enum": _STATUSES},
+        "image": {"type": "string"},
+        "command": {"type": "string"},
+        "host": {"type": "string", "description": "Name of the executor host."},
+        "exit_code": {"type": "integer", "nullable": True},
+        "attempts": {"type": "integer", "minimum": 0},
+        "last_error": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _NULLABLE_TIME,
+        "completed_at": _NULLABLE_TIME,
+        "duration_seconds": {"type": "number", "nullable": True},
+        "estimated_cost": {
+            "type": "string",
+            "nullable": True,
+            "description": "Estimated cost as a decimal, in cost_currency; null until harvested "
+            "or when the platform has no price.",
+        },
+        "cost_currency": {"type": "string", "description": "e.g. USD; empty when free."},
+        "timings": {
+            "type": "array",
+            "description": "Each launch attempt's phases and the platform's own timestamps.",
+            "items": _ATTEMPT_TIMINGS,
+        },
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "description": "Jobs that must complete before this one launches.",
+        },
+        "array": {
+            "type": "object",
+            "nullable": True,
+            "description": (
+                "Set on an array parent (index and parent null, counts of its children by "
+                "status) and on each child (its index and its parent)."
+            ),
+            "required": ["size", "index", "parent"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 2},
+                "index": {"type": "integer", "minimum": 0, "nullable": True},
+                "parent": {"type": "string", "format": "uuid", "nullable": True},
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "links": {
+            "type": "object",
+            "required": ["self", "logs", "cancel"],
+            "properties": {
+                "self": {"type": "string"},
+                "logs": {"type": "string"},
+                "cancel": {"type": "string"},
+            },
+        },
+    },
+}
+
+_OFFSET = {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_OFFSET}
+_LOGS = {
+    "type": "object",
+    "description": (
+        "A job's stdout and stderr after the asked offsets: read live from the platform while "
+        "the job runs, the stored logs once it ended. Each stream's text is at most "
+        "LOG_MAX_BYTES; to follow the job, pass stdout_offset and stderr_offset back until "
+        "complete is true."
+    ),
+    "required": [
+        "id", "status", "stdout", "stderr", "clean_output", "truncated", "stdout_offset",
+        "stderr_offset", "complete", "source",
+    ],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string"},
+        "stdout": {"type": "string", "description": "Standard output from stdout_offset on."},
+        "stderr": {"type": "string", "description": "Standard error from stderr_offset on."},
+        "clean_output": {"type": "string", "description": "stdout without timestamps."},
+        "truncated": {
+            "type": "boolean",
+            "description": "Bytes after the asked offset were dropped by the LOG_MAX_BYTES cap "
+            "(only the tail of a stream is kept): the text starts later.",
+        },
+        "stdout_offset": {
+            **_OFFSET,
+            "description": "Bytes of stdout up to the end of this text: the next stdout_offset.",
+        },
+        "stderr_offset": {
+            **_OFFSET,
+            "description": "Bytes of stderr up to the end of this text: the next stderr_offset.",
+        },
+        "complete": {
+            "type": "boolean",
+            "description": "The job ended and its stored logs were returned to their end: "
+            "nothing more will come.",
+        },
+        "source": {
+            "type": "string",
+            "enum": [LIVE, STORED, NONE],
+            "description": "live: read from the platform now; stored: kept at the end of the "
+            "job; none: not running yet, or its platform gives no output while it runs.",
+        },
+    },
+}  # fmt: skip
+
+_SCHEDULE_FIELDS = {
+    "name": {"type": "string", "maxLength": 200},
+    "cron": {
+        "type": "string",
+        "description": "Five fields, or @hourly, @daily, @weekly, @monthly.",
+    },
+    "timezone": {"type": "string", "description": "IANA time zone name (default UTC)."},
+    "enabled": {"type": "boolean"},
+    "overlap": {"type": "string", "enum": ["allow", "skip", "replace"]},
+    "catchup": {"type": "integer", "minimum": 0, "maximum": 100},
+    "image": {"type": "string"},
+    "command": {"type": "string"},
+    "host": {"type": "string", "nullable": True, "description": "Host name; none: any host."},
+}
+
+_SCHEDULE = {
+    "type": "object",
+    "required": ["id", "name", "cron", "timezone", "enabled", "next_run_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        **_SCHEDULE_FIELDS,
+        "next_run_at": _NULLABLE_TIME,
+        "last_run_at": _NULLABLE_TIME,
+        "last_outcome": {"type": "string"},
+    },
+}
+
+_SCHEDULE_CREATE = {
+    "type": "object",
+    "required": ["name", "cron", "image"],
+    "additionalProperties": False,
+    "properties": {
+        **_SCHEDULE_FIELDS,
+        "job_name": {"type": "string", "maxLength": 200},
+        "memory_limit": {"type": "integer"},
+        "cpu_limit": {"type": "number", "minimum": 0.1, "maximum": 32},
+        "timeout_seconds": {"type": "integer", "minimum": 1},
+        "environment_template": {"type": "string"},
+        "environment_vars": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def schema(server_url: str = "/cm/api") -> dict[str, Any]:
+    """The OpenAPI document, its one server being ``server_url``.
+
+    >>> sorted(schema()["paths"])
+    ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/', '/schedules/']
+    """
+    job_id = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "container_manager API",
+            "version": "1",
+            "description": "Submit container jobs, read their status and logs, cancel them.",
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"apiToken": []}],
+        "components": {
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A user's token (manage.py issue_api_token): that user's permissions "
+                        "and jobs; or a service token of API_TOKENS: every job."
+                    ),
+                }
+            },
+            "schemas": {
+                "Job": _JOB,
+                "JobSubmit": contract.json_schema(),
+                "JobLogs": _LOGS,
+                "Error": _ERROR,
+                "Schedule": _SCHEDULE,
+                "ScheduleCreate": _SCHEDULE_CREATE,
+            },
+            "responses": {
+                "Error": {"description": "Refused or invalid", "content": _json("Error")},
+            },
+        },
+        "paths": {
+            "/jobs/": {
+                "get": {
+                    "summary": "The latest jobs",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": _STATUSES},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Jobs, newest first",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["jobs"],
+                                        "properties": {
+                                            "jobs": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Job"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors("400", "401", "403"),
+                    },
+                },
+                "post": {
+                    "summary": "Submit a job",
+                    "requestBody": {"required": True, "content": _json("JobSubmit")},
+                    "responses": {
+                        "201": {"description": "Submitted", "content": _json("Job")},
+                        **_errors("400", "401", "403", "413"),
+                    },
+                },
+            },
+            "/jobs/{job_id}/": {
+                "get": {
+                    "summary": "A job's status",
+                    "parameters": [job_id],
+                    "responses": {
+                        "200": {"description": "The job", "content": _json("Job")},
+                        **_errors("401", "403", "404"),
+                    },
+                }
+            },
+            "/jobs/{job_id}/logs/": {
+                "get": {
+                    "summary": "A job's logs, live while it runs",
+                    "parameters": [job_id, *_offset_parameters()],
+                    "responses": {
+                        "200": {"description": "After the offsets", "content": _json("JobLogs")},
+                        **_errors("400", "401", "403", "404", "503"),
+                    },
+                }
+            },
+            "/jobs/{job_id}/cancel/": {
+                "post": {
+                    "summary": "Cancel a job",
+                    "parameters": [job_id],
+                    "responses": {
+                        "202": {"description": "Cancel requested", "content": _json("Job")},
+                        **_errors("401", "403", "404", "409"),
+                    },
+                }
+            },
+            "/schedules/": _schedules_path(),
+        },
+    }
+
+
+def _schedules_path() -> dict[str, Any]:
+    listed = {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {
+            "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}
+        },
+    }
+    return {
+        "get": {
+            "summary": "The schedules, by name, with their next run",
+            "responses": {
+                "200": {
+                    "description": "Schedules",
+                    "content": {"application/json": {"schema": listed}},
+                },
+                **_errors("401", "403"),
+            },
+        },
+        "post": {
+            "summary": "Create a schedule",
+            "requestBody": {"required": True, "content": _json("ScheduleCreate")},
+            "responses": {
+                "201": {"description": "Created", "content": _json("Schedule")},
+                **_errors("400", "401", "403"),
+            },
+        },
+    }
+
+
+def _offset_parameters() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "description": f"Bytes already read (the {name} of the previous answer); "
+            "default 0, the start.",
+            "schema": _OFFSET,
+        }
+        for name in OFFSET_PARAMETERS
+    ]
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: {"$ref": "#/components/responses/Error"} for code in codes}
