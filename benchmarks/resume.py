@@ -137,8 +137,8 @@ def _launches_killed(host: Any, n: int) -> tuple[list[Any], float]:
     """``n`` launches that took their slots and whose launchers died: ``(jobs, began)``."""
     from django.utils import timezone
 
-    from container_manager.engine import transitions
     from container_manager.conf import setting
+    from container_manager.engine import transitions
 
     jobs = _submit(host, "echo resumed", n)
     began = time.time()

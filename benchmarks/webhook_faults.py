@@ -76,8 +76,7 @@ def main() -> None:
 
 
 def _run(args: Any, env: dict[str, str], receiver: Receiver) -> dict[str, Any]:
-    from container_manager.models import ExecutorHost
-    from container_manager.webhooks import WebhookEndpoint
+    from container_manager.models import ExecutorHost, WebhookEndpoint
 
     WebhookEndpoint.objects.create(url=receiver.url)
     host = ExecutorHost.objects.create(
@@ -147,8 +146,7 @@ class Receiver:
 def _count(received: list[tuple[str, str, str]]) -> dict[str, Any]:
     """Expected events against delivery rows and receipts."""
     from container_manager.conf import setting
-    from container_manager.models import ContainerJob
-    from container_manager.webhooks import WebhookDelivery
+    from container_manager.models import ContainerJob, WebhookDelivery
 
     jobs = list(ContainerJob.objects.values_list("pk", "status", "execution_id"))
     expected = {(str(pk), f"job.{status}") for pk, status, _ in jobs if status in TERMINAL}
@@ -195,8 +193,7 @@ def _multi_ids(received: list[tuple[str, str, str]]) -> int:
 
 def _drain(limit: float) -> float | None:
     """Seconds until every job is final and no delivery pending; None if not within ``limit``."""
-    from container_manager.models import ContainerJob
-    from container_manager.webhooks import WebhookDelivery
+    from container_manager.models import ContainerJob, WebhookDelivery
 
     began = time.monotonic()
     while time.monotonic() - began < limit:
