@@ -96,10 +96,10 @@ class ApiCaller:
         return self.user is None or self.user.has_perm(f"container_manager.{action}_containerjob")
 
     def visible(self, jobs: Any) -> Any:
-        """The part of the ``jobs`` queryset this caller may see."""
-        if self.user is None or self.user.has_perm("container_manager.view_all_jobs"):
-            return jobs
-        return jobs.filter(created_by=self.user)
+        """The part of the ``jobs`` queryset this caller may see (``models.owners``)."""
+        from container_manager.models.owners import owned_by
+
+        return owned_by(jobs, self.user)
 
 
 def authenticate_api(request: HttpRequest) -> ApiCaller:
