@@ -37,9 +37,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     """Endpoints: where job events are POSTed, signed with the endpoint's secret."""
 
     form = WebhookEndpointForm
-    list_display = ("url", "events_display", "active", "created_at")
+    list_display = ("url", "events_display", "active", "owner", "created_at")
     list_filter = ("active",)
     search_fields = ("url",)
+    list_select_related = ("owner",)
+    readonly_fields = ("owner",)
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool):
+        """A new endpoint is its maker's: it gets the events of the jobs they may view."""
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="events")
     def events_display(self, endpoint: WebhookEndpoint) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Exists
 
 from container_manager import clock, dispatch
+from container_manager.models.owners import viewers_of
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.rules import status as st
 
@@ -35,6 +36,8 @@ def event_of(status: str) -> str | None:
 def write(job: Any, status: str) -> None:
     """Write a delivery row per active endpoint that wants the event of a move to ``status``.
 
+    Only endpoints that may see ``job`` get one: an ownerless (operator's) endpoint, or one
+    whose owner may view the job (``owners.viewers_of``, decided in the same SELECT).
     Called by ``transitions.move`` inside the move's transaction, with ``job``
     holding the values it wrote. One SELECT of the endpoints and one INSERT of
     every row (a row already made for the endpoint, job and event is kept);
@@ -46,7 +49,8 @@ def write(job: Any, status: str) -> None:
     event = event_of(status)
     if event is None or not getattr(job, "webhook_endpoints_active", True):
         return
-    endpoints = WebhookEndpoint.objects.filter(active=True).values_list("pk", "events")
+    endpoints = WebhookEndpoint.objects.filter(viewers_of(job.created_by_id), active=True)
+    endpoints = endpoints.values_list("pk", "events")
     wanted = [pk for pk, events in endpoints if event in events]
     if not wanted:
         return

@@ -29,13 +29,16 @@ PLATFORM_INDEX_VARIABLES = {"fargate": "AWS_BATCH_JOB_ARRAY_INDEX"}
 def add_dependencies(job: ContainerJob, depends_on: Iterable[Any]) -> None:
     """Make a pending job wait for more jobs; a cycle or an unknown id is a ValidationError.
 
+    Each must be a job that ``job``'s submitter (``created_by``) may view; one they may not
+    is refused like an unknown id.
+
     Nothing is stored when it is refused. Meant for jobs that cannot launch yet
     (waiting for other jobs, or ``run_after`` later): a launch already past its
     dependency check when the edge is written goes on.
     """
     if job.status != st.PENDING:
         raise ValidationError({"depends_on": f"depends_on: job {job.pk} is {job.status}."})
-    jobs = resolve_dependencies(depends_on)
+    jobs = resolve_dependencies(depends_on, job.created_by)
     with transaction.atomic():
         link(job, jobs, check_cycles=True)
         doomed = next((dep for dep in jobs if dep.status in DOOMING), None)

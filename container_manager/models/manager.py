@@ -116,7 +116,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``cpu_limit``, ``timeout_seconds``, ``working_directory``,
                 ``network_configuration``, ``priority``, ``max_attempts``,
                 ``run_after``, ``created_by`` …)
-            depends_on: jobs (or ids) that must complete first; see
+            depends_on: jobs (or ids) that must complete first, each one that
+                ``created_by`` may view (``models.owners``; None sees every job); see
                 ``container_manager.engine.workflows``
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
@@ -142,7 +143,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
-        depends_on = workflows.resolve_dependencies(kwargs.pop("depends_on", None))
+        depends_on = workflows.resolve_dependencies(
+            kwargs.pop("depends_on", None), kwargs.get("created_by")
+        )
         array_size = workflows.check_array_size(kwargs.pop("array_size", None))
         contract.check_arguments(
             {"image": image, "command": command, "name": name, "environment_vars": environment_vars}

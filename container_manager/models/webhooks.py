@@ -10,6 +10,7 @@ import secrets
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
@@ -50,7 +51,11 @@ class WebhookEndpoint(models.Model):
     """
     A URL that receives job events as signed JSON POSTs.
 
-    Each event makes one ``WebhookDelivery`` per active endpoint that wants it.
+    Each event makes one ``WebhookDelivery`` per active endpoint that wants it and may see the
+    job: an endpoint with an ``owner`` gets the events of the jobs its owner may view
+    (``models.owners``: their own, or every job with ``view_all_jobs`` or as a superuser; none
+    once the owner is inactive). An endpoint without one is an operator's, made by trusted
+    code, and gets every job's events.
 
     >>> WebhookEndpoint(url="ftp://example.com/hook").full_clean()
     Traceback (most recent call last):
@@ -78,6 +83,15 @@ class WebhookEndpoint(models.Model):
         help_text="Signs each request (HMAC-SHA256); the receiver checks it with the same secret.",
     )
     active = models.BooleanField(default=True, help_text="Inactive endpoints get no deliveries.")
+    # CASCADE, not SET_NULL: an endpoint left without its owner would receive every job's events.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="webhook_endpoints",
+        help_text="Gets the events of the jobs this user may view; empty: every job's (operator).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from container_manager.conf import setting
+from container_manager.models.owners import owned_by
 from container_manager.rules import status as st
 
 
@@ -22,8 +23,9 @@ class JobDependency(models.Model):
     An edge of a workflow: ``job`` launches only once ``depends_on`` has completed.
 
     Written by ``create_job(depends_on=...)`` through ``container_manager.engine.workflows``,
-    which refuses unknown jobs and cycles. When ``depends_on`` ends failed, timeout
-    or cancelled, ``job`` ends cancelled. Deleting either job deletes the edge.
+    which refuses unknown jobs, jobs the submitter may not view, and cycles. When
+    ``depends_on`` ends failed, timeout or cancelled, ``job`` ends cancelled. Deleting
+    either job deletes the edge.
     """
 
     job = models.ForeignKey(
@@ -89,11 +91,20 @@ class ArrayCounts(models.Model):
 #: Hard upper bound of ``array_size``, whatever ``ARRAY_MAX_SIZE`` says.
 ARRAY_LIMIT = 10_000
 #: Request fields a child copies from its parent (the rest are its own or the steps').
+#: How many missing dependency ids an error names; the rest are counted.
+NAMED_IDS = 3
 _NOT_COPIED = frozenset({"id", "created_at", "updated_at", "array_parent", "array_index"})
 
 
-def resolve_dependencies(depends_on: Iterable[Any] | None) -> list[models.Model]:
-    """The stored jobs that ``depends_on`` names (jobs or ids), each once; else a ValidationError.
+def resolve_dependencies(
+    depends_on: Iterable[Any] | None, viewer: Any = None
+) -> list[models.Model]:
+    """The jobs that ``depends_on`` names (jobs or ids) and ``viewer`` may see, each once.
+
+    ``viewer`` is the submitter (``models.owners``; None: trusted code sees every job). A job
+    the viewer may not see is refused exactly like an unknown id (one SELECT of the jobs,
+    filtered by visibility), so the answer never tells that it exists. The message names
+    the first ``NAMED_IDS`` missing ids and counts the rest.
 
     >>> resolve_dependencies(None)
     []
@@ -109,10 +120,13 @@ def resolve_dependencies(depends_on: Iterable[Any] | None) -> list[models.Model]
     wanted: dict[uuid.UUID, None] = {}
     for item in depends_on:
         wanted[_job_id(item)] = None
-    found = {job.pk: job for job in _jobs().objects.filter(pk__in=list(wanted))}
+    if not wanted:
+        return []
+    visible = owned_by(_jobs().objects.filter(pk__in=list(wanted)), viewer)
+    found = {job.pk: job for job in visible}
     missing = [str(pk) for pk in wanted if pk not in found]
     if missing:
-        raise ValidationError({"depends_on": f"depends_on: no job {', '.join(missing)}."})
+        raise ValidationError({"depends_on": f"depends_on: no job {_some(missing)}."})
     return [found[pk] for pk in wanted]
 
 
@@ -195,6 +209,16 @@ def _job_id(item: Any) -> uuid.UUID:
         return item if isinstance(item, uuid.UUID) else uuid.UUID(str(item))
     except ValueError:
         raise ValidationError({"depends_on": f"depends_on: {item!r} is not a job id."}) from None
+
+
+def _some(ids: list[str]) -> str:
+    """The first ``NAMED_IDS`` of ``ids``, and how many more: an answer of bounded size.
+
+    >>> _some(["a", "b"]), _some(["a", "b", "c", "d", "e"])
+    ('a, b', 'a, b, c and 2 more')
+    """
+    named = ", ".join(ids[:NAMED_IDS])
+    return f"{named} and {len(ids) - NAMED_IDS} more" if len(ids) > NAMED_IDS else named
 
 
 def _reaches(start: set[uuid.UUID], target: uuid.UUID) -> bool:
