@@ -1,11 +1,13 @@
 """URLs of container_manager: step, sweep and platform event push targets, the JSON API, metrics.
 
 Mount with ``path("cm/", include("container_manager.urls"))``. Each view's module is imported
-at its first request, so a process that serves only the admin never loads the API.
+at its first request, so a process that serves only the admin never loads the API. Every view
+here answers a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with a JSON 413 (``LazyView``).
 """
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.urls import path, re_path
 from django.utils.module_loading import import_string
 
@@ -16,7 +18,9 @@ class LazyView:
     """A view named by its dotted path, imported when it is first called or looked at.
 
     Attributes the middleware reads (``csrf_exempt`` …) are the view's own; those of a
-    class-based view, which the URL resolver looks for on every pattern, are absent.
+    class-based view, which the URL resolver looks for on every pattern, are absent. A body
+    over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` gets the JSON 413 of ``web.errors.too_large``, whether
+    its length is announced (refused unread, before the view) or found when the view reads it.
 
     >>> view = LazyView("container_manager.web.endpoints.sweep_view")
     >>> (view.__module__, view.__name__, view.csrf_exempt)
@@ -35,7 +39,14 @@ class LazyView:
         return self._view
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._resolved()(request, *args, **kwargs)
+        from container_manager.web import errors
+
+        if errors.oversized(request):
+            return errors.too_large()
+        try:
+            return self._resolved()(request, *args, **kwargs)
+        except RequestDataTooBig:
+            return errors.too_large()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("view_class", "view_initkwargs"):
