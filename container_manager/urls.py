@@ -7,7 +7,6 @@ here answers a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with a JSON 413 (``Lazy
 
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
 from django.urls import path, re_path
 from django.utils.module_loading import import_string
 
@@ -19,8 +18,9 @@ class LazyView:
 
     Attributes the middleware reads (``csrf_exempt`` …) are the view's own; those of a
     class-based view, which the URL resolver looks for on every pattern, are absent. A body
-    over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` gets the JSON 413 of ``web.errors.too_large``, whether
-    its length is announced (refused unread, before the view) or found when the view reads it.
+    whose length is over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` gets the JSON 413 of
+    ``web.errors.too_large`` before the view runs, unread (the length Django itself checks
+    when a view reads the body; none of these views takes a file upload).
 
     >>> view = LazyView("container_manager.web.endpoints.sweep_view")
     >>> (view.__module__, view.__name__, view.csrf_exempt)
@@ -43,10 +43,7 @@ class LazyView:
 
         if errors.oversized(request):
             return errors.too_large()
-        try:
-            return self._resolved()(request, *args, **kwargs)
-        except RequestDataTooBig:
-            return errors.too_large()
+        return self._resolved()(request, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("view_class", "view_initkwargs"):
