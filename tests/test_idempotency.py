@@ -121,13 +121,6 @@ def test_an_array_is_made_once(recording, mock_host):
     assert ContainerJob.objects.count() == 4
 
 
-def test_a_keyless_submission_is_still_one_insert(mock_host):
-    with CaptureQueriesContext(connection) as captured:
-        submit(mock_host)
-    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]
-    assert not IdempotencyKey.objects.exists()
-
-
 def test_api_retry_answers_200_with_the_same_id_and_other_body_409(client, api):
     alice, secret = user_token("alice")
     first = post(client, JOBS, {"image": "x", "name": "a"}, secret, key="req-1")
@@ -218,3 +211,14 @@ def test_a_lost_race_returns_the_winners_job(recording, mock_host, monkeypatch):
     job = submit(mock_host, idempotency_key="race")
     assert job.pk == winner[0].pk and job.replayed
     assert ContainerJob.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_submission_costs_its_key_and_a_replay_one_read(recording, mock_host):
+    def statements(**kwargs):
+        with CaptureQueriesContext(connection) as captured:
+            submit(mock_host, **kwargs)
+        return [q["sql"].split()[0] for q in captured.captured_queries]
+
+    assert statements(idempotency_key="k") == ["SELECT", "BEGIN", "INSERT", "INSERT", "COMMIT"]
+    assert statements(idempotency_key="k") == ["SELECT"]

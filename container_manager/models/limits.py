@@ -51,8 +51,9 @@ class RequestWindow(models.Model):
 def count_request(scope: str, now: datetime) -> None:
     """Count one request of ``scope`` in the minute of ``now``; QuotaExceeded past the limit.
 
-    One statement (an upsert returning the new count). The refusal's ``Retry-After`` is the
-    rest of the minute. A limit of None counts nothing.
+    One statement (an upsert returning the new count: ``INSERT … ON CONFLICT DO UPDATE …
+    RETURNING``, as PostgreSQL and SQLite 3.35+ speak it). The refusal's ``Retry-After`` is
+    the rest of the minute. A limit of None counts nothing.
     """
     limit = setting("QUOTA_REQUESTS_PER_MINUTE")
     if limit is None:
