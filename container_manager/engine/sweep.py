@@ -35,8 +35,8 @@ def sweep(now: Any = None) -> dict[str, int]:
     requests; webhook deliveries whose attempt is due. Then it fires the
     schedules that are due (``firing.fire_due``) and deletes a batch of expired
     idempotency keys and of past request counts (one DELETE each, in one
-    transaction). A fixed
-    number of indexed queries, whatever the table size, plus the work of what is due.
+    transaction). A fixed number of indexed queries, whatever the table size,
+    plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
