@@ -97,6 +97,18 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_WINDOW_HOURS": 24,
     # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
     "METRICS_AUTH": "container_manager.web.auth.authenticate_api",
+    # How long an idempotency key is kept (seconds): a retry within it returns the first
+    # submission's job; after it the key may be reused (the sweep deletes expired keys).
+    "IDEMPOTENCY_WINDOW_SECONDS": 24 * 3600,
+    # Quotas of the JSON API per user token (None turns one off); over one: a 429 with
+    # Retry-After. Jobs pending, launching or running per user, array children counted:
+    "QUOTA_ACTIVE_JOBS": 1000,
+    # Job rows one submission may make (a job is 1, an array of n is n + 1):
+    "QUOTA_ROWS_PER_REQUEST": 1000,
+    # API requests per user per minute (counted in the database, across processes):
+    "QUOTA_REQUESTS_PER_MINUTE": 120,
+    # Whether service tokens of API_TOKENS are held to the quotas too (each token on its own).
+    "QUOTA_SERVICE_TOKENS": False,
     # Largest array_size create_job accepts (at most 10,000).
     "ARRAY_MAX_SIZE": 10_000,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.

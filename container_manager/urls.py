@@ -1,7 +1,8 @@
 """URLs of container_manager: step, sweep and platform event push targets, the JSON API, metrics.
 
 Mount with ``path("cm/", include("container_manager.urls"))``. Each view's module is imported
-at its first request, so a process that serves only the admin never loads the API.
+at its first request, so a process that serves only the admin never loads the API. Every view
+here answers a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with a JSON 413 (``LazyView``).
 """
 
 from typing import Any
@@ -16,7 +17,10 @@ class LazyView:
     """A view named by its dotted path, imported when it is first called or looked at.
 
     Attributes the middleware reads (``csrf_exempt`` …) are the view's own; those of a
-    class-based view, which the URL resolver looks for on every pattern, are absent.
+    class-based view, which the URL resolver looks for on every pattern, are absent. A body
+    whose length is over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` gets the JSON 413 of
+    ``web.errors.too_large`` before the view runs, unread (the length Django itself checks
+    when a view reads the body; none of these views takes a file upload).
 
     >>> view = LazyView("container_manager.web.endpoints.sweep_view")
     >>> (view.__module__, view.__name__, view.csrf_exempt)
@@ -35,6 +39,10 @@ class LazyView:
         return self._view
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        from container_manager.web import errors
+
+        if errors.oversized(request):
+            return errors.too_large()
         return self._resolved()(request, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

@@ -2,6 +2,10 @@
 
 from container_manager.models import ContainerJob
 
+#: A sweep's statements: 8 that find due work, then BEGIN, one DELETE each of expired
+#: idempotency keys and past request counts, COMMIT.
+SWEEP_STATEMENTS = 12
+
 
 def submit(host, **kwargs):
     """A job submitted through ``create_job`` on ``host``: image ``x``, command ``true``."""

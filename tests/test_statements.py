@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from container_manager.engine import steps
 from container_manager.engine.steps import common
 from container_manager.engine.transitions import move
-from container_manager.models import ContainerJob
+from container_manager.models import ContainerJob, IdempotencyKey
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.rules import status as st
 from tests.support import submit
@@ -110,3 +110,11 @@ def test_a_final_move_already_made_is_not_made_again(recording, mock_host):
     assert steps.run_step("check", job.pk) == "completed"
     assert not move(stale, st.RUNNING, st.FAILED, guard={"attempt_count": stale.attempt_count})
     assert ContainerJob.objects.get(pk=job.pk).status == st.COMPLETED
+
+
+def test_a_submission_without_an_idempotency_key_is_one_insert(recording, mock_host):
+    """No key, no quota asked: no read of the key table, no transaction, only the job's INSERT."""
+    with CaptureQueriesContext(connection) as captured:
+        submit(mock_host)
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]
+    assert not IdempotencyKey.objects.exists()

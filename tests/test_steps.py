@@ -14,7 +14,7 @@ from container_manager.engine import steps, transitions
 from container_manager.executors.mock import MockExecutor
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.rules.status import InvalidTransition
-from tests.support import row, submit
+from tests.support import SWEEP_STATEMENTS, row, submit
 
 # The launch step's module (the package's ``launch`` is the step function itself).
 launching = import_module("container_manager.engine.steps.launch")
@@ -302,11 +302,11 @@ def test_sweep_query_count_does_not_grow_with_rows(
     host = make_mock_host()
     for _ in range(3):
         submit(host)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(SWEEP_STATEMENTS):
         steps.sweep()
     for _ in range(30):
         submit(host)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(SWEEP_STATEMENTS):
         steps.sweep(now=clock.now() + timedelta(seconds=5))
 
 

@@ -20,7 +20,7 @@ from container_manager.models import (
     ExecutorHost,
     JobDependency,
 )
-from tests.support import row, submit
+from tests.support import SWEEP_STATEMENTS, row, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -319,7 +319,7 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     later = timezone.now() + timedelta(seconds=5)
     bad = submit(failing)
     submit(host, depends_on=[bad])
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(SWEEP_STATEMENTS):
         steps.sweep(now=later)
     for _ in range(10):
         parent = submit(host, array_size=5)
@@ -327,6 +327,6 @@ def test_sweep_query_count_does_not_grow_with_workflows(
     steps.launch(bad.pk)
     steps.check(bad.pk)
     recording.take()  # the releases are lost
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(SWEEP_STATEMENTS):
         sent = steps.sweep(now=later + timedelta(seconds=5))
     assert (sent["settle"], sent["launch"]) == (11, 10)  # ten children fill the host's slots

@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from container_manager import clock, dispatch
 from container_manager.conf import setting
 from container_manager.engine import delivery, firing, workflows
-from container_manager.models import ContainerJob, HostSlot
+from container_manager.models import ContainerJob, HostSlot, idempotency, limits
 from container_manager.models.manager import LAUNCH_ORDER
 from container_manager.rules import status as st
 from container_manager.telemetry import counters
@@ -32,8 +33,10 @@ def sweep(now: Any = None) -> dict[str, int]:
     reconcile or take over, see ``steps.launch``); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
-    schedules that are due (``firing.fire_due``). A fixed number of indexed
-    queries, whatever the table size, plus the work of what is due.
+    schedules that are due (``firing.fire_due``) and deletes a batch of expired
+    idempotency keys and of past request counts (one DELETE each, in one
+    transaction). A fixed number of indexed queries, whatever the table size,
+    plus the work of what is due.
     """
     now = now or clock.now()
     settled = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
@@ -64,6 +67,9 @@ def sweep(now: Any = None) -> dict[str, int]:
     messages.extend(("notify", delivery_id, 0) for delivery_id in notifications)
     dispatch.send_many_on_commit(messages)
     sent["scheduled"] = firing.fire_due(now)
+    with transaction.atomic():  # one transaction for both, not one per DELETE
+        idempotency.forget_expired(now, batch)
+        limits.forget_old_windows(now, batch)
     counters.sweep_found(sent)
     return sent
 

@@ -7,7 +7,9 @@ from container_manager.executors.factory import executor_choices
 from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.executions import ContainerExecution
 from container_manager.models.hosts import ExecutorHost, ExecutorHostQuerySet, HostSlot
+from container_manager.models.idempotency import IdempotencyKey
 from container_manager.models.jobs import ContainerJob, default_max_attempts
+from container_manager.models.limits import RequestWindow
 from container_manager.models.manager import JobManager, JobQuerySet
 from container_manager.models.schedules import JobSchedule
 from container_manager.models.tokens import ApiToken, UsedSignature
@@ -23,10 +25,12 @@ __all__ = [
     "ExecutorHost",
     "ExecutorHostQuerySet",
     "HostSlot",
+    "IdempotencyKey",
     "JobDependency",
     "JobManager",
     "JobQuerySet",
     "JobSchedule",
+    "RequestWindow",
     "UsedSignature",
     "WebhookDelivery",
     "WebhookEndpoint",

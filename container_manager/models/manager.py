@@ -11,13 +11,14 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
-from container_manager.models import workflows
+from container_manager.models import idempotency, limits, workflows
 from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.hosts import ExecutorHost
 from container_manager.models.workflows import JobDependency
 from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.envtext import format_env_text, parse_env_text
+from container_manager.rules.idempotency import check_key
 
 #: The order in which waiting jobs launch: best priority first, then the oldest.
 LAUNCH_ORDER = ("-priority", "created_at")
@@ -98,6 +99,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         environment_template: EnvironmentVariableTemplate | str | None = None,
         environment_vars: dict[str, str] | None = None,
         docker_host: ExecutorHost | None = None,
+        idempotency_key: str | None = None,
+        limited: bool = False,
         **kwargs: Any,
     ) -> models.Model:
         """
@@ -121,11 +124,21 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``container_manager.engine.workflows``
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
+            idempotency_key: 1 to 255 printable ASCII characters; a call
+                with the key ``created_by``'s scope already used within
+                ``IDEMPOTENCY_WINDOW_SECONDS`` returns the job that call made
+                (its ``replayed`` is True, False on a new job) instead of
+                making another (``models.idempotency``)
+            limited: apply the per-user quotas of ``models.limits`` (the JSON
+                API does for users' tokens); trusted code is not limited
 
         Raises:
             ValidationError: naming the field at fault; nothing is stored. The
                 types and bounds of the fields are ``container_manager.rules.contract``'s,
-                the same the JSON API and its OpenAPI document use.
+                the same the JSON API and its OpenAPI document use. An
+                ``IdempotencyConflict`` (on ``idempotency_key``) when the key
+                was used for different arguments.
+            QuotaExceeded: with ``limited``, a quota the submission would exceed.
 
         >>> job = ContainerJob.objects.create_job(
         ...     image="python:3.11-slim",
@@ -143,6 +156,13 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         ...
         django.core.exceptions.ValidationError: {'docker_image': [...an image is required.']}
         """
+        if idempotency_key is not None or limited:
+            arguments = {
+                "image": image, "command": command, "name": name,
+                "environment_template": environment_template,
+                "environment_vars": environment_vars, "docker_host": docker_host, **kwargs,
+            }  # fmt: skip
+            return self._create_guarded(arguments, idempotency_key, limited)
         depends_on = workflows.resolve_dependencies(
             kwargs.pop("depends_on", None), kwargs.get("created_by")
         )
@@ -182,6 +202,25 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 workflows.submitted(job, depends_on)
         else:
             job.save(using=self.db)  # one INSERT: no transaction of its own is needed
+        return job
+
+    def _create_guarded(
+        self, arguments: dict[str, Any], key: str | None, limited: bool
+    ) -> models.Model:
+        """``create_job(**arguments)`` within the quotas if ``limited``, once per ``key``."""
+        user = arguments.get("created_by")
+
+        def make() -> models.Model:
+            if limited:
+                active = self.filter(created_by=user).live() if user is not None else None
+                limits.check_submission(active, limits.rows_of(arguments.get("array_size")))
+            return self.create_job(**arguments)
+
+        if key is None:
+            return make()
+        request = {"kind": "job"} | {k: v for k, v in arguments.items() if k != "created_by"}
+        job, created = idempotency.once(idempotency.scope_of(user), check_key(key), request, make)
+        job.replayed = not created
         return job
 
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from container_manager.engine import runner, steps
 from container_manager.web.auth import AuthError, authenticate_push, forget_expired_signatures
+from container_manager.web.errors import error as _error
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,3 @@ def _job_id(body: bytes) -> str | None:
 def _refused(request: HttpRequest, exc: AuthError) -> JsonResponse:
     logger.warning("refused %s %s: %s", request.method, request.path, exc.reason)
     return _error(exc.status, exc.reason)
-
-
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)

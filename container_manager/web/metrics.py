@@ -11,15 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from container_manager.conf import setting
 from container_manager.models import ContainerJob
 from container_manager.telemetry import counters
 from container_manager.web.auth import AuthError
+from container_manager.web.errors import error
 
 #: Bucket bounds (seconds) of the submit-to-start and run-time histograms.
 JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600, 4 * 3600)
@@ -71,13 +72,20 @@ class ProcessCollector:
             yield family
 
 
-@require_GET
+@csrf_exempt
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The metrics in Prometheus text format, for a caller that ``METRICS_AUTH`` accepts."""
+    """The metrics in Prometheus text format, for a caller that ``METRICS_AUTH`` accepts.
+
+    Refusals are JSON (``web.errors``); it changes nothing, so it needs no CSRF token.
+    """
+    if request.method not in ("GET", "HEAD"):
+        response = error(405, f"method {request.method} not allowed here")
+        response["Allow"] = "GET, HEAD"
+        return response
     try:
         import_string(setting("METRICS_AUTH"))(request)
     except AuthError as exc:
-        return JsonResponse({"error": exc.reason}, status=exc.status)
+        return error(exc.status, exc.reason)
     from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 from container_manager.rules import contract
 from container_manager.rules import status as st
+from container_manager.rules.idempotency import MAX_KEY_LENGTH
 from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
@@ -203,7 +204,36 @@ _ERROR = {
             "type": "object",
             "additionalProperties": {"type": "array", "items": {"type": "string"}},
         },
+        "fields_omitted": {"type": "integer", "description": "Fields at fault not named."},
+        "quota": {
+            "type": "string",
+            "enum": ["requests_per_minute", "rows_per_request", "active_jobs"],
+        },
+        "limit": {"type": "integer", "description": "The quota's limit."},
+        "retry_after": {"type": "integer", "description": "As the Retry-After header."},
+        "limit_bytes": {"type": "integer", "description": "The largest body accepted."},
     },
+}
+_REPLAYED = "A retry with the same Idempotency-Key and body: the {} the first call made"
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "A retry with the key the same caller sent within IDEMPOTENCY_WINDOW_SECONDS "
+        "(default 24 h) answers 200 with what the first call made; with another body, 409."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[ -~]+$",
+    },
+}
+_TOO_MANY = {
+    "description": "A quota of the caller is used up; wait Retry-After seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 
@@ -224,7 +254,11 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
         "info": {
             "title": "container_manager API",
             "version": "1",
-            "description": "Submit container jobs, read their status and logs, cancel them.",
+            "description": (
+                "Submit container jobs, read their status and logs, cancel them. A user's "
+                "token is held to quotas (requests per minute, rows per request, active "
+                "jobs): over one, a 429 with Retry-After. Error bodies are bounded."
+            ),
         },
         "servers": [{"url": server_url}],
         "security": [{"apiToken": []}],
@@ -249,6 +283,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
+                "TooManyRequests": _TOO_MANY,
             },
         },
         "paths": {
@@ -280,15 +315,17 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_errors("400", "401", "403"),
+                        **_errors("400", "401", "403", "429"),
                     },
                 },
                 "post": {
                     "summary": "Submit a job",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {"required": True, "content": _json("JobSubmit")},
                     "responses": {
+                        "200": {"description": _REPLAYED.format("job"), "content": _json("Job")},
                         "201": {"description": "Submitted", "content": _json("Job")},
-                        **_errors("400", "401", "403", "413"),
+                        **_errors("400", "401", "403", "409", "413", "429"),
                     },
                 },
             },
@@ -298,7 +335,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     "parameters": [job_id],
                     "responses": {
                         "200": {"description": "The job", "content": _json("Job")},
-                        **_errors("401", "403", "404"),
+                        **_errors("401", "403", "404", "429"),
                     },
                 }
             },
@@ -308,7 +345,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     "parameters": [job_id, *_offset_parameters()],
                     "responses": {
                         "200": {"description": "After the offsets", "content": _json("JobLogs")},
-                        **_errors("400", "401", "403", "404", "503"),
+                        **_errors("400", "401", "403", "404", "429", "503"),
                     },
                 }
             },
@@ -318,7 +355,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     "parameters": [job_id],
                     "responses": {
                         "202": {"description": "Cancel requested", "content": _json("Job")},
-                        **_errors("401", "403", "404", "409"),
+                        **_errors("401", "403", "404", "409", "413", "429"),
                     },
                 }
             },
@@ -343,15 +380,17 @@ def _schedules_path() -> dict[str, Any]:
                     "description": "Schedules",
                     "content": {"application/json": {"schema": listed}},
                 },
-                **_errors("401", "403"),
+                **_errors("401", "403", "429"),
             },
         },
         "post": {
             "summary": "Create a schedule",
+            "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": _json("ScheduleCreate")},
             "responses": {
+                "200": {"description": _REPLAYED.format("schedule"), "content": _json("Schedule")},
                 "201": {"description": "Created", "content": _json("Schedule")},
-                **_errors("400", "401", "403"),
+                **_errors("400", "401", "403", "409", "413", "429"),
             },
         },
     }
@@ -375,4 +414,7 @@ def _json(name: str) -> dict[str, Any]:
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {code: {"$ref": "#/components/responses/Error"} for code in codes}
+    return {
+        code: {"$ref": f"#/components/responses/{'TooManyRequests' if code == '429' else 'Error'}"}
+        for code in codes
+    }

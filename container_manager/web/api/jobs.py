@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve, reverse
@@ -21,11 +21,15 @@ from django.views.decorators.csrf import csrf_exempt
 from container_manager.engine import timings, workflows
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
+from container_manager.models.idempotency import IdempotencyConflict
+from container_manager.models.limits import QuotaExceeded
 from container_manager.rules import contract
 from container_manager.rules import status as st
+from container_manager.rules.idempotency import check_key
 from container_manager.rules.logtext import read_offsets
-from container_manager.web import openapi
+from container_manager.web import errors, openapi, quotas
 from container_manager.web.auth import ApiCaller, AuthError, authenticate_api
+from container_manager.web.errors import error as _error
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +39,11 @@ LIST_LIMIT = 100
 def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
     """Allow ``methods``, authenticate the caller, answer every failure as JSON.
 
-    The view receives the ``ApiCaller`` after the request. Bad input is a 400
-    naming the field, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` a 413, an
-    unexpected error a logged 500.
+    The view receives the ``ApiCaller`` after the request, once counted against
+    the caller's requests per minute (``web.quotas``). Bad input is a 400 naming
+    the field, a reused idempotency key a 409, a quota a 429 with ``Retry-After``,
+    an unexpected error a logged 500 (a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    is the URLconf's 413). Every error body is bounded (``web.errors``).
     """
 
     def decorate(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
@@ -50,14 +56,16 @@ def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[
                 return response
             try:
                 caller = authenticate_api(request)
+                quotas.count_request(caller)
                 return view(request, caller, *args, **kwargs)
             except AuthError as exc:
                 return _error(exc.status, exc.reason)
+            except QuotaExceeded as exc:
+                return quotas.refused(exc)
+            except IdempotencyConflict as exc:
+                return _error(409, "; ".join(exc.messages), fields=exc.message_dict)
             except ValidationError as exc:
-                errors = exc.message_dict if hasattr(exc, "error_dict") else {"body": exc.messages}
-                return JsonResponse({"error": "invalid input", "fields": errors}, status=400)
-            except RequestDataTooBig:
-                return _error(413, "the body is larger than this server accepts")
+                return errors.invalid(exc)
             except Exception:
                 job = kwargs.get("job_id", "-")
                 logger.exception("API %s %s failed (job %s)", request.method, request.path, job)
@@ -73,8 +81,10 @@ def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     """GET: the latest jobs (``?status=``); POST: submit a job."""
     if request.method == "POST":
         _require(caller, "add")
-        job = _submit(caller, json_object(request.body))
-        return JsonResponse(_job_json(request, job), status=201)
+        key = idempotency_key(request)
+        job = _submit(caller, json_object(request.body), idempotency_key=key)
+        replayed = getattr(job, "replayed", False)
+        return JsonResponse(_job_json(request, job), status=200 if replayed else 201)
     _require(caller, "view")
     jobs = _with_attempts(caller.visible(ContainerJob.objects.select_related("docker_host")))
     status = request.GET.get("status")
@@ -159,7 +169,7 @@ def _require(caller: ApiCaller, action: str) -> None:
         raise AuthError(403, f"this token's user may not {action} container jobs")
 
 
-def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
+def _submit(caller: ApiCaller, payload: dict[str, Any], **options: Any) -> ContainerJob:
     fields = contract.from_json(payload)
     environment = fields.pop("environment_vars", None) or {}
     host_name = fields.pop("host", None)
@@ -169,8 +179,16 @@ def _submit(caller: ApiCaller, payload: dict[str, Any]) -> ContainerJob:
         image=fields.pop("image", ""),
         environment_vars=environment,
         created_by=caller.user,
+        limited=quotas.applies(caller),
+        **options,
         **fields,
     )
+
+
+def idempotency_key(request: HttpRequest) -> str | None:
+    """The request's ``Idempotency-Key`` header, None without one; a 400 naming it if bad."""
+    key = request.headers.get("Idempotency-Key")
+    return None if key is None else check_key(key, field="Idempotency-Key")
 
 
 def host_named(name: str) -> ExecutorHost:
@@ -214,10 +232,6 @@ def _with_attempts(jobs: Any) -> Any:
 
 def _not_found(job_id: str) -> JsonResponse:
     return _error(404, f"no job {job_id[:40]}")
-
-
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
 
 
 def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:

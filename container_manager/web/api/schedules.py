@@ -12,10 +12,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
-from container_manager.models import EnvironmentVariableTemplate
+from container_manager.models import EnvironmentVariableTemplate, idempotency
 from container_manager.models.schedules import JobSchedule
 from container_manager.rules.envtext import format_env_text
-from container_manager.web.api.jobs import LIST_LIMIT, api_view, host_named, json_object
+from container_manager.web.api.jobs import (
+    LIST_LIMIT,
+    api_view,
+    host_named,
+    idempotency_key,
+    json_object,
+)
 from container_manager.web.auth import ApiCaller, AuthError
 
 #: What a create may say; ``image``, ``host``, ``environment_*`` are mapped to model fields.
@@ -28,11 +34,23 @@ CREATE_FIELDS = {
 
 @api_view("GET", "POST")
 def schedules_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
-    """GET: the schedules (by name); POST: create one (201), or 400 naming the field."""
+    """GET: the schedules (by name); POST: create one (201), or 400 naming the field.
+
+    A POST with an ``Idempotency-Key`` the caller used before for the same body answers
+    200 with the schedule it made (``models.idempotency``); for another body, 409.
+    """
     _require(caller, "add" if request.method == "POST" else "view")
     if request.method == "POST":
-        schedule = _create(json_object(request.body))
-        return JsonResponse(schedule_json(schedule), status=201)
+        key, payload = idempotency_key(request), json_object(request.body)
+        if key is None:
+            return JsonResponse(schedule_json(_create(payload)), status=201)
+        schedule, created = idempotency.once(
+            idempotency.scope_of(caller.user),
+            key,
+            {"kind": "schedule", "body": payload},
+            lambda: _create(payload),
+        )
+        return JsonResponse(schedule_json(schedule), status=201 if created else 200)
     rows = JobSchedule.objects.select_related("docker_host").order_by("name")[:LIST_LIMIT]
     return JsonResponse({"schedules": [schedule_json(s) for s in rows]})
 
