@@ -95,8 +95,9 @@ DEFAULTS: dict[str, Any] = {
     "COST_DEFAULT_MEMORY_MB": 512,
     # Row-derived metrics (cm/metrics/) and dashboard timings look back this many hours.
     "METRICS_WINDOW_HOURS": 24,
-    # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
-    "METRICS_AUTH": "container_manager.web.auth.authenticate_api",
+    # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError; the
+    # default accepts the API_TOKENS and the tokens of users with container_manager.view_metrics.
+    "METRICS_AUTH": "container_manager.web.auth.authenticate_metrics",
     # Largest array_size create_job accepts (at most 10,000).
     "ARRAY_MAX_SIZE": 10_000,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
