@@ -124,6 +124,15 @@ def test_creating_a_schedule_needs_add_containerjob_in_the_api_and_the_admin(cli
     assert client.get(add).status_code == 403
     assert client.post(add, {"name": "n", "cron": "@daily"}).status_code == 403
     assert not JobSchedule.objects.exists()
+    theirs = JobSchedule.objects.create(
+        name="alice's", cron="@daily", docker_image="x", owner=people["alice"][0]
+    )
+    run = reverse("admin:container_manager_jobschedule_run", args=[theirs.pk])
+    assert client.post(run).status_code == 403  # "Run now" would submit a job
+    change = reverse("admin:container_manager_jobschedule_change", args=[theirs.pk])
+    client.post(change, {"name": "alice's", "cron": "@daily", "docker_image": "rm -rf"})
+    assert JobSchedule.objects.get(pk=theirs.pk).docker_image == "x"
+    assert not ContainerJob.objects.exists()
 
 
 def test_a_schedule_added_in_the_admin_is_owned_by_its_author(client, people, mock_host):

@@ -72,6 +72,11 @@ class JobScheduleAdmin(admin.ModelAdmin):
         """Adding a schedule needs ``add_containerjob`` too: it submits jobs as its owner."""
         return super().has_add_permission(request) and request.user.has_perm(firing.ADD_JOBS)
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Changing one (its command; "Run now") needs ``add_containerjob`` too, as adding does."""
+        allowed = super().has_change_permission(request, obj)
+        return allowed and request.user.has_perm(firing.ADD_JOBS)
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         """The form; a new schedule's owner is the user adding it, before the name is checked."""
         form = super().get_form(request, obj, change=change, **kwargs)
