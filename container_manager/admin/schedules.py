@@ -1,7 +1,8 @@
 """Admin of schedules: next run times, the next five on each page, enable/disable, run now.
 
 Also the job list's filter by schedule; a scheduled job names its schedule in ``executor_metadata``.
-A schedule made here is owned by the staff user who adds it, who needs ``add_containerjob`` too.
+A schedule made here is owned by the staff user who adds it; adding or changing one (or "Run
+now") needs ``add_containerjob`` too.
 """
 
 from __future__ import annotations
