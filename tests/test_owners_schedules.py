@@ -100,6 +100,24 @@ def test_names_are_unique_per_owner_and_a_clash_tells_nothing_of_others(client, 
     assert list(caught.value.message_dict) == ["name"]
 
 
+def test_a_clash_that_slips_past_clean_is_still_a_400_on_name(client, people, monkeypatch):
+    alice = people["alice"][1]
+    assert post(client, alice).status_code == 201
+    real, looks = JobSchedule.name_clash, []
+
+    def first_look_misses(schedule):  # another request saved the name after this one's check
+        looks.append(schedule.name)
+        return None if len(looks) == 1 else real(schedule)
+
+    monkeypatch.setattr(JobSchedule, "name_clash", first_look_misses)
+    again = post(client, alice)
+    assert again.status_code == 400
+    assert again.json()["fields"] == {
+        "name": ["name: the owner already has a schedule named 'nightly'."]
+    }
+    assert JobSchedule.objects.count() == 1
+
+
 def test_a_fired_job_belongs_to_the_schedule_owner(client, people):
     (alice_user, alice), (_, bob) = people["alice"], people["bob"]
     created = post(client, alice, cron="*/5 * * * *")

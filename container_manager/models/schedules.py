@@ -226,18 +226,18 @@ class JobSchedule(models.Model):
     def job_field_errors(self, names: set[str] | None = None) -> dict[str, str]:
         """``{field: message}`` for each job field (of ``names``) the submit contract refuses.
 
-        The contract is ``create_job``'s (``rules.contract``), so a schedule that saves makes
-        jobs that submit. A value of the wrong type is left to its model field's validation.
+        The contract is ``create_job``'s (``rules.contract``), so limits its jobs would be
+        refused for fail at save, not at every firing. A value of the wrong type is left to
+        its model field's validation.
 
         >>> JobSchedule(docker_image="x", memory_limit=10**9).job_field_errors()
         {'memory_limit': 'memory_limit: must be between 6 and 2048 MB.'}
         """
         errors = {}
         for attname, submit in JOB_FIELDS.items():
-            value = getattr(self, attname)
-            spec = contract.BY_NAME[submit]
             if names is not None and attname not in names:
                 continue
+            value, spec = getattr(self, attname), contract.BY_NAME[submit]
             if value is None or isinstance(value, str) != (spec.kind == "string"):
                 continue
             problem = spec.error(value)
@@ -250,10 +250,12 @@ class JobSchedule(models.Model):
 
         Only the owner's own schedules are looked at: the answer tells nothing of others'.
         """
+        if not self.name:
+            return None
         mine = JobSchedule.objects.filter(owner_id=self.owner_id, name=self.name)
         if self.pk:
             mine = mine.exclude(pk=self.pk)
-        if not self.name or not mine.exists():
+        if not mine.exists():
             return None
         return f"name: the owner already has a schedule named {self.name[:200]!r}."
 
