@@ -1,6 +1,7 @@
 """Firing schedules with many that are not due, on PostgreSQL: time, queries and the plan.
 
-Prints one JSON line per size (0, 10k, 100k enabled schedules, none due, one due).
+Prints one JSON line per size (0, 10k, 100k enabled schedules, none due, one due), and the
+queries of firing one due schedule that has an owner (its permission check included).
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def measure(size: int, repeat: int) -> dict:
                 began = time.perf_counter()
                 made += firing.fire_due(now)
                 timings.append(time.perf_counter() - began)
+        owned = JobSchedule(name=f"owned-{time.monotonic_ns()}", cron="* * * * *",
+                            docker_image="x", docker_host=host, owner=_owner())  # fmt: skip
+        owned.reschedule(now - timedelta(minutes=1))
+        owned.save()
+        with CaptureQueriesContext(connection) as owned_queries:
+            made += firing.fire_due(now)
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + queries.captured_queries[0]["sql"])
         plan = [row[0] for row in cursor.fetchall()]
@@ -81,8 +88,18 @@ def measure(size: int, repeat: int) -> dict:
         "none_due_median_ms": round(statistics.median(idle) * 1000, 2),
         "one_due_median_ms": round(statistics.median(timings) * 1000, 2),
         "queries_per_fire": len(queries.captured_queries),
+        "queries_per_fire_owned": len(owned_queries.captured_queries),
         "plan": plan,
     }
+
+
+def _owner():
+    """A user who may submit jobs, as the owner of a schedule must."""
+    from django.contrib.auth.models import Permission, User
+
+    user, _ = User.objects.get_or_create(username="bench-owner")
+    user.user_permissions.add(Permission.objects.get(codename="add_containerjob"))
+    return User.objects.get(pk=user.pk)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,9 @@ DEFAULTS: dict[str, Any] = {
     "COST_DEFAULT_MEMORY_MB": 512,
     # Row-derived metrics (cm/metrics/) and dashboard timings look back this many hours.
     "METRICS_WINDOW_HOURS": 24,
-    # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError.
-    "METRICS_AUTH": "container_manager.web.auth.authenticate_api",
+    # Who may scrape cm/metrics/: a dotted path to a callable(request) raising AuthError; the
+    # default accepts the API_TOKENS and the tokens of users with container_manager.view_metrics.
+    "METRICS_AUTH": "container_manager.web.auth.authenticate_metrics",
     # How long an idempotency key is kept (seconds): a retry within it returns the first
     # submission's job; after it the key may be reused (the sweep deletes expired keys).
     "IDEMPOTENCY_WINDOW_SECONDS": 24 * 3600,

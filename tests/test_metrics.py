@@ -3,13 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from container_manager import dispatch
 from container_manager.engine import steps
-from container_manager.models import ContainerJob
+from container_manager.models import ApiToken, ContainerJob
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +59,26 @@ def test_scrape_needs_the_api_token(client, settings):
     assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
     settings.CONTAINER_MANAGER = {"API_TOKENS": []}
     assert client.get(url, headers=BEARER).status_code == 403
+
+
+def test_a_user_token_needs_view_metrics(client, settings):
+    url = reverse("container_manager:metrics")
+    settings.CONTAINER_MANAGER = {"API_TOKENS": [TOKEN]}
+    ordinary = User.objects.create_user("alice")
+    ordinary.user_permissions.add(*Permission.objects.filter(codename__endswith="_containerjob"))
+    response = client.get(url, headers={"Authorization": f"Bearer {issue(ordinary)}"})
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "this token's user may not read metrics (needs container_manager.view_metrics)"
+    }
+    watcher = User.objects.create_user("watcher")
+    watcher.user_permissions.add(Permission.objects.get(codename="view_metrics"))
+    assert client.get(url, headers={"Authorization": f"Bearer {issue(watcher)}"}).status_code == 200
+    assert client.get(url, headers=BEARER).status_code == 200
+
+
+def issue(user):
+    return ApiToken.objects.issue(user)[1]
 
 
 def test_the_token_check_is_a_setting(client, settings):

@@ -167,5 +167,8 @@ def test_api_user_tokens_need_the_schedule_permissions(client, recording, mock_h
         *Permission.objects.filter(codename__in=["view_jobschedule", "add_jobschedule"])
     )
     response = client.post(url, body, content_type="application/json", headers=headers)
+    assert response.status_code == 403  # a schedule submits jobs: add_containerjob too
+    user.user_permissions.add(Permission.objects.get(codename="add_containerjob"))
+    response = client.post(url, body, content_type="application/json", headers=headers)
     assert response.status_code == 201
     assert [s["name"] for s in client.get(url, headers=headers).json()["schedules"]] == ["u"]

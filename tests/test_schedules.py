@@ -155,10 +155,12 @@ def test_schedules_not_due_cost_one_query(recording, mock_host, django_assert_nu
 
 
 def test_a_job_that_cannot_be_made_is_recorded_and_the_schedule_moves_on(recording, mock_host):
-    schedule = make(mock_host, utc(2026, 6, 1, 9, 59), cron="0 * * * *", memory_limit=1)
+    schedule = make(mock_host, utc(2026, 6, 1, 9, 59), cron="0 * * * *")
+    mock_host.is_active = False  # after the save: bad limits are refused at save now
+    mock_host.save()
     steps.sweep(now=utc(2026, 6, 1, 10, 1))
     row = JobSchedule.objects.get(pk=schedule.pk)
-    assert "memory_limit" in row.last_outcome and row.next_run_at == utc(2026, 6, 1, 11)
+    assert "docker_host" in row.last_outcome and row.next_run_at == utc(2026, 6, 1, 11)
     assert runs(schedule) == []
 
 

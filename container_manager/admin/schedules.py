@@ -1,6 +1,8 @@
 """Admin of schedules: next run times, the next five on each page, enable/disable, run now.
 
 Also the job list's filter by schedule; a scheduled job names its schedule in ``executor_metadata``.
+A schedule made here is owned by the staff user who adds it; adding or changing one (or "Run
+now") needs ``add_containerjob`` too.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ class ScheduleFilter(admin.SimpleListFilter):
 
 @admin.register(JobSchedule)
 class JobScheduleAdmin(admin.ModelAdmin):
-    """Schedules with their next run; "Run now" makes a job at once, as ``overlap`` allows."""
+    """Schedules with their next run; "Run now" makes a job at once, as ``overlap`` allows.
+
+    Like the admin's job list, the list shows every user's schedules to staff; the owner is
+    set on create to the user adding it and shown read-only.
+    """
 
     list_display = (
         "name", "cron", "timezone", "enabled", "overlap", "next_run_local", "last_run_at",
@@ -53,12 +59,42 @@ class JobScheduleAdmin(admin.ModelAdmin):
     actions = ["enable", "disable", "run_selected"]
     readonly_fields = ("upcoming_runs", "next_run_at", "last_run_at", "jobs_link", "last_outcome")
     fieldsets = [
-        (None, {"fields": ("name", "cron", "timezone", "enabled", "overlap", "catchup")}),
+        (None, {"fields": ("name", "owner", "cron", "timezone", "enabled", "overlap", "catchup")}),
         ("Job", {"fields": ("job_name", "docker_image", "command", "docker_host")}),
         ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         ("Environment", {"fields": ("environment_template", "override_environment")}),
         ("Runs", {"fields": readonly_fields}),
     ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("owner", *super().get_readonly_fields(request, obj))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Adding a schedule needs ``add_containerjob`` too: it submits jobs as its owner."""
+        return super().has_add_permission(request) and request.user.has_perm(firing.ADD_JOBS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Changing one (its command; "Run now") needs ``add_containerjob`` too, as adding does."""
+        allowed = super().has_change_permission(request, obj)
+        return allowed and request.user.has_perm(firing.ADD_JOBS)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        """The form; a new schedule's owner is the user adding it, before the name is checked."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None:
+            return form
+
+        class OwnedForm(form):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.instance.owner = request.user
+
+        return OwnedForm
+
+    def save_model(self, request: HttpRequest, obj: JobSchedule, form: Any, change: bool) -> None:
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
 
     def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
         context["cm_can_run"] = bool(kwargs.get("obj") and self.has_change_permission(request))

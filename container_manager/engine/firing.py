@@ -1,6 +1,7 @@
 """Firing schedules: the sweep makes the jobs that are due, once per schedule and scheduled time.
 
 A compare-and-set on ``next_run_at`` claims a schedule's due times; the jobs commit with it.
+Jobs are made as the schedule's owner, who must be active and hold ``add_containerjob``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
 
+#: The permission a schedule's owner needs for it to fire: its jobs are the owner's submits.
+ADD_JOBS = "container_manager.add_containerjob"
+
 
 def fire_due(now: datetime | None = None) -> int:
     """Make the jobs of every enabled schedule that is due at ``now``; return how many.
@@ -30,7 +34,7 @@ def fire_due(now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = JobSchedule.objects.filter(enabled=True, next_run_at__lte=now).order_by("next_run_at")
     made = 0
-    for schedule in due.select_related("last_job")[: setting("SWEEP_BATCH_SIZE")]:
+    for schedule in due.select_related("last_job", "owner")[: setting("SWEEP_BATCH_SIZE")]:
         made += len(fire(schedule, now))
     return made
 
@@ -40,7 +44,9 @@ def fire(schedule: JobSchedule, now: datetime) -> list[ContainerJob]:
 
     Another sweep that claimed them first moved ``next_run_at``, so this claim changes no
     row and makes nothing. Times missed by more than ``SCHEDULE_MISFIRE_GRACE_SECONDS``
-    are made only up to ``catchup`` (the newest ones).
+    are made only up to ``catchup`` (the newest ones). While the owner may not submit jobs
+    (``refusal``), the claimed times make nothing and ``last_outcome`` says why; the schedule
+    stays enabled and fires again at its next time once the owner may.
     """
     if schedule.next_run_at is None or schedule.next_run_at > now:
         return []
@@ -52,6 +58,12 @@ def fire(schedule: JobSchedule, now: datetime) -> list[ContainerJob]:
         ).update(next_run_at=upcoming[0] if upcoming else None, updated_at=now)
         if not claimed:
             return []
+        refused = refusal(schedule)
+        if refused:
+            _record(
+                schedule, None, f"no run made for {schedule.next_run_at.isoformat()}: {refused}"
+            )
+            return []
         if not times:
             _record(schedule, None, "no run made: every due time was missed and catchup is 0")
             return []
@@ -59,10 +71,29 @@ def fire(schedule: JobSchedule, now: datetime) -> list[ContainerJob]:
 
 
 def run_now(schedule: JobSchedule) -> ContainerJob | None:
-    """Make one job of ``schedule`` now, as its overlap policy allows; None if skipped."""
+    """Make one job of ``schedule`` now, as overlap and its owner allow; None if none was made."""
+    refused = refusal(schedule)
+    if refused:
+        _record(schedule, None, f"no run made now: {refused}")
+        return None
     with transaction.atomic():
         made = _make_runs(schedule, [timezone.now()], manual=True)
     return made[0] if made else None
+
+
+def refusal(schedule: JobSchedule) -> str | None:
+    """Why the owner of ``schedule`` may not have jobs made now, or None (no owner: trusted).
+
+    One permission check (the authentication backends' queries) per call.
+    """
+    owner = schedule.owner
+    if owner is None:
+        return None
+    if not owner.is_active:
+        return f"its owner {owner.get_username()!r} is inactive"
+    if not owner.has_perm(ADD_JOBS):
+        return f"its owner {owner.get_username()!r} may not add container jobs ({ADD_JOBS})"
+    return None
 
 
 def runs_due(schedule: JobSchedule, now: datetime) -> list[datetime]:
@@ -124,6 +155,7 @@ def _submit(schedule: JobSchedule, moment: datetime, manual: bool) -> ContainerJ
         memory_limit=schedule.memory_limit,
         cpu_limit=schedule.cpu_limit,
         timeout_seconds=schedule.timeout_seconds,
+        created_by=schedule.owner,
         executor_metadata={"schedule": mark},
     )
 

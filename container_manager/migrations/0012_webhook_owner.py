@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("container_manager", "0010_host_count_computed"),
+        ("container_manager", "0011_schedule_owner"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -322,7 +322,10 @@ class ContainerJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "container job"
-        permissions = [("view_all_jobs", "Can see every user's jobs through the API")]
+        permissions = [
+            ("view_all_jobs", "Can see every user's jobs through the API"),
+            ("view_metrics", "Can read cm/metrics/ (every host's figures) with an API token"),
+        ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="cjob_status_created_idx"),
             models.Index(fields=["created_by", "status"], name="cjob_created_by_status_idx"),

@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from container_manager.rules import cron
+from container_manager.rules import contract, cron
 from container_manager.rules.envtext import validate_env_text
 
 ALLOW, SKIP, REPLACE = "allow", "skip", "replace"
@@ -24,6 +25,16 @@ OVERLAP_CHOICES = [
     (REPLACE, "Replace: cancel the previous job, then start"),
 ]
 
+#: The job fields of a schedule, each with the submit field (``rules.contract``) it is.
+JOB_FIELDS = {
+    "docker_image": "image",
+    "command": "command",
+    "job_name": "name",
+    "memory_limit": "memory_limit",
+    "cpu_limit": "cpu_limit",
+    "timeout_seconds": "timeout_seconds",
+}
+
 
 class JobSchedule(models.Model):
     """
@@ -32,6 +43,12 @@ class JobSchedule(models.Model):
     ``next_run_at`` is computed on save from ``cron`` and ``timezone`` (and cleared while
     the schedule is disabled); the sweep advances it with a compare-and-set, so each
     scheduled time makes its job once even when sweeps run at the same moment.
+
+    ``owner`` is the user whose jobs it makes: it sees the schedule and its jobs (as the job
+    API's rule, ``models.owners``, says) and must be active and hold ``add_containerjob``
+    for it to fire. ``None`` (a schedule made by trusted code, or before owners existed)
+    fires as trusted code did. A name is unique among one owner's schedules. The job
+    fields obey the submit contract of ``create_job`` at save.
 
     >>> schedule = JobSchedule(name="nightly", cron="@daily", timezone="Europe/Berlin",
     ...                        docker_image="alpine:latest", command="echo hi")
@@ -46,7 +63,16 @@ class JobSchedule(models.Model):
     django.core.exceptions.ValidationError: {'cron': ["cron: '@often' must have five fields ...
     """
 
-    name = models.CharField(max_length=200, unique=True, help_text="Unique name of the schedule.")
+    name = models.CharField(max_length=200, help_text="Unique among the owner's schedules.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="job_schedules",
+        help_text="Whose jobs it makes; empty: made by trusted code. Deleting the user "
+        "deletes their schedules, so none fires as nobody.",
+    )
     cron = models.CharField(
         max_length=200,
         help_text="Five fields (minute hour day month weekday) or @hourly, @daily, @weekly, "
@@ -131,6 +157,12 @@ class JobSchedule(models.Model):
                 condition=Q(enabled=True),
             )
         ]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="cjsched_owner_name_unique"),
+            models.UniqueConstraint(
+                fields=["name"], name="cjsched_unowned_name_unique", condition=Q(owner__isnull=True)
+            ),
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,8 +176,13 @@ class JobSchedule(models.Model):
         """Save the settings; ``next_run_at`` is recomputed when cron, zone or ``enabled`` changed.
 
         The sweep's fields are never written from an existing schedule's copy, so an
-        edit made from a stale copy cannot make a time fire twice.
+        edit made from a stale copy cannot make a time fire twice. Job fields the submit
+        contract refuses (among those written) raise ``ValidationError`` naming the field.
         """
+        written = kwargs.get("update_fields")
+        errors = self.job_field_errors(None if written is None else set(written))
+        if errors:
+            raise ValidationError(errors)
         if self._computed_for != self._timing():
             cron.expand(self.cron)
             cron.zone(self.timezone)
@@ -163,7 +200,11 @@ class JobSchedule(models.Model):
         self._rescheduled = False
 
     def clean(self) -> None:
-        """Check the cron text and the time zone; errors name the field."""
+        """Check the cron text, the time zone, the job fields and the name among the owner's.
+
+        Errors name the field; a name taken by another owner's schedule is no error, so
+        a caller never learns the names of schedules it cannot see.
+        """
         super().clean()
         errors: dict[str, Any] = {}
         for check, value in ((cron.expand, self.cron), (cron.zone, self.timezone)):
@@ -171,8 +212,52 @@ class JobSchedule(models.Model):
                 check(value)
             except ValidationError as exc:
                 errors.update(exc.message_dict)
+        errors.update(self.job_field_errors())
+        clash = self.name_clash()
+        if clash:
+            errors["name"] = clash
         if errors:
             raise ValidationError(errors)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        """Every constraint but the two on names, which ``clean`` reports as a ``name`` error."""
+        super().validate_constraints(exclude={*(exclude or ()), "name"})
+
+    def job_field_errors(self, names: set[str] | None = None) -> dict[str, str]:
+        """``{field: message}`` for each job field (of ``names``) the submit contract refuses.
+
+        The contract is ``create_job``'s (``rules.contract``), so limits its jobs would be
+        refused for fail at save, not at every firing. A value of the wrong type is left to
+        its model field's validation.
+
+        >>> JobSchedule(docker_image="x", memory_limit=10**9).job_field_errors()
+        {'memory_limit': 'memory_limit: must be between 6 and 2048 MB.'}
+        """
+        errors = {}
+        for attname, submit in JOB_FIELDS.items():
+            if names is not None and attname not in names:
+                continue
+            value, spec = getattr(self, attname), contract.BY_NAME[submit]
+            if value is None or isinstance(value, str) != (spec.kind == "string"):
+                continue
+            problem = spec.error(value)
+            if problem:
+                errors[attname] = f"{attname}: {problem}"
+        return errors
+
+    def name_clash(self) -> str | None:
+        """The error when another schedule of the same owner (or none) has this name, or None.
+
+        Only the owner's own schedules are looked at: the answer tells nothing of others'.
+        """
+        if not self.name:
+            return None
+        mine = JobSchedule.objects.filter(owner_id=self.owner_id, name=self.name)
+        if self.pk:
+            mine = mine.exclude(pk=self.pk)
+        if not mine.exists():
+            return None
+        return f"name: the owner already has a schedule named {self.name[:200]!r}."
 
     def reschedule(self, now: datetime) -> None:
         """Set ``next_run_at`` to the first time after ``now`` (None while disabled or never)."""

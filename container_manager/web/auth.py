@@ -119,6 +119,21 @@ def authenticate_api(request: HttpRequest) -> ApiCaller:
     return ApiCaller(f"token:{owned.pk}", owned.user)
 
 
+#: The permission a user's token needs to read ``cm/metrics/`` (every host's figures).
+VIEW_METRICS = "container_manager.view_metrics"
+
+
+def authenticate_metrics(request: HttpRequest) -> ApiCaller:
+    """The default ``METRICS_AUTH``: a service token, or a user's token with ``view_metrics``.
+
+    The metrics count every user's jobs on every host, so an ordinary user's token is a 403.
+    """
+    caller = authenticate_api(request)
+    if caller.user is not None and not caller.user.has_perm(VIEW_METRICS):
+        raise AuthError(403, f"this token's user may not read metrics (needs {VIEW_METRICS})")
+    return caller
+
+
 def sign_request(
     method: str, path: str, body: bytes, secret: str | None = None, timestamp: float | None = None
 ) -> dict[str, str]:

@@ -180,20 +180,24 @@ _SCHEDULE = {
     },
 }
 
-_SCHEDULE_CREATE = {
-    "type": "object",
-    "required": ["name", "cron", "image"],
-    "additionalProperties": False,
-    "properties": {
-        **_SCHEDULE_FIELDS,
-        "job_name": {"type": "string", "maxLength": 200},
-        "memory_limit": {"type": "integer"},
-        "cpu_limit": {"type": "number", "minimum": 0.1, "maximum": 32},
-        "timeout_seconds": {"type": "integer", "minimum": 1},
-        "environment_template": {"type": "string"},
-        "environment_vars": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-}
+
+def _schedule_create() -> dict[str, Any]:
+    """A schedule's create body: its job fields are the submit contract's, bounds included."""
+    submit = contract.json_schema()["properties"]
+    job_fields = ("image", "command", "memory_limit", "cpu_limit", "timeout_seconds")
+    return {
+        "type": "object",
+        "required": ["name", "cron", "image"],
+        "additionalProperties": False,
+        "properties": {
+            **_SCHEDULE_FIELDS,
+            **{name: submit[name] for name in job_fields},
+            "job_name": submit["name"],
+            "environment_template": submit["environment_template"],
+            "environment_vars": submit["environment_vars"],
+        },
+    }
+
 
 _ERROR = {
     "type": "object",
@@ -279,7 +283,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 "JobLogs": _LOGS,
                 "Error": _ERROR,
                 "Schedule": _SCHEDULE,
-                "ScheduleCreate": _SCHEDULE_CREATE,
+                "ScheduleCreate": _schedule_create(),
             },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},

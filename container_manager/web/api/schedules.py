@@ -1,7 +1,10 @@
 """The JSON API of schedules: list them with their next run, and create one.
 
-Same tokens and error shape as the job API (``api.api_view``); a user's token needs the
-user's ``view_jobschedule`` / ``add_jobschedule`` permission, a service token may do both.
+Same tokens and error shape as the job API (``api.api_view``). A user's token needs the
+user's ``view_jobschedule`` permission to list and sees the schedules the job rule lets it see
+(``models.owners``: its own, or all with ``view_all_jobs``); to create, ``add_jobschedule``
+and ``add_containerjob`` (a schedule submits jobs), and the schedule is the user's. A service
+token may do both and makes schedules without an owner.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 
 from container_manager.models import EnvironmentVariableTemplate, idempotency
+from container_manager.models.owners import owned_by
 from container_manager.models.schedules import JobSchedule
+from container_manager.rules import contract
 from container_manager.rules.envtext import format_env_text
 from container_manager.web.api.jobs import (
     LIST_LIMIT,
@@ -34,25 +39,29 @@ CREATE_FIELDS = {
 
 @api_view("GET", "POST")
 def schedules_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
-    """GET: the schedules (by name); POST: create one (201), or 400 naming the field.
+    """GET: the schedules the caller may see (by name); POST: create one (201), or a 400.
 
     A POST with an ``Idempotency-Key`` the caller used before for the same body answers
     200 with the schedule it made (``models.idempotency``); for another body, 409.
     """
-    _require(caller, "add" if request.method == "POST" else "view")
     if request.method == "POST":
+        _require(caller, "add", "jobschedule")
+        _require(caller, "add", "containerjob")
         key, payload = idempotency_key(request), json_object(request.body)
         if key is None:
-            return JsonResponse(schedule_json(_create(payload)), status=201)
+            return JsonResponse(schedule_json(_create(payload, caller.user)), status=201)
         schedule, created = idempotency.once(
             idempotency.scope_of(caller.user),
             key,
             {"kind": "schedule", "body": payload},
-            lambda: _create(payload),
+            lambda: _create(payload, caller.user),
         )
         return JsonResponse(schedule_json(schedule), status=201 if created else 200)
-    rows = JobSchedule.objects.select_related("docker_host").order_by("name")[:LIST_LIMIT]
-    return JsonResponse({"schedules": [schedule_json(s) for s in rows]})
+    _require(caller, "view", "jobschedule")
+    rows = owned_by(JobSchedule.objects.select_related("docker_host"), caller.user, "owner")
+    return JsonResponse(
+        {"schedules": [schedule_json(s) for s in rows.order_by("name", "pk")[:LIST_LIMIT]]}
+    )
 
 
 def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
@@ -78,39 +87,49 @@ def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
     }
 
 
-def _require(caller: ApiCaller, action: str) -> None:
+def _require(caller: ApiCaller, action: str, model: str) -> None:
     user = caller.user
-    if user is not None and not user.has_perm(f"container_manager.{action}_jobschedule"):
-        raise AuthError(403, f"this token's user may not {action} job schedules")
+    if user is not None and not user.has_perm(f"container_manager.{action}_{model}"):
+        things = {"jobschedule": "job schedules", "containerjob": "container jobs"}[model]
+        raise AuthError(403, f"this token's user may not {action} {things}")
 
 
 def _check_types(payload: dict[str, Any]) -> None:
-    """Each field has its JSON type (numbers within 32-bit range), or a 400 names it."""
+    """Each field has its JSON type and bounds, or a 400 names it.
+
+    The job fields are checked by the submit contract of ``create_job`` (``rules.contract``);
+    ``catchup`` must be an integer from 0 to 100 (2.5, "2" or true are refused, not rounded).
+    """
     errors = {}
     for name, value in payload.items():
-        if name in _NUMBERS:
-            ok = value is None or (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and abs(value) < 2**31
-            )
+        if value is None and name in _NULLABLE:
+            continue
+        if name in _CONTRACT:
+            problem = contract.BY_NAME[_CONTRACT[name]].error(value)
+        elif name == "catchup":
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            problem = None if whole and 0 <= value <= 100 else "must be an integer from 0 to 100."
         elif name == "enabled":
-            ok = isinstance(value, bool)
-        elif name == "environment_vars":
-            ok = value is None or isinstance(value, dict)
+            problem = None if isinstance(value, bool) else "must be true or false."
         else:
-            ok = isinstance(value, str) or (value is None and name in _NULLABLE)
-        if not ok:
-            errors[name] = [f"{name}: wrong type {type(value).__name__}"]
+            problem = None if isinstance(value, str) else f"wrong type {type(value).__name__}"
+        if problem:
+            errors[name] = [f"{name}: {problem}"]
     if errors:
         raise ValidationError(errors)
 
 
-_NUMBERS = {"catchup", "memory_limit", "cpu_limit", "timeout_seconds"}
-_NULLABLE = {"host", "environment_template"}
+#: The create fields that are submit fields of a job, with the contract field each one is.
+_CONTRACT = {
+    "image": "image", "command": "command", "job_name": "name", "memory_limit": "memory_limit",
+    "cpu_limit": "cpu_limit", "timeout_seconds": "timeout_seconds", "host": "host",
+    "environment_template": "environment_template", "environment_vars": "environment_vars",
+}  # fmt: skip
+#: Fields that may be null (left empty).
+_NULLABLE = {"host", "environment_template", "environment_vars", "memory_limit", "cpu_limit"}
 
 
-def _create(payload: dict[str, Any]) -> JobSchedule:
+def _create(payload: dict[str, Any], owner: Any) -> JobSchedule:
     unknown = sorted(set(payload) - CREATE_FIELDS)
     if unknown:
         raise ValidationError({name: [f"{name}: unknown field"] for name in unknown})
@@ -129,13 +148,16 @@ def _create(payload: dict[str, Any]) -> JobSchedule:
                 {"environment_template": [f"environment_template: no template named {template!r}"]}
             )
     environment = fields.pop("environment_vars", None) or {}
-    if not isinstance(environment, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
-    ):
-        raise ValidationError({"environment_vars": ["environment_vars: must map names to strings"]})
     fields["override_environment"] = format_env_text(environment)
-    schedule = JobSchedule(**fields)
+    schedule = JobSchedule(owner=owner, **fields)
     schedule.full_clean()
-    with transaction.atomic():
-        schedule.save()
+    try:
+        with transaction.atomic():
+            schedule.save()
+    except IntegrityError:
+        # The same owner saved the same name concurrently, after full_clean's check.
+        clash = schedule.name_clash()
+        if clash is None:
+            raise
+        raise ValidationError({"name": [clash]}) from None
     return schedule
