@@ -166,7 +166,10 @@ class JobSchedule(models.Model):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._computed_for = self._timing() if self.pk else None
+        # Not for a row loaded with these fields deferred (a cascade's collector loads keys
+        # only): reading them would load each one; such a copy is rescheduled if saved.
+        loaded = self.pk and not {"cron", "timezone", "enabled"} & self.get_deferred_fields()
+        self._computed_for = self._timing() if loaded else None
         self._rescheduled = False
 
     def __str__(self) -> str:
