@@ -59,13 +59,6 @@ def connections(sock):
 
 
 @pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def resolve(monkeypatch):
     """``resolve(name, (ip, port), ..., then=[...])``: DNS answers for ``name``.
 
@@ -110,11 +103,15 @@ def a_delivery(url, mock_host):
 
 
 @pytest.mark.django_db
-def test_a_loopback_receiver_allowed_by_the_setting_gets_the_delivery(allow, receiver, mock_host):
+def test_a_loopback_receiver_allowed_by_the_setting_gets_the_delivery(allow, mock_host):
     allow("127.0.0.0/8")
-    delivery = a_delivery(receiver.url, mock_host)
-    assert delivery_step.notify(delivery.pk) == "delivered"
-    assert [path for path, _, _ in receiver.requests] == ["/hook"]
+    receiver = Receiver()
+    try:
+        delivery = a_delivery(receiver.url, mock_host)
+        assert delivery_step.notify(delivery.pk) == "delivered"
+        assert [path for path, _, _ in receiver.requests] == ["/hook"]
+    finally:
+        receiver.close()
 
 
 @pytest.mark.django_db
