@@ -5,7 +5,8 @@ PostgreSQL (a fresh database per run), mock jobs (``--duration`` s each) submitt
 one by default, so an older checkout gives the baseline). Every 1-3 s one worker, at random,
 is SIGKILLed and a new one started (``--kills`` times); then the workers run on until every
 job is final and no delivery is pending (at most ``--drain`` s). A threaded HTTP server on
-127.0.0.1 (an endpoint wanting every event) records each POST's delivery id, event and job.
+127.0.0.1 (an endpoint wanting every event, allowed by ``CM_WEBHOOK_ALLOWED_NETWORKS``)
+records each POST's delivery id, event and job.
 Expected: job.started for each job that moved to running, its final event for each job.
 Writes results/webhook_faults_<label>_r<round>.json.
 """
@@ -238,6 +239,7 @@ def _env(url: str) -> dict[str, str]:
         "CM_LOCAL_WORKERS": "4",
         "CM_SWEEP_INTERVAL": "0",
         "CM_LOG_LEVEL": "ERROR",
+        "CM_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the receiver listens on loopback
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "benchmark-only",
     }

@@ -1,5 +1,5 @@
-"""System checks: ``manage.py check`` reports a misconfigured dispatch backend, executor or
-price table, and a development SECRET_KEY used with DEBUG off.
+"""System checks: ``manage.py check`` reports a misconfigured dispatch backend, executor,
+price table or webhook allow list, and a development SECRET_KEY used with DEBUG off.
 
 ``manage.py check --database default`` also checks every host's ``executor_config``.
 """
@@ -47,6 +47,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
     errors.extend(_price_errors())
     errors.extend(_platform_events(setting("PLATFORM_EVENTS")))
+    errors.extend(_allowed_networks(setting("WEBHOOK_ALLOWED_NETWORKS")))
     return errors
 
 
@@ -137,6 +138,20 @@ def _platform_events(value: Any) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _allowed_networks(value: Any) -> list[checks.CheckMessage]:
+    import ipaddress
+
+    where = "CONTAINER_MANAGER['WEBHOOK_ALLOWED_NETWORKS']"
+    problems = [] if isinstance(value, list | tuple) else [f"{where} = {value!r}: must be a list"]
+    for network in value if not problems else ():
+        try:
+            ipaddress.ip_network(network)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{where}: {network!r} is not a network in CIDR notation ({exc})")
+    hint = "A list of networks in CIDR notation, e.g. ['10.20.0.0/16', 'fd12:3456::/48']."
+    return [checks.Error(problem, hint=hint, id="container_manager.E030") for problem in problems]
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

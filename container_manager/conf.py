@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_BACKOFF_BASE": 10.0,
     "WEBHOOK_BACKOFF_MAX": 3600.0,
+    # Networks (CIDR strings) webhooks may reach although they are not public (loopback,
+    # private, link-local...): an on-premises receiver. Opens them to every endpoint's owner.
+    "WEBHOOK_ALLOWED_NETWORKS": [],
     # Price table of the cost estimate: platform -> region (or "default") -> rates, merged
     # over these defaults, taken on 2026-12-01 from the vendors' pages (docs/settings.md).
     "PRICES": {

@@ -285,6 +285,8 @@ CONTAINER_MANAGER = {
     "API_TOKENS": env_list("CM_API_TOKENS"),
     # Executor types whose stop events the deployment receives (Terraform wires them up).
     "PLATFORM_EVENTS": env_list("CM_PLATFORM_EVENTS"),
+    # Non-public networks webhooks may reach (an on-premises receiver); empty: public only.
+    "WEBHOOK_ALLOWED_NETWORKS": env_list("CM_WEBHOOK_ALLOWED_NETWORKS"),
 }
 
 LOGGING = log_settings(

@@ -48,3 +48,14 @@ def test_host_with_a_bad_config_key_is_reported_by_name():
         "executor host 'typo': executor_config['durration']: unknown key for the mock executor"
     ]
     assert "container_manager.E005" not in ids(run_checks())  # only with --database
+
+
+def test_a_bad_network_in_the_webhook_allow_list_is_reported_by_name(settings):
+    settings.CONTAINER_MANAGER = {"WEBHOOK_ALLOWED_NETWORKS": ["10.0.0.0/8", "10.0.0.1/8", "x"]}
+    messages = [m.msg for m in run_checks() if m.id == "container_manager.E030"]
+    assert len(messages) == 2 and all("WEBHOOK_ALLOWED_NETWORKS" in m for m in messages)
+    assert "'10.0.0.1/8'" in messages[0] and "'x'" in messages[1]
+    settings.CONTAINER_MANAGER = {"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8"}
+    assert [m.id for m in run_checks() if m.id == "container_manager.E030"] == [
+        "container_manager.E030"
+    ]

@@ -1,6 +1,15 @@
 """Secret masking: names matched by the configured patterns, values masked in dicts and text."""
 
-from container_manager.rules.secrets import MASK, is_secret_name, mask_env, mask_env_text
+import pytest
+from django.core.exceptions import ValidationError
+
+from container_manager.rules.secrets import (
+    MASK,
+    is_secret_name,
+    mask_env,
+    mask_env_text,
+    unmask_env_text,
+)
 
 
 def test_default_patterns_match_secret_looking_names():
@@ -50,3 +59,25 @@ def test_url_password_holding_an_at_sign_is_masked_whole():
     masked = mask_env({"URL": "postgres://app:p@ss@db:5432/x", "C": "tcp://u@corp:a/b@h:2376"})
     assert masked == {"URL": f"postgres://app:{MASK}@db:5432/x", "C": f"tcp://u@corp:{MASK}@h:2376"}
     assert "ss@db" not in mask_env_text("DATABASE_URL=postgres://app:p@ss@db/x")
+
+
+def test_unmask_env_text_keeps_what_was_left_masked_and_takes_what_was_typed():
+    stored = 'A_TOKEN="t 1"\nURL=pg://u:pw@db/x\nMODE=slow\n# keep\nB_SECRET=s'
+    shown = mask_env_text(stored)
+    assert "pw" not in shown and "t 1" not in shown and shown.endswith(f"B_SECRET={MASK}")
+    edited = shown.replace("slow", "fast").replace(f"B_SECRET={MASK}", "B_SECRET=new")
+    assert unmask_env_text(edited + "\nEXTRA=1", stored) == (
+        'A_TOKEN="t 1"\nURL=pg://u:pw@db/x\nMODE=fast\n# keep\nB_SECRET=new\nEXTRA=1'
+    )
+    assert unmask_env_text("", stored) == ""  # a variable removed is removed
+
+
+def test_unmask_env_text_refuses_a_mask_it_cannot_put_back():
+    stored = "URL=pg://u:pw@db/x\nA_TOKEN=t"
+    for edited, line in (
+        (f"URL=pg://u:{MASK}@other/x", 1),  # the host changed: the password was never shown
+        (f"MODE=fast\nNEW_KEY={MASK}", 2),  # nothing stored to keep
+        (f"A_TOKEN={MASK}x", 1),
+    ):
+        with pytest.raises(ValidationError, match=f"line {line}: "):
+            unmask_env_text(edited, stored)

@@ -65,6 +65,7 @@ OPTIONAL = {
     "CM_LOG_LEVEL": "tuning (zappa_settings.json sets INFO)",
     "CM_PLATFORM_EVENTS": "set by both examples, which wire the events; unset: checks only",
     "CM_LOG_FORMAT": "tuning: json for CloudWatch / Cloud Logging filters",
+    "CM_WEBHOOK_ALLOWED_NETWORKS": "the operator's choice: an on-premises webhook receiver",
     "AWS_LAMBDA_FUNCTION_NAME": "set by Lambda itself: tells the settings they run deployed",
     "K_SERVICE": "set by Cloud Run itself: tells the settings they run deployed",
     "DJANGO_SECURE_SSL_REDIRECT": "on by default when DEBUG is off",

@@ -30,17 +30,19 @@ from tests.push_support import HMAC_SECRET
 pytestmark = pytest.mark.django_db
 
 SECRET = "hook-secret"
+#: The receivers listen on loopback, which the outbound guard refuses unless allowed.
+LOOPBACK_ALLOWED = {"WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8"]}
 
 
 class Receiver:
-    """An HTTP server answering each POST with the next scripted reply (default 200).
+    """An HTTP server on ``host`` answering each POST with the next scripted reply (default 200).
 
     A reply of ``None`` hangs until ``release`` is set; ``"drip"`` sends a status line,
     then a header line every ``drip_every`` seconds, ``drip_lines`` of them, and never
     ends the headers (``dripped`` counts the lines sent).
     """
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.requests = []
         self.replies = queue.Queue()
         self.release = threading.Event()
@@ -81,9 +83,9 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.url = f"http://{host}:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
@@ -105,6 +107,7 @@ def hooks(recording, settings):
         **settings.CONTAINER_MANAGER,
         "WEBHOOK_BACKOFF_BASE": 0.0,
         "WEBHOOK_TIMEOUT_SECONDS": 5.0,
+        **LOOPBACK_ALLOWED,
     }
     return dispatch.get_backend()  # the settings change made a new one
 
@@ -405,7 +408,11 @@ def test_deliveries_travel_through_sqs_to_the_lambda(
     aws.fake_aws_env(monkeypatch)
     client, url, arn = aws.make_queue(moto_endpoint)
     aws.use_sqs(settings, moto_endpoint, url)
-    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "WEBHOOK_BACKOFF_BASE": 0.0}
+    settings.CONTAINER_MANAGER = {
+        **settings.CONTAINER_MANAGER,
+        "WEBHOOK_BACKOFF_BASE": 0.0,
+        **LOOPBACK_ALLOWED,
+    }
     WebhookEndpoint.objects.create(url=receiver.url, secret=SECRET)
     receiver.replies.put((503, {}))
     job = ContainerJob.objects.create_job(image="x", docker_host=mock_host)

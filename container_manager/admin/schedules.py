@@ -1,5 +1,6 @@
 """Admin of schedules: next run times, the next five on each page, enable/disable, run now.
 
+The override environment is shown masked; a value left masked in the form keeps the stored one.
 Also the job list's filter by schedule; a scheduled job names its schedule in ``executor_metadata``.
 A schedule made here is owned by the staff user who adds it; adding or changing one (or "Run
 now") needs ``add_containerjob`` too.
@@ -9,17 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from container_manager.admin import _display as show
 from container_manager.engine import firing
 from container_manager.models.schedules import JobSchedule
 from container_manager.rules.cron import zone
+from container_manager.rules.secrets import mask_env_text, unmask_env_text
 
 #: Upcoming times shown on a schedule's page.
 UPCOMING = 5
@@ -42,6 +46,28 @@ class ScheduleFilter(admin.SimpleListFilter):
         return queryset.filter(executor_metadata__schedule__id=int(self.value()))
 
 
+class JobScheduleForm(forms.ModelForm):
+    """The override environment shown masked; a line left as shown keeps its stored value."""
+
+    class Meta:
+        model = JobSchedule
+        fields = ("override_environment",)  # the admin's fieldsets name the others
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["override_environment"] = mask_env_text(self.instance.override_environment)
+
+    def clean_override_environment(self) -> str:
+        text = self.cleaned_data["override_environment"]
+        if not self.instance.pk:
+            return text
+        try:
+            return unmask_env_text(text, self.instance.override_environment)
+        except ValidationError as exc:
+            raise ValidationError(f"override_environment: {exc.messages[0]}") from exc
+
+
 @admin.register(JobSchedule)
 class JobScheduleAdmin(admin.ModelAdmin):
     """Schedules with their next run; "Run now" makes a job at once, as ``overlap`` allows.
@@ -57,13 +83,15 @@ class JobScheduleAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "overlap")
     search_fields = ("name", "docker_image", "command")
     actions = ["enable", "disable", "run_selected"]
-    readonly_fields = ("upcoming_runs", "next_run_at", "last_run_at", "jobs_link", "last_outcome")
+    form = JobScheduleForm
+    runs = ("upcoming_runs", "next_run_at", "last_run_at", "jobs_link", "last_outcome")
+    readonly_fields = (*runs, "override_environment_masked")
     fieldsets = [
         (None, {"fields": ("name", "owner", "cron", "timezone", "enabled", "overlap", "catchup")}),
         ("Job", {"fields": ("job_name", "docker_image", "command", "docker_host")}),
         ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         ("Environment", {"fields": ("environment_template", "override_environment")}),
-        ("Runs", {"fields": readonly_fields}),
+        ("Runs", {"fields": runs}),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
@@ -95,6 +123,12 @@ class JobScheduleAdmin(admin.ModelAdmin):
         if not change:
             obj.owner = request.user
         super().save_model(request, obj, form, change)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        if obj is None or self.has_change_permission(request, obj):
+            return self.fieldsets
+        masked = ("environment_template", "override_environment_masked")  # read-only: masked
+        return [(n, {"fields": masked} if n == "Environment" else o) for n, o in self.fieldsets]
 
     def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
         context["cm_can_run"] = bool(kwargs.get("obj") and self.has_change_permission(request))
@@ -141,6 +175,10 @@ class JobScheduleAdmin(admin.ModelAdmin):
             return "-"
         times = schedule.upcoming(timezone.now(), UPCOMING)
         return format_html_join("", "<div>{}</div>", ((_local(schedule, t),) for t in times))
+
+    @admin.display(description="override environment")
+    def override_environment_masked(self, schedule: JobSchedule) -> str:
+        return show.masked_env_block(schedule.override_environment)
 
     @admin.display(description="jobs")
     def jobs_link(self, schedule: JobSchedule) -> str:

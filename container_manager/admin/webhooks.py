@@ -1,5 +1,6 @@
 """Admin of webhooks: endpoints with their events, and every delivery with its attempts.
 
+An endpoint's secret is write-only: shown once when made or rotated, masked everywhere after.
 Deliveries are made by moves and written by the ``notify`` step: read-only here and on the job page.
 """
 
@@ -8,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from container_manager.models.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
+from container_manager.rules.secrets import MASK
 
 _DELIVERY_FIELDS = (
     "id", "event", "endpoint", "state", "attempts", "status_code", "error", "duration_ms",
@@ -21,37 +23,80 @@ _DELIVERY_FIELDS = (
 
 
 class WebhookEndpointForm(forms.ModelForm):
-    """The events as checkboxes."""
+    """The events as checkboxes; the secret is never a field, only "rotate" on a saved endpoint."""
 
     events = forms.MultipleChoiceField(
         choices=[(e, e) for e in EVENTS], widget=forms.CheckboxSelectMultiple, required=False
     )
+    rotate_secret = forms.BooleanField(
+        required=False,
+        help_text="Make a new signing secret on save; it is shown once, then never again.",
+    )
 
     class Meta:
         model = WebhookEndpoint
-        fields = ("url", "events", "secret", "active")
+        fields = ("url", "events", "active")
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    """Endpoints: where job events are POSTed, signed with the endpoint's secret."""
+    """Endpoints: where job events are POSTed, signed with the endpoint's secret (write-only)."""
 
     form = WebhookEndpointForm
     list_display = ("url", "events_display", "active", "owner", "created_at")
     list_filter = ("active",)
     search_fields = ("url",)
     list_select_related = ("owner",)
-    readonly_fields = ("owner",)
+    readonly_fields = ("owner", "secret_masked")
+    actions = ["rotate_secrets"]
 
-    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool):
-        """A new endpoint is its maker's: it gets the events of the jobs they may view."""
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = ["url", "events", "active"]
+        if obj is None:
+            return fields
+        if self.has_change_permission(request, obj):
+            fields.append("rotate_secret")
+        return [*fields, "owner", "secret_masked"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A new endpoint is its maker's (it gets the events of the jobs they may view); a new
+        or rotated secret is shown once."""
         if not change:
             obj.owner = request.user
+        rotated = change and form.cleaned_data.get("rotate_secret")
+        if rotated:
+            obj.secret = new_secret()
         super().save_model(request, obj, form, change)
+        if rotated or not change:
+            _show_once(self, request, obj)
+
+    @admin.action(
+        description="Rotate signing secrets of selected endpoints", permissions=["change"]
+    )
+    def rotate_secrets(self, request: HttpRequest, queryset: Any) -> None:
+        for endpoint in queryset:
+            endpoint.secret = new_secret()
+            endpoint.save(update_fields=["secret"])
+            self.log_change(request, endpoint, [{"changed": {"fields": ["secret (rotated)"]}}])
+            _show_once(self, request, endpoint)
 
     @admin.display(description="events")
     def events_display(self, endpoint: WebhookEndpoint) -> str:
         return ", ".join(endpoint.events)
+
+    @admin.display(description="secret")
+    def secret_masked(self, endpoint: WebhookEndpoint) -> str:
+        return MASK
+
+
+def _show_once(model_admin: admin.ModelAdmin, request: HttpRequest, endpoint: Any) -> None:
+    """The secret in the message of the next page: the only time anyone sees it here."""
+    model_admin.message_user(
+        request,
+        f"Signing secret of {endpoint}: {endpoint.secret} (copy it to the receiver now; "
+        "it is not shown again).",
+        messages.WARNING,
+    )
 
 
 class _ReadOnly:

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 from container_manager import clock, dispatch
 from container_manager.conf import setting
 from container_manager.models.webhooks import DELIVERED, FAILED, PENDING, WebhookDelivery
-from container_manager.net import outbound
+from container_manager.net import addresses, outbound
 from container_manager.rules.backoff import backoff
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,9 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
     """POST the delivery's body, signed, following only same-host 307/308 redirects.
 
     Every hop shares one deadline, ``timeout`` seconds from now: the attempt ends by then.
+    Every hop goes through the guarded client: a host whose addresses are all refused
+    (``addresses.RefusedAddress``) ends the delivery as failed, without a retry, since the
+    same URL would be refused again.
     """
     body = json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
     stamp = str(int(time.time()))
@@ -136,7 +139,11 @@ def post(delivery: WebhookDelivery, timeout: float) -> Result:
     started = time.monotonic()
     deadline = outbound.Deadline(timeout)
     for _ in range(MAX_REDIRECTS + 1):
-        code, location, error = _post_once(url, body, headers, deadline)
+        try:
+            code, location, error = _post_once(url, body, headers, deadline)
+        except addresses.RefusedAddress as exc:
+            duration = int((time.monotonic() - started) * 1000)
+            return Result(None, f"{type(exc).__name__}: {exc}", duration, retryable=False)
         if code in (307, 308) and location:
             target = urljoin(url, location)
             if not _same_host(url, target):
@@ -156,6 +163,8 @@ def _post_once(
     """(status code, Location, error) of one POST; the code is None when nothing answered."""
     try:
         answer = outbound.post(url, body, headers, deadline)
+    except addresses.RefusedAddress:
+        raise
     except (OSError, ValueError, HTTPException) as exc:  # timeouts, refused, bad URLs or answers
         return None, "", f"{type(exc).__name__}: {exc}"
     error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status} {answer.reason}"

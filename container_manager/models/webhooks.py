@@ -16,6 +16,8 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
+from container_manager.net.addresses import url_refusal
+
 EVENTS = ("job.started", "job.completed", "job.failed", "job.timeout", "job.cancelled")
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 DELIVERY_STATES = [(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")]
@@ -47,6 +49,22 @@ def validate_events(value: Any) -> None:
             raise ValidationError(f"events: unknown event {event!r}; known: {', '.join(EVENTS)}")
 
 
+def validate_public_url(value: str) -> None:
+    """A URL whose host may be reached: no address the policy refuses, in any spelling.
+
+    See ``net.addresses.url_refusal``; ``WEBHOOK_ALLOWED_NETWORKS`` applies here too.
+
+    >>> validate_public_url("https://93.184.216.34/hook")
+    >>> validate_public_url("http://127.1/hook")
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: ['url: 127.1 (127.0.0.1) is a loopback address; ...']
+    """
+    refused = url_refusal(value)
+    if refused:
+        raise ValidationError(f"url: {refused}")
+
+
 class WebhookEndpoint(models.Model):
     """
     A URL that receives job events as signed JSON POSTs.
@@ -68,9 +86,11 @@ class WebhookEndpoint(models.Model):
         validators=[
             URLValidator(
                 schemes=["http", "https"], message="url: only http and https URLs are allowed"
-            )
+            ),
+            validate_public_url,
         ],
-        help_text="Where events are POSTed (http or https).",
+        help_text="Where events are POSTed (http or https); public addresses only, unless "
+        "WEBHOOK_ALLOWED_NETWORKS allows a network.",
     )
     events = models.JSONField(
         default=all_events,

@@ -1,6 +1,8 @@
-"""Outbound HTTP under one deadline: connecting, sending and reading the answer's headers.
+"""The guarded outbound HTTP client: public addresses only, under one deadline.
 
-A receiver that drips its answer line by line cannot hold the caller past the deadline.
+Each address a host name resolves to is checked (``net.addresses``) and the socket connects
+to the address that was checked. Connecting, sending and reading the answer's headers end
+by the deadline: a receiver that drips its answer cannot hold the caller past it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import socket
 import time
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+from container_manager.net import addresses
 
 
 class Deadline:
@@ -48,15 +52,20 @@ def post(url: str, body: bytes, headers: dict[str, str], deadline: Deadline) -> 
 
     Connecting (address by address), sending, and reading the status line and
     headers all end by ``deadline`` (``TimeoutError`` otherwise); the body of
-    the answer is not read, redirects are not followed. Raises ``OSError``,
-    ``ValueError`` (a bad URL) or ``http.client.HTTPException`` (a malformed
-    answer) when there is no answer.
+    the answer is not read, redirects are not followed (a caller that follows one
+    calls ``post`` again: the hop is checked the same way). Only addresses that
+    ``addresses.refusal`` lets through, given ``WEBHOOK_ALLOWED_NETWORKS``, are
+    connected to; ``addresses.RefusedAddress`` (an ``OSError``) when every address
+    of the host is refused, before any packet is sent to it. Raises ``OSError``,
+    ``ValueError`` (a bad URL or setting) or ``http.client.HTTPException`` (a
+    malformed answer) when there is no answer.
     """
     parts = urlsplit(url)
     kinds = {"http": _Connection, "https": _TLSConnection}
     if parts.scheme not in kinds or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    connection = kinds[parts.scheme](parts.hostname, parts.port, deadline)
+    kind = kinds[parts.scheme]
+    connection = kind(parts.hostname, parts.port or kind.default_port, deadline)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.connect()
@@ -86,11 +95,20 @@ class _InTime:
         super().send(data)
 
     def _connect(self, address: tuple[str, int], *_: Any) -> socket.socket:
-        """Try the host's addresses in turn, each with the time left; the first that answers."""
+        """Try the host's allowed addresses in turn, each with the time left; the first answers.
+
+        The socket connects to the very address that was checked: no second lookup.
+        """
         host, port = address
-        error: OSError = OSError(f"no address found for {host!r}")
+        allowed = addresses.allowed_networks()
+        error: OSError | None = None
+        refused = ""
         found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         for family, kind, proto, _name, target in found:
+            reason = addresses.refusal(target[0], allowed)
+            if reason:
+                refused = refused or reason
+                continue
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(self.deadline.left())
@@ -101,7 +119,9 @@ class _InTime:
                 error = exc
                 continue
             return sock
-        raise error
+        if error is None and refused:
+            raise addresses.RefusedAddress(addresses.message(host, refused))
+        raise error or OSError(f"no address found for {host!r}")
 
     def _response(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:
         return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline), **kwargs)

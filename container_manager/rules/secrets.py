@@ -9,6 +9,8 @@ import fnmatch
 import re
 from typing import Any
 
+from django.core.exceptions import ValidationError
+
 from container_manager.conf import setting
 from container_manager.rules.taskwire import PAYLOAD_ENV
 
@@ -57,6 +59,39 @@ def mask_env_text(text: str) -> str:
     return "\n".join(_mask_line(line) for line in (text or "").split("\n"))
 
 
+def unmask_env_text(edited: str, stored: str) -> str:
+    """``KEY=value`` text edited from its masked form, with each value left masked put back.
+
+    A line whose value is still exactly what ``mask_env_text`` showed for that variable gets
+    the stored line back; any other line still holding ``MASK`` is a ``ValidationError``
+    naming the line (a value never shown cannot be partly edited). Other lines are kept.
+
+    >>> stored = "API_KEY=abc\\nURL=pg://u:pw@db/x\\nMODE=slow"
+    >>> print(unmask_env_text(mask_env_text(stored).replace("slow", "fast"), stored))
+    API_KEY=abc
+    URL=pg://u:pw@db/x
+    MODE=fast
+    >>> unmask_env_text("NEW_TOKEN=********", stored)
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: ['line 1: NEW_TOKEN holds the mask ********: ...']
+    """
+    kept = {key: line for line in (stored or "").split("\n") if (key := _line_key(line))}
+    lines = []
+    for number, line in enumerate((edited or "").split("\n"), start=1):
+        key = _line_key(line) if MASK in line else None
+        if key:
+            original = kept.get(key)
+            if original is None or _line_value(_mask_line(original)) != _line_value(line):
+                raise ValidationError(
+                    f"line {number}: {key} holds the mask {MASK}: type its whole value "
+                    "(a stored value is kept only while its line is left as shown)"
+                )
+            line = original
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def mask_url(text: str) -> str:
     """``text`` with the password of every URL in it masked.
 
@@ -79,8 +114,20 @@ def _mask_value(key: str, value: Any) -> Any:
 
 
 def _mask_line(line: str) -> str:
+    key = _line_key(line)
+    if key is None:
+        return line
+    head, value = line.split("=", 1)
+    return f"{head}={_mask_value(key, value)}"
+
+
+def _line_key(line: str) -> str | None:
+    """The variable a ``KEY=value`` line sets; None for comments, blanks and other lines."""
     stripped = line.strip()
     if not stripped or stripped.startswith("#") or "=" not in stripped:
-        return line
-    key, value = line.split("=", 1)
-    return f"{key}={_mask_value(key.strip(), value)}"
+        return None
+    return stripped.split("=", 1)[0].strip()
+
+
+def _line_value(line: str) -> str:
+    return line.split("=", 1)[1].strip()
