@@ -6,6 +6,7 @@ A superuser and a view-only staff user walk every page through Django's test cli
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
@@ -52,6 +53,21 @@ def add_endpoint(root):
     data = {"url": "https://93.184.216.34/hook", "events": ["job.failed"], "active": "on"}
     response = root.post(reverse(f"{ENDPOINT}_add"), data, follow=True)
     return WebhookEndpoint.objects.get(), response.content.decode()
+
+
+def test_the_new_secret_is_only_in_the_body_of_the_answer_not_a_cookie_or_the_session(
+    root, settings
+):
+    # Messages kept in the session would put the secret in a row of django_session.
+    settings.MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+    data = {"url": "https://93.184.216.34/hook", "events": ["job.failed"], "active": "on"}
+    response = root.post(reverse(f"{ENDPOINT}_add"), data)
+    secret = WebhookEndpoint.objects.get().secret
+    assert response.status_code == 200 and secret in response.content.decode()
+    assert not any(secret in morsel.value for morsel in response.cookies.values())
+    sessions = [s.get_decoded() for s in Session.objects.all()]
+    assert sessions and not any(secret in repr(decoded) for decoded in sessions)
+    assert secret not in root.get(reverse(f"{ENDPOINT}_changelist")).content.decode()
 
 
 def never_shown(secret, *clients, urls):

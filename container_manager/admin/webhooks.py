@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 
 from container_manager.models.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
@@ -68,17 +69,32 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             obj.secret = new_secret()
         super().save_model(request, obj, form, change)
         if rotated or not change:
-            _show_once(self, request, obj)
+            _show_once(request, obj)
 
     @admin.action(
         description="Rotate signing secrets of selected endpoints", permissions=["change"]
     )
-    def rotate_secrets(self, request: HttpRequest, queryset: Any) -> None:
+    def rotate_secrets(self, request: HttpRequest, queryset: Any) -> TemplateResponse | None:
         for endpoint in queryset:
             endpoint.secret = new_secret()
             endpoint.save(update_fields=["secret"])
             self.log_change(request, endpoint, [{"changed": {"fields": ["secret (rotated)"]}}])
-            _show_once(self, request, endpoint)
+            _show_once(request, endpoint)
+        if not hasattr(request, "cm_new_secrets"):
+            return None
+        return _secret_page(request, request.get_full_path())
+
+    def response_add(self, request: HttpRequest, obj: Any, *args: Any) -> Any:
+        """The page that shows the new secret once, then the usual page after "Done"."""
+        response = super().response_add(request, obj, *args)
+        return _secret_page(request, response.url) if hasattr(response, "url") else response
+
+    def response_change(self, request: HttpRequest, obj: Any) -> Any:
+        """After a rotation, the page that shows the new secret once."""
+        response = super().response_change(request, obj)
+        if hasattr(request, "cm_new_secrets") and hasattr(response, "url"):
+            return _secret_page(request, response.url)
+        return response
 
     @admin.display(description="events")
     def events_display(self, endpoint: WebhookEndpoint) -> str:
@@ -89,14 +105,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return MASK
 
 
-def _show_once(model_admin: admin.ModelAdmin, request: HttpRequest, endpoint: Any) -> None:
-    """The secret in the message of the next page: the only time anyone sees it here."""
-    model_admin.message_user(
-        request,
-        f"Signing secret of {endpoint}: {endpoint.secret} (copy it to the receiver now; "
-        "it is not shown again).",
-        messages.WARNING,
-    )
+def _show_once(request: HttpRequest, endpoint: Any) -> None:
+    """Keep a new secret on the request for ``_secret_page``: never in a message or the session."""
+    if not hasattr(request, "cm_new_secrets"):
+        request.cm_new_secrets = []
+    request.cm_new_secrets.append((endpoint, endpoint.secret))
+
+
+def _secret_page(request: HttpRequest, next_url: str) -> TemplateResponse:
+    """The one page that shows the secrets just made, in its body only."""
+    context = {"shown": request.cm_new_secrets, "next_url": next_url, "title": "Signing secret"}
+    template = "admin/container_manager/webhookendpoint/secret_once.html"
+    return TemplateResponse(request, template, context)
 
 
 class _ReadOnly:
