@@ -7,7 +7,10 @@ files, AWS Secrets Manager and SSM Parameter Store. Values live only in the laun
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,10 @@ _RETRYABLE_AWS = {
     "ThrottlingException", "InternalServiceError", "InternalServerError", "ServiceUnavailable",
     "RequestLimitExceeded", "TooManyUpdates",
 }  # fmt: skip
+
+
+#: botocore logs every response body at DEBUG, a secret's value included: under this logger.
+BODY_LOGGER = "botocore.parsers"
 
 
 class SecretRefused(Exception):
@@ -203,6 +210,31 @@ def _worker_file(name: str) -> str:
         raise SecretRefused(f"file {name} cannot be read as text ({type(exc).__name__})") from None
 
 
+class _UnloggedBodies(logging.Filter):
+    """Drops ``BODY_LOGGER``'s records made by a thread while it reads a secret."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.reading, "active", False)
+
+
+_BODIES = _UnloggedBodies()
+logging.getLogger(BODY_LOGGER).addFilter(_BODIES)
+
+
+@contextmanager
+def _unlogged() -> Iterator[None]:
+    """While inside, this thread's AWS answers are not logged (other threads' still are)."""
+    _BODIES.reading.active = True
+    try:
+        yield
+    finally:
+        _BODIES.reading.active = False
+
+
 def _aws_client(service: str, region: str) -> Any:
     import boto3
 
@@ -216,7 +248,8 @@ def _secrets_manager(ref: SecretRef) -> str:
         kwargs["VersionStage"] = ref.version_stage
     if ref.version:
         kwargs["VersionId"] = ref.version
-    answer = _aws_client("secretsmanager", ref.region).get_secret_value(**kwargs)
+    with _unlogged():
+        answer = _aws_client("secretsmanager", ref.region).get_secret_value(**kwargs)
     text = answer.get("SecretString")
     if text is None:
         raise SecretRefused("the secret is binary; only text secrets are passed as variables")
@@ -233,5 +266,8 @@ def _secrets_manager(ref: SecretRef) -> str:
 
 
 def _ssm(ref: SecretRef) -> str:
-    client = _aws_client("ssm", ref.region)
-    return client.get_parameter(Name=ref.secret_id, WithDecryption=True)["Parameter"]["Value"]
+    with _unlogged():
+        answer = _aws_client("ssm", ref.region).get_parameter(
+            Name=ref.secret_id, WithDecryption=True
+        )
+    return answer["Parameter"]["Value"]
