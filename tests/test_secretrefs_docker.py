@@ -80,10 +80,10 @@ def test_secrets_manager_and_ssm_reach_the_container_only(
     local,
     docker_host,
     docker_ready,
-    moto_server,
+    moto_server,  # noqa: F811 - the fixture imported above
     monkeypatch,
     caplog,
-    admin_client,  # noqa: F811
+    admin_client,
 ):
     import boto3
 
@@ -106,8 +106,8 @@ def test_a_missing_aws_secret_fails_the_launch_naming_the_aws_error(
     local,
     docker_host,
     docker_ready,
-    moto_server,
-    monkeypatch,  # noqa: F811
+    moto_server,  # noqa: F811 - the fixture imported above
+    monkeypatch,
 ):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
     arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:missing-AbCdEf"
