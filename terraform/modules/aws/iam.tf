@@ -49,38 +49,33 @@ data "aws_iam_policy_document" "task_execution" {
     }
   }
 
-  # Secret references of jobs (ECS reads them for the container's secrets at task start).
+  # Secret references of jobs (ECS reads them for the container's secrets at task start): one
+  # statement per kind that has resources.
   dynamic "statement" {
-    for_each = length(local.job_secretsmanager_arns) > 0 ? [1] : []
+    for_each = { for sid, grant in local.job_secret_grants : sid => grant if length(grant.resources) > 0 }
     content {
-      sid       = "ReadJobSecrets"
-      actions   = ["secretsmanager:GetSecretValue"]
-      resources = local.job_secretsmanager_arns
-    }
-  }
-
-  dynamic "statement" {
-    for_each = length(local.job_ssm_arns) > 0 ? [1] : []
-    content {
-      sid       = "ReadJobParameters"
-      actions   = ["ssm:GetParameters"]
-      resources = local.job_ssm_arns
-    }
-  }
-
-  dynamic "statement" {
-    for_each = length(var.job_secret_kms_key_arns) > 0 ? [1] : []
-    content {
-      sid       = "DecryptJobSecrets"
-      actions   = ["kms:Decrypt"]
-      resources = var.job_secret_kms_key_arns
+      sid       = statement.key
+      actions   = statement.value.actions
+      resources = statement.value.resources
     }
   }
 }
 
 locals {
-  job_secretsmanager_arns = [for arn in var.job_secret_arns : arn if length(regexall(":secretsmanager:", arn)) > 0]
-  job_ssm_arns            = [for arn in var.job_secret_arns : arn if length(regexall(":ssm:", arn)) > 0]
+  job_secret_grants = {
+    ReadJobSecrets = {
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [for arn in var.job_secret_arns : arn if length(regexall(":secretsmanager:", arn)) > 0]
+    }
+    ReadJobParameters = {
+      actions   = ["ssm:GetParameters"]
+      resources = [for arn in var.job_secret_arns : arn if length(regexall(":ssm:", arn)) > 0]
+    }
+    DecryptJobSecrets = {
+      actions   = ["kms:Decrypt"]
+      resources = var.job_secret_kms_key_arns
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "task_execution" {
