@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from django.core import checks
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -235,3 +236,9 @@ def test_the_mock_resolves_at_launch_and_fails_value_free(
     assert VALUE not in caplog.text
     stored = ContainerJob.objects.get(pk=ok.pk)
     assert stored.override_environment == "TOKEN=secret:env:CM_SECRET_TOKEN"
+
+
+def test_a_resolver_that_cannot_be_imported_fails_manage_py_check(settings):
+    settings.CONTAINER_MANAGER = {"SECRET_RESOLVER": "nowhere.resolve"}
+    [message] = [m for m in checks.run_checks() if m.id == "container_manager.E003"]
+    assert message.msg.startswith("CONTAINER_MANAGER['SECRET_RESOLVER'] = 'nowhere.resolve'")

@@ -1,5 +1,6 @@
-"""Secret references on the platforms that resolve them: Fargate (moto in server mode) gets a task
-definition revision declaring ``secrets``; Cloud Run (the fake) gets secret environment references.
+"""Secret references on the cloud platforms: Fargate (moto in server mode) gets a task definition
+revision declaring ``secrets``; Cloud Run (the fake) gets secret environment references; Scaleway
+(the fake) gets the value the worker resolved, and no row keeps it.
 """
 
 import json
@@ -11,6 +12,7 @@ from container_manager.executors import factory
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.fakes.aws import ACCOUNT, REGION, moto, moto_server  # noqa: F401 - fixtures
 from tests.fakes.cloudrun import JOB_NAME, PROJECT, cloudrun_fake  # noqa: F401 - fixture
+from tests.fakes.scaleway import DEFINITION, scaleway_fake  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,3 +142,25 @@ def test_a_reference_that_reaches_a_platform_unable_to_use_it_fails_value_free(
         "Docker, Scaleway and the mock executor resolve it, in the worker"
     )
     assert cloudrun_fake.sent("POST", f"{JOB_NAME}:run") == []
+
+
+def test_scaleway_gets_the_value_resolved_in_the_worker_and_no_row_keeps_it(
+    recording,
+    scaleway_fake,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv("CM_SECRET_TOKEN", VALUE)
+    host = ExecutorHost.objects.create(
+        name="scw", executor_type="scaleway", executor_config=scaleway_fake.config()
+    )
+    job = ContainerJob.objects.create_job(
+        image="busybox", command="true", docker_host=host,
+        environment_vars={"TOKEN": "secret:env:CM_SECRET_TOKEN"},
+    )  # fmt: skip
+    assert steps.launch(job.pk) == "launched"
+    [body] = scaleway_fake.sent("POST", f"/job-definitions/{DEFINITION}/start")
+    assert body["environment_variables"]["TOKEN"] == VALUE
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert VALUE not in json.dumps(
+        [stored.override_environment, stored.executor_metadata, stored.last_error]
+    )
