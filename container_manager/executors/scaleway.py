@@ -59,6 +59,9 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     first; two launches of one key at once could start two runs, so a quiet
     launch is taken over only once its lease has expired (``concurrent_launch_safe``
     is False). Logs live in Cockpit, which this executor does not read.
+
+    Secret references are resolved in the worker at launch (``SECRET_RESOLVER``) and sent
+    as the run's environment values; Scaleway keeps them with the run, in its API.
     """
 
     config_schema = (
