@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -113,7 +114,9 @@ def platform_references(
     Raises a non-retryable ``ExecutorError`` naming the first variable whose reference's kind
     the platform cannot resolve.
     """
-    for name, kind in unsupported_references(environment, kinds).items():
+    refused = unsupported_references(environment, kinds)
+    if refused:
+        name, kind = next(iter(refused.items()))
         raise ExecutorError(unsupported(name, kind, platform), retryable=False)
     refs = secretrefs.references(environment)
     return {k: v for k, v in environment.items() if k not in refs}, refs
@@ -182,8 +185,6 @@ def _aws_code(exc: Exception) -> str:
 
 
 def _worker_env(name: str) -> str:
-    import os
-
     prefix = setting("SECRET_ENV_PREFIX") or ""
     if not prefix or not name.startswith(prefix):
         raise SecretRefused(
