@@ -16,7 +16,8 @@ from container_manager.conf import DEFAULTS, setting
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Check the ``CONTAINER_MANAGER`` keys, the dispatch backend path and executor paths."""
+    """Check the ``CONTAINER_MANAGER`` keys, and the dispatch backend, executor, metrics auth and
+    secret resolver paths."""
     from django.conf import settings
 
     errors: list[checks.CheckMessage] = []
@@ -45,6 +46,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
+    errors.extend(_importable(setting("SECRET_RESOLVER"), "CONTAINER_MANAGER['SECRET_RESOLVER']"))
     errors.extend(_price_errors())
     errors.extend(_platform_events(setting("PLATFORM_EVENTS")))
     errors.extend(_allowed_networks(setting("WEBHOOK_ALLOWED_NETWORKS")))

@@ -115,6 +115,14 @@ DEFAULTS: dict[str, Any] = {
     "QUOTA_SERVICE_TOKENS": False,
     # Largest array_size create_job accepts (at most 10,000).
     "ARRAY_MAX_SIZE": 10_000,
+    # Secret references (docs/secrets.md): what resolves a reference at launch on Docker,
+    # Scaleway and the mock executor, a dotted path to a callable(SecretRef) -> str.
+    "SECRET_RESOLVER": "container_manager.executors.secretresolver.resolve",
+    # The built-in resolver reads secret:env:NAME only for worker variables with this prefix,
+    # so a job cannot ask for the worker's own DATABASE_URL or cloud credentials.
+    "SECRET_ENV_PREFIX": "CM_SECRET_",
+    # ... and secret:file:NAME only as a plain file name in this directory; None refuses them.
+    "SECRET_FILES_DIR": None,
     # Environment variable names (fnmatch, case-insensitive) whose values are masked for display.
     "SECRET_NAME_PATTERNS": [
         "*KEY*",

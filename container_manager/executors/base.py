@@ -15,6 +15,7 @@ from typing import Any
 from django.apps import apps
 
 from container_manager.conf import setting
+from container_manager.executors import secretresolver
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.types import (
     ConfigKey,
@@ -101,6 +102,12 @@ class ContainerExecutor(ABC):
     #: went quiet with nothing found is taken over at LAUNCH_RECONCILE_SECONDS; without it,
     #: only once the launch's lease has expired.
     concurrent_launch_safe: bool = False
+    #: Secret reference kinds (``rules.secretrefs.KINDS``) the platform resolves itself: the
+    #: executor passes them by name, and their values never reach this process.
+    platform_secret_kinds: frozenset[str] = frozenset()
+    #: Other references are resolved at launch, in memory, through ``SECRET_RESOLVER``
+    #: (``secretresolver.resolve_environment``) and handed to the container as values.
+    resolves_secrets: bool = False
 
     def __init__(self, host: Any):
         self.host = host
@@ -112,6 +119,16 @@ class ContainerExecutor(ABC):
     def platform_name(cls) -> str:
         """The name used in messages: the class name without ``Executor``, lower case."""
         return cls.__name__.removesuffix("Executor").lower() or cls.__name__
+
+    @classmethod
+    def secret_kinds(cls) -> frozenset[str]:
+        """The secret reference kinds a job on this platform may use; checked at submit.
+
+        An executor that declares neither attribute takes no reference: its jobs are refused.
+        """
+        if cls.resolves_secrets:
+            return cls.platform_secret_kinds | secretresolver.resolver_kinds()
+        return cls.platform_secret_kinds
 
     @abstractmethod
     def launch_job(self, request: LaunchRequest) -> str:

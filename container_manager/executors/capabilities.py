@@ -1,11 +1,17 @@
 """Which capability each job field needs: checked when a job is submitted, naming the field.
 
-A job asking for what its host's platform cannot do is refused before it is stored.
+A job asking for what its host's platform cannot do is refused before it is stored: limits,
+networks, and secret references of a kind the platform cannot use.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from container_manager.executors.secretresolver import WHERE, unsupported_references
+from container_manager.rules.envtext import parse_env_text
 
 #: Job field -> (capability it needs, what to say when the platform lacks it).
 NEEDS: dict[str, tuple[str, str]] = {
@@ -27,3 +33,30 @@ def missing(job: Any, capabilities: dict[str, bool]) -> dict[str, str]:
         if getattr(job, field, None) not in (None, [], {}) and not capabilities.get(capability):
             found[field] = reason
     return found
+
+
+def refusals(job: Any, executor_class: Any) -> dict[str, str]:
+    """``{field: reason}`` for each thing ``job`` asks that ``executor_class``'s platform cannot do.
+
+    ``missing``'s fields, and ``override_environment`` or ``environment_template`` for a
+    variable (after the override) whose secret reference is of a kind the platform cannot
+    use (``ContainerExecutor.secret_kinds``). Reads the template the job holds: no query
+    when it was given as an instance.
+    """
+    found = missing(job, executor_class.capabilities)
+    template = getattr(job, "environment_template", None)
+    template_vars = _variables(template.environment_variables_text if template else "")
+    override_vars = _variables(getattr(job, "override_environment", "") or "")
+    merged = {**template_vars, **override_vars}
+    for name, kind in unsupported_references(merged, executor_class.secret_kinds()).items():
+        field = "override_environment" if name in override_vars else "environment_template"
+        why = f"cannot use {name}'s secret reference of kind {kind}: {WHERE[kind]}"
+        found.setdefault(field, why)
+    return found
+
+
+def _variables(text: str) -> dict[str, str]:
+    try:
+        return parse_env_text(text)
+    except ValidationError:
+        return {}  # the field's own validator names what is wrong with it

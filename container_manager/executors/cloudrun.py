@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from container_manager.executors import _cloud
+from container_manager.executors import _cloud, secretresolver
 from container_manager.executors.base import (
     EXITED,
     FAILED,
@@ -30,6 +30,7 @@ from container_manager.executors.types import (
     LaunchRequest,
     known_times,
 )
+from container_manager.rules import secretrefs
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
     takes no request id, so two launches of one key at once could both find
     nothing and start two executions: a quiet launch is taken over only once its
     lease has expired (``concurrent_launch_safe`` is False).
+
+    A Secret Manager reference becomes a secret environment variable of the run's override
+    (``EnvVar.value_source.secret_key_ref``): Cloud Run reads the value with the job's
+    service account, and it never passes through this process.
     """
 
     config_schema = (
@@ -99,6 +104,7 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         # Image, CPU and memory are the Cloud Run job's; a run cannot change them.
         "supports_image_override": False,
     }
+    platform_secret_kinds = frozenset({secretrefs.GCP_SECRET_MANAGER})
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -266,9 +272,12 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         """Run the job with this attempt's overrides; never waits for the operation."""
         from google.cloud import run_v2
 
-        environment = _cloud.environment(launch)
+        environment, refs = secretresolver.platform_references(
+            _cloud.environment(launch), self.platform_secret_kinds, self.platform_name()
+        )
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
-            env=[run_v2.EnvVar(name=k, value=v) for k, v in environment.items()],
+            env=[run_v2.EnvVar(name=k, value=v) for k, v in environment.items()]
+            + [_secret_env(name, ref) for name, ref in refs.items()],
         )
         if self.config.get("container_name"):
             override.name = self.config["container_name"]
@@ -345,6 +354,14 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
                 line = (entry.timestamp, _payload_text(entry.payload))
                 (err if (entry.log_name or "").endswith("stderr") else out).append(line)
         return _cloud.log_text(out), _cloud.log_text(err)
+
+
+def _secret_env(name: str, ref: secretrefs.SecretRef) -> Any:
+    """A variable Cloud Run sets from Secret Manager: it names the secret, it holds no value."""
+    from google.cloud import run_v2
+
+    selector = run_v2.SecretKeySelector(secret=ref.secret_id, version=ref.version)
+    return run_v2.EnvVar(name=name, value_source=run_v2.EnvVarSource(secret_key_ref=selector))
 
 
 def _finished(execution: Any) -> bool:

@@ -21,6 +21,7 @@ import docker.utils
 import requests
 
 from container_manager.conf import setting
+from container_manager.executors import secretresolver
 from container_manager.executors._cloud import LazyClients, pull_failure, sdk_errors
 from container_manager.executors.base import (
     EXITED,
@@ -128,6 +129,7 @@ class DockerExecutor(ContainerExecutor):
     }
     stop_kills_after_grace = True
     concurrent_launch_safe = True
+    resolves_secrets = True
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -468,7 +470,10 @@ class DockerExecutor(ContainerExecutor):
             "image": request.image,
             "command": list(request.command) if request.command else None,
             "name": name,
-            "environment": dict(request.environment),
+            # Secret references become values here, in this dict only, as the container is made.
+            "environment": secretresolver.resolve_environment(
+                request.environment, self.platform_name()
+            ),
             "working_dir": request.working_directory or None,
             "labels": dict(request.labels),
             "detach": True,

@@ -5,16 +5,20 @@ Speaks ECS and CloudWatch Logs with boto3, imported only here.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import threading
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from container_manager.executors import _cloud
+from container_manager.executors import _cloud, secretresolver
 from container_manager.executors.base import (
     EXITED,
     FAILED,
+    LABEL_MANAGED,
     RUNNING,
     ContainerExecutor,
 )
@@ -30,7 +34,9 @@ from container_manager.executors.types import (
     LaunchRequest,
     known_times,
 )
+from container_manager.rules import secretrefs
 from container_manager.rules.cost import fargate_size
+from container_manager.rules.secretrefs import SecretRef
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,14 @@ STOP_REASON = "container_manager: stopped on timeout or cancel request"
 PULL_FAILURE = "CannotPullContainerError"
 #: Task state change events kept per executor for the harvests of this process.
 TASK_EVENTS_KEPT = 1000
+#: Between the base family and the hash in the family of a definition that declares secrets.
+SECRETS_FAMILY_INFIX = "-cm-"
+#: What a definition that declares secrets copies from its base definition.
+_DEFINITION_KEYS = (
+    "taskRoleArn", "executionRoleArn", "networkMode", "volumes", "placementConstraints",
+    "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode", "proxyConfiguration",
+    "inferenceAccelerators", "ephemeralStorage", "runtimePlatform",
+)  # fmt: skip
 
 _NOT_FINISHED = {
     "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
@@ -109,6 +123,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_platform_timeout": False,
     }
     concurrent_launch_safe = True
+    platform_secret_kinds = frozenset({secretrefs.AWS_SECRETS_MANAGER, secretrefs.AWS_SSM})
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -120,6 +135,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         self.cluster: str = self.config["cluster"]
         self._clients = _cloud.LazyClients(self._build_client)
         self._task_definitions: dict[str, dict[str, str]] = {}
+        self._secret_definitions: dict[str, str] = {}
         self._task_events: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -276,9 +292,12 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
 
     def _run_request(self, launch: LaunchRequest) -> dict[str, Any]:
         key = launch.launch_key
-        environment = _cloud.environment(launch)
+        environment, refs = secretresolver.platform_references(
+            _cloud.environment(launch), self.platform_secret_kinds, self.platform_name()
+        )
+        definition = self._with_secrets(refs) if refs else self.config["task_definition"]
         container: dict[str, Any] = {
-            "name": self._container_name(self.config["task_definition"]),
+            "name": self._container_name(definition),
             "environment": [{"name": k, "value": v} for k, v in environment.items()],
         }
         if launch.command:
@@ -295,7 +314,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             network["securityGroups"] = self.config["security_groups"]
         request = {
             "cluster": self.cluster,
-            "taskDefinition": self.config["task_definition"],
+            "taskDefinition": definition,
             "launchType": "FARGATE",
             "count": 1,
             "clientToken": key,
@@ -314,11 +333,65 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         tasks = response.get("tasks") or []
         return tasks[0] if tasks else None
 
-    def _task_definition(self, name: str) -> dict[str, str]:
-        """Container name and awslogs settings of a task definition, cached per name."""
-        cached = self._task_definitions.get(name)
+    def _with_secrets(self, refs: dict[str, SecretRef]) -> str:
+        """The ARN of a task definition whose container declares ``refs`` as its ``secrets``.
+
+        A copy of the base definition (``task_definition``) in the family
+        ``<base family>-cm-<hash>``, the hash taken over the base revision's ARN and the
+        names and ``valueFrom``s: the same set on the same base reuses the revision ECS has
+        (one describe, then this process's cache), a changed base or set registers another.
+        Two launches registering the same family at once make two equal revisions: harmless.
+        """
+        base = self._describe_definition(self.config["task_definition"])
+        secrets = sorted((name, ref.value_from) for name, ref in refs.items())
+        digest = hashlib.sha256(json.dumps([base["taskDefinitionArn"], secrets]).encode())
+        family = f"{base['family'][:200]}{SECRETS_FAMILY_INFIX}{digest.hexdigest()[:16]}"
+        cached = self._secret_definitions.get(family)
         if cached:
             return cached
+        found = self._active_definition(family)
+        if found is None:
+            found = self._register_with_secrets(family, base, secrets)
+        self._secret_definitions[family] = found
+        return found
+
+    def _active_definition(self, family: str) -> str | None:
+        with self._aws_errors(f"describe of task definition {family}"):
+            try:
+                described = self.client("ecs").describe_task_definition(taskDefinition=family)
+            except self._errors().ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ClientException":
+                    return None  # no such family yet
+                raise
+        definition = described["taskDefinition"]
+        return definition["taskDefinitionArn"] if definition.get("status") == "ACTIVE" else None
+
+    def _register_with_secrets(
+        self, family: str, base: dict[str, Any], secrets: list[tuple[str, str]]
+    ) -> str:
+        names = {name for name, _ in secrets}
+        containers = copy.deepcopy(base["containerDefinitions"])
+        wanted = self.config.get("container_name") or containers[0]["name"]
+        for container in containers:
+            if container["name"] == wanted:
+                kept = [s for s in container.get("secrets", []) if s["name"] not in names]
+                container["secrets"] = kept + [{"name": n, "valueFrom": v} for n, v in secrets]
+                env = container.get("environment", [])
+                container["environment"] = [e for e in env if e["name"] not in names]
+        request = {key: base[key] for key in _DEFINITION_KEYS if base.get(key)}
+        with self._aws_errors(f"registration of task definition {family}"):
+            registered = self.client("ecs").register_task_definition(
+                family=family,
+                containerDefinitions=containers,
+                tags=[{"key": LABEL_MANAGED, "value": "true"}],
+                **request,
+            )
+        arn = registered["taskDefinition"]["taskDefinitionArn"]
+        logger.info("registered task definition %s declaring secrets %s", arn, sorted(names))
+        return arn
+
+    def _describe_definition(self, name: str) -> dict[str, Any]:
+        """ECS's description of a task definition; one it cannot read is a configuration error."""
         with self._aws_errors(f"describe of task definition {name}"):
             try:
                 described = self.client("ecs").describe_task_definition(taskDefinition=name)
@@ -329,7 +402,14 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
                         key="task_definition",
                     ) from exc
                 raise
-        containers = described["taskDefinition"]["containerDefinitions"]
+        return described["taskDefinition"]
+
+    def _task_definition(self, name: str) -> dict[str, str]:
+        """Container name and awslogs settings of a task definition, cached per name."""
+        cached = self._task_definitions.get(name)
+        if cached:
+            return cached
+        containers = self._describe_definition(name)["containerDefinitions"]
         wanted = self.config.get("container_name") or containers[0]["name"]
         chosen = next((c for c in containers if c["name"] == wanted), None)
         if chosen is None:

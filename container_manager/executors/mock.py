@@ -12,7 +12,7 @@ from typing import Any
 
 from container_manager import clock
 from container_manager.conf import setting
-from container_manager.executors import base
+from container_manager.executors import base, secretresolver
 from container_manager.executors._cloud import pull_failure
 from container_manager.executors.exceptions import (
     ExecutorConnectionError,
@@ -82,6 +82,8 @@ class MockExecutor(base.ContainerExecutor):
     }
     #: Executions are found or made under one lock, by launch key.
     concurrent_launch_safe = True
+    #: References are resolved at launch as Docker does, and the values dropped.
+    resolves_secrets = True
 
     _executions: dict[str, dict[str, Any]] = {}
     _launch_calls: dict[str, int] = {}
@@ -108,6 +110,7 @@ class MockExecutor(base.ContainerExecutor):
                 raise ExecutorError(
                     "mock executor: platform unavailable (simulated)", retryable=True
                 )
+            secretresolver.resolve_environment(request.environment, self.platform_name())
             execution_id = f"mock-{key}-{clock.now().timestamp():.6f}"
             self._executions[execution_id] = {"key": key, "stopped": None}
         return execution_id

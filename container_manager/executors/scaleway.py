@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from container_manager.executors import _cloud
+from container_manager.executors import _cloud, secretresolver
 from container_manager.executors.base import (
     EXITED,
     FAILED,
@@ -59,6 +59,9 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     first; two launches of one key at once could start two runs, so a quiet
     launch is taken over only once its lease has expired (``concurrent_launch_safe``
     is False). Logs live in Cockpit, which this executor does not read.
+
+    Secret references are resolved in the worker at launch (``SECRET_RESOLVER``) and sent
+    as the run's environment values; Scaleway keeps them with the run, in its API.
     """
 
     config_schema = (
@@ -80,6 +83,8 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_platform_timeout": False,
         "supports_image_override": False,
     }
+    #: Secret references are resolved in the worker and passed to the run as values.
+    resolves_secrets = True
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -220,7 +225,10 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
 
     def start_execution(self, launch: LaunchRequest) -> str:
         """Start a run of the definition with this attempt's args and environment."""
-        environment = _cloud.environment(launch)
+        # Secret references become values in this dict only, handed to the run.
+        environment = secretresolver.resolve_environment(
+            _cloud.environment(launch), self.platform_name()
+        )
         with self._scaleway_errors(f"start of {self.config['job_definition_id']}"):
             response = self.api.start_job_definition(
                 job_definition_id=self.config["job_definition_id"],

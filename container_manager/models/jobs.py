@@ -389,7 +389,8 @@ class ContainerJob(models.Model):
         self._loaded_status = self.__dict__.get("status")
 
     def clean(self) -> None:
-        """Check what the field validators cannot: limits from settings, networks, host."""
+        """Check what the field validators cannot: limits from settings, networks, host, and what
+        the host's platform cannot do (``capabilities.refusals``)."""
         super().clean()
         errors: dict[str, str] = {}
         if not (self.docker_image or "").strip():
@@ -420,7 +421,7 @@ class ContainerJob(models.Model):
             return {}  # a type that cannot be imported fails at launch, naming the path
         return {
             field: f"{field}: host {host.name!r} ({host.executor_type}) {why}"
-            for field, why in capabilities.missing(self, executor_class.capabilities).items()
+            for field, why in capabilities.refusals(self, executor_class).items()
         }
 
     # -- the request --------------------------------------------------------
@@ -481,7 +482,8 @@ class ContainerJob(models.Model):
         True when an executor of that type can honour this job's request.
 
         A job with networks needs an executor that supports networking; one
-        with limits needs one that supports resource limits.
+        with limits needs one that supports resource limits; one with secret
+        references one that can use their kinds.
 
         >>> job = ContainerJob(network_configuration=[{"network_name": "n"}])
         >>> job.can_use_executor("docker"), job.can_use_executor("cloudrun")
@@ -491,7 +493,7 @@ class ContainerJob(models.Model):
             executor_class = ExecutorFactory.executor_class(executor_type)
         except ExecutorConfigurationError:  # an unknown or broken type cannot be used
             return False
-        return not capabilities.missing(self, executor_class.capabilities)
+        return not capabilities.refusals(self, executor_class)
 
     @property
     def is_array_parent(self) -> bool:

@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
 from container_manager.rules.envtext import is_valid_name
+from container_manager.rules.secretrefs import value_error
 
 #: The largest value an integer column holds on every supported database.
 INT_MAX = 2**31 - 1
@@ -111,7 +112,8 @@ FIELDS: tuple[Field, ...] = (
         "environment_vars",
         "object",
         "Variables overlaid on the template; names are letters, digits and _, "
-        "not starting with a digit.",
+        "not starting with a digit. A value secret:<reference> names a secret "
+        "(docs/secrets.md).",
         extra={"additionalProperties": {"type": "string", "pattern": STORABLE}},
     ),  # fmt: skip
     Field("network_configuration", "array", "Networks to join.", extra=_NETWORK),
@@ -304,6 +306,9 @@ def _check_object(spec: Field, value: Any) -> str | None:
         problem = _text_error(item)
         if problem:
             return f"the value of {key} {problem}"
+        problem = value_error(key, item)
+        if problem:
+            return problem
     return None
 
 

@@ -7,6 +7,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from container_manager.rules.secretrefs import validate_references
+
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Characters written as an escape inside double quotes: every line boundary that
 #: ``str.splitlines()`` knows, the quote and the backslash. ``parse_env_text`` reads them back.
@@ -72,8 +74,17 @@ def is_valid_name(name: object) -> bool:
 
 
 def validate_env_text(text: str) -> None:
-    """Field validator: raise ``ValidationError`` if ``text`` does not parse."""
-    parse_env_text(text)
+    """Field validator: raise ``ValidationError`` if ``text`` does not parse or a value written
+    as a secret reference (``secret:...``, see ``rules.secretrefs``) is malformed.
+
+    >>> validate_env_text("TOKEN=secret:env:CM_SECRET_TOKEN\\nMODE=fast")
+    >>> validate_env_text("TOKEN=secret:file:../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: ["TOKEN: secret:file:<file name> needs a plain file \
+name (no '/', not '..')."]
+    """
+    validate_references(parse_env_text(text))
 
 
 def format_env_text(variables: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from container_manager.conf import setting
+from container_manager.rules import secretrefs
 from container_manager.rules.taskwire import PAYLOAD_ENV
 
 #: What a masked value is shown as.
@@ -41,9 +42,14 @@ def mask_env(variables: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``variables`` with secret-looking values masked; nested dicts are masked too.
 
     Passwords written inside URLs (``scheme://user:password@host``) are masked whatever the name.
+    A well-formed secret reference (``secret:...``, ``rules.secretrefs``) is shown: it names a
+    secret, it does not hold one, and seeing which secret a job reads helps; a value that only
+    starts like one is masked as any other.
 
     >>> mask_env({"DEBUG": "1", "DB_PASSWORD": "hunter2", "URL": "postgres://u:pw@db/x"})
     {'DEBUG': '1', 'DB_PASSWORD': '********', 'URL': 'postgres://u:********@db/x'}
+    >>> mask_env({"API_TOKEN": "secret:env:CM_SECRET_API", "DB_PASS": "secret:hunter2"})
+    {'API_TOKEN': 'secret:env:CM_SECRET_API', 'DB_PASS': '********'}
     """
     return {key: _mask_value(key, value) for key, value in variables.items()}
 
@@ -106,6 +112,8 @@ def _mask_value(key: str, value: Any) -> Any:
         return mask_env(value)
     if isinstance(value, list):
         return [_mask_value(key, item) for item in value]
+    if isinstance(value, str) and secretrefs.well_formed(value.strip()):
+        return value
     if is_secret_name(key):
         return MASK
     if isinstance(value, str):

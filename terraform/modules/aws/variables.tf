@@ -49,6 +49,18 @@ variable "image_repository_arns" {
   default     = []
 }
 
+variable "job_secret_arns" {
+  description = "Secrets Manager secret and SSM parameter ARNs that jobs may name as secret references (docs/secrets.md): the task execution role may read these only, and the function may register task definition revisions that declare them. A Secrets Manager ARN may end in -?????? or * to match its random suffix."
+  type        = list(string)
+  default     = []
+}
+
+variable "job_secret_kms_key_arns" {
+  description = "Customer managed KMS keys that encrypt the job_secret_arns (empty: the AWS managed keys, which need no grant)."
+  type        = list(string)
+  default     = []
+}
+
 variable "container_name" {
   description = "Name of the container in the task definition (executor_config \"container_name\")."
   type        = string

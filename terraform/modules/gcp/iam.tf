@@ -16,7 +16,8 @@ resource "google_service_account" "invoker" {
   display_name = "container_manager push identity (Cloud Tasks, Cloud Scheduler)"
 }
 
-# Identity the container jobs run as. No role: grant it what your jobs need, nothing here does.
+# Identity the container jobs run as. No role but reading job_secret_ids (below): grant it what
+# your jobs need.
 resource "google_service_account" "job" {
   project      = var.project
   account_id   = "${var.name}-job"
@@ -105,6 +106,17 @@ resource "google_secret_manager_secret_iam_member" "app_reads_secret_key" {
   secret_id = google_secret_manager_secret.django_secret_key.secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.app.email}"
+}
+
+# Secret references of jobs: Cloud Run reads them as the job's runtime identity when an
+# execution starts, so the job account (not the app) may access these secrets, each on itself.
+resource "google_secret_manager_secret_iam_member" "job_reads_job_secrets" {
+  for_each = toset(var.job_secret_ids)
+
+  project   = var.project
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.job.email}"
 }
 
 # Cloud SQL connections through the /cloudsql socket (gcloud run deploy --add-cloudsql-instances)

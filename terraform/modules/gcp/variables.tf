@@ -146,6 +146,12 @@ variable "job_deletion_protection" {
   default     = true
 }
 
+variable "job_secret_ids" {
+  description = "Secret Manager secrets that jobs may name as secret references (docs/secrets.md), as projects/<project>/secrets/<name> or <name> in this project: the job service account gets roles/secretmanager.secretAccessor on each."
+  type        = list(string)
+  default     = []
+}
+
 # -- Secrets -----------------------------------------------------------------------
 
 variable "database_url" {
