@@ -24,7 +24,7 @@ def submit(host, image, command):
 def follower(recording, docker_host):
     follower = EngineFollower(docker_host, recording)
     follower.start()
-    assert follower.connected.wait(30), "the event stream did not open"
+    assert follower.caught_up.wait(30), "the event stream did not open"
     yield follower
     follower.close()
     follower.join(10)
@@ -121,9 +121,9 @@ def test_hosts_on_one_engine_share_one_stream_and_a_death_is_harvested_once(
         wait_for(lambda: {docker_host.pk, twin.pk} <= set(watcher.followers), timeout=30)
         follower = watcher.followers[docker_host.pk]
         assert watcher.followers[twin.pk] is follower
-        assert follower.connected.wait(30)
+        assert follower.caught_up.wait(30)
         assert flow.events_flow(docker_host) and flow.events_flow(twin)
-        recording.take()  # the catch-up of the connection
+        recording.take()  # the catch-up of the connection, sent by now
         job = submit(twin, docker_ready, "true")
         deliver(recording)  # the launch
         wait_for(lambda: harvests(recording, job), timeout=30)

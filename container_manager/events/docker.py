@@ -120,7 +120,8 @@ class EngineFollower(threading.Thread):
     It serves ``host`` and any host added with ``add_host`` (the same engine). After each
     (re)connection it sends ``harvest`` for every job running on those hosts, which
     catches the containers that died while no stream was open; a harvest of a job still
-    running changes nothing. ``connected`` is set while a stream is open. Messages go to
+    running changes nothing. ``connected`` is set while a stream is open, ``caught_up`` once that
+    catch-up was sent too. Messages go to
     ``backend``, the one that started the follower, never to one built anew at shutdown.
     """
 
@@ -131,6 +132,7 @@ class EngineFollower(threading.Thread):
         self.engine = _engine(host)
         self.host_ids = {host.pk}
         self.connected = threading.Event()
+        self.caught_up = threading.Event()
         self.connections = 0
         self._stopping = threading.Event()
         self._stream: Any = None
@@ -188,12 +190,14 @@ class EngineFollower(threading.Thread):
             self.connections += 1
             self._mark_following(True)
             self._catch_up()
+            self.caught_up.set()
             for event in stream:
                 self._on_event(event)
         except Exception as exc:  # noqa: BLE001 - a broken stream is reconnected
             if not self._stopping.is_set():
                 logger.warning("docker events of host %s: stream broke: %s", self.host.name, exc)
         finally:
+            self.caught_up.clear()
             self._mark_following(False)
             self._close_stream()
             client.close()
