@@ -34,6 +34,14 @@ resource "aws_security_group" "database" {
     protocol        = "tcp"
     security_groups = var.database_client_security_group_ids
   }
+
+  ingress {
+    description     = "PostgreSQL from RDS Proxy"
+    from_port       = 5432
+    to_port         = 5432
+    protocol        = "tcp"
+    security_groups = [aws_security_group.proxy[0].id]
+  }
 }
 
 # TLS only, and every statement that changes data logged.
