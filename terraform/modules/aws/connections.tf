@@ -51,21 +51,11 @@ resource "aws_secretsmanager_secret_version" "database" {
   })
 }
 
-data "aws_iam_policy_document" "proxy_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["rds.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "proxy" {
   count = local.proxy_count
 
   name               = "${var.name}-db-proxy"
-  assume_role_policy = data.aws_iam_policy_document.proxy_assume.json
+  assume_role_policy = data.aws_iam_policy_document.rds_assume["proxy"].json
 }
 
 # The proxy reads the one secret, decrypting it through Secrets Manager only.

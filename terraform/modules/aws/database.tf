@@ -94,12 +94,18 @@ data "aws_iam_policy_document" "database_key" {
   }
 }
 
-data "aws_iam_policy_document" "rds_monitoring_assume" {
+# Who may assume the database's two roles: enhanced monitoring's, and RDS Proxy's (connections.tf).
+data "aws_iam_policy_document" "rds_assume" {
+  for_each = {
+    monitoring = "monitoring.rds.amazonaws.com"
+    proxy      = "rds.amazonaws.com"
+  }
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["monitoring.rds.amazonaws.com"]
+      identifiers = [each.value]
     }
   }
 }
@@ -109,7 +115,7 @@ resource "aws_iam_role" "rds_monitoring" {
   count = local.database_count
 
   name               = "${var.name}-rds-monitoring"
-  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  assume_role_policy = data.aws_iam_policy_document.rds_assume["monitoring"].json
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {
