@@ -27,6 +27,8 @@ DISPATCH_BACKENDS = {
 CLOUD_DISPATCH_BACKENDS = frozenset({"cloudtasks", "sqs"})
 #: Database hosts that mean "this machine".
 LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+#: The port PgBouncer listens on by default: a DATABASE_URL with it is taken as pooled.
+PGBOUNCER_PORT = 6432
 #: The key local development runs with; a system check refuses it whenever DEBUG is off.
 DEVELOPMENT_SECRET_KEY = "insecure-local-development-key"
 
@@ -150,6 +152,35 @@ def deployed() -> bool:
     return not local
 
 
+def transaction_pooled(database: dict[str, Any]) -> bool:
+    """True when the connection goes through a transaction pooler (PgBouncer's
+    ``pool_mode = transaction``, RDS Proxy): ``CM_DB_POOLER=transaction`` says so, ``none`` says
+    not; unset, a PostgreSQL URL on PgBouncer's port 6432 does."""
+    mode = os.environ.get("CM_DB_POOLER", "").strip().lower()
+    if mode not in {"", "transaction", "none"}:
+        raise ImproperlyConfigured(f"CM_DB_POOLER must be 'transaction' or 'none', not {mode!r}")
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return False
+    if mode:
+        return mode == "transaction"
+    return str(database.get("PORT") or "") == str(PGBOUNCER_PORT)
+
+
+def postgres_options(pooled: bool) -> dict[str, Any]:
+    """Connection OPTIONS for PostgreSQL, directly or through a transaction pooler.
+
+    Direct, the session starts in UTC (``options``), so Django sends no ``SET TIME ZONE``. A
+    pooler refuses that startup parameter (PgBouncer: "unsupported startup parameter") and
+    hands each transaction to any server connection, so psycopg must not prepare statements
+    (a statement prepared on one server connection is unknown on the next). The server's own
+    time zone should then be UTC (RDS's default): otherwise Django sets it once per client
+    connection, which PgBouncer replays on each server connection and RDS Proxy pins.
+    """
+    if pooled:
+        return {"prepare_threshold": None}
+    return {"options": "-c TimeZone=UTC"}
+
+
 def _static_storage(kind: str, debug: bool) -> dict[str, Any]:
     if kind == "whitenoise":
         # The manifest (hashed names, long cache) needs `collectstatic` first: deployments run
@@ -235,9 +266,12 @@ DATABASES = {
         conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
+pooled = transaction_pooled(DATABASES["default"])
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The session starts in UTC, so Django sends no set_config('TimeZone') per new connection.
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c TimeZone=UTC"
+    DATABASES["default"].setdefault("OPTIONS", {}).update(postgres_options(pooled))
+    # Behind a transaction pooler a server-side cursor (DECLARE ... WITH HOLD) would outlive
+    # its transaction on a server connection the next transaction may not get.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = pooled
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker threads write concurrently: take the write lock up front and wait for it.
     DATABASES["default"]["OPTIONS"] = {

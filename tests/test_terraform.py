@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -71,6 +72,7 @@ OPTIONAL = {
     "DJANGO_SECURE_SSL_REDIRECT": "on by default when DEBUG is off",
     "DJANGO_SECURE_HSTS_SECONDS": "a year by default when DEBUG is off",
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "the domain owner's choice (docs/configuration.md)",
+    "CM_DB_POOLER": "set by the AWS example (RDS Proxy); PgBouncer's port 6432 says it alone",
 }
 #: Set by the platform itself, never by Terraform (Lambda refuses AWS_REGION as a variable).
 PLATFORM = {"aws": {"AWS_REGION"}, "gcp": set()}
@@ -220,6 +222,60 @@ def test_zappa_stage_variables_are_terraform_outputs() -> None:
         assert not stray, f"{stage_name}: no terraform/examples/{cloud} output for {stray}"
 
 
+@pytest.mark.parametrize("budget", [4, 40, 100])
+def test_aws_concurrency_derives_from_the_connection_budget(budget: int) -> None:
+    """Reserved concurrency = the budget; the SQS event source 2 fewer, never below Lambda's 2."""
+    module = TERRAFORM / "modules" / "aws"
+    mapping = resource(module, "aws_lambda_event_source_mapping", "steps")
+    (scaling,) = mapping["scaling_config"]
+    assert mapping["event_source_arn"] == "${aws_sqs_queue.steps.arn}"
+    assert mapping["function_name"] == "${var.lambda_function_name}"
+    assert mapping["function_response_types"] == ['"ReportBatchItemFailures"']
+    maximum = evaluate(module, scaling["maximum_concurrency"], db_connection_budget=budget)
+    reserved = evaluate(module, "${local.lambda_reserved_concurrency}", db_connection_budget=budget)
+    assert (reserved, maximum) == (budget, max(2, budget - 2))
+    example = outputs("aws")["zappa_lambda_concurrency"]["value"]
+    assert example == "${module.container_manager.lambda_reserved_concurrency}"
+
+
+def test_zappa_reserved_concurrency_is_the_default_budget() -> None:
+    budget = example_variables("aws")["db_connection_budget"]
+    assert module_variables("aws")["db_connection_budget"] == budget
+    assert zappa()["aws"]["lambda_concurrency"] == budget
+
+
+@pytest.mark.parametrize(("budget", "concurrency"), [(3, 8), (40, 8), (100, 8), (40, 1)])
+def test_gcp_concurrency_derives_from_the_connection_budget(budget: int, concurrency: int) -> None:
+    """Instances x requests per instance within the budget; the queue 2 request slots fewer."""
+    module = TERRAFORM / "modules" / "gcp"
+    queue = resource(module, "google_cloud_tasks_queue", "steps")
+    (limits,) = queue["rate_limits"]
+    env = {"db_connection_budget": budget, "app_request_concurrency": concurrency}
+    instances = evaluate(module, "${local.app_max_instance_count}", **env)
+    dispatches = evaluate(module, limits["max_concurrent_dispatches"], **env)
+    assert instances == max(1, budget // concurrency)
+    assert instances * concurrency <= max(budget, concurrency)
+    assert dispatches == max(1, instances * concurrency - 2)
+    assert module_variables("gcp")["app_request_concurrency"] == _gunicorn_threads()
+    assert {"app_max_instances", "app_concurrency"} <= set(outputs("gcp"))
+
+
+def test_the_aws_database_is_reached_through_rds_proxy() -> None:
+    module = TERRAFORM / "modules" / "aws"
+    proxy = resource(module, "aws_db_proxy", "this")
+    assert proxy["engine_family"] == '"POSTGRESQL"' and proxy["require_tls"] is True
+    (auth,) = proxy["auth"]
+    assert auth["secret_arn"] == "${aws_secretsmanager_secret.database[0].arn}"
+    target = resource(module, "aws_db_proxy_target", "this")
+    assert target["db_instance_identifier"] == "${aws_db_instance.this[0].identifier}"
+    url = _block(module, "output", "database_url")["value"]
+    assert "aws_db_proxy.this[0].endpoint" in url and "aws_db_instance.this[0].endpoint" not in url
+    # The proxy hands transactions to any server connection: the app keeps no session state.
+    assert outputs("aws")["CM_DB_POOLER"]["value"] == "${module.container_manager.db_pooler}"
+    pooler = _block(module, "output", "db_pooler")["value"]
+    assert pooler == '${var.create_database ? "transaction" : "none"}'
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -340,3 +396,54 @@ def _cron_seconds(schedule: str) -> int:
     step = re.fullmatch(r"\*(?:/(\d+))?", minute)
     assert step, f"unsupported cron schedule {schedule!r}"
     return int(step[1] or 1) * 60
+
+
+def resource(module: Path, kind: str, name: str) -> dict[str, Any]:
+    """The body of ``resource "kind" "name"`` in a module."""
+    return _block(module, "resource", kind, name)
+
+
+def _block(module: Path, block_type: str, *labels: str) -> dict[str, Any]:
+    for path in module.glob("*.tf"):
+        for entry in _load(path).get(block_type, []):
+            body: Any = entry
+            for label in labels:
+                body = next((v for k, v in body.items() if _unquote(k) == label), None)
+                if body is None:
+                    break
+            if body is not None:
+                return body
+    raise AssertionError(f"no {block_type} {' '.join(labels)} in {module}")
+
+
+def evaluate(module: Path, expression: Any, **variables: Any) -> Any:
+    """A numeric Terraform expression of a module, with its locals and variable defaults
+    (``variables`` override them); understands arithmetic, ``max``, ``min`` and ``floor``."""
+    if not isinstance(expression, str):
+        return expression
+    defaults = {**_variable_defaults(module), **variables}
+    local_values = {
+        name: value
+        for path in module.glob("*.tf")
+        for entry in _load(path).get("locals", [])
+        for name, value in entry.items()
+    }
+
+    def term(match: re.Match) -> str:
+        kind, name = match[1], match[2]
+        if kind == "var":
+            return repr(defaults[name])
+        return repr(evaluate(module, local_values[name], **variables))
+
+    text = expression.removeprefix("${").removesuffix("}")
+    text = re.sub(r"\b(var|local)\.(\w+)", term, text)
+    assert re.fullmatch(r"[\d\s+\-*/().,]*|.*\b(max|min|floor)\(.*", text), text
+    functions = {"max": max, "min": min, "floor": math.floor}
+    return eval(text, {"__builtins__": {}}, functions)  # noqa: S307 - checked: numbers and calls
+
+
+def _gunicorn_threads() -> int:
+    dockerfile = (ROOT / "infra" / "gcp" / "Dockerfile").read_text()
+    match = re.search(r"--threads (\d+)", dockerfile)
+    assert match, "infra/gcp/Dockerfile: gunicorn --threads not found"
+    return int(match[1])

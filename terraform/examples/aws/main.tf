@@ -11,6 +11,8 @@ module "container_manager" {
   security_group_ids   = var.security_group_ids
   assign_public_ip     = var.assign_public_ip
   task_image           = var.task_image
+  db_connection_budget = var.db_connection_budget
+  lambda_deployed      = var.lambda_deployed
 
   create_database                    = var.create_database
   vpc_id                             = var.vpc_id

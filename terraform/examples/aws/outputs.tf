@@ -4,9 +4,14 @@
 # Lambda itself. tests/test_terraform.py keeps the three in step.
 
 output "DATABASE_URL" {
-  description = "PostgreSQL URL: the RDS instance's, or var.database_url."
+  description = "PostgreSQL URL: RDS Proxy's in front of the RDS instance, or var.database_url."
   value       = var.create_database ? module.container_manager.database_url : var.database_url
   sensitive   = true
+}
+
+output "CM_DB_POOLER" {
+  description = "transaction behind RDS Proxy (create_database): no session state on the connection."
+  value       = module.container_manager.db_pooler
 }
 
 output "DJANGO_SECRET_KEY" {
@@ -56,4 +61,14 @@ output "fargate_executor_config" {
     assign_public_ip = module.container_manager.assign_public_ip
     region           = module.container_manager.region
   }
+}
+
+output "zappa_lambda_concurrency" {
+  description = "lambda_concurrency (reserved concurrency) of the stage in zappa_settings.json: db_connection_budget."
+  value       = module.container_manager.lambda_reserved_concurrency
+}
+
+output "sqs_maximum_concurrency" {
+  description = "Maximum concurrency of the SQS event source (with lambda_deployed): the budget less 2."
+  value       = module.container_manager.sqs_maximum_concurrency
 }

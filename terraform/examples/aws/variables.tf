@@ -82,3 +82,15 @@ variable "lambda_security_group_ids" {
   type        = list(string)
   default     = []
 }
+
+variable "db_connection_budget" {
+  description = "Connections the app may hold on the database at once: the function's reserved concurrency, and 2 fewer for the SQS event source (docs/terraform.md)."
+  type        = number
+  default     = 40
+}
+
+variable "lambda_deployed" {
+  description = "Set to true once zappa deploy created the function: the SQS event source mapping is then managed here (docs/deploy-aws.md)."
+  type        = bool
+  default     = false
+}

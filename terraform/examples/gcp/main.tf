@@ -11,4 +11,6 @@ module "container_manager" {
   app_base_url     = var.app_base_url
   job_image        = var.job_image
   database_url     = var.database_url
+
+  db_connection_budget = var.db_connection_budget
 }

@@ -82,3 +82,13 @@ output "app_service_name" {
   description = "Name to give the Cloud Run service (gcloud run deploy NAME): its URL is in CM_STEP_BASE_URL."
   value       = var.app_service_name
 }
+
+output "app_max_instances" {
+  description = "gcloud run deploy --max-instances: db_connection_budget / app_concurrency."
+  value       = module.container_manager.app_max_instance_count
+}
+
+output "app_concurrency" {
+  description = "gcloud run deploy --concurrency: requests per instance (gunicorn --threads)."
+  value       = module.container_manager.app_max_instance_request_concurrency
+}

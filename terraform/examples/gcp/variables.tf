@@ -39,3 +39,9 @@ variable "database_url" {
   type        = string
   sensitive   = true
 }
+
+variable "db_connection_budget" {
+  description = "Connections the app may hold on the database at once: max instances x concurrency of the service, the queue's concurrent dispatches (docs/terraform.md)."
+  type        = number
+  default     = 40
+}

@@ -34,6 +34,14 @@ resource "aws_security_group" "database" {
     protocol        = "tcp"
     security_groups = var.database_client_security_group_ids
   }
+
+  ingress {
+    description     = "PostgreSQL from RDS Proxy"
+    from_port       = 5432
+    to_port         = 5432
+    protocol        = "tcp"
+    security_groups = [aws_security_group.proxy[0].id]
+  }
 }
 
 # TLS only, and every statement that changes data logged.
@@ -86,12 +94,18 @@ data "aws_iam_policy_document" "database_key" {
   }
 }
 
-data "aws_iam_policy_document" "rds_monitoring_assume" {
+# Who may assume the database's two roles: enhanced monitoring's, and RDS Proxy's (connections.tf).
+data "aws_iam_policy_document" "rds_assume" {
+  for_each = {
+    monitoring = "monitoring.rds.amazonaws.com"
+    proxy      = "rds.amazonaws.com"
+  }
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["monitoring.rds.amazonaws.com"]
+      identifiers = [each.value]
     }
   }
 }
@@ -101,7 +115,7 @@ resource "aws_iam_role" "rds_monitoring" {
   count = local.database_count
 
   name               = "${var.name}-rds-monitoring"
-  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  assume_role_policy = data.aws_iam_policy_document.rds_assume["monitoring"].json
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {

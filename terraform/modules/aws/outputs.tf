@@ -72,15 +72,30 @@ output "lambda_policy_arn" {
 }
 
 output "database_url" {
-  description = "DATABASE_URL of the RDS instance (null without create_database)."
+  description = "DATABASE_URL through RDS Proxy in front of the RDS instance (null without create_database)."
   sensitive   = true
   value = var.create_database ? format(
-    "postgres://%s:%s@%s/%s?sslmode=require",
+    "postgres://%s:%s@%s:5432/%s?sslmode=require",
     aws_db_instance.this[0].username,
     random_password.database[0].result,
-    aws_db_instance.this[0].endpoint,
+    aws_db_proxy.this[0].endpoint,
     aws_db_instance.this[0].db_name,
   ) : null
+}
+
+output "db_pooler" {
+  description = "CM_DB_POOLER of the app: transaction behind RDS Proxy (create_database), none otherwise."
+  value       = var.create_database ? "transaction" : "none"
+}
+
+output "lambda_reserved_concurrency" {
+  description = "Reserved concurrency of the function (zappa lambda_concurrency): db_connection_budget."
+  value       = local.lambda_reserved_concurrency
+}
+
+output "sqs_maximum_concurrency" {
+  description = "Maximum concurrency of the SQS event source: db_connection_budget - 2, at least 2."
+  value       = local.sqs_maximum_concurrency
 }
 
 output "django_secret_key" {

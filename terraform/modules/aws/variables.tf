@@ -117,6 +117,31 @@ variable "dlq_message_retention_seconds" {
   default     = 1209600
 }
 
+# -- Connections ---------------------------------------------------------------------
+
+variable "db_connection_budget" {
+  description = "Connections the app may hold on the database at once, one per concurrent function instance: the function's reserved concurrency (zappa lambda_concurrency) and, 2 fewer (at least 2), the SQS event source's maximum concurrency."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.db_connection_budget >= 4 && floor(var.db_connection_budget) == var.db_connection_budget
+    error_message = "db_connection_budget: a whole number of at least 4 (2 for the SQS event source, 2 for the sweep and the admin)."
+  }
+}
+
+variable "lambda_deployed" {
+  description = "The function exists (zappa deploy ran once): make its SQS event source mapping, with the budget's maximum concurrency and partial batch responses (docs/deploy-aws.md imports zappa's)."
+  type        = bool
+  default     = false
+}
+
+variable "proxy_max_connections_percent" {
+  description = "RDS Proxy (create_database): the share of the instance's max_connections the proxy may open; the rest stays for migrations and operators."
+  type        = number
+  default     = 80
+}
+
 # -- RDS (optional) ------------------------------------------------------------------
 
 variable "create_database" {

@@ -15,6 +15,10 @@ locals {
   step_base_url = "${trimsuffix(local.app_base_url, "/")}/${trimsuffix(trimprefix(var.mount_path, "/"), "/")}/"
   # One audience for Cloud Tasks and Cloud Scheduler tokens: the app accepts it (CM_OIDC_AUDIENCE).
   oidc_audience = local.step_base_url
+  # The connection budget: instances x requests per instance connections at most; the queue
+  # leaves 2 request slots to the sweep and the admin when a burst fills it.
+  app_max_instance_count          = max(1, floor(var.db_connection_budget / var.app_request_concurrency))
+  queue_max_concurrent_dispatches = max(1, local.app_max_instance_count * var.app_request_concurrency - 2)
   apis = [
     "cloudscheduler.googleapis.com",
     "cloudtasks.googleapis.com",
@@ -43,7 +47,7 @@ resource "google_cloud_tasks_queue" "steps" {
 
   rate_limits {
     max_dispatches_per_second = var.queue_max_dispatches_per_second
-    max_concurrent_dispatches = var.queue_max_concurrent_dispatches
+    max_concurrent_dispatches = local.queue_max_concurrent_dispatches
   }
 
   retry_config {

@@ -79,3 +79,18 @@ output "cloudrun_events_subscription" {
   description = "Push subscription that posts Cloud Run completions to <base>events/cloudrun/ (CM_PLATFORM_EVENTS=cloudrun)."
   value       = google_pubsub_subscription.cloudrun_events.id
 }
+
+output "app_max_instance_count" {
+  description = "Most instances of the app service (gcloud run deploy --max-instances): db_connection_budget / app_request_concurrency."
+  value       = local.app_max_instance_count
+}
+
+output "app_max_instance_request_concurrency" {
+  description = "Requests per instance of the app service (gcloud run deploy --concurrency)."
+  value       = var.app_request_concurrency
+}
+
+output "queue_max_concurrent_dispatches" {
+  description = "Pushes in flight at once on the step queue: the service's request slots less 2."
+  value       = local.queue_max_concurrent_dispatches
+}

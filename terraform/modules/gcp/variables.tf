@@ -53,10 +53,21 @@ variable "queue_max_dispatches_per_second" {
   default     = 50
 }
 
-variable "queue_max_concurrent_dispatches" {
-  description = "Cloud Tasks rate limit: pushes in flight at once (bounds the app's concurrent requests)."
+variable "db_connection_budget" {
+  description = "Connections the app may hold on the database at once: each Cloud Run request slot keeps one (DATABASE_CONN_MAX_AGE). Sets the service's max instances (budget / app_request_concurrency) and the queue's concurrent dispatches (those slots less 2 for the sweep and the admin)."
   type        = number
-  default     = 100
+  default     = 40
+
+  validation {
+    condition     = var.db_connection_budget >= 3 && floor(var.db_connection_budget) == var.db_connection_budget
+    error_message = "db_connection_budget: a whole number of at least 3 (1 for the queue, 2 for the sweep and the admin)."
+  }
+}
+
+variable "app_request_concurrency" {
+  description = "Requests one app instance serves at once (gcloud run deploy --concurrency): gunicorn's --threads in infra/gcp/Dockerfile, 8."
+  type        = number
+  default     = 8
 }
 
 variable "queue_max_attempts" {
