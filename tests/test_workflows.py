@@ -289,6 +289,27 @@ def test_an_array_of_10000_is_submitted_in_a_few_statements(postgres_only, recor
     assert parent.array_children.filter(status="pending", array_index=9_999).exists()
 
 
+def test_a_child_costs_what_a_job_costs_plus_its_count(recording, make_mock_host):
+    """A child's start reads no parent once its parent runs; its end counts in one statement."""
+    host = make_mock_host(max_concurrent_jobs=10)
+    parent = submit(host, array_size=3)
+    steps.launch(parent.pk)
+    first, second, _ = parent.array_children.order_by("array_index")
+    steps.launch(first.pk)  # moves the parent to running
+    single = submit(host)
+    recording.take()
+
+    def statements(step, job):
+        with CaptureQueriesContext(connection) as captured:
+            steps.run_step(step, job.pk)
+        return len(captured)
+
+    assert statements("launch", second) == statements("launch", single)
+    assert statements("check", second) == statements("check", single) + 1
+    counts = ArrayCounts.objects.get(parent=parent)
+    assert (counts.completed, counts.finished) == (1, 1)
+
+
 # -- the sweep -----------------------------------------------------------------
 
 

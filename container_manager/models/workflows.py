@@ -94,6 +94,8 @@ class ArrayCounts(models.Model):
 ARRAY_LIMIT = 10_000
 #: How many missing dependency ids an error names; the rest are counted.
 NAMED_IDS = 3
+#: The final statuses an array counts, each a column of ``ArrayCounts``.
+_COUNTED = tuple(str(status) for status in (st.COMPLETED, st.FAILED, st.TIMEOUT, st.CANCELLED))
 
 
 def resolve_dependencies(
@@ -223,6 +225,32 @@ def link(job: models.Model, depends_on: list[models.Model], check_cycles: bool) 
     # On the dependencies' rows, so a final move in flight and this transaction serialise:
     # either the move sees the flag (``transitions.move``) or this job's launch sees it ended.
     _jobs().objects.filter(pk__in=ids, has_dependents=False).update(has_dependents=True)
+
+
+def count_child(parent_id: Any, status: str) -> ArrayCounts:
+    """Add one to the ``status`` count of the array ``parent_id``; the counts after it.
+
+    One ``UPDATE … RETURNING`` (PostgreSQL, SQLite 3.35+): the increment and the read are one
+    statement under the row lock it takes, so of concurrent final moves exactly one sees the
+    sum complete. Runs in the child's final move's transaction.
+    """
+    if str(status) not in _COUNTED:
+        raise ValueError(f"status: an array counts {', '.join(_COUNTED)}, not {status!r}")
+    connection = connections[ArrayCounts.objects.db]
+    quote = connection.ops.quote_name
+    column = quote(str(status))
+    table, pk = quote(ArrayCounts._meta.db_table), quote(ArrayCounts._meta.pk.column)
+    key = ArrayCounts._meta.pk.get_db_prep_value(parent_id, connection)
+    sql = (
+        f"UPDATE {table} SET {column} = {column} + 1 WHERE {pk} = %s "
+        f"RETURNING {', '.join(quote(name) for name in _COUNTED)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        values = cursor.fetchone()
+    if values is None:
+        raise ArrayCounts.DoesNotExist(f"array {parent_id} has no counts row")
+    return ArrayCounts(parent_id=parent_id, **dict(zip(_COUNTED, values, strict=True)))
 
 
 def final_status(counts: ArrayCounts) -> str:
