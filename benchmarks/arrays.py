@@ -1,11 +1,15 @@
 """A 1,000-child array against 1,000 separate create_job calls, on the mock executor.
 
-Submit time and queries, then time until every job is done, in the same run: arrays_<db>.json.
+Per round: the submit time of arrays of each ``--submit-sizes`` (not run: due in a day), then
+both shapes run to the end, their order alternated; the load average is recorded with each
+figure. The medians and the run ratio (separate / array) go to arrays_<db><label>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +27,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="required for --db postgres")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--slots", type=int, nargs="+", default=[1000, 20])
+    parser.add_argument("--slots", type=int, nargs="+", default=[1000])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--submit-sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--sweep-interval", type=float, default=30, help="the local default")
     parser.add_argument("--shapes", nargs="+", default=["array", "separate"])
     parser.add_argument("--label", default="", help="suffix of the result file")
@@ -33,13 +39,78 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    runs = []
-    for slots in args.slots:
-        for shape in args.shapes:
-            runs.append(measure(shape, args.n, slots))
-            print(runs[-1])
+    runs, submits = [], []
+    for number in range(args.rounds):
+        for size in args.submit_sizes:
+            submits.append({"round": number, **submit_only(size)})
+            print(submits[-1])
+        shapes = args.shapes if number % 2 == 0 else args.shapes[::-1]
+        for slots in args.slots:
+            for shape in shapes:
+                runs.append({"round": number, **measure(shape, args.n, slots)})
+                print(runs[-1])
     config = {"db": args.db, "workers": args.workers, "sweep_interval": args.sweep_interval}
-    write_result(f"arrays_{args.db}{args.label}", {**config, "runs": runs})
+    summary = summarise(runs, submits)
+    print(summary)
+    result = {**config, "summary": summary, "runs": runs, "submits": submits}
+    write_result(f"arrays_{args.db}{args.label}", result)
+
+
+def submit_only(size: int) -> dict[str, Any]:
+    """Submit an array of ``size`` children due in a day (nothing runs); its time and statements."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from container_manager.models import ContainerJob
+
+    host = _fresh_host(1)
+    queries = [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    later = timezone.now() + timedelta(days=1)
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    with connection.execute_wrapper(count):
+        ContainerJob.objects.create_job(
+            image="x", docker_host=host, array_size=size, run_after=later
+        )
+    seconds = time.perf_counter() - began
+    return {
+        "size": size, "submit_seconds": round(seconds, 3), "statements": queries[0],
+        "load": round(load, 1),
+    }  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]], submits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per shape and slot count, the run ratio per round and its median, submit medians."""
+    summary: dict[str, Any] = {"submit_seconds_median": {}, "run": {}}
+    for size in sorted({s["size"] for s in submits}):
+        times = [s["submit_seconds"] for s in submits if s["size"] == size]
+        summary["submit_seconds_median"][size] = round(statistics.median(times), 3)
+    for slots in sorted({r["host_slots"] for r in runs}):
+        done = {
+            shape: {r["round"]: r["seconds_until_all_done"] for r in runs
+                    if r["shape"] == shape and r["host_slots"] == slots}
+            for shape in ("array", "separate")
+        }  # fmt: skip
+        ratios = [
+            round(done["separate"][n] / done["array"][n], 2)
+            for n in done["array"]
+            if n in done["separate"]
+        ]
+        summary["run"][slots] = {
+            "array_median_s": round(statistics.median(done["array"].values()), 2),
+            "separate_median_s": round(statistics.median(done["separate"].values()), 2),
+            "ratio_per_round": ratios,
+            "ratio_median": round(statistics.median(ratios), 2) if ratios else None,
+            "load": [r["load"] for r in runs if r["host_slots"] == slots],
+        }
+    return summary
 
 
 def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
@@ -57,6 +128,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         queries[0] += 1
         return execute(sql, params, many, context)
 
+    load = os.getloadavg()[0]
     cpu_before = time.process_time()
     began, began_at = time.perf_counter(), time.time()
     with connection.execute_wrapper(count):
@@ -84,6 +156,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         "cpu_seconds": round(cpu, 2),
         "completed": jobs.count(),
         "done_after_submit_s": _spread(jobs, began_at),
+        "load": [round(load, 1), round(os.getloadavg()[0], 1)],
     }
 
 

@@ -241,22 +241,73 @@ def test_array_max_size_setting_caps_arrays(recording, mock_host, settings):
     assert submit(mock_host, array_size=5).array_children.count() == 5
 
 
-def test_making_an_array_takes_a_constant_number_of_queries(recording, mock_host):
-    def queries(size):
+def test_making_an_array_takes_a_constant_number_of_statements(recording, mock_host):
+    def statements(size):
         with CaptureQueriesContext(connection) as captured:
             submit(mock_host, array_size=size)
         return len(captured)
 
-    def insert_batches(size):
-        fields = [f for f in ContainerJob._meta.concrete_fields]
-        batch = connection.ops.bulk_batch_size(fields, [None] * size)
-        return -(-size // batch)
+    # Every child in one INSERT … SELECT on both databases (SQLite used to split by its
+    # parameter limit: 1 statement more per 999 parameters).
+    assert statements(3) == statements(300) == statements(2000)
 
-    small, large = queries(10), queries(2000)
-    # PostgreSQL inserts every child in one statement; SQLite splits by its parameter limit.
-    assert large - small == insert_batches(2000) - insert_batches(10)
-    if connection.vendor == "postgresql":
-        assert large == small
+
+def test_children_are_ordinary_jobs_copied_from_the_parent(recording, mock_host):
+    run_after = timezone.now() + timedelta(hours=1)
+    parent = ContainerJob.objects.create_job(
+        image="etl:1", command="echo hi", docker_host=mock_host, memory_limit=128, priority=3,
+        array_size=3, environment_vars={"A": "1"}, network_configuration=[{"network_name": "n"}],
+        run_after=run_after, max_attempts=5,
+    )  # fmt: skip
+    children = list(ContainerJob.objects.filter(array_parent=parent).order_by("created_at"))
+    assert [(c.array_index, c.name) for c in children] == [(i, f"etl:1[{i}]") for i in range(3)]
+    assert len({c.pk for c in children} | {parent.pk}) == 4
+    assert all(c.id.version == 4 for c in children)
+    assert children[0].created_at >= parent.created_at
+    for child in children:
+        assert (child.status, child.attempt_count, child.has_dependents) == ("pending", 0, False)
+        assert (child.command, child.memory_limit, child.priority) == ("echo hi", 128, 3)
+        assert (child.array_size, child.max_attempts, child.run_after) == (3, 5, run_after)
+        assert child.override_environment == "A=1"
+        assert child.network_configuration == [{"network_name": "n"}]
+        assert (child.executor_metadata, child.stdout_log, child.exit_code) == ({}, "", None)
+        assert child.docker_host_id == mock_host.pk
+    ids = [str(c.pk) for c in children]
+    assert [str(pk) for pk in ContainerJob.objects.launchable(run_after).filter(
+        array_parent=parent).values_list("pk", flat=True)] == ids  # fmt: skip
+    assert recording.take() == [("launch", str(parent.pk), 0)]
+
+
+@pytest.mark.postgres
+def test_an_array_of_10000_is_submitted_in_a_few_statements(postgres_only, recording, mock_host):
+    with CaptureQueriesContext(connection) as small:
+        submit(mock_host, array_size=3)
+    with CaptureQueriesContext(connection) as captured:
+        parent = submit(mock_host, array_size=10_000)
+    assert len(captured) == len(small)
+    assert parent.array_children.count() == 10_000
+    assert parent.array_children.filter(status="pending", array_index=9_999).exists()
+
+
+def test_a_child_costs_what_a_job_costs_plus_its_count(recording, make_mock_host):
+    """A child's start reads no parent once its parent runs; its end counts in one statement."""
+    host = make_mock_host(max_concurrent_jobs=10)
+    parent = submit(host, array_size=3)
+    steps.launch(parent.pk)
+    first, second, _ = parent.array_children.order_by("array_index")
+    steps.launch(first.pk)  # moves the parent to running
+    single = submit(host)
+    recording.take()
+
+    def statements(step, job):
+        with CaptureQueriesContext(connection) as captured:
+            steps.run_step(step, job.pk)
+        return len(captured)
+
+    assert statements("launch", second) == statements("launch", single)
+    assert statements("check", second) == statements("check", single) + 1
+    counts = ArrayCounts.objects.get(parent=parent)
+    assert (counts.completed, counts.finished) == (1, 1)
 
 
 # -- the sweep -----------------------------------------------------------------

@@ -16,14 +16,13 @@ from django.utils import timezone
 from container_manager import clock, dispatch, signals
 from container_manager.engine import outbox
 from container_manager.models import (
-    ArrayCounts,
     ContainerExecution,
     ContainerJob,
     ExecutorHost,
     HostSlot,
 )
 from container_manager.models.manager import unfinished_dependencies
-from container_manager.models.workflows import final_status
+from container_manager.models.workflows import count_child, final_status
 from container_manager.rules import status as st
 
 
@@ -442,18 +441,31 @@ def send_launches(queryset: Any) -> int:
     return len(ids)
 
 
+#: Array parents this process saw leave ``pending`` (committed): a parent never goes back,
+#: so the later children's starts read no parent row. Forgotten past ``_STARTED_MAX``.
+_started_parents: set[Any] = set()
+_STARTED_MAX = 10_000
+
+
 def _parent_running(parent_id: Any) -> None:
+    if parent_id in _started_parents:
+        return
     parent = ContainerJob.objects.filter(pk=parent_id, status=st.PENDING).first()
     if parent is not None:
         move(parent, st.PENDING, st.RUNNING, started_at=timezone.now())
+    transaction.on_commit(lambda: _remember_started(parent_id))
+
+
+def _remember_started(parent_id: Any) -> None:
+    if len(_started_parents) >= _STARTED_MAX:
+        _started_parents.clear()
+    _started_parents.add(parent_id)
 
 
 def _count_child(child: ContainerJob, status: str) -> None:
     # The row lock this update takes serializes finishing children: the one whose
     # increment completes the sum is the only one that sees it complete.
-    column = str(status)
-    ArrayCounts.objects.filter(pk=child.array_parent_id).update(**{column: F(column) + 1})
-    counts = ArrayCounts.objects.get(pk=child.array_parent_id)
+    counts = count_child(child.array_parent_id, status)
     if counts.finished < child.array_size:
         return
     parent = ContainerJob.objects.get(pk=child.array_parent_id)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from container_manager.conf import setting
 from container_manager.models.owners import owned_by
@@ -90,10 +92,10 @@ class ArrayCounts(models.Model):
 
 #: Hard upper bound of ``array_size``, whatever ``ARRAY_MAX_SIZE`` says.
 ARRAY_LIMIT = 10_000
-#: Request fields a child copies from its parent (the rest are its own or the steps').
 #: How many missing dependency ids an error names; the rest are counted.
 NAMED_IDS = 3
-_NOT_COPIED = frozenset({"id", "created_at", "updated_at", "array_parent", "array_index"})
+#: The final statuses an array counts, each a column of ``ArrayCounts``.
+_COUNTED = tuple(str(status) for status in (st.COMPLETED, st.FAILED, st.TIMEOUT, st.CANCELLED))
 
 
 def resolve_dependencies(
@@ -155,12 +157,54 @@ def submitted(job: models.Model, depends_on: list[models.Model]) -> None:
 
     Runs in ``create_job``'s transaction, after the job's row is saved. A job whose
     dependency already failed is cancelled by its first launch, an array parent's
-    children by their own.
+    children by their own. The children are one ``INSERT … SELECT`` whatever the size
+    (``insert_children``): no message is sent for them here, the parent's launch starts them.
     """
     link(job, depends_on, check_cycles=False)
     if job.is_array_parent:
         ArrayCounts.objects.create(parent=job)
-        _jobs().objects.bulk_create(_children(job))
+        insert_children(job)
+
+
+def insert_children(parent: models.Model) -> int:
+    """Insert the ``array_size`` children of a saved array parent in one statement; return how many.
+
+    Each child copies the parent's request fields from its row (``run_after`` too), is named
+    ``<name or image>[<index>]``, and has every system field at its default, as a new job
+    has. Child ``i`` is created ``i`` microseconds after the first, so ``LAUNCH_ORDER``
+    starts them by index. The indexes come from ``generate_series`` on PostgreSQL and from a
+    recursive CTE elsewhere, so the statement and its parameters do not grow with the size.
+    """
+    jobs = type(parent)
+    connection = connections[jobs.objects.db]
+    quote = connection.ops.quote_name
+    postgresql = connection.vendor == "postgresql"
+    now = timezone.now()
+    columns, values, params = [], [], []
+    for field in jobs._meta.concrete_fields:
+        expression, field_params = _child_value(field, parent, connection, now, postgresql)
+        columns.append(quote(field.column))
+        values.append(expression)
+        params.extend(field_params)
+    table = quote(jobs._meta.db_table)
+    key = jobs._meta.pk.get_db_prep_value(parent.pk, connection)
+    size = parent.array_size
+    if postgresql:
+        prefix, source, params = "", "generate_series(0, %s - 1) AS g(i)", [*params, size]
+    else:
+        # Each index with 16 random bytes, from which its child's id is made.
+        prefix = (
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < %s), "
+            "g(i, h) AS (SELECT i, lower(hex(randomblob(16))) FROM n) "
+        )
+        source, params = "g", [size, *params]
+    sql = (
+        f"{prefix}INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
+        f"FROM {table} p CROSS JOIN {source} WHERE p.{quote(jobs._meta.pk.column)} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, key])
+        return cursor.rowcount
 
 
 def link(job: models.Model, depends_on: list[models.Model], check_cycles: bool) -> None:
@@ -181,6 +225,32 @@ def link(job: models.Model, depends_on: list[models.Model], check_cycles: bool) 
     # On the dependencies' rows, so a final move in flight and this transaction serialise:
     # either the move sees the flag (``transitions.move``) or this job's launch sees it ended.
     _jobs().objects.filter(pk__in=ids, has_dependents=False).update(has_dependents=True)
+
+
+def count_child(parent_id: Any, status: str) -> ArrayCounts:
+    """Add one to the ``status`` count of the array ``parent_id``; the counts after it.
+
+    One ``UPDATE … RETURNING`` (PostgreSQL, SQLite 3.35+): the increment and the read are one
+    statement under the row lock it takes, so of concurrent final moves exactly one sees the
+    sum complete. Runs in the child's final move's transaction.
+    """
+    if str(status) not in _COUNTED:
+        raise ValueError(f"status: an array counts {', '.join(_COUNTED)}, not {status!r}")
+    connection = connections[ArrayCounts.objects.db]
+    quote = connection.ops.quote_name
+    column = quote(str(status))
+    table, pk = quote(ArrayCounts._meta.db_table), quote(ArrayCounts._meta.pk.column)
+    key = ArrayCounts._meta.pk.get_db_prep_value(parent_id, connection)
+    sql = (
+        f"UPDATE {table} SET {column} = {column} + 1 WHERE {pk} = %s "
+        f"RETURNING {', '.join(quote(name) for name in _COUNTED)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        values = cursor.fetchone()
+    if values is None:
+        raise ArrayCounts.DoesNotExist(f"array {parent_id} has no counts row")
+    return ArrayCounts(parent_id=parent_id, **dict(zip(_COUNTED, values, strict=True)))
 
 
 def final_status(counts: ArrayCounts) -> str:
@@ -239,17 +309,41 @@ def _reaches(start: set[uuid.UUID], target: uuid.UUID) -> bool:
     return False
 
 
-def _children(parent: models.Model) -> list[models.Model]:
-    copied = {
-        f.attname: getattr(parent, f.attname)
-        for f in parent._meta.concrete_fields
-        if f.name not in _NOT_COPIED and f.name not in parent.SYSTEM_FIELDS
-    }
-    copied["run_after"] = parent.run_after
-    base = parent.name or parent.docker_image
-    return [
-        type(parent)(
-            **{**copied, "name": f"{base}[{index}]"}, array_parent=parent, array_index=index
-        )
-        for index in range(parent.array_size)
-    ]
+def _child_value(
+    field: models.Field, parent: models.Model, connection: Any, now: datetime, postgresql: bool
+) -> tuple[str, list[Any]]:
+    """The SQL of ``field`` for child ``g.i`` of ``parent`` (row ``p``), and its parameters."""
+    name = field.name
+    if name == "id":
+        if postgresql:
+            return "gen_random_uuid()", []
+        # A version 4 UUID from the row's 16 random bytes, as 32 hex digits like Django stores.
+        return (
+            "substr(g.h, 1, 12) || '4' || substr(g.h, 14, 3) "
+            "|| substr('89ab', 1 + abs(random()) %% 4, 1) || substr(g.h, 18, 15)"
+        ), []
+    if name in ("created_at", "updated_at"):
+        if postgresql:
+            return "%s + g.i * interval '1 microsecond'", [now]
+        return _sqlite_time_plus_index(connection, now)
+    if name == "array_parent":
+        return f"p.{connection.ops.quote_name(parent._meta.pk.column)}", []
+    if name == "array_index":
+        return "g.i", []
+    if name == "name":
+        return "%s || '[' || CAST(g.i AS text) || ']'", [parent.name or parent.docker_image]
+    if name in parent.SYSTEM_FIELDS and name != "run_after":
+        return "%s", [field.get_db_prep_save(field.get_default(), connection)]
+    return f"p.{connection.ops.quote_name(field.column)}", []
+
+
+def _sqlite_time_plus_index(connection: Any, now: datetime) -> tuple[str, list[Any]]:
+    """``now`` plus ``g.i`` microseconds, as the text Django stores datetimes as on SQLite."""
+    if timezone.is_aware(now):
+        now = timezone.make_naive(now, connection.timezone)
+    micros = (now - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+    total = "(%s + g.i)"
+    return (
+        f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', {total} / 1000000, 'unixepoch') "
+        f"|| '.' || printf('%%06d', {total} %% 1000000)"
+    ), [micros, micros]
