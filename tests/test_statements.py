@@ -86,11 +86,20 @@ def test_each_step_of_a_plain_job_is_its_load_and_one_statement_per_write(record
     expected = PLAIN[connection.vendor]
     assert {"launch": verbs(at_launch), "check": verbs(at_check)} == expected
     attempt = ContainerExecution.objects.get(job_id=job.pk)
-    assert (attempt.status, attempt.exit_code, attempt.stdout_log) == (
-        st.COMPLETED,
-        0,
-        ContainerJob.objects.get(pk=job.pk).stdout_log,
-    )
+    assert (attempt.status, attempt.exit_code) == (st.COMPLETED, 0)
+
+
+def test_the_logs_are_written_once_on_the_job_and_read_by_its_attempt(recording, mock_host):
+    job = submit(mock_host)
+    _, at_check = lifecycle(recording, job)
+    assert sum("simulated run" in sql for sql in at_check) == 1
+    attempt = ContainerExecution.objects.get(job_id=job.pk)
+    assert attempt.stdout_log == ""  # not copied
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert "simulated run" in stored.stdout_log
+    assert attempt.log("stdout_log") == stored.stdout_log
+    assert attempt.log("docker_log") == stored.docker_log
+    assert attempt.logs == stored.stdout_log + stored.stderr_log
 
 
 def test_a_finish_on_a_full_host_hands_its_slot_over_in_its_own_statement(

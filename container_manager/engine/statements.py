@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import models
+from django.db.models.query import get_related_populators
 
 from container_manager.models import ContainerJob
 
@@ -78,6 +79,13 @@ def where_params(connection: Any, model: type[models.Model], values: dict[str, A
     ]
 
 
+def params(
+    connection: Any, model: type[models.Model], values: dict[str, Any], where: dict[str, Any]
+) -> list[Any]:
+    """An ``update``'s parameters: ``set_params`` of ``values``, ``where_params`` of ``where``."""
+    return [*set_params(connection, model, values), *where_params(connection, model, where)]
+
+
 def shape(values: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
     """The ``where`` of ``update`` for conditions ``values``: each name and whether it is null."""
     return tuple((name, value is None) for name, value in values.items())
@@ -110,6 +118,48 @@ def compiled(
     sql, places = built(("compiled", name, connection.vendor), compile_once)
     given = _prepared(connection, host, job, now)
     return sql, [param if index is None else given[index] for index, param in places]
+
+
+def fetch(
+    name: str, connection: Any, build: Callable[[Any], models.QuerySet], job: Any
+) -> list[models.Model]:
+    """The instances the queryset ``build(job)`` returns, its SQL compiled once.
+
+    ``build`` is called once with the stand-in ``JOB``; each call then runs the kept SQL
+    with ``job`` in its places and makes the instances (with ``select_related`` rows and
+    annotations) as Django's own ``ModelIterable`` does, from the kept compiler's
+    column map and converters.
+    """
+
+    def compile_once() -> tuple[Any, str, list[tuple[int | None, Any]]]:
+        compiler = build(JOB).query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        marks = _prepared(connection, HOST, JOB, NOW)
+        places = [
+            (next((i for i, mark in enumerate(marks) if _same(p, mark)), None), p) for p in params
+        ]
+        return compiler, sql, places
+
+    compiler, sql, places = built(("fetch", name, connection.alias), compile_once)
+    given = _prepared(connection, HOST, job, NOW)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param if index is None else given[index] for index, param in places])
+        rows = cursor.fetchall()
+    return list(_instances(compiler, connection.alias, rows)) if rows else []
+
+
+def _instances(compiler: Any, db: str, rows: list[Any]) -> Any:
+    select, klass_info = compiler.select, compiler.klass_info
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    names = [column[0].target.attname for column in select[start:end]]
+    populators = get_related_populators(klass_info, select, db)
+    for row in compiler.results_iter([rows]):
+        instance = klass_info["model"].from_db(db, names, row[start:end])
+        for populator in populators:
+            populator.populate(row, instance)
+        for name, position in compiler.annotation_col_map.items():
+            setattr(instance, name, row[position])
+        yield instance
 
 
 def _prepared(connection: Any, host: Any, job: Any, now: Any) -> tuple[Any, Any, Any]:

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -117,10 +117,7 @@ def _write(
         connection, ContainerJob, tuple(values), statements.shape(conditions),
         returning="id, " + _RETURNING,
     )  # fmt: skip
-    params = [
-        *statements.set_params(connection, ContainerJob, values),
-        *statements.where_params(connection, ContainerJob, conditions),
-    ]
+    params = statements.params(connection, ContainerJob, values, conditions)
     if connection.vendor != "postgresql":
         return _write_portable(connection, job, (update, params), execution, frees_slot, now)
     parts = [f"moved AS ({update})"]
@@ -163,12 +160,8 @@ def _write_portable(
         attempt = statements.update(
             connection, ContainerExecution, tuple(execution), (("job", False), ("attempt", False))
         )
-        params = [
-            *statements.set_params(connection, ContainerExecution, execution),
-            *statements.where_params(
-                connection, ContainerExecution, {"job": job.pk, "attempt": job.attempt_count}
-            ),
-        ]
+        where = {"job": job.pk, "attempt": job.attempt_count}
+        params = statements.params(connection, ContainerExecution, execution, where)
         with connection.cursor() as cursor:
             cursor.execute(attempt, params)
     return bool(row[1]), handed
@@ -197,24 +190,23 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
         except _Taken:
             return False
     else:
-        with transaction.atomic():
-            changed = ContainerJob.objects.filter(
-                pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
-            ).update(
-                status=st.LAUNCHING,
-                attempt_count=attempt,
-                lease_expires_at=lease_expires_at,
-                execution_id="",
-                updated_at=now,
-            )
-            if changed != 1:
+        values = {
+            "status": st.LAUNCHING, "attempt_count": attempt,
+            "lease_expires_at": lease_expires_at, "execution_id": "", "updated_at": now,
+        }  # fmt: skip
+        conditions = {"id": job.pk, "status": st.PENDING, "attempt_count": job.attempt_count}
+        update = statements.update(
+            connection, ContainerJob, tuple(values), statements.shape(conditions)
+        )
+        params = statements.params(connection, ContainerJob, values, conditions)
+        key = ContainerJob._meta.pk.get_db_prep_value(job.pk, connection)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(update, params)
+            if cursor.rowcount != 1:
                 return False
             # SQLite's write lock, taken by the update above, serialises the claims.
-            first = HostSlot.objects.free(job.docker_host_id).filter(host__is_active=True)
-            claimed = HostSlot.objects.filter(
-                pk=Subquery(first.order_by("number").values("pk")[:1])
-            ).update(job_id=job.pk)
-            if claimed != 1:
+            cursor.execute(_first_free_sql(connection), [key, job.docker_host_id])
+            if cursor.rowcount != 1:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
             _write_attempt(job.pk, job.docker_host_id, now)
@@ -224,6 +216,26 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     job.execution_id = ""
     _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
     return True
+
+
+def _first_free_sql(connection: Any) -> str:
+    """Give job ``%s`` the first free slot of host ``%s`` if the host is active (SQLite)."""
+
+    def build() -> str:
+        _, hosts, slots = _tables(connection)
+        return (
+            f"UPDATE {slots} SET job_id = %s WHERE id = (SELECT s.id FROM {slots} s "
+            f"JOIN {hosts} h ON h.id = s.host_id WHERE s.host_id = %s AND h.is_active "
+            "AND s.job_id IS NULL AND s.number < h.max_concurrent_jobs ORDER BY s.number LIMIT 1)"
+        )
+
+    return statements.built(("first free slot", connection.vendor), build)
+
+
+def _tables(connection: Any) -> tuple[str, str, str]:
+    """The quoted tables of jobs, hosts and slots."""
+    quote = connection.ops.quote_name
+    return tuple(quote(m._meta.db_table) for m in (ContainerJob, ExecutorHost, HostSlot))
 
 
 def _begin_launch_postgresql(
@@ -361,8 +373,7 @@ def hand_over(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
     )
 
     def build() -> str:
-        quote = connection.ops.quote_name
-        slots, hosts = quote(HostSlot._meta.db_table), quote(ExecutorHost._meta.db_table)
+        _, hosts, slots = _tables(connection)
         return (
             f"UPDATE {slots} SET job_id = NULL WHERE job_id = %s AND number < "
             f"(SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s) AND NOT EXISTS ({hint})"
