@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from container_manager.engine import steps
 from container_manager.engine.steps import common
 from container_manager.engine.transitions import move
-from container_manager.models import ContainerJob, IdempotencyKey
+from container_manager.models import ContainerExecution, ContainerJob, IdempotencyKey
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.rules import status as st
 from tests.support import submit
@@ -38,18 +38,86 @@ def reads(statements, table):
     return found
 
 
-def test_a_plain_job_reads_no_endpoint_and_no_dependency(recording, mock_host):
-    job = submit(mock_host)
+def lifecycle(recording, job):
+    """The statements of ``job``'s launch and its check, which finds it completed."""
     recording.take()
     launched, at_launch = run("launch", job)
     finished, at_check = run("check", job)
     assert (launched, finished) == ("launched", "completed")
+    return at_launch, at_check
+
+
+def test_a_plain_job_reads_no_endpoint_and_no_dependency(recording, mock_host):
+    at_launch, at_check = lifecycle(recording, submit(mock_host))
     for statements in (at_launch, at_check):
         assert reads(statements, "container_manager_webhookendpoint") == []
         assert reads(statements, "container_manager_jobdependency") == []
-    # The step's load; on SQLite the check's hand-over also selects a waiting job.
+    # The step's load only: no hand-over selects a waiting job while the host has room.
     jobs = [len(reads(s, "container_manager_containerjob")) for s in (at_launch, at_check)]
-    assert jobs == [1, 1 if connection.vendor == "postgresql" else 2]
+    assert jobs == [1, 1]
+
+
+def verbs(statements):
+    """Each statement's first word: ``SELECT``, ``WITH``, ``UPDATE``, ``BEGIN``…"""
+    return [sql.split()[0] for sql in statements]
+
+
+#: Each step of a plain job, statement by statement (benchmarks/README.md, "Issue 27").
+PLAIN = {
+    "postgresql": {
+        # The load; the slot claim with the attempt's INSERT; the move to running with
+        # the attempt's copy.
+        "launch": ["SELECT", "WITH", "WITH"],
+        # The load; the final move, the attempt's results and the slot's release.
+        "check": ["SELECT", "WITH"],
+    },
+    "sqlite": {
+        "launch": ["SELECT", "BEGIN", "UPDATE", "UPDATE", "WITH", "COMMIT"]
+        + ["BEGIN", "UPDATE", "UPDATE", "COMMIT"],
+        "check": ["SELECT", "BEGIN", "UPDATE", "UPDATE", "UPDATE", "COMMIT"],
+    },
+}
+
+
+def test_each_step_of_a_plain_job_is_its_load_and_one_statement_per_write(recording, mock_host):
+    """PostgreSQL: 6 statements a job with its submit (13 before), SQLite 17 (19 before)."""
+    job = submit(mock_host)
+    at_launch, at_check = lifecycle(recording, job)
+    expected = PLAIN[connection.vendor]
+    assert {"launch": verbs(at_launch), "check": verbs(at_check)} == expected
+    attempt = ContainerExecution.objects.get(job_id=job.pk)
+    assert (attempt.status, attempt.exit_code) == (st.COMPLETED, 0)
+
+
+def test_the_logs_are_written_once_on_the_job_and_read_by_its_attempt(recording, mock_host):
+    job = submit(mock_host)
+    _, at_check = lifecycle(recording, job)
+    assert sum("simulated run" in sql for sql in at_check) == 1
+    attempt = ContainerExecution.objects.get(job_id=job.pk)
+    assert attempt.stdout_log == ""  # not copied
+    stored = ContainerJob.objects.get(pk=job.pk)
+    assert "simulated run" in stored.stdout_log
+    assert attempt.log("stdout_log") == stored.stdout_log
+    assert attempt.log("docker_log") == stored.docker_log
+    assert attempt.logs == stored.stdout_log + stored.stderr_log
+
+
+def test_a_finish_on_a_full_host_hands_its_slot_over_in_its_own_statement(
+    recording, make_mock_host
+):
+    host = make_mock_host(max_concurrent_jobs=1)
+    first, second = submit(host), submit(host)
+    recording.take()
+    assert steps.run_step("launch", first.pk) == "launched"
+    assert steps.run_step("launch", second.pk) == "waiting-for-slot"
+    finished, at_check = run("check", first)
+    assert finished == "completed"
+    if connection.vendor == "postgresql":
+        assert verbs(at_check) == ["SELECT", "WITH"]
+    assert ("start", str(second.pk), 0.0) in recording.take()
+    handed = ContainerJob.objects.get(pk=second.pk)
+    assert (handed.status, handed.attempt_count) == (st.LAUNCHING, 1)
+    assert steps.run_step("start", second.pk) == "launched"
 
 
 def test_an_endpoint_made_before_the_step_gets_the_events(recording, mock_host):
@@ -64,7 +132,10 @@ def test_an_endpoint_made_before_the_step_gets_the_events(recording, mock_host):
 
 
 def test_an_event_costs_two_statements_in_its_move_for_any_endpoints(recording, mock_host):
-    """One SELECT of the endpoints and one INSERT of every delivery, before the move commits."""
+    """One SELECT of the endpoints and one INSERT of every delivery, before the move commits.
+
+    On PostgreSQL a move is one statement without them: they add its BEGIN and COMMIT.
+    """
     plain = submit(mock_host)
     without = [len(run(step, plain)[1]) for step in ("launch", "check")]
     for n in range(3):
@@ -72,7 +143,8 @@ def test_an_event_costs_two_statements_in_its_move_for_any_endpoints(recording, 
     job = submit(mock_host)
     recording.take()
     runs = [run(step, job)[1] for step in ("launch", "check")]
-    assert [len(statements) for statements in runs] == [n + 2 for n in without]
+    extra = 4 if connection.vendor == "postgresql" else 2
+    assert [len(statements) for statements in runs] == [n + extra for n in without]
     for statements in runs:
         assert len(reads(statements, "container_manager_webhookendpoint")) == 1
         (insert,) = [

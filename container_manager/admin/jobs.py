@@ -165,15 +165,15 @@ class ContainerExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="stdout")
     def stdout_display(self, execution: ContainerExecution) -> str:
-        return show.log_block(execution.stdout_log)
+        return show.log_block(execution.log("stdout_log"))
 
     @admin.display(description="stderr")
     def stderr_display(self, execution: ContainerExecution) -> str:
-        return show.log_block(execution.stderr_log)
+        return show.log_block(execution.log("stderr_log"))
 
     @admin.display(description="platform log")
     def docker_log_display(self, execution: ContainerExecution) -> str:
-        return show.log_block(execution.docker_log)
+        return show.log_block(execution.log("docker_log"))
 
 
 class _JobChangeList(ChangeList):

@@ -33,6 +33,18 @@ def event_of(status: str) -> str | None:
     return f"job.{status}" if status in st.TERMINAL else None
 
 
+def may_write(job: Any, status: str) -> bool:
+    """Whether a move of ``job`` to ``status`` may write delivery rows (``write`` may then read).
+
+    >>> class Quiet: webhook_endpoints_active = False
+    >>> may_write(Quiet(), "running"), may_write(object(), "running")
+    (False, True)
+    >>> may_write(object(), "launching")
+    False
+    """
+    return event_of(status) is not None and getattr(job, "webhook_endpoints_active", True)
+
+
 def write(job: Any, status: str) -> None:
     """Write a delivery row per active endpoint that wants the event of a move to ``status``.
 
@@ -46,9 +58,9 @@ def write(job: Any, status: str) -> None:
     is sent once the move commits, as a hint: the sweep sends the rows that are
     due whether or not it arrives.
     """
-    event = event_of(status)
-    if event is None or not getattr(job, "webhook_endpoints_active", True):
+    if not may_write(job, status):
         return
+    event = event_of(status)
     endpoints = WebhookEndpoint.objects.filter(viewers_of(job.created_by_id), active=True)
     endpoints = endpoints.values_list("pk", "events")
     wanted = [pk for pk, events in endpoints if event in events]

@@ -9,12 +9,12 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef
 from django.db.models.signals import post_save
 from django.utils import timezone
 
 from container_manager import clock, dispatch, signals
-from container_manager.engine import outbox
+from container_manager.engine import outbox, statements
 from container_manager.models import (
     ContainerExecution,
     ContainerJob,
@@ -52,25 +52,29 @@ def move(
     that transaction too, so counts never drift; an array's counts and a job's
     dependents follow the move there too (``job_moved``). A move that makes a webhook event writes
     its delivery rows in that transaction too (``outbox.write``), so a crash
-    after the commit cannot lose them. Only a lease renewal (launching to
-    launching, one UPDATE) runs without a transaction of its own.
+    after the commit cannot lose them.
+
+    On PostgreSQL the job's UPDATE, the attempt's and the hand-over are one statement
+    (``_write``); a move with no array parent to count and no webhook event
+    to write then runs without a transaction of its own (BEGIN and COMMIT would triple
+    its cost). On SQLite they are one statement each, in a transaction when more than one.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
     frees_slot = old in st.HOLDS_SLOT and new not in st.HOLDS_SLOT and not job.is_array_parent
-    # One UPDATE needs no transaction of its own: BEGIN and COMMIT would double its cost.
-    several = frees_slot or execution is not None or old != new
-    with transaction.atomic() if several else nullcontext():
-        rows = ContainerJob.objects.filter(pk=job.pk, status=old, **(guard or {}))
-        changed = _update(rows, job, new, {"status": new, "updated_at": now, **fields})
-        if changed != 1:
+    values = {"status": new, "updated_at": now, **fields}
+    conditions = {"id": job.pk, "status": old, **(guard or {})}
+    connection = connections[ContainerJob.objects.db]
+    alone = job.array_parent_id is None and not outbox.may_write(job, new)
+    if connection.vendor != "postgresql" and (frees_slot or execution is not None):
+        alone = False
+    with nullcontext() if alone else transaction.atomic():
+        moved, handed = _write(connection, job, conditions, values, execution, frees_slot, now)
+        if moved is None:
             return False
-        if frees_slot:
-            hand_over(job.docker_host_id, job.pk, now)
-        if execution is not None:
-            ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
-                **execution
-            )
+        job.has_dependents = moved
+        if handed is not None:
+            _send_start(handed)
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         job_moved(job, new)
         outbox.write(job, new)
@@ -86,21 +90,85 @@ def _apply(job: ContainerJob, new: str, fields: dict[str, Any]) -> None:
         setattr(job, name, value)
 
 
-def _update(rows: Any, job: ContainerJob, new: str, values: dict[str, Any]) -> int:
-    """The move's UPDATE; a final move also learns if a job started waiting for this one.
+# A final move also learns if a job started waiting for this one: a new dependent sets
+# ``has_dependents`` on this row (``workflows``), so it waits for this move or this move
+# waits for it and its UPDATE, re-evaluated on the newest row, returns the flag set; the
+# dependents are then released after the commit.
+_RETURNING = "has_dependents"
 
-    A new dependent sets ``has_dependents`` on this row (``workflows``), so it waits
-    for this move or this move waits for it and then finds the flag changed: the
-    move is made again under the new flag (a second UPDATE only in that race), and
-    the dependents are released after the commit. Jobs nobody waits for read no edges.
+
+def _write(
+    connection: Any,
+    job: ContainerJob,
+    conditions: dict[str, Any],
+    values: dict[str, Any],
+    execution: dict[str, Any] | None,
+    frees_slot: bool,
+    now: Any,
+) -> tuple[bool | None, Any]:
+    """The move's writes: ``values`` where ``conditions`` hold, the attempt's, the hand-over.
+
+    Returns the row's ``has_dependents`` (None if the row was not moved) and the id of
+    the job the slot was handed to or that is to be sent its launch (``hand_over``).
+    On PostgreSQL one statement: ``moved``, the attempt's ``attempt`` and the hand-over's.
     """
-    if new not in st.TERMINAL or job.has_dependents:
-        return rows.update(**values)
-    changed = rows.filter(has_dependents=False).update(**values)
-    if not changed and rows.filter(has_dependents=True).update(**values):
-        job.has_dependents = True
-        return 1
-    return changed
+    update = statements.update(
+        connection, ContainerJob, tuple(values), statements.shape(conditions),
+        returning="id, " + _RETURNING,
+    )  # fmt: skip
+    params = statements.params(connection, ContainerJob, values, conditions)
+    if connection.vendor != "postgresql":
+        return _write_portable(connection, job, (update, params), execution, frees_slot, now)
+    parts = [f"moved AS ({update})"]
+    if execution is not None:
+        attempt = statements.update(
+            connection, ContainerExecution, tuple(execution), (("attempt", False),),
+            also=f"{_column(connection, 'job')} IN (SELECT id FROM moved)",
+        )  # fmt: skip
+        parts.append(f"attempt AS ({attempt})")
+        params += statements.set_params(connection, ContainerExecution, execution)
+        params.append(job.attempt_count)
+    handed = "NULL"
+    if frees_slot:
+        ctes, cte_params, handed = _hand_over_ctes(connection, job.docker_host_id, job.pk, now)
+        parts.append(ctes)
+        params += cte_params
+    sql = f"WITH {', '.join(parts)} SELECT (SELECT {_RETURNING} FROM moved), {handed}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        flag, handed_id = cursor.fetchone()
+    return flag, (handed_id if flag is not None else None)
+
+
+def _write_portable(
+    connection: Any,
+    job: ContainerJob,
+    update: tuple[str, list[Any]],
+    execution: dict[str, Any] | None,
+    frees_slot: bool,
+    now: Any,
+) -> tuple[bool | None, Any]:
+    """``_write`` as one statement per table, inside the caller's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(*update)
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    handed = hand_over(connection, job.docker_host_id, job.pk, now) if frees_slot else None
+    if execution is not None:
+        attempt = statements.update(
+            connection, ContainerExecution, tuple(execution), (("job", False), ("attempt", False))
+        )
+        where = {"job": job.pk, "attempt": job.attempt_count}
+        params = statements.params(connection, ContainerExecution, execution, where)
+        with connection.cursor() as cursor:
+            cursor.execute(attempt, params)
+    return bool(row[1]), handed
+
+
+def _column(connection: Any, name: str) -> str:
+    """The quoted column of ``ContainerExecution``'s field ``name``."""
+    return connection.ops.quote_name(ContainerExecution._meta.get_field(name).column)
 
 
 def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
@@ -121,24 +189,23 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
         except _Taken:
             return False
     else:
-        with transaction.atomic():
-            changed = ContainerJob.objects.filter(
-                pk=job.pk, status=st.PENDING, attempt_count=job.attempt_count
-            ).update(
-                status=st.LAUNCHING,
-                attempt_count=attempt,
-                lease_expires_at=lease_expires_at,
-                execution_id="",
-                updated_at=now,
-            )
-            if changed != 1:
+        values = {
+            "status": st.LAUNCHING, "attempt_count": attempt,
+            "lease_expires_at": lease_expires_at, "execution_id": "", "updated_at": now,
+        }  # fmt: skip
+        conditions = {"id": job.pk, "status": st.PENDING, "attempt_count": job.attempt_count}
+        update = statements.update(
+            connection, ContainerJob, tuple(values), statements.shape(conditions)
+        )
+        params = statements.params(connection, ContainerJob, values, conditions)
+        key = ContainerJob._meta.pk.get_db_prep_value(job.pk, connection)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(update, params)
+            if cursor.rowcount != 1:
                 return False
             # SQLite's write lock, taken by the update above, serialises the claims.
-            first = HostSlot.objects.free(job.docker_host_id).filter(host__is_active=True)
-            claimed = HostSlot.objects.filter(
-                pk=Subquery(first.order_by("number").values("pk")[:1])
-            ).update(job_id=job.pk)
-            if claimed != 1:
+            cursor.execute(_first_free_sql(connection), [key, job.docker_host_id])
+            if cursor.rowcount != 1:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
             _write_attempt(job.pk, job.docker_host_id, now)
@@ -148,6 +215,26 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     job.execution_id = ""
     _announce(job, {"status", "attempt_count", "lease_expires_at", "execution_id"})
     return True
+
+
+def _first_free_sql(connection: Any) -> str:
+    """Give job ``%s`` the first free slot of host ``%s`` if the host is active (SQLite)."""
+
+    def build() -> str:
+        _, hosts, slots = _tables(connection)
+        return (
+            f"UPDATE {slots} SET job_id = %s WHERE id = (SELECT s.id FROM {slots} s "
+            f"JOIN {hosts} h ON h.id = s.host_id WHERE s.host_id = %s AND h.is_active "
+            "AND s.job_id IS NULL AND s.number < h.max_concurrent_jobs ORDER BY s.number LIMIT 1)"
+        )
+
+    return statements.built(("first free slot", connection.vendor), build)
+
+
+def _tables(connection: Any) -> tuple[str, str, str]:
+    """The quoted tables of jobs, hosts and slots."""
+    quote = connection.ops.quote_name
+    return tuple(quote(m._meta.db_table) for m in (ContainerJob, ExecutorHost, HostSlot))
 
 
 def _begin_launch_postgresql(
@@ -221,11 +308,45 @@ def _announce(job: ContainerJob, changed: set[str]) -> None:
     signals.announce_move(job, job.status)
 
 
-def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
+def _send_start(job_id: Any) -> None:
+    # ``start`` is the launch step under its own name, so a transport can run it before
+    # new jobs' launches (the local backend does): the slot it holds is busy from now on.
+    dispatch.send_on_commit("start", job_id)
+
+
+def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first."""
+    fits = HostSlot.objects.filter(
+        job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
+    )
+    return ContainerJob.objects.launchable(now).filter(Exists(fits), docker_host_id=host_id)
+
+
+def _full(host_id: int, leaving_id: Any, now: Any) -> Any:
+    """``_waiting`` if the host has no other free slot (one subquery), else nothing."""
+    return _waiting(host_id, leaving_id, now).filter(~Exists(HostSlot.objects.free(host_id)))
+
+
+def _hint(host_id: int, leaving_id: Any, now: Any) -> tuple[str, Any]:
+    return _full(host_id, leaving_id, now).values("pk")[:1].query.sql_with_params()
+
+
+def _claim_fields(now: Any) -> dict[str, Any]:
+    return {
+        "status": st.LAUNCHING,
+        "attempt_count": F("attempt_count") + 1,
+        "lease_expires_at": now,
+        "execution_id": "",
+        "updated_at": now,
+    }
+
+
+def hand_over(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
     """Job ``leaving_id`` left its slot on ``host_id``: pass the slot to the next waiting job.
 
-    Run inside the transaction that moved the job out of its slot. The next
-    waiting job (due, not cancelled, best priority, oldest) is claimed with
+    Run inside the transaction that moved the job out of its slot, on SQLite; on
+    PostgreSQL the same rule is part of the move's own statement (``_hand_over_ctes``).
+    The next waiting job (due, not cancelled, best priority, oldest) is claimed with
     ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent hand-overs each
     take a different job; SQLite's write lock serialises them anyway. The
     claimed job moves to ``launching`` as a new attempt with an expired lease
@@ -240,40 +361,31 @@ def hand_over(host_id: int, leaving_id: Any, now: Any) -> Any:
     full host's waiting jobs are all locked by other callers (a launch being
     refused that moment because this slot was still held), the slot is freed
     and the first of them is sent its launch again. Returns the id of the job
-    sent its launch (the ``start`` step), or None.
+    sent its launch (the ``start`` step, sent by ``move``), or None.
+
+    Here, under SQLite's write lock: the slot is freed in one statement if no job waits
+    on a full host; else the job is selected, claimed, passed the slot and its attempt
+    written, or the slot freed.
     """
-    connection = connections[ContainerJob.objects.db]
-    if connection.vendor == "postgresql":
-        job_id = _hand_over_postgresql(connection, host_id, leaving_id, now)
-    else:
-        job_id = _hand_over_portable(host_id, leaving_id, now)
-    if job_id is not None:
-        # ``start`` is the launch step under its own name, so a transport can run it before
-        # new jobs' launches (the local backend does): the slot it holds is busy from now on.
-        dispatch.send_on_commit("start", job_id)
-    return job_id
-
-
-def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
-    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first."""
-    fits = HostSlot.objects.filter(
-        job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
+    hint, hint_params = statements.compiled(
+        "hand-over hint", connection, _hint, host_id, leaving_id, now
     )
-    return ContainerJob.objects.launchable(now).filter(Exists(fits), docker_host_id=host_id)
 
+    def build() -> str:
+        _, hosts, slots = _tables(connection)
+        return (
+            f"UPDATE {slots} SET job_id = NULL WHERE job_id = %s AND number < "
+            f"(SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s) AND NOT EXISTS ({hint})"
+        )
 
-def _claim_fields(now: Any) -> dict[str, Any]:
-    return {
-        "status": st.LAUNCHING,
-        "attempt_count": F("attempt_count") + 1,
-        "lease_expires_at": now,
-        "execution_id": "",
-        "updated_at": now,
-    }
-
-
-def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
-    """Select, claim, pass the slot and write the attempt, or free it: under the write lock."""
+    leaving = ContainerJob._meta.pk.get_db_prep_value(leaving_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statements.built(("free slot", connection.vendor), build),
+            [leaving, host_id, *hint_params],
+        )
+        if cursor.rowcount == 1:
+            return None
     room = Exists(HostSlot.objects.free(OuterRef("docker_host_id")))
     first = _waiting(host_id, leaving_id, now).annotate(room=room)
     job_id = None
@@ -298,61 +410,64 @@ def _hand_over_portable(host_id: int, leaving_id: Any, now: Any) -> Any:
     return job_id
 
 
-def _hand_over_postgresql(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
-    """Claim the next waiting job of a full host and pass it the slot, or free the slot.
+def _hand_over_ctes(
+    connection: Any, host_id: int, leaving_id: Any, now: Any
+) -> tuple[str, list[Any], str]:
+    """``hand_over`` as CTEs of the move's statement, each acting only if ``moved`` did.
 
-    One statement. ``picked`` (``FOR UPDATE SKIP LOCKED``, from the ORM with the
-    portable path's filter) locks a job only when the host is full. ``passed``,
-    ``freed`` and ``dropped`` are exclusive: the slot row is written once.
-    ``hint`` is the first waiting job of a full host, unlocked, sent its launch
-    when nothing was claimed. Whether the host is full is one subquery, evaluated
-    once: a host with free slots reads no waiting job.
+    ``picked`` (``hint`` with ``FOR UPDATE SKIP LOCKED``: the ORM's query with the
+    portable path's filter, compiled once) locks a job only when the host is full.
+    ``passed``, ``freed`` and ``dropped`` are exclusive: the slot row is written once.
+    ``hint`` is the first waiting job of a full host, unlocked, sent its launch when
+    nothing was claimed. Whether the host is full is one subquery, evaluated once: a
+    host with free slots reads no waiting job. Returns the CTEs, their parameters and
+    the SQL of the id of the job claimed or hinted.
     """
-    waiting = _waiting(host_id, leaving_id, now)
-    full = waiting.filter(~Exists(HostSlot.objects.free(host_id)))
-    picked = full.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
-    pick_sql, pick_params = picked.query.sql_with_params()
-    hint_sql, hint_params = full.values("pk")[:1].query.sql_with_params()
-    quote = connection.ops.quote_name
-    jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
-    slots = quote(HostSlot._meta.db_table)
+    hint, hint_params = statements.compiled(
+        "hand-over hint", connection, _hint, host_id, leaving_id, now
+    )
     insert, insert_params = _insert_attempt("claimed", host_id, now)
-    # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
-    sql = f"""
-        WITH picked AS ({pick_sql}),
-        claimed AS (
-            UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
-                lease_expires_at = %s, execution_id = '', updated_at = %s
-            WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
-            RETURNING id, attempt_count
-        ),
-        passed AS (
-            UPDATE {slots} SET job_id = claimed.id FROM claimed WHERE {slots}.job_id = %s
-        ),
-        host_cap AS (SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s),
-        freed AS (
-            UPDATE {slots} SET job_id = NULL
-            WHERE job_id = %s AND number < (SELECT max_concurrent_jobs FROM host_cap)
-                AND NOT EXISTS (SELECT 1 FROM claimed)
-            RETURNING id
-        ),
-        dropped AS (
-            DELETE FROM {slots}
-            WHERE job_id = %s AND number >= (SELECT max_concurrent_jobs FROM host_cap)
-                AND NOT EXISTS (SELECT 1 FROM claimed)
-            RETURNING id
-        ),
-        attempt AS ({insert}),
-        hint AS ({hint_sql})
-        SELECT COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))
-    """
-    params = (
-        *pick_params, st.LAUNCHING, now, now, st.PENDING, leaving_id, host_id, leaving_id,
+
+    def build() -> str:
+        quote = connection.ops.quote_name
+        jobs, hosts = quote(ContainerJob._meta.db_table), quote(ExecutorHost._meta.db_table)
+        slots = quote(HostSlot._meta.db_table)
+        # The ORM names the selected column "pk": qualified, or "id" would be the outer table's.
+        return f"""
+            picked AS ({hint} FOR UPDATE OF {jobs} SKIP LOCKED),
+            claimed AS (
+                UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1,
+                    lease_expires_at = %s, execution_id = '', updated_at = %s
+                WHERE id IN (SELECT picked.pk FROM picked) AND status = %s
+                    AND EXISTS (SELECT 1 FROM moved)
+                RETURNING id, attempt_count
+            ),
+            passed AS (
+                UPDATE {slots} SET job_id = claimed.id FROM claimed WHERE {slots}.job_id = %s
+            ),
+            host_cap AS (SELECT max_concurrent_jobs FROM {hosts} WHERE id = %s),
+            freed AS (
+                UPDATE {slots} SET job_id = NULL
+                WHERE job_id = %s AND number < (SELECT max_concurrent_jobs FROM host_cap)
+                    AND NOT EXISTS (SELECT 1 FROM claimed) AND EXISTS (SELECT 1 FROM moved)
+                RETURNING id
+            ),
+            dropped AS (
+                DELETE FROM {slots}
+                WHERE job_id = %s AND number >= (SELECT max_concurrent_jobs FROM host_cap)
+                    AND NOT EXISTS (SELECT 1 FROM claimed) AND EXISTS (SELECT 1 FROM moved)
+                RETURNING id
+            ),
+            attempt_row AS ({insert}),
+            hint AS ({hint})
+        """
+
+    params = [
+        *hint_params, st.LAUNCHING, now, now, st.PENDING, leaving_id, host_id, leaving_id,
         leaving_id, *insert_params, *hint_params,
-    )  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()[0]
+    ]  # fmt: skip
+    sql = statements.built(("hand-over", connection.vendor), build)
+    return sql, params, "COALESCE((SELECT id FROM claimed), (SELECT hint.pk FROM hint))"
 
 
 def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]]:

@@ -44,8 +44,10 @@ class ContainerExecution(models.Model):
         - Written in the same transaction as the job's status move
 
     Log Management:
-        ``stdout_log`` and ``stderr_log`` are capped at ``LOG_MAX_BYTES`` each
-        with a visible marker; ``logs`` joins them.
+        A finished job's logs are written once, on the job (its final move);
+        ``log(name)`` reads an attempt's from its own columns, or from the job's
+        for the job's last attempt. ``stdout_log`` and ``stderr_log`` are capped at
+        ``LOG_MAX_BYTES`` each with a visible marker; ``logs`` joins them.
 
     Example Usage:
         >>> job = ContainerJob.objects.create_job(
@@ -127,10 +129,21 @@ class ContainerExecution(models.Model):
         """The platform's execution id (a container id on Docker)."""
         return self.execution_id
 
+    def log(self, name: str) -> str:
+        """This attempt's ``stdout_log``, ``stderr_log`` or ``docker_log``.
+
+        The final move writes a job's logs once, on the job: the job's last attempt
+        reads them there unless its own column has some (a row written before).
+        """
+        own = getattr(self, name)
+        if own or self.attempt != self.job.attempt_count:
+            return own
+        return getattr(self.job, name)
+
     @property
     def logs(self) -> str:
         """stdout followed by stderr of this attempt."""
-        return self.stdout_log + self.stderr_log
+        return self.log("stdout_log") + self.log("stderr_log")
 
     @property
     def duration(self) -> timedelta | None:

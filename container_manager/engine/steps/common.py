@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connections
+
 from container_manager import clock, dispatch
 from container_manager.conf import setting
-from container_manager.engine import flow, outbox, workflows
+from container_manager.engine import flow, outbox, statements, workflows
 from container_manager.engine.transitions import move
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
@@ -68,12 +70,21 @@ def result_fields(job: ContainerJob, result: HarvestResult) -> dict[str, Any]:
 
 
 def load(job_id: Any) -> ContainerJob | None:
-    """The job with its host and template, and what spares the launch and the events a read."""
+    """The job with its host and template, and what spares the launch and the events a read.
+
+    One SELECT, compiled once per process (``statements.fetch``).
+    """
+    connection = connections[ContainerJob.objects.db]
+    found = statements.fetch("step load", connection, _load_query, job_id)
+    return found[0] if found else None
+
+
+def _load_query(job_id: Any) -> Any:
     return (
         ContainerJob.objects.select_related("docker_host", "environment_template")
         .annotate(**workflows.annotations(), **outbox.annotations())
         .filter(pk=job_id)
-        .first()
+        .order_by()[:1]
     )
 
 

@@ -93,11 +93,14 @@ def _finish(
     now = clock.now()
     # The platform's own clock says when it ran; never let the end precede the start.
     completed_at = max(job.completed_at or now, job.started_at)
-    results = {
-        "exit_code": job.exit_code,
+    # The logs are written once, on the job: its last attempt reads them there.
+    logs = {
         "stdout_log": job.stdout_log,
         "stderr_log": job.stderr_log,
         "docker_log": job.docker_log,
+    }
+    results = {
+        "exit_code": job.exit_code,
         "max_memory_usage": job.max_memory_usage,
         "cpu_usage_percent": job.cpu_usage_percent,
     }
@@ -109,7 +112,7 @@ def _finish(
             guard={"attempt_count": job.attempt_count, "stop_reason": job.stop_reason},
             clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
             next_check_at=None, last_error=last_error, waiting_for_host_since=None, **results,
-            **cost.fields(job, completed_at),
+            **logs, **cost.fields(job, completed_at),
             execution={**results, "status": status, "finished_at": completed_at,
                        "error": last_error, **timings.harvested(job, result)},
         )  # fmt: skip
