@@ -284,20 +284,22 @@ def _compare_table(name: str, result: dict[str, Any]) -> list[str]:
            "Windows: `submit` = first submit → last final state, workers running; `queued` = "
            "everything submitted first, go → last final state. Per CPU-s: the worker processes "
            "from the go (start-up apart, in the last column).", "",
-           "| K | window | side | jobs/s | per process | per CPU-s | CPU ms/job | ours × | "
-           "load before–after | start-up CPU s/process |",
+           "| K | window | side | jobs/s | per process | per CPU-s | CPU ms/job | "
+           "ours × this side: jobs/s / per CPU-s | "
+           "load (lowest–highest) | start-up CPU s/process |",
            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in result["medians"]:
         for side in ("theirs", "floor", "ours"):
             m = row.get(side)
             if not m:
                 continue
-            ratio = _get(row, f"ours_over_{side}", "jobs_per_s")
-            loads = m["loads"]
-            load = f"{min(b for b, _ in loads)}–{max(a for _, a in loads)}"
+            ratios = row.get(f"ours_over_{side}")
+            ratio = f"{ratios['jobs_per_s']}× / {ratios['jobs_per_cpu_s']}×" if ratios else ""
+            loads = [value for pair in m["loads"] for value in pair]
+            load = f"{min(loads)}–{max(loads)}"
             out.append(f"| {row['k']} | {row['mode']} | {label[side]} | {m['jobs_per_s']} | "
                        f"{m['jobs_per_s_per_process']} | {m['jobs_per_cpu_s']} | "
-                       f"{m['cpu_ms_per_job']} | {'' if ratio is None else f'{ratio}×'} | "
+                       f"{m['cpu_ms_per_job']} | {ratio} | "
                        f"{load} | {m['start_up_cpu_s_per_process']} |")  # fmt: skip
     return [*out, ""]
 
@@ -307,7 +309,8 @@ def _metrics_table(data: dict[str, Any]) -> list[str]:
     if not result:
         return []
     out = ["## The metrics scrape at scale (metrics_scale.py, PostgreSQL, loaded machine)", "",
-           "| job rows | queries | ms (median) | × the smallest | first scrape ms | load |",
+           "| job rows | queries | ms (median) | × the smallest | first scrape ms | "
+           "load before–after |",
            "|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["runs"]:
         out.append(f"| {r['rows']} | {r['queries']} | {r['scrape_ms_median']} | "
@@ -410,7 +413,7 @@ def _sweep_table(data: dict[str, Any]) -> list[str]:
         return []
     out = ["## One sweep on PostgreSQL (plans in results/sweep_scale.json)", "",
            "| rows | running | due | queries (of which BEGIN / COMMIT) | ms (median) | sent | "
-           "indexes only | load |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "indexes only | load before–after |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in sweep["runs"]:
         load = f"{r['load_before']}–{r['load_after']}" if "load_before" in r else ""
         out.append(f"| {r['rows']} | {r['running']} | {r['due']} | {r['queries']} "
