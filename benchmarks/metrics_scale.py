@@ -1,6 +1,7 @@
 """The ``cm/metrics/`` scrape over a large job table on PostgreSQL: its time and its queries.
 
-Rerun (about 2–3 minutes at the defaults, most of it filling the million rows)::
+Rerun (3 minutes at the defaults at a load average of 17–21, most of it filling the million
+rows)::
 
     .venv-bench/bin/python benchmarks/metrics_scale.py
 

@@ -1,7 +1,7 @@
 """This project's mock jobs against django-tasks-db's no-op tasks: same PostgreSQL, same windows.
 
 Rerun (after ``bash benchmarks/setup.sh``; 3 rounds × K = 1, 4, 8 × two windows × three
-sides: about 2 minutes on a quiet machine, 5–8 at a load average of 20–30)::
+sides: 8 minutes at a load average of 20–40, not timed on a quiet machine)::
 
     .venv-bench/bin/python benchmarks/tasks_db.py
 
@@ -100,7 +100,7 @@ def main() -> None:
 
 
 class _Pool:
-    """K worker processes of one side, started once and given one run after another."""
+    """K worker processes of one side, started together and given one run after another."""
 
     def __init__(self, side: str, k: int, args: argparse.Namespace):
         self.side, self.k = side, k
