@@ -84,5 +84,32 @@ def setup_django(database_url: str, workers: int, sweep_interval: float = 0) -> 
     django.setup()
 
 
+def setup_django_migrated(database_url: str) -> None:
+    """``setup_django`` for a one-process benchmark (one worker), then ``migrate``."""
+    setup_django(database_url, workers=1)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def copy_rows(model: Any, template: Any, special: dict[str, str], count: int) -> None:
+    """Insert ``count`` copies of ``template``'s row by ``generate_series`` (``i`` from 1).
+
+    ``special`` maps a column to the SQL expression that replaces the template's value.
+    """
+    from django.db import connection
+
+    table = model._meta.db_table
+    columns = [field.column for field in model._meta.concrete_fields]
+    values = [special.get(column, f"tpl.{column}") for column in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM {table} AS tpl, generate_series(1, %s) AS i "
+            "WHERE tpl.id = %s",
+            [count, template.pk],
+        )
+
+
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)

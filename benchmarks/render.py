@@ -37,7 +37,8 @@ def table(data: dict[str, Any]) -> str:
            *rows, ""]  # fmt: skip
     out += _steps_table(data) + _mock_table(data) + _sweep_table(data) + _peer_table(data)
     out += _cold_table(data) + _scale_table(data) + _statements_table(data)
-    out += _tasks_db_table(data) + _stops_table(data) + _events_table(data)
+    out += _tasks_db_table(data) + _metrics_table(data) + _stops_table(data)
+    out += _events_table(data)
     out += ["## Targets", "", *[f"- {t}" for t in targets(data)], ""]
     return "\n".join(out)
 
@@ -185,18 +186,17 @@ def _plot_statements(axis: Any, result: dict[str, Any] | None) -> None:
 
 
 def _plot_tasks_db(axis: Any, data: dict[str, Any]) -> None:
-    tasks, ours = data.get("tasks_db"), data.get("scale_out")
-    if not tasks:
+    result = data.get("tasks_db_compare")
+    if not result:
         return
-    ks = [r["k"] for r in tasks["runs"]]
-    mine = {r["k"]: r for r in (ours or {}).get("runs", []) if r["hosts"] == 1 and not r["backlog"]}
-    xs = range(len(ks))
-    axis.bar([x - 0.2 for x in xs], [r["tasks_per_s"] for r in tasks["runs"]], 0.4,
-             label="django-tasks-db no-op tasks/s")  # fmt: skip
-    axis.bar([x + 0.2 for x in xs], [_get(mine.get(k), "jobs_per_s") or 0 for k in ks], 0.4,
-             label="ours: mock jobs/s (one host, no backlog)")  # fmt: skip
-    axis.set_xticks(list(xs), [f"K={k}" for k in ks])
-    axis.set_title("django-tasks-db's worker against ours, same server (separate runs)")
+    rows = [row for row in result["medians"] if row["mode"] == "submit"]
+    xs = range(len(rows))
+    sides = [side for side in ("theirs", "ours") if side in result["sides"]]
+    for offset, side in zip((-0.2, 0.2), sides, strict=False):
+        axis.bar([x + offset for x in xs], [_get(row, side, "jobs_per_s") or 0 for row in rows],
+                 0.4, label=f"{side}: jobs/s (median)")  # fmt: skip
+    axis.set_xticks(list(xs), [f"K={row['k']}" for row in rows])
+    axis.set_title("django-tasks-db against ours, same server, alternated rounds (loaded)")
     axis.legend(fontsize=8)
 
 
@@ -268,14 +268,54 @@ def _statements_table(data: dict[str, Any]) -> list[str]:
 
 
 def _tasks_db_table(data: dict[str, Any]) -> list[str]:
-    result = data.get("tasks_db")
+    out = []
+    for name in ("tasks_db_compare", "pg_floor"):
+        result = data.get(name)
+        if result:
+            out += _compare_table(name, result)
+    return out
+
+
+def _compare_table(name: str, result: dict[str, Any]) -> list[str]:
+    """Medians of the alternated rounds of ``tasks_db.py`` (or ``pg_floor.py``), by K and window."""
+    label = {"ours": "this project, mock jobs", "floor": "floor: psycopg, 3 statements a job",
+             "theirs": f"{result['package']} {result['version']}, no-op tasks"}  # fmt: skip
+    out = [f"## {name}.json: medians of {result['rounds']} alternated rounds (loaded machine)", "",
+           "Windows: `submit` = first submit → last final state, workers running; `queued` = "
+           "everything submitted first, go → last final state. Per CPU-s: the worker processes "
+           "from the go (start-up apart, in the last column).", "",
+           "| K | window | side | jobs/s | per process | per CPU-s | CPU ms/job | "
+           "ours × this side: jobs/s / per CPU-s | "
+           "load (lowest–highest) | start-up CPU s/process |",
+           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in result["medians"]:
+        for side in ("theirs", "floor", "ours"):
+            m = row.get(side)
+            if not m:
+                continue
+            ratios = row.get(f"ours_over_{side}")
+            ratio = f"{ratios['jobs_per_s']}× / {ratios['jobs_per_cpu_s']}×" if ratios else ""
+            loads = [value for pair in m["loads"] for value in pair]
+            load = f"{min(loads)}–{max(loads)}"
+            out.append(f"| {row['k']} | {row['mode']} | {label[side]} | {m['jobs_per_s']} | "
+                       f"{m['jobs_per_s_per_process']} | {m['jobs_per_cpu_s']} | "
+                       f"{m['cpu_ms_per_job']} | {ratio} | "
+                       f"{load} | {m['start_up_cpu_s_per_process']} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _metrics_table(data: dict[str, Any]) -> list[str]:
+    result = data.get("metrics_scale")
     if not result:
         return []
-    out = [f"## {result['package']} {result['version']} (tasks_db.py)", "",
-           "| K | tasks/s | per process | per CPU-s |", "|---|---|---|---|"]  # fmt: skip
+    out = ["## The metrics scrape at scale (metrics_scale.py, PostgreSQL, loaded machine)", "",
+           "| job rows | queries | ms (median) | × the smallest | first scrape ms | "
+           "load before–after |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["runs"]:
-        out.append(f"| {r['k']} | {r['tasks_per_s']} | {r['tasks_per_s_per_process']} | "
-                   f"{r['tasks_per_cpu_s']} |")  # fmt: skip
+        out.append(f"| {r['rows']} | {r['queries']} | {r['scrape_ms_median']} | "
+                   f"{r['over_first_size']}× | {r['scrape_ms_first']} | "
+                   f"{r['load_before']}–{r['load_after']} |")  # fmt: skip
     return [*out, ""]
 
 
@@ -316,8 +356,8 @@ def _lifecycle_rows(data: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     floor = data.get("floor")
     if floor:
         rows.append(("floor: docker-py, sequential", floor["sequential"], floor["sequential"]))
-        rows.append((f"floor: docker-py, {floor['threads']} threads", floor["sequential"],
-                     floor["threaded"]))  # fmt: skip
+        # Latency is taken one job at a time: the threaded run has only its throughput here.
+        rows.append((f"floor: docker-py, {floor['threads']} threads", None, floor["threaded"]))
     for db in ("sqlite", "postgres"):
         ours = data.get(f"ours_docker_{db}")
         if ours:
@@ -372,12 +412,13 @@ def _sweep_table(data: dict[str, Any]) -> list[str]:
     if not sweep:
         return []
     out = ["## One sweep on PostgreSQL (plans in results/sweep_scale.json)", "",
-           "| rows | running | due | queries | ms (median) | sent | indexes only |",
-           "|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| rows | running | due | queries (of which BEGIN / COMMIT) | ms (median) | sent | "
+           "indexes only | load before–after |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in sweep["runs"]:
-        out.append(f"| {r['rows']} | {r['running']} | {r['due']} | {r['queries']} | "
-                   f"{r['sweep_ms_median']} | {r['messages_per_sweep']} | "
-                   f"{r['plans_use_index']} |")  # fmt: skip
+        load = f"{r['load_before']}–{r['load_after']}" if "load_before" in r else ""
+        out.append(f"| {r['rows']} | {r['running']} | {r['due']} | {r['queries']} "
+                   f"({r.get('transaction_control', 0)}) | {r['sweep_ms_median']} | "
+                   f"{r['messages_per_sweep']} | {r['plans_use_index']} | {load} |")  # fmt: skip
     return [*out, ""]
 
 

@@ -25,6 +25,7 @@ PARTS = (
     "statements",
     "scale_out",
     "tasks_db",
+    "metrics",
     "schedules",
     "peer",
     "cold_start",
@@ -34,9 +35,8 @@ PARTS = (
     "bundle_size",
 )
 #: The parts that run on PostgreSQL.
-ON_POSTGRES = frozenset(
-    {"ours", "mock", "arrays", "sweep", "statements", "scale_out", "tasks_db", "schedules"}
-)
+ON_POSTGRES = frozenset(PARTS) - {"floor", "peer", "cold_start", "events", "stops", "imports",
+                                   "bundle_size"}  # fmt: skip
 logger = logging.getLogger("benchmarks")
 
 
@@ -109,9 +109,14 @@ def _commands(
         if not tasks_python.exists():
             logger.warning("no benchmarks/.venv-tasks: run benchmarks/setup.sh; tasks_db skipped")
             return []
-        ks = ["1", "4"] if quick else ["1", "2", "4", "8"]
-        return [[str(tasks_python), f"{HERE}/tasks_db.py", "--database-url", pg_url,
-                 "--n", str(n if quick else 2 * n), "--k", *ks]]  # fmt: skip
+        # Its own databases (cm_bench_ours, cm_bench_theirs, cm_bench_floor) on the same server.
+        server = pg_url.rsplit("/", 1)[0]
+        size = ["--n", "40", "--floor-n", "100", "--k", "1", "4", "--rounds", "1"] if quick else []
+        return [[py, f"{HERE}/tasks_db.py", "--server", server, *size]]
+    if part == "metrics":
+        server = pg_url.rsplit("/", 1)[0]
+        sizes = ["--sizes", "10000", "100000", "--repeat", "3"] if quick else []
+        return [[py, f"{HERE}/metrics_scale.py", "--server", server, *sizes]]
     if part == "schedules":
         sizes = ["0", "10000"] if quick else ["0", "10000", "100000"]
         return [[py, f"{HERE}/schedule_scale.py", "--database-url", pg_url, "--sizes", *sizes]]

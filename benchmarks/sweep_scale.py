@@ -1,11 +1,19 @@
 """One sweep over a large job table on PostgreSQL: its time, its queries and their plans.
 
 Tables of 10k and 100k rows (10% running, 1% due for a check); writes results/sweep_scale.json.
+Rerun (under a minute; any PostgreSQL database of its own)::
+
+    .venv-bench/bin/python benchmarks/sweep_scale.py --database-url postgres://USER:PW@HOST/DB
+
+``queries`` counts every statement the sweep sends, BEGIN and COMMIT of its one transaction
+included (``transaction_control``); each statement's plan is taken with ``EXPLAIN (ANALYZE,
+BUFFERS)`` and rolled back. The 1-minute load average is recorded with each size.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -13,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import COMMAND, DOCKER_URL, IMAGE, setup_django, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    COMMAND,
+    DOCKER_URL,
+    IMAGE,
+    copy_rows,
+    setup_django_migrated,
+    write_result,
+)
 from tqdm import tqdm  # noqa: E402
 
 _TABLE = "container_manager_containerjob"
@@ -26,10 +41,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    setup_django(args.database_url, workers=1)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
+    setup_django_migrated(args.database_url)
     runs = [measure(size, args.repeat) for size in tqdm(args.sizes, desc="sweep at scale")]
     write_result("sweep_scale", {"target_ms": 100, "runs": runs})
 
@@ -43,6 +55,7 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
     from container_manager.engine import steps
 
     running, due = size // 10, size // 100
+    load_before = os.getloadavg()[0]
     began = time.perf_counter()
     _fill(size, running, due)
     fill_seconds = time.perf_counter() - began
@@ -62,13 +75,16 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
         "due": due,
         "fill_seconds": round(fill_seconds, 2),
         "sweep_ms_median": round(statistics.median(timings) * 1000, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
         "sweep_ms_first": round(timings[0] * 1000, 2),
         "sweep_ms_all": [round(t * 1000, 2) for t in timings],
         "queries": len(captured),
+        "transaction_control": sum(plan is None for plan in plans),
         "sent": sent,
         "messages_per_sweep": backend.count // repeat,
         "plans": [{"sql": q["sql"], "plan": p} for q, p in zip(captured, plans, strict=True)],
-        "plans_use_index": all(f"Seq Scan on {_TABLE}" not in plan for plan in plans),
+        "plans_use_index": all(f"Seq Scan on {_TABLE}" not in (plan or "") for plan in plans),
     }
 
 
@@ -120,15 +136,8 @@ def _fill(size: int, running: int, due: int) -> None:
             f"WHEN i <= {running} THEN now() + make_interval(secs => i) ELSE NULL END"
         ),
     }
-    columns = [field.column for field in ContainerJob._meta.concrete_fields]
-    values = [special.get(column, f"tpl.{column}") for column in columns]
+    copy_rows(ContainerJob, template, special, size - 1)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {table} AS tpl, generate_series(1, %s) AS i "
-            "WHERE tpl.id = %s",
-            [size - 1, template.pk],
-        )
         # The running jobs hold slot rows 0 .. running - 1, as their launches left them.
         slots = HostSlot._meta.db_table
         cursor.execute(
@@ -141,12 +150,17 @@ def _fill(size: int, running: int, due: int) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
-def _explain(sql: str) -> str:
-    from django.db import connection
+def _explain(sql: str) -> str | None:
+    """The plan of one captured statement, run and rolled back; None for BEGIN, COMMIT, …."""
+    from django.db import connection, transaction
 
-    with connection.cursor() as cursor:
+    if sql.split(None, 1)[0].upper() not in ("SELECT", "WITH", "UPDATE", "DELETE", "INSERT"):
+        return None
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
-        return "\n".join(row[0] for row in cursor.fetchall())
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        transaction.set_rollback(True)
+    return plan
 
 
 if __name__ == "__main__":
