@@ -21,6 +21,7 @@ from container_manager.models import (
     ContainerJob,
     ExecutorHost,
     HostSlot,
+    JobTally,
 )
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.workflows import final_status
@@ -51,8 +52,10 @@ def move(
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     hands the host slot to the next waiting job or frees it (``hand_over``) in
     that transaction too, so counts never drift; an array's counts and a job's
-    dependents follow the move there too (``job_moved``). A move that makes a webhook event writes
-    its delivery rows in that transaction too (``outbox.write``), so a crash
+    dependents follow the move there too (``job_moved``), and a final move adds the
+    job to the metrics' tallies (``JobTally.objects.record``, one statement). A move
+    that makes a webhook event writes its delivery rows in that transaction too
+    (``outbox.write``), so a crash
     after the commit cannot lose them. Only a lease renewal (launching to
     launching, one UPDATE) runs without a transaction of its own.
     """
@@ -72,6 +75,8 @@ def move(
             ContainerExecution.objects.filter(job_id=job.pk, attempt=job.attempt_count).update(
                 **execution
             )
+        if new in st.TERMINAL:
+            JobTally.objects.record(job.pk)  # once: only the caller whose move changed the row
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         job_moved(job, new)
         outbox.write(job, new)
