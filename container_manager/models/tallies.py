@@ -128,7 +128,8 @@ def tally_sql(
 
     Each job gives a total row (its status), a ``wait`` row in the bucket of its start
     if it started and a ``run`` row in the bucket of its finish; rows of one key are
-    summed before the upsert adds them.
+    summed before the upsert adds them, in bucket order (so a rebuild writes a
+    window's rows side by side).
     """
     job = job or ContainerJob
     quote = connection.ops.quote_name
@@ -166,7 +167,7 @@ def tally_sql(
         f"INSERT INTO {table} ({', '.join([*key, *counted, 'cost'])}) "
         f"SELECT {', '.join(f'c.{k}' for k in key)}, {sums} "
         f"FROM ({' UNION ALL '.join(parts)}) AS c WHERE TRUE "
-        f"GROUP BY {', '.join(f'c.{k}' for k in key)} "
+        f"GROUP BY {', '.join(f'c.{k}' for k in key)} ORDER BY c.bucket "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}, {cost}"
     )
     return sql, params * len(parts)
