@@ -66,7 +66,7 @@ def test_the_job_list_counts_no_table_in_full(admin_client, make_mock_host):
     jobs_on(make_mock_host(name="count"), 12)
     for query in ("", "status__exact=failed", "docker_host__executor_type=mock"):
         statements = list_statements(admin_client, query)
-        counts = [sql for sql in statements if sql.startswith("SELECT COUNT(") and JOBS in sql]
+        counts = [sql for sql in statements if "COUNT(*)" in sql and JOBS in sql]
         assert counts, query
         capped = rf"LIMIT {counting.COUNT_CAP + 1}\b"
         assert [sql for sql in counts if not re.search(capped, sql)] == []

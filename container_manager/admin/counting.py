@@ -20,31 +20,32 @@ class EstimatedCountPaginator(Paginator):
     """Counts at most ``COUNT_CAP + 1`` rows; past the cap, an estimate or the cap.
 
     An unfiltered list on PostgreSQL reports ``pg_class.reltuples`` (what the last
-    ``ANALYZE`` or autovacuum saw); a filtered one, or any list on another database,
-    reports ``COUNT_CAP``. Below the cap the count is exact. One or two small queries.
+    ``ANALYZE`` or autovacuum saw), read in the same query as the capped count; a
+    filtered one, or any list on another database, reports ``COUNT_CAP``. Below the
+    cap the count is exact. One query, whatever the table size.
     """
 
     @cached_property
     def count(self) -> int:
         """The number of rows, exact up to ``COUNT_CAP``."""
         queryset = self.object_list
-        counted = queryset.order_by()[: COUNT_CAP + 1].count()
-        if counted <= COUNT_CAP:
-            return counted
-        if queryset.query.where:
-            return COUNT_CAP
-        return max(_estimate(queryset), COUNT_CAP)
+        capped = queryset.order_by().values("pk")[: COUNT_CAP + 1]
+        connection = connections[queryset.db]
+        if queryset.query.where or connection.vendor != "postgresql":
+            return min(capped.count(), COUNT_CAP)
+        counted, estimate = _count_and_estimate(connection, capped)
+        return counted if counted <= COUNT_CAP else max(estimate, COUNT_CAP)
 
 
-def _estimate(queryset: Any) -> int:
-    """The planner's row estimate of ``queryset``'s table on PostgreSQL, else 0."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return 0
+def _count_and_estimate(connection: Any, capped: Any) -> tuple[int, int]:
+    """The rows of ``capped`` (a sliced queryset) and the planner's estimate of its table."""
+    sql, params = capped.query.sql_with_params()
+    table = connection.ops.quote_name(capped.model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [connection.ops.quote_name(queryset.model._meta.db_table)],
+            f"SELECT (SELECT COUNT(*) FROM ({sql}) AS capped), "
+            "(SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass)",
+            [*params, table],
         )
-        row = cursor.fetchone()
-    return max(row[0], 0) if row else 0
+        counted, estimate = cursor.fetchone()
+    return counted, max(estimate or 0, 0)
