@@ -1,4 +1,4 @@
-"""App configuration: the system checks and the Django tasks' signals.
+"""App configuration: the system checks, the Django tasks' signals and the tallies' delete hook.
 
 Connects the Django tasks' started/finished signals to job moves. The steps are not imported
 here: ``container_manager.hooks`` loads them at the first call, so a cold start that serves
@@ -6,7 +6,7 @@ the admin does not pay for them.
 """
 
 from django.apps import AppConfig
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_delete
 
 
 class ContainerManagerConfig(AppConfig):
@@ -19,7 +19,10 @@ class ContainerManagerConfig(AppConfig):
     def ready(self) -> None:
         from container_manager import checks  # noqa: F401 - registers the system checks
         from container_manager.models import ContainerJob
+        from container_manager.models.tallies import job_deleted
         from container_manager.tasks.lifecycle import job_moved
 
         # Moves announce themselves with post_save: Django tasks' started/finished signals.
         post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")
+        # A deleted finished job leaves the metrics' tallies with its row.
+        pre_delete.connect(job_deleted, sender=ContainerJob, dispatch_uid="cm-tally-job-deleted")

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from container_manager import dispatch
 from container_manager.engine import steps
-from container_manager.models import ApiToken, ContainerJob
+from container_manager.models import ApiToken, ContainerJob, JobTally
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,10 @@ def samples(text):
 
 
 def finished_job(host, wait, run, status="completed", cost=None):
-    """A job submitted ``wait + run`` seconds ago that started after ``wait`` and ran ``run``."""
+    """A job submitted ``wait + run`` seconds ago that started after ``wait`` and ran ``run``.
+
+    Written straight to the row, so it is added to the tallies as its final move would.
+    """
     job = ContainerJob.objects.create_job(image="busybox", command="true", docker_host=host)
     created = timezone.now() - timedelta(seconds=wait + run + 60)
     ContainerJob.objects.filter(pk=job.pk).update(
@@ -49,6 +52,7 @@ def finished_job(host, wait, run, status="completed", cost=None):
         completed_at=created + timedelta(seconds=wait + run),
         estimated_cost=cost, cost_currency="USD" if cost is not None else "",
     )  # fmt: skip
+    JobTally.objects.record(job.pk)
     return job
 
 
@@ -126,9 +130,11 @@ def test_jobs_older_than_the_window_are_left_out(scrape, settings, make_mock_hos
     host = make_mock_host(name="old")
     job = finished_job(host, 5, 5)
     earlier = timezone.now() - timedelta(hours=30)
+    JobTally.objects.record(job.pk, sign=-1)
     ContainerJob.objects.filter(pk=job.pk).update(
         created_at=earlier, started_at=earlier, completed_at=earlier
     )
+    JobTally.objects.record(job.pk)
     found = scrape()
     assert ("cm_job_run_seconds_bucket", (("host", "old"), ("le", "+Inf"))) not in found
     assert found["cm_jobs", (("host", "old"), ("status", "completed"))] == 1

@@ -190,3 +190,21 @@ def test_a_submission_without_an_idempotency_key_is_one_insert(recording, mock_h
         submit(mock_host)
     assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]
     assert not IdempotencyKey.objects.exists()
+
+
+def test_a_final_move_adds_one_tally_statement_in_its_transaction(recording, mock_host):
+    """The metrics' upsert is the one statement a finished job adds; a move made twice adds none."""
+    job = submit(mock_host)
+    recording.take()
+    steps.run_step("launch", job.pk)
+    stale = common.load(job.pk)
+    finished, statements = run("check", job)
+    assert finished == "completed"
+    tallied = [i for i, sql in enumerate(statements) if '"container_manager_jobtally"' in sql]
+    assert len(tallied) == 1
+    begin = max(i for i, sql in enumerate(statements[: tallied[0]]) if sql.startswith("BEGIN"))
+    commit = min(i for i, sql in enumerate(statements) if i > tallied[0] and sql == "COMMIT")
+    assert any('SET "status"' in sql for sql in statements[begin:commit])
+    with CaptureQueriesContext(connection) as again:
+        assert not move(stale, st.RUNNING, st.FAILED, guard={"attempt_count": stale.attempt_count})
+    assert not any("jobtally" in query["sql"] for query in again.captured_queries)

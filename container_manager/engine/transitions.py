@@ -20,6 +20,7 @@ from container_manager.models import (
     ContainerJob,
     ExecutorHost,
     HostSlot,
+    JobTally,
 )
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.workflows import count_child, final_status
@@ -50,14 +51,16 @@ def move(
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     hands the host slot to the next waiting job or frees it (``hand_over``) in
     that transaction too, so counts never drift; an array's counts and a job's
-    dependents follow the move there too (``job_moved``). A move that makes a webhook event writes
-    its delivery rows in that transaction too (``outbox.write``), so a crash
-    after the commit cannot lose them.
+    dependents follow the move there too (``job_moved``), and a final move adds the
+    job to the metrics' tallies (``JobTally.objects.record``, one statement). A move that
+    makes a webhook event writes its delivery rows in that transaction too (``outbox.write``),
+    so a crash after the commit cannot lose them.
 
     On PostgreSQL the job's UPDATE, the attempt's and the hand-over are one statement
-    (``_write``); a move with no array parent to count and no webhook event
-    to write then runs without a transaction of its own (BEGIN and COMMIT would triple
-    its cost). On SQLite they are one statement each, in a transaction when more than one.
+    (``_write``); a move with no array parent to count, no webhook event to write and no
+    tally to add (not final) then runs without a transaction of its own (BEGIN and COMMIT
+    would triple its cost). On SQLite they are one statement each, in a transaction when more
+    than one.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
@@ -65,7 +68,9 @@ def move(
     values = {"status": new, "updated_at": now, **fields}
     conditions = {"id": job.pk, "status": old, **(guard or {})}
     connection = connections[ContainerJob.objects.db]
-    alone = job.array_parent_id is None and not outbox.may_write(job, new)
+    alone = (
+        job.array_parent_id is None and new not in st.TERMINAL and not outbox.may_write(job, new)
+    )
     if connection.vendor != "postgresql" and (frees_slot or execution is not None):
         alone = False
     with nullcontext() if alone else transaction.atomic():
@@ -75,6 +80,8 @@ def move(
         job.has_dependents = moved
         if handed is not None:
             _send_start(handed)
+        if new in st.TERMINAL:
+            JobTally.objects.record(job.pk)  # once: only the caller whose move changed the row
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         job_moved(job, new)
         outbox.write(job, new)

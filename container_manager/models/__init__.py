@@ -12,6 +12,7 @@ from container_manager.models.jobs import ContainerJob, default_max_attempts
 from container_manager.models.limits import RequestWindow
 from container_manager.models.manager import JobManager, JobQuerySet
 from container_manager.models.schedules import JobSchedule
+from container_manager.models.tallies import JobTally
 from container_manager.models.tokens import ApiToken, UsedSignature
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
 from container_manager.models.workflows import ArrayCounts, JobDependency
@@ -30,6 +31,7 @@ __all__ = [
     "JobManager",
     "JobQuerySet",
     "JobSchedule",
+    "JobTally",
     "RequestWindow",
     "UsedSignature",
     "WebhookDelivery",

@@ -340,6 +340,9 @@ class ContainerJob(models.Model):
                 condition=Q(cancel_requested_at__isnull=False),
             ),
             models.Index(fields=["array_parent", "status"], name="cjob_array_parent_status_idx"),
+            # The admin's list order (``-created_at``, then ``-pk``), whole and by host.
+            models.Index(fields=["-created_at", "-id"], name="cjob_list_idx"),
+            models.Index(fields=["docker_host", "-created_at", "-id"], name="cjob_host_list_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

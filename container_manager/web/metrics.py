@@ -1,14 +1,15 @@
 """The Prometheus endpoint (``cm/metrics/``): job figures derived from rows, plus ``counters``.
 
-A scrape costs two queries whatever the table size; serverless instances come and go, so what
-matters is read from the rows. prometheus-client is imported only when a scrape comes.
+A scrape costs two queries whatever the table size: live jobs from their rows, finished ones
+from the tallies their final moves updated (``JobTally``). prometheus-client is imported
+only when a scrape comes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpRequest, HttpResponse
@@ -17,30 +18,37 @@ from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from container_manager.conf import setting
-from container_manager.models import ContainerJob
+from container_manager.models import ContainerJob, JobTally
+from container_manager.models.tallies import ALL_TIME, BOUNDS, RUN, WAIT, bucket_of
+from container_manager.rules import status as st
 from container_manager.telemetry import counters
 from container_manager.web.auth import AuthError
 from container_manager.web.errors import error
 
 #: Bucket bounds (seconds) of the submit-to-start and run-time histograms.
-JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600, 4 * 3600)
+JOB_BUCKETS = BOUNDS
+_LE = tuple(f"le_{bound}" for bound in BOUNDS)
 
 
 class JobCollector:
     """Jobs by status and host, and time-to-start and run-time histograms over a window.
 
     The histograms are gauge histograms of the jobs of the last
-    ``METRICS_WINDOW_HOURS``: they can go down, so read them with
-    ``histogram_quantile`` directly, not through ``rate()``.
+    ``METRICS_WINDOW_HOURS``, from the start of the 5-minute bucket that holds the
+    window's start: they can go down, so read them with ``histogram_quantile``
+    directly, not through ``rate()``. Finished jobs are read from the tallies, so a
+    scrape costs the same at any number of jobs.
     """
 
     def __init__(self, now: Any = None):
         self.now = now
 
     def collect(self) -> Iterator[Any]:
-        """Yield the metric families; two queries."""
-        yield from _status_families()
-        yield from _histogram_families(self.now or timezone.now())
+        """Yield the metric families; two queries, whatever the number of jobs."""
+        since = _window_start(self.now or timezone.now())
+        rows = [*_live_rows(since), *_tally_rows(since)]
+        yield from _status_families(rows)
+        yield from _histogram_families(rows)
 
 
 class ProcessCollector:
@@ -94,7 +102,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-def _status_families() -> Iterator[Any]:
+def _status_families(rows: list[_Row]) -> Iterator[Any]:
     from prometheus_client.core import GaugeMetricFamily
 
     jobs = GaugeMetricFamily("cm_jobs", "Jobs by status and host.", labels=["status", "host"])
@@ -103,17 +111,14 @@ def _status_families() -> Iterator[Any]:
         "Sum of the jobs' estimated cost, by host and currency.",
         labels=["host", "currency"],
     )
-    rows = (
-        ContainerJob.objects.order_by()
-        .values_list("docker_host__name", "status", "cost_currency")
-        .annotate(n=Count("pk"), cost=Sum("estimated_cost"))
-    )
     counts: dict[tuple[str, str], int] = {}
     costs: dict[tuple[str, str], float] = {}
-    for host, status, currency, n, amount in rows:
-        counts[status, host] = counts.get((status, host), 0) + n
-        if amount is not None and currency:
-            costs[host, currency] = costs.get((host, currency), 0.0) + float(amount)
+    for row in rows:
+        if row.kind in (WAIT, RUN) or not row.jobs:
+            continue
+        counts[row.kind, row.host] = counts.get((row.kind, row.host), 0) + row.jobs
+        if row.cost is not None and row.currency:
+            costs[row.host, row.currency] = costs.get((row.host, row.currency), 0.0) + row.cost
     for labels, n in sorted(counts.items()):
         jobs.add_metric(list(labels), n)
     for labels, amount in sorted(costs.items()):
@@ -122,68 +127,116 @@ def _status_families() -> Iterator[Any]:
     yield cost
 
 
-def _histogram_families(now: datetime) -> Iterator[Any]:
+def _histogram_families(rows: list[_Row]) -> Iterator[Any]:
     from prometheus_client.core import GaugeHistogramMetricFamily
 
-    since = now - timedelta(hours=setting("METRICS_WINDOW_HOURS"))
     window = f"jobs of the last {setting('METRICS_WINDOW_HOURS')} h"
-    wait = GaugeHistogramMetricFamily(
-        "cm_job_submit_to_start_seconds",
-        f"Time from submit to container start, {window}, by host.",
-        labels=["host"],
-    )
-    run = GaugeHistogramMetricFamily(
-        "cm_job_run_seconds", f"Time from start to finish, {window}, by host.", labels=["host"]
-    )
-    for row in _histogram_rows(since):
-        host = row["docker_host__name"]
-        wait.add_metric([host], _buckets(row, "wait"), row["wait_sum"])
-        run.add_metric([host], _buckets(row, "run"), row["run_sum"])
-    yield wait
-    yield run
-
-
-def _histogram_rows(since: datetime) -> list[dict[str, Any]]:
-    """One grouped query: per host, a count per bucket and a sum for both histograms."""
-    duration = DurationField()
-    started = Q(started_at__gte=since)
-    finished = Q(completed_at__gte=since, started_at__isnull=False)
-    aggregates: dict[str, Any] = {
-        "wait_sum": Sum("wait", filter=started),
-        "run_sum": Sum("run", filter=finished),
-        "wait_inf": Count("pk", filter=started),
-        "run_inf": Count("pk", filter=finished),
+    families = {
+        WAIT: GaugeHistogramMetricFamily(
+            "cm_job_submit_to_start_seconds",
+            f"Time from submit to container start, {window}, by host.",
+            labels=["host"],
+        ),
+        RUN: GaugeHistogramMetricFamily(
+            "cm_job_run_seconds", f"Time from start to finish, {window}, by host.", labels=["host"]
+        ),
     }
-    for bound in JOB_BUCKETS:
-        limit = timedelta(seconds=bound)
-        aggregates[f"wait_{bound}"] = Count("pk", filter=started & Q(wait__lte=limit))
-        aggregates[f"run_{bound}"] = Count("pk", filter=finished & Q(run__lte=limit))
-    rows = (
-        ContainerJob.objects.filter(Q(started_at__gte=since) | Q(completed_at__gte=since))
-        .annotate(
-            wait=ExpressionWrapper(F("started_at") - F("created_at"), output_field=duration),
-            run=ExpressionWrapper(F("completed_at") - F("started_at"), output_field=duration),
-        )
+    merged: dict[tuple[str, str], list[int]] = {}
+    hosts = set()
+    for row in rows:
+        if row.kind in families:
+            into = merged.setdefault((row.kind, row.host), [0] * (len(BOUNDS) + 2))
+            for n, value in enumerate([row.jobs, row.micros, *row.le]):
+                into[n] += value
+            if row.seen:
+                hosts.add(row.host)
+    # A host with any job started or finished in the window has both histograms.
+    for kind in (WAIT, RUN):
+        for host in sorted(hosts):
+            count, micros, *le = merged.get((kind, host), [0] * (len(BOUNDS) + 2))
+            families[kind].add_metric([host], _buckets(le, count), micros / 1_000_000)
+    yield families[WAIT]
+    yield families[RUN]
+
+
+class _Row(NamedTuple):
+    """One grouped row of either query, in the tallies' terms."""
+
+    host: str
+    kind: str
+    currency: str
+    jobs: int
+    micros: int
+    seen: int
+    cost: float | None
+    le: list[int]
+
+
+def _window_start(now: datetime) -> datetime:
+    """The start of the bucket holding ``now`` − ``METRICS_WINDOW_HOURS``."""
+    since = now - timedelta(hours=setting("METRICS_WINDOW_HOURS"))
+    return datetime.fromtimestamp(bucket_of(since.timestamp()), tz=UTC)
+
+
+def _live_rows(since: datetime) -> list[_Row]:
+    """Jobs not finished yet, from their rows (an index on status), their waits since ``since``.
+
+    A live job has no finish time, so only its wait counts, once it started.
+    """
+    started = Q(started_at__gte=since)
+    wait = ExpressionWrapper(F("started_at") - F("created_at"), output_field=DurationField())
+    aggregates: dict[str, Any] = {
+        "n": Count("pk"),
+        "cost": Sum("estimated_cost"),
+        "waits": Count("pk", filter=started),
+        "wait_sum": Sum("wait", filter=started),
+        **{
+            f"le_{b}": Count("pk", filter=started & Q(wait__lte=timedelta(seconds=b)))
+            for b in BOUNDS
+        },
+    }
+    grouped = (
+        ContainerJob.objects.filter(status__in=sorted(st.LIVE))
+        .annotate(wait=wait)
         .order_by()
-        .values("docker_host__name")
+        .values("docker_host__name", "status", "cost_currency")
         .annotate(**aggregates)
     )
-    return [{**row, **_seconds(row)} for row in rows]
+    rows = []
+    for row in grouped:
+        host, le = row["docker_host__name"], [row[f"le_{b}"] for b in BOUNDS]
+        cost = float(row["cost"]) if row["cost"] is not None else None
+        rows.append(_Row(host, row["status"], row["cost_currency"], row["n"], 0, 0, cost, []))
+        waited = row["wait_sum"].total_seconds() if row["wait_sum"] is not None else 0.0
+        micros = round(waited * 1_000_000)
+        rows.append(_Row(host, WAIT, "", row["waits"], micros, row["waits"], None, le))
+    return rows
 
 
-def _seconds(row: dict[str, Any]) -> dict[str, float]:
-    return {
-        name: row[name].total_seconds() if row[name] is not None else 0.0
-        for name in ("wait_sum", "run_sum")
-    }
+def _tally_rows(since: datetime) -> list[_Row]:
+    """Finished jobs from the tallies: every total, and the buckets from ``since`` on."""
+    sums = {name: Sum(name) for name in ("jobs", "micros", "seen", "cost", *_LE)}
+    grouped = (
+        JobTally.objects.filter(Q(bucket=ALL_TIME) | Q(bucket__gte=int(since.timestamp())))
+        .order_by()
+        .values("host__name", "kind", "currency")
+        .annotate(**sums)
+    )
+    return [
+        _Row(
+            row["host__name"], row["kind"], row["currency"], row["jobs"], row["micros"],
+            row["seen"], float(row["cost"]) if row["cost"] is not None else None,
+            [row[n] for n in _LE],
+        )
+        for row in grouped
+    ]  # fmt: skip
 
 
-def _buckets(row: dict[str, Any], kind: str) -> list[tuple[str, float]]:
+def _buckets(le: list[int], count: int) -> list[tuple[str, float]]:
     """Cumulative ``(le, count)`` pairs, ``+Inf`` last, as Prometheus wants them.
 
-    >>> row = {"wait_1": 1, **{f"wait_{b}": 2 for b in JOB_BUCKETS[1:]}, "wait_inf": 3}
-    >>> _buckets(row, "wait")[:2], _buckets(row, "wait")[-1]
+    >>> pairs = _buckets([1, *[2] * (len(BOUNDS) - 1)], 3)
+    >>> pairs[:2], pairs[-1]
     ([('1', 1), ('2', 2)], ('+Inf', 3))
     """
-    pairs = [(str(bound), row[f"{kind}_{bound}"]) for bound in JOB_BUCKETS]
-    return [*pairs, ("+Inf", row[f"{kind}_inf"])]
+    return [*((str(bound), n) for bound, n in zip(BOUNDS, le, strict=True)), ("+Inf", count)]
