@@ -23,6 +23,7 @@ from container_manager.models import (
     JobTally,
 )
 from container_manager.models.manager import unfinished_dependencies
+from container_manager.models.tallies import TALLIED_COLUMNS, tally_sql
 from container_manager.models.workflows import count_child, final_status
 from container_manager.rules import status as st
 
@@ -56,10 +57,10 @@ def move(
     makes a webhook event writes its delivery rows in that transaction too (``outbox.write``),
     so a crash after the commit cannot lose them.
 
-    On PostgreSQL the job's UPDATE, the attempt's and the hand-over are one statement
-    (``_write``); a move with no array parent to count, no webhook event to write and no
-    tally to add (not final) then runs without a transaction of its own (BEGIN and COMMIT
-    would triple its cost). On SQLite they are one statement each, in a transaction when more
+    On PostgreSQL the job's UPDATE, the attempt's, the hand-over and a final move's tally
+    are one statement (``_write``); a move with no array parent to count and no webhook
+    event to write then runs without a transaction of its own (BEGIN and COMMIT would
+    triple its cost). On SQLite they are one statement each, in a transaction when more
     than one.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
@@ -68,10 +69,10 @@ def move(
     values = {"status": new, "updated_at": now, **fields}
     conditions = {"id": job.pk, "status": old, **(guard or {})}
     connection = connections[ContainerJob.objects.db]
-    alone = (
-        job.array_parent_id is None and new not in st.TERMINAL and not outbox.may_write(job, new)
-    )
-    if connection.vendor != "postgresql" and (frees_slot or execution is not None):
+    alone = job.array_parent_id is None and not outbox.may_write(job, new)
+    if connection.vendor != "postgresql" and (
+        frees_slot or execution is not None or new in st.TERMINAL
+    ):
         alone = False
     with nullcontext() if alone else transaction.atomic():
         moved, handed = _write(connection, job, conditions, values, execution, frees_slot, now)
@@ -80,7 +81,7 @@ def move(
         job.has_dependents = moved
         if handed is not None:
             _send_start(handed)
-        if new in st.TERMINAL:
+        if new in st.TERMINAL and connection.vendor != "postgresql":
             JobTally.objects.record(job.pk)  # once: only the caller whose move changed the row
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         job_moved(job, new)
@@ -119,14 +120,18 @@ def _write(
     the job the slot was handed to or that is to be sent its launch (``hand_over``).
     On PostgreSQL one statement: ``moved``, the attempt's ``attempt`` and the hand-over's.
     """
+    final = values["status"] in st.TERMINAL
     update = statements.update(
         connection, ContainerJob, tuple(values), statements.shape(conditions),
-        returning="id, " + _RETURNING,
+        returning=", ".join(["id", _RETURNING, *(TALLIED_COLUMNS if final else ())]),
     )  # fmt: skip
     params = statements.params(connection, ContainerJob, values, conditions)
     if connection.vendor != "postgresql":
         return _write_portable(connection, job, (update, params), execution, frees_slot, now)
     parts = [f"moved AS ({update})"]
+    if final:  # the metrics' tallies, from the row as moved (``JobTally``)
+        tallied, _ = tally_sql(connection, JobTally, "TRUE", [], 1, rows="moved")
+        parts.append(f"tallied AS ({tallied})")
     if execution is not None:
         attempt = statements.update(
             connection, ContainerExecution, tuple(execution), (("attempt", False),),

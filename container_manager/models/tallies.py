@@ -121,19 +121,33 @@ def rebuild_tallies(connection: Any, tally: Any, job: Any = None) -> None:
         cursor.execute(sql, params)
 
 
+#: The job columns ``tally_sql`` reads: a ``rows`` source must have each of them.
+TALLIED_COLUMNS = (
+    "docker_host_id", "status", "cost_currency", "estimated_cost", "created_at", "started_at",
+    "completed_at",
+)  # fmt: skip
+
+
 def tally_sql(
-    connection: Any, tally: Any, where: str, params: list[Any], sign: int, job: Any = None
+    connection: Any,
+    tally: Any,
+    where: str,
+    params: list[Any],
+    sign: int,
+    job: Any = None,
+    rows: str = "",
 ) -> tuple[str, list[Any]]:
     """The upsert adding ``sign`` × the finished jobs ``j`` matching ``where`` to ``tally``.
 
     Each job gives a total row (its status), a ``wait`` row in the bucket of its start
     if it started and a ``run`` row in the bucket of its finish; rows of one key are
     summed before the upsert adds them, in bucket order (so a rebuild writes a
-    window's rows side by side).
+    window's rows side by side). ``rows`` names another source of job rows than the
+    table (a CTE with the ``TALLIED_COLUMNS``: a PostgreSQL move's ``moved``).
     """
     job = job or ContainerJob
     quote = connection.ops.quote_name
-    jobs, table = quote(job._meta.db_table), quote(tally._meta.db_table)
+    jobs, table = rows or quote(job._meta.db_table), quote(tally._meta.db_table)
     final = ", ".join(f"'{status}'" for status in sorted(st.TERMINAL))
     source = f"FROM {jobs} j WHERE ({where}) AND j.status IN ({final})"
     zeros = ", ".join(f"0 AS le_{b}" for b in BOUNDS)
