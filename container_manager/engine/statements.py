@@ -4,6 +4,7 @@ for every job, kept as SQL text per shape and run with parameters (no compilatio
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +14,10 @@ from django.db import models
 from django.db.models.query import get_related_populators
 
 from container_manager.models import ContainerJob
+
+#: Django 6.1 gives querysets a fetch mode (how deferred and related fields load later),
+#: which its related populators and ``Model.from_db`` take; earlier versions have none.
+_TAKES_FETCH_MODE = "fetch_mode" in inspect.signature(get_related_populators).parameters
 
 #: Stand-ins a query is compiled with once; each use puts the real values in their places.
 HOST, JOB, NOW = -7_272_727, uuid.UUID(int=0x2727_2727), datetime(1901, 2, 3, 4, 5, 6, 70809, UTC)
@@ -150,11 +155,16 @@ def fetch(
 
 def _instances(compiler: Any, db: str, rows: list[Any]) -> Any:
     select, klass_info = compiler.select, compiler.klass_info
+    model = klass_info["model"]
     start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
     names = [column[0].target.attname for column in select[start:end]]
-    populators = get_related_populators(klass_info, select, db)
+    mode: tuple[Any, ...] = ()
+    if _TAKES_FETCH_MODE:  # the default mode, as a queryset of the model would pass it
+        mode = (model._default_manager.all()._fetch_mode,)
+    populators = get_related_populators(klass_info, select, db, *mode)
+    keywords = {"fetch_mode": mode[0]} if mode else {}
     for row in compiler.results_iter([rows]):
-        instance = klass_info["model"].from_db(db, names, row[start:end])
+        instance = model.from_db(db, names, row[start:end], **keywords)
         for populator in populators:
             populator.populate(row, instance)
         for name, position in compiler.annotation_col_map.items():
