@@ -305,7 +305,10 @@ def test_a_child_costs_what_a_job_costs_plus_its_count(recording, make_mock_host
         return len(captured)
 
     assert statements("launch", second) == statements("launch", single)
-    assert statements("check", second) == statements("check", single) + 1
+    # The count's UPDATE; on PostgreSQL also the transaction it needs with the move (BEGIN,
+    # COMMIT), which a plain job's final move, one statement, does without.
+    added = 3 if connection.vendor == "postgresql" else 1
+    assert statements("check", second) == statements("check", single) + added
     counts = ArrayCounts.objects.get(parent=parent)
     assert (counts.completed, counts.finished) == (1, 1)
 

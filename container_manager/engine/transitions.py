@@ -69,7 +69,7 @@ def move(
     values = {"status": new, "updated_at": now, **fields}
     conditions = {"id": job.pk, "status": old, **(guard or {})}
     connection = connections[ContainerJob.objects.db]
-    alone = job.array_parent_id is None and not outbox.may_write(job, new)
+    alone = not _moves_array(job, new) and not outbox.may_write(job, new)
     if connection.vendor != "postgresql" and (
         frees_slot or execution is not None or new in st.TERMINAL
     ):
@@ -572,6 +572,19 @@ def send_launches(queryset: Any) -> int:
 #: so the later children's starts read no parent row. Forgotten past ``_STARTED_MAX``.
 _started_parents: set[Any] = set()
 _STARTED_MAX = 10_000
+
+
+def _moves_array(job: ContainerJob, new: str) -> bool:
+    """Whether a child's move to ``new`` also writes its array's rows (``job_moved``).
+
+    A final move counts the child; a move to running starts the parent, unless this
+    process has seen the parent started (``_started_parents``).
+    """
+    if job.array_parent_id is None:
+        return False
+    if new == st.RUNNING:
+        return job.array_parent_id not in _started_parents
+    return new in st.TERMINAL
 
 
 def _parent_running(parent_id: Any) -> None:
