@@ -62,6 +62,10 @@ def test_floor_runs_every_job_once_from_two_connections(postgres_only):
     )  # fmt: skip
     pg_floor.prepare(url)
     workers = [pg_floor.FloorWorker(url), pg_floor.FloorWorker(url)]
+    options = connection.settings_dict["OPTIONS"]
+    if "prepare_threshold" in options:  # behind a transaction pooler: nothing prepared
+        for worker in workers:
+            worker.connection.prepare_threshold = options["prepare_threshold"]
     try:
         for worker in workers:
             worker.prepare("queued", 5)
