@@ -138,8 +138,10 @@ def _mark(
     connection = connections[ContainerJob.objects.db]
     quote = connection.ops.quote_name
     pk = ContainerJob._meta.pk
-    table, key, status = quote(ContainerJob._meta.db_table), quote(pk.column), quote("status")
-    metadata = quote(ContainerJob._meta.get_field("executor_metadata").column)
+    table, key = quote(ContainerJob._meta.db_table), quote(pk.column)
+    status, metadata = (
+        quote(ContainerJob._meta.get_field(name).column) for name in ("status", "executor_metadata")
+    )
     ids = [pk.get_db_prep_value(old, connection) for old in retries]
     case = " ".join(f"WHEN {key} = %s THEN CAST(%s AS text)" for _ in retries)
     case_params = [
