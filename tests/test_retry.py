@@ -268,6 +268,16 @@ def test_api_retry_refusals(client, recording, mock_host):
     assert not ContainerJob.objects.filter(executor_metadata__has_key="retry_of").exists()
 
 
+def test_api_retry_holds_a_users_token_to_its_quotas(client, settings, chain):
+    _, a, _, _ = chain
+    _, auth = token_of("dave", "add_containerjob", "view_containerjob", "view_all_jobs")
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "QUOTA_ROWS_PER_REQUEST": 2}
+    response = client.post(retry_url(a), headers=auth)  # a, b and c: 3 rows
+    assert (response.status_code, response.json()["quota"]) == (429, "rows_per_request")
+    assert "retried_as" not in row(a).executor_metadata  # the whole retry was undone
+    assert not ContainerJob.objects.filter(executor_metadata__has_key="retry_of").exists()
+
+
 # -- the admin ---------------------------------------------------------------------
 
 

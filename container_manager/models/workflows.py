@@ -195,7 +195,7 @@ def insert_children(parent: models.Model, rerun_of: Any = None) -> int:
     key = jobs._meta.pk.get_db_prep_value(parent.pk, connection)
     indexes, source_params = _indexes(parent, rerun_of, connection)
     if postgresql:
-        prefix, source = "", f"({indexes}) AS g(i)"
+        prefix, source = "", f"{indexes} AS g(i)"
         params = [*params, *source_params]
     else:
         # Each index with 16 random bytes, from which its child's id is made.
@@ -367,10 +367,13 @@ def _sqlite_time_plus_index(connection: Any, now: datetime) -> tuple[str, list[A
 
 
 def _indexes(parent: models.Model, rerun_of: Any, connection: Any) -> tuple[str, list[Any]]:
-    """The SQL query of the indexes ``insert_children`` makes children for, and its parameters."""
+    """The indexes ``insert_children`` makes children for, as SQL and its parameters.
+
+    On PostgreSQL a row source of the FROM clause; elsewhere the body of the CTE ``n(i)``.
+    """
     if rerun_of is None:
         if connection.vendor == "postgresql":
-            return "SELECT generate_series(0, %s - 1)", [parent.array_size]
+            return "generate_series(0, %s - 1)", [parent.array_size]
         return "SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < %s", [parent.array_size]
     jobs = type(parent)
     quote = connection.ops.quote_name
@@ -379,4 +382,6 @@ def _indexes(parent: models.Model, rerun_of: Any, connection: Any) -> tuple[str,
         f"SELECT {column['array_index']} FROM {quote(jobs._meta.db_table)} "
         f"WHERE {column['array_parent']} = %s AND {column['status']} <> %s"
     )
+    if connection.vendor == "postgresql":
+        sql = f"({sql})"
     return sql, [jobs._meta.pk.get_db_prep_value(rerun_of, connection), str(st.COMPLETED)]
