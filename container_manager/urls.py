@@ -76,6 +76,11 @@ urlpatterns = [
         name="api-job-cancel",
     ),
     path(
+        "api/jobs/<str:job_id>/retry/",
+        LazyView("container_manager.web.api.retry.job_retry_view"),
+        name="api-job-retry",
+    ),
+    path(
         "api/schedules/",
         LazyView("container_manager.web.api.schedules.schedules_view"),
         name="api-schedules",

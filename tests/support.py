@@ -1,4 +1,8 @@
-"""Helpers the tests share: submit a job the way callers do, and read its row as stored now."""
+"""Helpers the tests share: submit a job the way callers do, read its row as stored now, race."""
+
+import threading
+
+from django.db import connections
 
 from container_manager.models import ContainerJob
 
@@ -15,3 +19,24 @@ def submit(host, **kwargs):
 def row(job):
     """``job``'s row as the database holds it now."""
     return ContainerJob.objects.get(pk=job.pk)
+
+
+def race(work, threads):
+    """Run ``work()`` in ``threads`` threads released together; wait for all of them to end.
+
+    Each thread closes its database connections when ``work`` returns or raises.
+    """
+    barrier = threading.Barrier(threads)
+
+    def run():
+        try:
+            barrier.wait()
+            work()
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()

@@ -524,7 +524,7 @@ def test_array_parent_page_shows_progress_and_links_to_its_children(
 
 
 def test_retrying_an_array_parent_makes_a_new_array(make_mock_host, recording):
-    from container_manager.admin.jobs import retry_job
+    from container_manager.engine.retry import retry_job
 
     parent = ContainerJob.objects.create_job(
         image="x", docker_host=make_mock_host(exit_code=1), array_size=2

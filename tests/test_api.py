@@ -51,7 +51,7 @@ def test_openapi_document_is_valid_and_served(client, document):
     assert document["servers"][0]["url"] == "http://testserver/cm/api"
     assert set(document["paths"]) == {
         "/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/logs/", "/jobs/{job_id}/cancel/",
-        "/schedules/",
+        "/jobs/{job_id}/retry/", "/schedules/",
     }  # fmt: skip
 
 

@@ -5,19 +5,18 @@ owner, kept for ``IDEMPOTENCY_WINDOW_SECONDS``; concurrent retries make one job 
 """
 
 import json
-import threading
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from container_manager.engine import steps
 from container_manager.models import ApiToken, ContainerJob, IdempotencyKey, JobSchedule
 from container_manager.models.idempotency import IdempotencyConflict
-from tests.support import submit
+from tests.support import race, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -164,23 +163,15 @@ def test_api_schedule_retry_returns_the_first_schedule(client, api, mock_host):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_retries_on_postgres_make_one_job(postgres_only, recording, mock_host):
     """Eight threads released at once with one key: one job, and every thread gets its id."""
-    threads, barrier = 8, threading.Barrier(8)
-    ids, errors = [], []
+    threads, ids, errors = 8, [], []
 
     def retry():
         try:
-            barrier.wait()
             ids.append(submit(mock_host, name="once", idempotency_key="burst").pk)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
-        finally:
-            connections.close_all()
 
-    workers = [threading.Thread(target=retry) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    race(retry, threads)
     assert errors == []
     assert len(ids) == threads and len(set(ids)) == 1
     assert list(ContainerJob.objects.values_list("pk", flat=True)) == [ids[0]]

@@ -29,6 +29,7 @@ from container_manager.admin.search import search_jobs
 from container_manager.admin.webhooks import WebhookDeliveryInline
 from container_manager.admin.workflows import WORKFLOW_FIELDS, WorkflowDisplayMixin
 from container_manager.engine import workflows
+from container_manager.engine.retry import RETRYABLE, retry_job
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.rules import status as st
@@ -37,8 +38,6 @@ from container_manager.rules.secrets import mask_env_text
 
 logger = logging.getLogger(__name__)
 
-#: Statuses a job may be retried from (as a new job).
-RETRYABLE = frozenset({st.FAILED, st.TIMEOUT, st.CANCELLED})
 #: What a submitted job asks for; the only fields an operator edits, and only while pending.
 REQUEST_FIELDS = (
     "name", "description", "docker_image", "command", "working_directory", "docker_host",
@@ -57,32 +56,6 @@ _PASSED_AS_KWARGS = tuple(
     for f in REQUEST_FIELDS
     if f not in {"docker_image", "command", "name", "docker_host", "environment_template"}
 )
-
-
-def retry_job(job: ContainerJob, user: Any = None) -> ContainerJob:
-    """Submit a new job with ``job``'s request; its ``executor_metadata["retry_of"]`` links back.
-
-    The original job keeps its history untouched; an array parent is retried as a new array
-    of the same size. Its host is reused while it is active;
-    otherwise ``create_job`` chooses one. Raises ``ValidationError`` unless ``job`` failed,
-    timed out or was cancelled.
-    """
-    if job.status not in RETRYABLE:
-        raise ValidationError(f"status: a {job.status!r} job cannot be retried")
-    host = job.docker_host if job.docker_host.is_active else None
-    new = ContainerJob.objects.create_job(
-        image=job.docker_image,
-        command=job.command,
-        name=job.name,
-        environment_template=job.environment_template,
-        docker_host=host,
-        executor_metadata={"retry_of": str(job.pk)},
-        created_by=user if getattr(user, "pk", None) else None,
-        array_size=job.array_size if job.is_array_parent else None,
-        **{field: getattr(job, field) for field in _PASSED_AS_KWARGS},
-    )
-    logger.info("job %s retried as job %s by user %s", job.pk, new.pk, getattr(user, "pk", None))
-    return new
 
 
 class JobSubmitForm(forms.ModelForm):
@@ -385,7 +358,10 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(_change_url(job))
-        self.message_user(request, f"Submitted job {new.pk} as a retry of {job.pk}.")
+        self.message_user(
+            request,
+            f"Submitted job {new.pk} as a retry of {job.pk}{_with_count(len(new.brought_back))}.",
+        )
         return HttpResponseRedirect(_change_url(new))
 
     # -- actions ---------------------------------------------------------------
@@ -398,18 +374,20 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed jobs (as new jobs)", permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset) -> None:
-        retried, skipped = 0, 0
-        for job in queryset.select_related("environment_template"):
+        """``retry_job`` each, oldest first: a dependency's retry brings its dependents back."""
+        retried, brought, skipped = 0, 0, 0
+        for job in queryset.select_related("docker_host").order_by("created_at"):
             try:
-                retry_job(job, request.user)
+                brought += len(retry_job(job, request.user).brought_back)
                 retried += 1
             except ValidationError:
                 skipped += 1
-        self.message_user(request, f"Submitted {retried} retry job(s).")
+        self.message_user(request, f"Submitted {retried} retry job(s){_with_count(brought)}.")
         if skipped:
             self.message_user(
-                request, f"{skipped} job(s) skipped: only failed, timed-out or cancelled "
-                "jobs are retried.", messages.WARNING,
+                request, f"{skipped} job(s) skipped: only failed, timed-out or cancelled jobs "
+                "not retried yet are retried, and array children with their array.",
+                messages.WARNING,
             )  # fmt: skip
 
     @admin.action(description="Export selected jobs as CSV (secrets masked)", permissions=["view"])
@@ -604,6 +582,10 @@ def _valid_uuids(values: list[str]) -> list[uuid.UUID]:
         except ValueError:
             continue
     return ids
+
+
+def _with_count(brought: int) -> str:
+    return f", with {brought} cancelled dependent job(s) brought back" if brought else ""
 
 
 def _change_url(job: ContainerJob) -> str:

@@ -96,6 +96,8 @@ ARRAY_LIMIT = 10_000
 NAMED_IDS = 3
 #: The final statuses an array counts, each a column of ``ArrayCounts``.
 _COUNTED = tuple(str(status) for status in (st.COMPLETED, st.FAILED, st.TIMEOUT, st.CANCELLED))
+#: The columns ``insert_children`` reads of an earlier array's children to re-run them.
+_RERUN_COLUMNS = ("array_index", "array_parent", "status")
 
 
 def resolve_dependencies(
@@ -166,7 +168,7 @@ def submitted(job: models.Model, depends_on: list[models.Model]) -> None:
         insert_children(job)
 
 
-def insert_children(parent: models.Model) -> int:
+def insert_children(parent: models.Model, rerun_of: Any = None) -> int:
     """Insert the ``array_size`` children of a saved array parent in one statement; return how many.
 
     Each child copies the parent's request fields from its row (``run_after`` too), is named
@@ -174,6 +176,9 @@ def insert_children(parent: models.Model) -> int:
     has. Child ``i`` is created ``i`` microseconds after the first, so ``LAUNCH_ORDER``
     starts them by index. The indexes come from ``generate_series`` on PostgreSQL and from a
     recursive CTE elsewhere, so the statement and its parameters do not grow with the size.
+
+    With ``rerun_of`` (the id of an earlier array of the same size, a retry's original) only
+    the indexes of its children that did not complete are inserted, read in the same statement.
     """
     jobs = type(parent)
     connection = connections[jobs.objects.db]
@@ -188,16 +193,15 @@ def insert_children(parent: models.Model) -> int:
         params.extend(field_params)
     table = quote(jobs._meta.db_table)
     key = jobs._meta.pk.get_db_prep_value(parent.pk, connection)
-    size = parent.array_size
+    indexes, source_params = _indexes(parent, rerun_of, connection)
     if postgresql:
-        prefix, source, params = "", "generate_series(0, %s - 1) AS g(i)", [*params, size]
+        prefix, source = "", f"{indexes} AS g(i)"
+        params = [*params, *source_params]
     else:
         # Each index with 16 random bytes, from which its child's id is made.
-        prefix = (
-            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < %s), "
-            "g(i, h) AS (SELECT i, lower(hex(randomblob(16))) FROM n) "
-        )
-        source, params = "g", [size, *params]
+        prefix = f"WITH RECURSIVE n(i) AS ({indexes}), g(i, h) AS "
+        prefix += "(SELECT i, lower(hex(randomblob(16))) FROM n) "
+        source, params = "g", [*source_params, *params]
     sql = (
         f"{prefix}INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
         f"FROM {table} p CROSS JOIN {source} WHERE p.{quote(jobs._meta.pk.column)} = %s"
@@ -219,12 +223,25 @@ def link(job: models.Model, depends_on: list[models.Model], check_cycles: bool) 
         raise ValidationError(
             {"depends_on": f"depends_on: job {job.pk} would wait for itself (a cycle)."}
         )
+    write_edges([(job.pk, dep.pk) for dep in depends_on])
+
+
+def write_edges(pairs: list[tuple[Any, Any]]) -> None:
+    """Write the edges ``(job id, depends_on id)`` and flag each dependency as waited for.
+
+    Two statements whatever the number of edges (SQLite splits a long INSERT by its parameter
+    limit); nothing is checked: the caller knows the jobs exist and make no cycle.
+    """
+    if not pairs:
+        return
     JobDependency.objects.bulk_create(
-        [JobDependency(job=job, depends_on=dep) for dep in depends_on], ignore_conflicts=True
+        [JobDependency(job_id=job, depends_on_id=dep) for job, dep in pairs],
+        ignore_conflicts=True,
     )
     # On the dependencies' rows, so a final move in flight and this transaction serialise:
     # either the move sees the flag (``transitions.move``) or this job's launch sees it ended.
-    _jobs().objects.filter(pk__in=ids, has_dependents=False).update(has_dependents=True)
+    targets = {dep for _, dep in pairs}
+    _jobs().objects.filter(pk__in=targets, has_dependents=False).update(has_dependents=True)
 
 
 def count_child(parent_id: Any, status: str) -> ArrayCounts:
@@ -347,3 +364,24 @@ def _sqlite_time_plus_index(connection: Any, now: datetime) -> tuple[str, list[A
         f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', {total} / 1000000, 'unixepoch') "
         f"|| '.' || printf('%%06d', {total} %% 1000000)"
     ), [micros, micros]
+
+
+def _indexes(parent: models.Model, rerun_of: Any, connection: Any) -> tuple[str, list[Any]]:
+    """The indexes ``insert_children`` makes children for, as SQL and its parameters.
+
+    On PostgreSQL a row source of the FROM clause; elsewhere the body of the CTE ``n(i)``.
+    """
+    if rerun_of is None:
+        if connection.vendor == "postgresql":
+            return "generate_series(0, %s - 1)", [parent.array_size]
+        return "SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < %s", [parent.array_size]
+    jobs = type(parent)
+    quote = connection.ops.quote_name
+    column = {name: quote(jobs._meta.get_field(name).column) for name in _RERUN_COLUMNS}
+    sql = (
+        f"SELECT {column['array_index']} FROM {quote(jobs._meta.db_table)} "
+        f"WHERE {column['array_parent']} = %s AND {column['status']} <> %s"
+    )
+    if connection.vendor == "postgresql":
+        sql = f"({sql})"
+    return sql, [jobs._meta.pk.get_db_prep_value(rerun_of, connection), str(st.COMPLETED)]

@@ -244,8 +244,9 @@ _TOO_MANY = {
 def schema(server_url: str = "/cm/api") -> dict[str, Any]:
     """The OpenAPI document, its one server being ``server_url``.
 
-    >>> sorted(schema()["paths"])
-    ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/', '/schedules/']
+    >>> sorted(schema()["paths"])  # doctest: +NORMALIZE_WHITESPACE
+    ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/',
+     '/jobs/{job_id}/retry/', '/schedules/']
     """
     job_id = {
         "name": "job_id",
@@ -359,6 +360,23 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     "parameters": [job_id],
                     "responses": {
                         "202": {"description": "Cancel requested", "content": _json("Job")},
+                        **_errors("401", "403", "404", "409", "413", "429"),
+                    },
+                }
+            },
+            "/jobs/{job_id}/retry/": {
+                "post": {
+                    "operationId": "retryJob",
+                    "summary": "Retry a failed, timed-out or cancelled job as a new job",
+                    "description": (
+                        "The new job has the job's request and dependencies; the jobs "
+                        "cancelled because of it come back too, waiting for it. An array "
+                        "re-runs only its children that did not complete. 409 when the job "
+                        "is live or completed, was already retried, or is a child of an array."
+                    ),
+                    "parameters": [job_id],
+                    "responses": {
+                        "201": {"description": "The job that re-runs it", "content": _json("Job")},
                         **_errors("401", "403", "404", "409", "413", "429"),
                     },
                 }
