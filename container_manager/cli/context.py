@@ -52,6 +52,24 @@ def pairs(text: str) -> tuple[str, str]:
     return key, value
 
 
+def add_command(
+    commands: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    summary: str,
+    run: Command,
+    target: str = "",
+) -> argparse.ArgumentParser:
+    """A command of ``commands`` (subparsers) that ``run`` carries out, with the ``common``
+    options and ``--json``; ``target`` (``job``, ``schedule``) names the id it takes first."""
+    parser = commands.add_parser(name, parents=[common], help=summary)
+    if target:
+        parser.add_argument(target, metavar=target.upper(), help=f"the {target}'s id")
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     """``--json`` on a command that reads: the API's JSON instead of the human text."""
     parser.add_argument(

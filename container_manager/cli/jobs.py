@@ -12,7 +12,7 @@ from typing import Any
 
 from container_manager.cli.context import (
     Context,
-    add_output_options,
+    add_command,
     add_wait_options,
     api_path,
     pairs,
@@ -40,12 +40,10 @@ COLUMNS = (
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add the job commands to the ``commands`` subparsers, each with the ``common`` options."""
-    submit_parser = commands.add_parser(
-        "submit",
-        parents=[common],
-        help="submit a job",
-        description="Submit a job running IMAGE; the CMD after -- runs as given (exec form, "
-        "as docker run): for a shell, -- sh -c '...'. Prints the job's id.",
+    submit_parser = add_command(commands, common, "submit", "submit a job", submit)
+    submit_parser.description = (
+        "Submit a job running IMAGE; the CMD after -- runs as given (exec form, as docker "
+        "run): for a shell, -- sh -c '...'. Prints the job's id."
     )
     submit_parser.add_argument("image", metavar="IMAGE")
     submit_parser.add_argument("command", metavar="CMD", nargs="*", help="the command, after --")
@@ -64,10 +62,8 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "--idempotency-key", metavar="KEY", help="a retried submit with this key makes one job"
     )
     add_wait_options(submit_parser)
-    add_output_options(submit_parser)
-    submit_parser.set_defaults(run=submit)
 
-    ls_parser = commands.add_parser("ls", parents=[common], help="list jobs, newest first")
+    ls_parser = add_command(commands, common, "ls", "list jobs, newest first", ls)
     ls_parser.add_argument("--status", help="only jobs in this status")
     ls_parser.add_argument("--name", help="only jobs with this name")
     ls_parser.add_argument("--host", help="only jobs on this executor host")
@@ -77,44 +73,20 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     ls_parser.add_argument("--limit", metavar="N", type=int, help="jobs per page (1 to 200)")
     ls_parser.add_argument("--cursor", help="the page after this cursor (from a previous ls)")
     ls_parser.add_argument("--all", action="store_true", help="every page, not only the first")
-    add_output_options(ls_parser)
-    ls_parser.set_defaults(run=ls)
 
-    show_parser = commands.add_parser("show", parents=[common], help="one job's details")
-    show_parser.add_argument("job", metavar="JOB")
-    add_output_options(show_parser)
-    show_parser.set_defaults(run=show)
-
-    logs_parser = commands.add_parser("logs", parents=[common], help="a job's output")
-    logs_parser.add_argument("job", metavar="JOB")
+    add_command(commands, common, "show", "one job's details", show, "job")
+    logs_parser = add_command(commands, common, "logs", "a job's output", logs, "job")
     logs_parser.add_argument(
         "--follow", "-f", action="store_true", help="keep printing until the job has ended"
     )
     logs_parser.add_argument(
         "--timestamps", "-t", action="store_true", help="keep the runtime's timestamps"
     )
-    add_output_options(logs_parser)
-    logs_parser.set_defaults(run=logs)
-
-    wait_parser = commands.add_parser(
-        "wait", parents=[common], help="wait for a job to end; exit with its exit code"
-    )
-    wait_parser.add_argument("job", metavar="JOB")
-    add_output_options(wait_parser)
-    wait_parser.set_defaults(run=wait, follow=False)
-
-    cancel_parser = commands.add_parser("cancel", parents=[common], help="cancel a job")
-    cancel_parser.add_argument("job", metavar="JOB")
-    add_output_options(cancel_parser)
-    cancel_parser.set_defaults(run=cancel)
-
-    retry_parser = commands.add_parser(
-        "retry", parents=[common], help="run a failed, timed-out or cancelled job again"
-    )
-    retry_parser.add_argument("job", metavar="JOB")
-    add_wait_options(retry_parser)
-    add_output_options(retry_parser)
-    retry_parser.set_defaults(run=retry)
+    summary = "wait for a job to end; exit with its exit code"
+    add_command(commands, common, "wait", summary, wait, "job").set_defaults(follow=False)
+    add_command(commands, common, "cancel", "cancel a job", cancel, "job")
+    summary = "run a failed, timed-out or cancelled job again"
+    add_wait_options(add_command(commands, common, "retry", summary, retry, "job"))
 
 
 def submit(args: argparse.Namespace, ctx: Context) -> int:

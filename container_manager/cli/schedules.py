@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from container_manager.cli import jobs
-from container_manager.cli.context import Context, add_output_options, add_wait_options, api_path
+from container_manager.cli.context import Context, add_command, add_wait_options, api_path
 from container_manager.cli.output import fields, print_json, table
 
 #: What ``cm schedules show`` prints, in this order.
@@ -31,27 +31,21 @@ COLUMNS = (
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add ``schedules`` and its actions (``ls`` when none is named) to ``commands``."""
-    parser = commands.add_parser("schedules", parents=[common], help="job schedules")
-    add_output_options(parser)
-    parser.set_defaults(run=ls, all=False)
+    parser = add_command(commands, common, "schedules", "job schedules", ls)
+    parser.set_defaults(all=False)
     actions = parser.add_subparsers(title="actions", metavar="ACTION")
-    ls_parser = actions.add_parser("ls", parents=[common], help="list schedules (the default)")
+    summary = "list schedules (the default)"
+    ls_parser = add_command(actions, common, "ls", summary, ls)
     ls_parser.add_argument("--all", action="store_true", help="every page, not only the first")
-    add_output_options(ls_parser)
-    ls_parser.set_defaults(run=ls)
     for name, run, summary in (
         ("show", show, "one schedule's details"),
         ("enable", enable, "enable a schedule"),
         ("disable", disable, "disable a schedule: it makes no job until enabled"),
-        ("run", run_now, "make the schedule's job now"),
         ("rm", remove, "delete a schedule (its jobs stay)"),
     ):
-        action = actions.add_parser(name, parents=[common], help=summary)
-        action.add_argument("schedule", metavar="SCHEDULE", help="the schedule's id")
-        add_output_options(action)
-        if run is run_now:
-            add_wait_options(action)
-        action.set_defaults(run=run)
+        add_command(actions, common, name, summary, run, "schedule")
+    summary = "make the schedule's job now"
+    add_wait_options(add_command(actions, common, "run", summary, run_now, "schedule"))
 
 
 def ls(args: argparse.Namespace, ctx: Context) -> int:
