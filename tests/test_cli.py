@@ -76,18 +76,25 @@ def job_of(host, **fields):
     )
 
 
-@pytest.mark.parametrize(("exit_code", "expected"), [(0, 0), (3, 3)])
-def test_submit_wait_exits_with_the_jobs_exit_code(cm, make_mock_host, exit_code, expected):
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_submit_wait_exits_with_the_jobs_exit_code(cm, make_mock_host, exit_code, as_json):
     make_mock_host(name="runner", duration=0.2, exit_code=exit_code)
     done = cm(
         "submit", "busybox", "--host", "runner", "--name", "cli", "--env", "A=1",
-        "--label", "team=data", "--wait", "--", "sh", "-c", f"exit {exit_code}",
+        "--label", "team=data", "--wait", *(["--json"] if as_json else []),
+        "--", "sh", "-c", f"exit {exit_code}",
     )  # fmt: skip
-    assert done.returncode == expected, done.stderr
-    job = ContainerJob.objects.get(pk=done.stdout.strip())
+    assert done.returncode == exit_code, done.stderr
+    ended = json.loads(done.stdout) if as_json else {"id": done.stdout.strip()}
+    job = ContainerJob.objects.get(pk=ended["id"])
     assert (job.docker_image, job.name, job.exit_code) == ("busybox", "cli", exit_code)
     assert json.loads(job.command) == ["sh", "-c", f"exit {exit_code}"]
+    assert job.get_override_environment_variables_dict() == {"A": "1"}
     assert f"exit code {exit_code}" in done.stderr
+    if as_json:
+        status = "failed" if exit_code else "completed"
+        assert (ended["status"], ended["labels"]) == (status, {"team": "data"})
 
 
 def test_submit_follow_prints_the_output_and_exits_with_the_jobs_code(cm, make_mock_host):
@@ -176,12 +183,19 @@ def test_ls_follows_next_cursor_over_pages(cm, make_mock_host):
     assert every.stderr.count("cursor=") == 2  # pages 2 and 3
 
 
-def test_ls_sends_the_filters(cm, mock_host):
-    job = job_of(mock_host, name="wanted")
-    done = cm("ls", "--name", "wanted", "--label", "team=data", "--json", "--debug")
+def test_ls_filters_by_name_and_labels(cm, mock_host):
+    wanted = job_of(mock_host, name="wanted", labels={"team": "data", "tier": "batch"})
+    job_of(mock_host, name="wanted", labels={"team": "web"})
+    job_of(mock_host, name="other", labels={"team": "data"})
+    done = cm(
+        "ls", "--name", "wanted", "--label", "team=data", "--label", "tier=batch", "--json",
+        "--debug",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "name=wanted" in done.stderr and "label=team%3Ddata" in done.stderr
-    assert [found["id"] for found in json.loads(done.stdout)["jobs"]] == [str(job.pk)]
+    assert "name=wanted" in done.stderr and "label=team%3Ddata&label=tier%3Dbatch" in done.stderr
+    assert [found["id"] for found in json.loads(done.stdout)["jobs"]] == [str(wanted.pk)]
+    table = cm("ls", "--name", "wanted", "--label", "team=data").stdout
+    assert str(wanted.pk) in table and "busybox" in table
 
 
 def test_show_prints_the_job(cm, mock_host):

@@ -112,20 +112,26 @@ def submit(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def started(job: dict[str, Any], args: argparse.Namespace, ctx: Context) -> int:
-    """After a job was made (submit, retry, a schedule's run): print it, or wait or follow."""
+    """After a job was made (submit, retry, a schedule's run): print it, or wait or follow.
+
+    ``--json`` prints the job's JSON once: as made, or as it ended with ``--wait``.
+    """
     if args.follow:
         ctx.note(f"job {job['id']}: following its output (Ctrl-C stops following, not the job)")
-    elif args.json and not args.wait:
-        print_json(job, ctx.out)
-    else:
+    elif not args.json:
         ctx.write("stdout", f"{job['id']}\n")
-    return watch(job["id"], args, ctx) if args.wait or args.follow else 0
+    if args.wait or args.follow:
+        return watch(job["id"], args, ctx)
+    if args.json:
+        print_json(job, ctx.out)
+    return 0
 
 
 def watch(job_id: str, args: argparse.Namespace, ctx: Context) -> int:
     """Wait for the job to end (following its output with ``args.follow``); its exit code.
 
-    Ctrl-C stops watching and exits 130; the job runs on.
+    With ``--json`` and without ``--follow`` (whose stdout is the job's output), the job's
+    JSON as it ended. Ctrl-C stops watching and exits 130; the job runs on.
     """
     try:
         if args.follow:
@@ -145,7 +151,7 @@ def watch(job_id: str, args: argparse.Namespace, ctx: Context) -> int:
     ctx.note(
         f"job {job_id} {job['status']}, exit code {cell(job.get('exit_code'))} (cm exits {code})"
     )
-    if args.json:
+    if args.json and not args.follow:
         print_json(job, ctx.out)
     return code
 
