@@ -4,4 +4,5 @@ import sys
 
 from container_manager.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported, not run, by the tree's doctest collector
+    sys.exit(main())
