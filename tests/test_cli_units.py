@@ -103,3 +103,25 @@ def test_the_client_refuses_a_redirect_rather_than_carry_the_token(live_server, 
         client.get("jobs")  # the API answers 308 to the path with its slash
     assert raised.value.status == 308
     assert "redirects to" in raised.value.body["error"]
+
+
+def test_the_cli_imports_only_itself_and_the_standard_library():
+    import ast
+    import sys
+
+    from benchmarks import import_graph
+
+    edges = import_graph.graph(import_graph.ALL_KINDS)
+    cli = {name for name in edges if name.split(".")[0] == "cli"}
+    assert {"cli.main", "cli.client", "cli.config"} <= cli
+    assert {target for name in cli for target in edges[name]} <= cli
+    allowed = sys.stdlib_module_names | {"container_manager", "__future__"}
+    for name in cli:
+        for node in ast.walk(ast.parse(import_graph.modules()[name].read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, (name, roots)
