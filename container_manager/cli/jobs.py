@@ -40,6 +40,24 @@ COLUMNS = (
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add the job commands to the ``commands`` subparsers, each with the ``common`` options."""
+    _add_submit(commands, common)
+    _add_ls(commands, common)
+    add_command(commands, common, "show", "one job's details", show, "job")
+    logs_parser = add_command(commands, common, "logs", "a job's output", logs, "job")
+    logs_parser.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing until the job has ended"
+    )
+    logs_parser.add_argument(
+        "--timestamps", "-t", action="store_true", help="keep the runtime's timestamps"
+    )
+    summary = "wait for a job to end; exit with its exit code"
+    add_command(commands, common, "wait", summary, wait, "job").set_defaults(follow=False)
+    add_command(commands, common, "cancel", "cancel a job", cancel, "job")
+    summary = "run a failed, timed-out or cancelled job again"
+    add_wait_options(add_command(commands, common, "retry", summary, retry, "job"))
+
+
+def _add_submit(commands: Any, common: argparse.ArgumentParser) -> None:
     submit_parser = add_command(commands, common, "submit", "submit a job", submit)
     submit_parser.description = (
         "Submit a job running IMAGE; the CMD after -- runs as given (exec form, as docker "
@@ -63,6 +81,8 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     add_wait_options(submit_parser)
 
+
+def _add_ls(commands: Any, common: argparse.ArgumentParser) -> None:
     ls_parser = add_command(commands, common, "ls", "list jobs, newest first", ls)
     ls_parser.add_argument("--status", help="only jobs in this status")
     ls_parser.add_argument("--name", help="only jobs with this name")
@@ -73,20 +93,6 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     ls_parser.add_argument("--limit", metavar="N", type=int, help="jobs per page (1 to 200)")
     ls_parser.add_argument("--cursor", help="the page after this cursor (from a previous ls)")
     ls_parser.add_argument("--all", action="store_true", help="every page, not only the first")
-
-    add_command(commands, common, "show", "one job's details", show, "job")
-    logs_parser = add_command(commands, common, "logs", "a job's output", logs, "job")
-    logs_parser.add_argument(
-        "--follow", "-f", action="store_true", help="keep printing until the job has ended"
-    )
-    logs_parser.add_argument(
-        "--timestamps", "-t", action="store_true", help="keep the runtime's timestamps"
-    )
-    summary = "wait for a job to end; exit with its exit code"
-    add_command(commands, common, "wait", summary, wait, "job").set_defaults(follow=False)
-    add_command(commands, common, "cancel", "cancel a job", cancel, "job")
-    summary = "run a failed, timed-out or cancelled job again"
-    add_wait_options(add_command(commands, common, "retry", summary, retry, "job"))
 
 
 def submit(args: argparse.Namespace, ctx: Context) -> int:
