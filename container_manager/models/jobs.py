@@ -130,7 +130,8 @@ class ContainerJob(models.Model):
         default="",
         help_text=(
             "Image in standard form: 'python:3.11', 'nginx:latest', "
-            "'registry.example.com/app:v1.2.3'. Required to submit a job."
+            "'registry.example.com/app:v1.2.3'. Required to submit a job, but on Cloud Run, "
+            "Fargate and Scaleway hosts, where empty means the image of the host's platform job."
         ),
     )
     command = models.TextField(
