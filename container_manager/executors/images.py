@@ -88,18 +88,18 @@ def launch_target(config: dict[str, Any], key: str, kind: str, image: str) -> st
 
 
 class PlatformImages:
-    """Mixin of the executors whose runs take their image from a platform job.
+    """Mixin (before ``ContainerExecutor``) of the executors whose runs take their image from a
+    platform job: set ``platform_job_key`` (the ``executor_config`` key of the default
+    platform job) and ``platform_job_kind`` (its name in messages), and add ``IMAGE_KEYS`` to
+    ``config_schema``."""
 
-    Set ``platform_job_key`` (the ``executor_config`` key of the default platform job) and
-    ``platform_job_kind`` (its name in messages), and add ``IMAGE_KEYS`` to ``config_schema``.
-    """
-
-    platform_job_key: str = ""
+    platform_job_key: str
     platform_job_kind: str = "platform job"
+    config: dict[str, Any]
 
     def __init__(self, host: Any):
-        super().__init__(host)  # type: ignore[call-arg] - ContainerExecutor's
-        check_map(self.config)  # type: ignore[attr-defined]
+        super().__init__(host)
+        check_map(self.config)
 
     @classmethod
     def image_refusal(cls, config: dict[str, Any], image: str) -> str:
@@ -108,9 +108,4 @@ class PlatformImages:
 
     def platform_job_for(self, image: str) -> str:
         """The platform job a launch of ``image`` starts (``launch_target``)."""
-        return launch_target(
-            self.config,  # type: ignore[attr-defined]
-            self.platform_job_key,
-            self.platform_job_kind,
-            image,
-        )
+        return launch_target(self.config, self.platform_job_key, self.platform_job_kind, image)
