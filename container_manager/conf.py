@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_BATCH_SIZE": 500,
     # Largest JSON payload (task path, args, kwargs) a Django task may carry, in bytes.
     "TASK_PAYLOAD_MAX_BYTES": 8192,
+    # A failed task's exception type and message, as its job's last_error, keeps at most this
+    # many characters (the full traceback stays in stderr and the TaskResult's errors).
+    "TASK_ERROR_MAX_CHARS": 500,
     # A scheduled time the sweep reaches later than this (seconds) counts as missed (see catchup).
     "SCHEDULE_MISFIRE_GRACE_SECONDS": 300,
     # Webhook deliveries: deadline of an attempt, attempts before giving up, backoff between them.

@@ -26,21 +26,22 @@ def main(environ: dict[str, str] | None = None) -> int:
 
     The return value goes to stdout as the last line (``taskwire.result_line``);
     a raised exception goes to stderr, as a traceback and one marked line with
-    its type, and the exit code is 1 (130 for ``KeyboardInterrupt``, reported
-    the same way). A payload that cannot be read exits with 2. The database is
-    never touched: the task's result travels in the logs.
+    its type and message (``ValueError: bad input``), and the exit code is 1
+    (130 for ``KeyboardInterrupt``, reported the same way). A payload that
+    cannot be read exits with 2. The database is never touched: the task's
+    result travels in the logs.
     """
     environ = os.environ if environ is None else environ
     try:
         payload = taskwire.decode_payload(environ.get(taskwire.PAYLOAD_ENV, ""))
     except taskwire.PayloadError as exc:
-        _report(type(exc), str(exc))
+        _report(exc, str(exc))
         return EXIT_BAD_PAYLOAD
     try:
         value = _call(payload, environ)
         line = taskwire.result_line(value)
     except BaseException as exc:  # noqa: BLE001 - every failure of the task is its result
-        _report(type(exc), "".join(traceback.format_exception(exc)))
+        _report(exc, "".join(traceback.format_exception(exc)))
         return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TASK_FAILED
     sys.stdout.flush()
     sys.stdout.write("\n" + line + "\n")
@@ -100,11 +101,19 @@ def _attempt(environ: dict[str, str]) -> int:
     return int(number) if number.isdigit() and int(number) > 0 else 1
 
 
-def _report(exception_type: type[BaseException], text: str) -> None:
-    path = f"{exception_type.__module__}.{exception_type.__qualname__}"
+def _report(exc: BaseException, text: str) -> None:
+    """Write ``text`` and the marked line with the exception's path, text and type-and-message.
+
+    The message is the line ``traceback`` ends with (``ValueError: bad input``); the harvest
+    bounds it (``TASK_ERROR_MAX_CHARS``) and puts it in the job's ``last_error``.
+    """
+    module, name = type(exc).__module__, type(exc).__qualname__
+    path = f"{module}.{name}"
+    shown = name if module in ("builtins", "__main__") else path
+    message = f"{shown}: {exc}" if str(exc) else shown
     sys.stdout.flush()
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
-    sys.stderr.write(taskwire.error_line(path, text) + "\n")
+    sys.stderr.write(taskwire.error_line(path, text, message) + "\n")
     sys.stderr.flush()
 
 

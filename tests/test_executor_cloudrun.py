@@ -15,7 +15,7 @@ def make_job(fake, command="sh -c 'echo hello; echo oops >&2'", **kwargs):
         name="cloudrun", executor_type="cloudrun", executor_config=fake.config()
     )
     return ContainerJob.objects.create_job(
-        image="busybox", command=command, docker_host=host, **kwargs
+        image=fake.image, command=command, docker_host=host, **kwargs
     )
 
 
@@ -90,7 +90,7 @@ def test_missing_job_is_a_configuration_error(recording, cloudrun_fake):  # noqa
     host = ExecutorHost.objects.create(
         name="cr", executor_type="cloudrun", executor_config=cloudrun_fake.config(job="nope")
     )
-    job = ContainerJob.objects.create_job(image="x", command="true", docker_host=host)
+    job = ContainerJob.objects.create_job(image="", command="true", docker_host=host)
     assert steps.launch(job.pk) == "failed"
     assert "not found" in ContainerJob.objects.get(pk=job.pk).last_error
 

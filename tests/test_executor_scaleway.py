@@ -15,7 +15,7 @@ def make_job(fake, command="sh -c 'exit 0'", **kwargs):
         name="scw", executor_type="scaleway", executor_config=fake.config()
     )
     return ContainerJob.objects.create_job(
-        image="busybox", command=command, docker_host=host, **kwargs
+        image=fake.image, command=command, docker_host=host, **kwargs
     )
 
 

@@ -128,7 +128,7 @@ def test_a_kind_the_host_cannot_use_is_refused_at_submit(executor_type, config, 
 def test_a_template_reference_the_host_cannot_use_is_refused_unless_overridden(mock_host):
     host = ExecutorHost.objects.create(
         name="run", executor_type="cloudrun",
-        executor_config={"project": "p", "region": "r", "job": "j"},
+        executor_config={"project": "p", "region": "r", "job": "j", "image": "x"},
     )  # fmt: skip
     template = EnvironmentVariableTemplate.objects.create(
         name="t", environment_variables_text="TOKEN=secret:env:CM_SECRET_TOKEN"

@@ -307,6 +307,65 @@ def test_raised_exception_becomes_the_error(
         _ = result.return_value
 
 
+def test_last_error_names_the_raised_exception_bounded_by_the_setting(
+    immediate, examples, settings, make_mock_host, capsys, django_capture_on_commit_callbacks
+):
+    assert main({taskwire.PAYLOAD_ENV: payload("fail", "bad input")}) == EXIT_TASK_FAILED
+    stderr = capsys.readouterr().err  # what the runner in the container prints
+    host = make_mock_host(exit_code=EXIT_TASK_FAILED, stderr=stderr)
+    result = run_on(
+        examples, settings, django_capture_on_commit_callbacks, host, examples.fail, "bad input"
+    )
+    job = ContainerJob.objects.get(pk=result.id)
+    assert job.last_error == "ValueError: bad input (exited with code 1)"
+    assert job.containerexecution_set.get().error == job.last_error
+    [error] = result.errors
+    assert error.exception_class is ValueError
+    assert error.traceback.endswith("ValueError: bad input\n")
+
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "TASK_ERROR_MAX_CHARS": 16}
+    assert main({taskwire.PAYLOAD_ENV: payload("fail", "long\n  message " * 9)}) == 1
+    host = make_mock_host(exit_code=EXIT_TASK_FAILED, stdout=capsys.readouterr().err)
+    result = run_on(examples, settings, django_capture_on_commit_callbacks, host, examples.fail)
+    assert ContainerJob.objects.get(pk=result.id).last_error == (
+        "ValueError: lon… (exited with code 1)"
+    )
+
+
+def test_a_job_that_is_no_task_keeps_its_exit_reason_whatever_it_prints(
+    immediate, make_mock_host, django_capture_on_commit_callbacks
+):
+    line = taskwire.error_line("builtins.ValueError", "", "ValueError: printed")
+    host = make_mock_host(exit_code=1, stderr=line + "\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = ContainerJob.objects.create_job(image="x", docker_host=host)
+    job.refresh_from_db()
+    assert (job.status, job.last_error) == (st.FAILED, "exited with code 1")
+
+
+def test_last_error_of_a_task_run_by_the_process_executor(
+    immediate, examples, settings, django_capture_on_commit_callbacks
+):
+    from container_manager.models import ExecutorHost
+
+    settings.CONTAINER_MANAGER = {
+        **settings.CONTAINER_MANAGER,
+        "EXECUTORS": {"process": "tests.process_executor.ProcessExecutor"},
+    }
+    host = ExecutorHost.objects.create(name="tasks-process", executor_type="process")
+    EnvironmentVariableTemplate.objects.create(
+        name="task-child", environment_variables_text="DJANGO_SETTINGS_MODULE=tests.task_settings"
+    )
+    settings.TASKS = tasks_setting(host=host.name, environment_template="task-child")
+    with django_capture_on_commit_callbacks(execute=True):
+        result = examples.fail.enqueue("bad input")
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    job = ContainerJob.objects.get(pk=result.id)
+    assert job.last_error == "ValueError: bad input (exited with code 1)"
+    assert [e.exception_class for e in result.errors] == [ValueError]
+
+
 def test_exception_on_a_platform_that_mixes_the_streams(
     immediate, examples, settings, make_mock_host, django_capture_on_commit_callbacks
 ):

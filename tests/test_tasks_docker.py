@@ -75,6 +75,9 @@ def check_outcomes(add, failed, slow):
     [error] = failed.errors
     assert error.exception_class is ValueError
     assert "ValueError: boom" in error.traceback and "task_examples.py" in error.traceback
+    assert ContainerJob.objects.get(pk=failed.id).last_error == (
+        "ValueError: boom (exited with code 1)"
+    )
     assert slow.status == TaskResultStatus.FAILED
     [reason] = slow.errors
     assert reason.exception_class is TaskTimedOut

@@ -31,8 +31,8 @@ T = TypeVar("T")
 class FindOrStart:
     """``launch_job`` and ``cleanup`` for platforms that find an execution by its launch key.
 
-    The executor implements ``find_execution(key)`` (the id of an execution this
-    attempt already started, or None) and ``start_execution(request)``; a
+    The executor implements ``find_execution(key, image)`` (the id of an execution this
+    attempt of a job naming ``image`` already started, or None) and ``start_execution(request)``; a
     launch retried after a crash then returns the first execution, never a second.
     The platform keeps (and prunes) finished executions itself, so ``cleanup``
     only stops one that still runs.
@@ -41,7 +41,7 @@ class FindOrStart:
     def launch_job(self, request: LaunchRequest) -> str:
         """Return the attempt's execution, starting it only if none exists yet."""
         key = request.launch_key
-        existing = self.find_execution(key)
+        existing = self.find_execution(key, request.image)
         if existing:
             logger.info("launch of %s found execution %s already there", key, existing)
             return existing
@@ -51,7 +51,7 @@ class FindOrStart:
 
     def find_launched(self, request: LaunchRequest) -> str | None:
         """The attempt's execution found by its launch key; never starts one."""
-        return self.find_execution(request.launch_key)
+        return self.find_execution(request.launch_key, request.image)
 
     def cleanup(self, execution_id: str) -> bool:
         """Stop the execution if it still runs; the platform removes finished ones."""

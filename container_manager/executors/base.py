@@ -108,6 +108,9 @@ class ContainerExecutor(ABC):
     #: Other references are resolved at launch, in memory, through ``SECRET_RESOLVER``
     #: (``secretresolver.resolve_environment``) and handed to the container as values.
     resolves_secrets: bool = False
+    #: The ``executor_config`` key of the platform job whose image every run gets, on
+    #: platforms whose runs cannot change it (``executors.images``); "" where a launch names it.
+    platform_job_key: str = ""
 
     def __init__(self, host: Any):
         self.host = host
@@ -129,6 +132,15 @@ class ContainerExecutor(ABC):
         if cls.resolves_secrets:
             return cls.platform_secret_kinds | secretresolver.resolver_kinds()
         return cls.platform_secret_kinds
+
+    @classmethod
+    def image_refusal(cls, config: dict[str, Any], image: str) -> str:
+        """Why a job naming ``image`` is refused on a host with ``config``; "" when it is not.
+
+        Every image is accepted where a launch names it; ``images.PlatformImages`` refuses
+        an image no platform job of the host runs.
+        """
+        return ""
 
     @abstractmethod
     def launch_job(self, request: LaunchRequest) -> str:

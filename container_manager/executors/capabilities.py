@@ -1,7 +1,8 @@
 """Which capability each job field needs: checked when a job is submitted, naming the field.
 
 A job asking for what its host's platform cannot do is refused before it is stored: limits,
-networks, and secret references of a kind the platform cannot use.
+networks, an image no platform job of the host runs, and secret references of a kind the
+platform cannot use.
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ def missing(job: Any, capabilities: dict[str, bool]) -> dict[str, str]:
 def refusals(job: Any, executor_class: Any) -> dict[str, str]:
     """``{field: reason}`` for each thing ``job`` asks that ``executor_class``'s platform cannot do.
 
-    ``missing``'s fields, and ``override_environment`` or ``environment_template`` for a
-    variable (after the override) whose secret reference is of a kind the platform cannot
-    use (``ContainerExecutor.secret_kinds``). Reads the template the job holds: no query
-    when it was given as an instance.
+    ``missing``'s fields; ``docker_image`` when no platform job of the job's host runs it
+    (``ContainerExecutor.image_refusal``: Cloud Run, Fargate, Scaleway); and
+    ``override_environment`` or ``environment_template`` for a variable (after the override)
+    whose secret reference is of a kind the platform cannot use
+    (``ContainerExecutor.secret_kinds``). Reads the template and host the job holds: no
+    query when they were given as instances.
     """
     found = missing(job, executor_class.capabilities)
+    host = getattr(job, "docker_host", None) if getattr(job, "docker_host_id", None) else None
+    if host is not None:
+        why = executor_class.image_refusal(host.executor_config or {}, job.docker_image or "")
+        if why:
+            found["docker_image"] = why
     template = getattr(job, "environment_template", None)
     template_vars = _variables(template.environment_variables_text if template else "")
     override_vars = _variables(getattr(job, "override_environment", "") or "")

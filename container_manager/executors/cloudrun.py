@@ -23,6 +23,7 @@ from container_manager.executors.exceptions import (
     ExecutorConnectionError,
     ExecutorError,
 )
+from container_manager.executors.images import IMAGE_KEYS, PlatformImages
 from container_manager.executors.types import (
     ConfigKey,
     ExecutionState,
@@ -48,7 +49,7 @@ _RETRYABLE = (
 )  # fmt: skip
 
 
-class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
+class CloudRunExecutor(PlatformImages, _cloud.FindOrStart, ContainerExecutor):
     """Run jobs as executions of one existing Cloud Run job, with per-run overrides.
 
     ``host.executor_config`` keys: ``project``, ``region``, ``job`` (all
@@ -61,7 +62,10 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
     transport) and ``anonymous_credentials`` (bool).
 
     The image is the Cloud Run job's: a run can override args, environment,
-    timeout and task count, not the image or the resources. The launch key
+    timeout and task count, not the image or the resources. ``image`` names the
+    image ``job`` runs and ``images`` maps other images to other Cloud Run jobs
+    of the project and region; a job naming an image neither names is refused at
+    submit (``executors.images``), an empty one runs ``job``. The launch key
     goes in the ``CM_LAUNCH_KEY`` environment variable, and a retried launch
     looks for an execution carrying it before running the job again. ``run_job``
     takes no request id, so two launches of one key at once could both find
@@ -90,6 +94,7 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         ConfigKey("api_endpoint", (str,), "Cloud Run REST endpoint (tests, emulators)."),
         ConfigKey("logging_endpoint", (str,), "Cloud Logging endpoint (tests, emulators)."),
         ConfigKey("anonymous_credentials", (bool,), "No credentials (tests, emulators)."),
+        *IMAGE_KEYS,
     )  # fmt: skip
     capabilities = {
         **ContainerExecutor.capabilities,
@@ -105,11 +110,12 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         "supports_image_override": False,
     }
     platform_secret_kinds = frozenset({secretrefs.GCP_SECRET_MANAGER})
+    platform_job_key = "job"
+    platform_job_kind = "Cloud Run job"
 
     def __init__(self, host: Any):
         super().__init__(host)
-        cfg = self.config
-        self.job_name = f"projects/{cfg['project']}/locations/{cfg['region']}/jobs/{cfg['job']}"
+        self.job_name = self._job_path(self.config["job"])
         self._clients = _cloud.LazyClients(self._build_client)
 
     def client(self, kind: str) -> Any:
@@ -242,7 +248,7 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         api = self._api()
         if isinstance(exc, api.NotFound):
             return ExecutorConfigurationError(
-                f"{action}: Cloud Run job {self.job_name} not found: {exc}", key="job"
+                f"{action}: Cloud Run job not found: {exc}", key="job"
             )
         if isinstance(exc, api.GoogleAPICallError):
             if type(exc).__name__ in _RETRYABLE:
@@ -258,10 +264,11 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
             return ExecutorConnectionError(f"{action}: {exc}")
         return None
 
-    def find_execution(self, key: str) -> str | None:
-        """The execution whose container carries this launch key, if one was started."""
+    def find_execution(self, key: str, image: str = "") -> str | None:
+        """The execution of ``image``'s Cloud Run job whose container carries this launch key."""
+        parent = self._job_path(self.platform_job_for(image))
         with self._google_errors("lookup of an earlier launch"):
-            for execution in self.client("executions").list_executions(parent=self.job_name):
+            for execution in self.client("executions").list_executions(parent=parent):
                 for container in execution.template.containers:
                     env = {e.name: e.value for e in container.env}
                     if env.get(_cloud.LAUNCH_KEY_ENV) == key:
@@ -284,21 +291,25 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
         if launch.command:
             override.args = list(launch.command)
         margin = self.config.get("timeout_margin_seconds", DEFAULT_TIMEOUT_MARGIN_SECONDS)
+        job_name = self._job_path(self.platform_job_for(launch.image))
         request = run_v2.RunJobRequest(
-            name=self.job_name,
+            name=job_name,
             overrides=run_v2.RunJobRequest.Overrides(
                 container_overrides=[override],
                 task_count=1,
                 timeout=timedelta(seconds=launch.timeout_seconds + margin),
             ),
         )
-        with self._google_errors(f"run of {self.job_name}"):
+        with self._google_errors(f"run of {job_name}"):
             operation = self.client("jobs").run_job(request=request)
             # The operation ends with the execution; its metadata names it at once.
             name = operation.metadata.name if operation.metadata else ""
         if not name:
-            raise ExecutorConnectionError(f"run of {self.job_name}: no execution name returned")
+            raise ExecutorConnectionError(f"run of {job_name}: no execution name returned")
         return name
+
+    def _job_path(self, job: str) -> str:
+        return f"projects/{self.config['project']}/locations/{self.config['region']}/jobs/{job}"
 
     def _get(self, execution_id: str) -> Any:
         with self._google_errors(f"status of {execution_id}"):
@@ -332,8 +343,10 @@ class CloudRunExecutor(_cloud.FindOrStart, ContainerExecutor):
 
     def _read_logs(self, execution_id: str, since: datetime | None) -> tuple[str, str]:
         short = execution_id.rsplit("/", 1)[-1]
+        # The execution's name holds its job's: ".../jobs/<job>/executions/<short>".
+        job = execution_id.partition("/jobs/")[2].partition("/")[0] or self.config["job"]
         query = (
-            f'resource.type="cloud_run_job" AND resource.labels.job_name="{self.config["job"]}" '
+            f'resource.type="cloud_run_job" AND resource.labels.job_name="{job}" '
             f'AND labels."run.googleapis.com/execution_name"="{short}"'
         )
         if since:

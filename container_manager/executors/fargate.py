@@ -27,6 +27,7 @@ from container_manager.executors.exceptions import (
     ExecutorConnectionError,
     ExecutorError,
 )
+from container_manager.executors.images import IMAGE_KEYS, PlatformImages
 from container_manager.executors.types import (
     ConfigKey,
     ExecutionState,
@@ -69,13 +70,17 @@ _RETRYABLE_CODES = {
 }  # fmt: skip
 
 
-class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
+class FargateExecutor(PlatformImages, _cloud.FindOrStart, ContainerExecutor):
     """Run jobs as ECS tasks on Fargate, from an existing task definition.
 
     ``host.executor_config`` keys:
 
     ``cluster`` (str, required): the ECS cluster name or ARN.
     ``task_definition`` (str, required): family, ``family:revision`` or ARN.
+    ``image`` (str): the image of ``task_definition``'s container; ``images``
+    (object): other images, each mapped to the task definition that runs it. A
+    run cannot change the image: a job naming one neither names is refused at
+    submit (``executors.images``), an empty one runs ``task_definition``.
     ``subnets`` (list of str, required), ``security_groups`` (list of str),
     ``assign_public_ip`` (bool, default False): the task's awsvpc network.
     ``container_name`` (str): the container the job's command and environment
@@ -108,6 +113,7 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
             "log_wait_seconds", (int, float), "Seconds a harvest waits for CloudWatch.",
             default=_cloud.DEFAULT_LOG_WAIT_SECONDS,
         ),
+        *IMAGE_KEYS,
     )  # fmt: skip
     capabilities = {
         **ContainerExecutor.capabilities,
@@ -121,8 +127,12 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         # Read from CloudWatch Logs while it runs: lines appear after its ingestion delay.
         "supports_live_logs": True,
         "supports_platform_timeout": False,
+        # The task definition's image: a run's container overrides cannot change it.
+        "supports_image_override": False,
     }
     concurrent_launch_safe = True
+    platform_job_key = "task_definition"
+    platform_job_kind = "task definition"
     platform_secret_kinds = frozenset({secretrefs.AWS_SECRETS_MANAGER, secretrefs.AWS_SSM})
 
     def __init__(self, host: Any):
@@ -251,8 +261,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
     def _aws_errors(self, action: str) -> AbstractContextManager[None]:
         return _cloud.sdk_errors(action, _aws_error)
 
-    def find_execution(self, key: str) -> str | None:
-        """The task this launch key started (running, else stopped), if any."""
+    def find_execution(self, key: str, image: str = "") -> str | None:
+        """The task this launch key started (running, else stopped), whatever its definition."""
         started_by = STARTED_BY_PREFIX + key
         ecs = self.client("ecs")
         with self._aws_errors("lookup of an earlier launch"):
@@ -295,7 +305,8 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         environment, refs = secretresolver.platform_references(
             _cloud.environment(launch), self.platform_secret_kinds, self.platform_name()
         )
-        definition = self._with_secrets(refs) if refs else self.config["task_definition"]
+        base = self.platform_job_for(launch.image)
+        definition = self._with_secrets(base, refs) if refs else base
         container: dict[str, Any] = {
             "name": self._container_name(definition),
             "environment": [{"name": k, "value": v} for k, v in environment.items()],
@@ -333,16 +344,17 @@ class FargateExecutor(_cloud.FindOrStart, ContainerExecutor):
         tasks = response.get("tasks") or []
         return tasks[0] if tasks else None
 
-    def _with_secrets(self, refs: dict[str, SecretRef]) -> str:
+    def _with_secrets(self, base_name: str, refs: dict[str, SecretRef]) -> str:
         """The ARN of a task definition whose container declares ``refs`` as its ``secrets``.
 
-        A copy of the base definition (``task_definition``) in the family
+        A copy of the base definition (``base_name``: ``task_definition`` or the one
+        ``images`` maps the job's image to) in the family
         ``<base family>-cm-<hash>``, the hash taken over the base revision's ARN and the
         names and ``valueFrom``s: the same set on the same base reuses the revision ECS has
         (one describe, then this process's cache), a changed base or set registers another.
         Two launches registering the same family at once make two equal revisions: harmless.
         """
-        base = self._describe_definition(self.config["task_definition"])
+        base = self._describe_definition(base_name)
         secrets = sorted((name, ref.value_from) for name, ref in refs.items())
         digest = hashlib.sha256(json.dumps([base["taskDefinitionArn"], secrets]).encode())
         family = f"{base['family'][:200]}{SECRETS_FAMILY_INFIX}{digest.hexdigest()[:16]}"

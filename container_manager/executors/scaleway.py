@@ -23,6 +23,7 @@ from container_manager.executors.exceptions import (
     ExecutorConnectionError,
     ExecutorError,
 )
+from container_manager.executors.images import IMAGE_KEYS, PlatformImages
 from container_manager.executors.types import (
     ConfigKey,
     ExecutionState,
@@ -44,7 +45,7 @@ _STATES = {
 }
 
 
-class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
+class ScalewayExecutor(PlatformImages, _cloud.FindOrStart, ContainerExecutor):
     """Run jobs as runs of one existing Scaleway Serverless Jobs definition.
 
     ``host.executor_config`` keys: ``job_definition_id`` and ``region``
@@ -54,6 +55,9 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
 
     A run can override the command's arguments and the environment, nothing
     else: image, CPU, memory and the platform timeout are the definition's.
+    ``image`` names the image of ``job_definition_id`` and ``images`` maps other
+    images to other definitions (ids); a job naming an image neither names is
+    refused at submit (``executors.images``), an empty one runs the default.
     The API has no idempotency token and no labels, so the launch key goes
     in ``CM_LAUNCH_KEY`` and a retried launch looks for a run carrying it
     first; two launches of one key at once could start two runs, so a quiet
@@ -71,6 +75,7 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         ConfigKey("access_key", (str,), "API access key; default: the SDK's config."),
         ConfigKey("secret_key", (str,), "API secret key; default: the SDK's config."),
         ConfigKey("api_url", (str,), "API URL (tests, emulators)."),
+        *IMAGE_KEYS,
     )
     capabilities = {
         **ContainerExecutor.capabilities,
@@ -85,6 +90,8 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
     }
     #: Secret references are resolved in the worker and passed to the run as values.
     resolves_secrets = True
+    platform_job_key = "job_definition_id"
+    platform_job_kind = "job definition"
 
     def __init__(self, host: Any):
         super().__init__(host)
@@ -120,7 +127,7 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         if not exited and state not in ("interrupted", "interrupting"):
             failure = f"Scaleway: {reason}: {run.error_message or 'no message'}"
         if reason == IMAGE_NOT_FOUND:
-            failure = _cloud.pull_failure(self._image(), failure)
+            failure = _cloud.pull_failure(self._image(run.job_definition_id), failure)
         return HarvestResult(
             exit_code=exit_code,
             platform_log=(
@@ -210,11 +217,11 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
             return ExecutorConnectionError(f"{action}: {exc}")
         return None
 
-    def find_execution(self, key: str) -> str | None:
-        """The run of the definition carrying this launch key, if one was started."""
+    def find_execution(self, key: str, image: str = "") -> str | None:
+        """The run of ``image``'s definition carrying this launch key, if one was started."""
         with self._scaleway_errors("lookup of an earlier launch"):
             runs = self.api.list_job_runs_all(
-                job_definition_id=self.config["job_definition_id"],
+                job_definition_id=self.platform_job_for(image),
                 region=self.config["region"],
                 page_size=100,
             )
@@ -229,9 +236,10 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
         environment = secretresolver.resolve_environment(
             _cloud.environment(launch), self.platform_name()
         )
-        with self._scaleway_errors(f"start of {self.config['job_definition_id']}"):
+        definition = self.platform_job_for(launch.image)
+        with self._scaleway_errors(f"start of {definition}"):
             response = self.api.start_job_definition(
-                job_definition_id=self.config["job_definition_id"],
+                job_definition_id=definition,
                 region=self.config["region"],
                 args=list(launch.command) if launch.command else None,
                 environment_variables=environment,
@@ -241,11 +249,12 @@ class ScalewayExecutor(_cloud.FindOrStart, ContainerExecutor):
             raise ExecutorConnectionError("Scaleway started no job run")
         return response.job_runs[0].id
 
-    def _image(self) -> str:
+    def _image(self, definition_id: str) -> str:
         """The job definition's image (``image_uri``): runs cannot override it."""
-        with self._scaleway_errors(f"read of {self.config['job_definition_id']}"):
+        with self._scaleway_errors(f"read of {definition_id}"):
             definition = self.api.get_job_definition(
-                job_definition_id=self.config["job_definition_id"], region=self.config["region"]
+                job_definition_id=definition_id or self.config["job_definition_id"],
+                region=self.config["region"],
             )
         return definition.image_uri
 

@@ -130,7 +130,8 @@ class ContainerJob(models.Model):
         default="",
         help_text=(
             "Image in standard form: 'python:3.11', 'nginx:latest', "
-            "'registry.example.com/app:v1.2.3'. Required to submit a job."
+            "'registry.example.com/app:v1.2.3'. Required to submit a job, but on Cloud Run, "
+            "Fargate and Scaleway hosts, where empty means the image of the host's platform job."
         ),
     )
     command = models.TextField(
@@ -397,7 +398,11 @@ class ContainerJob(models.Model):
         super().clean()
         errors: dict[str, str] = {}
         if not (self.docker_image or "").strip():
-            errors["docker_image"] = "docker_image: an image is required."
+            platform_image = self._platform_image()
+            if platform_image is None:
+                errors["docker_image"] = "docker_image: an image is required."
+            else:
+                self.docker_image = platform_image
         # full_clean() calls clean() even when a field failed to convert: numbers only.
         errors.update(contract.bound_errors({n: getattr(self, n) for n in contract.ROW_BOUNDED}))
         network_error = contract.network_error(self.network_configuration)
@@ -416,6 +421,22 @@ class ContainerJob(models.Model):
                 errors.update(self._capability_errors(host))
         if errors:
             raise ValidationError(errors)
+
+    def _platform_image(self) -> str | None:
+        """What an empty ``docker_image`` means on this job's host: its platform job's image
+        (``executor_config["image"]``, "" when not named) where runs cannot change the image;
+        None elsewhere (an image is required)."""
+        if self.docker_host_id is None:
+            return None
+        host = self.docker_host
+        try:
+            executor_class = ExecutorFactory.executor_class(host.executor_type)
+        except ExecutorConfigurationError:
+            return None
+        if not executor_class.platform_job_key:
+            return None
+        image = (host.executor_config or {}).get("image")
+        return image if isinstance(image, str) else ""
 
     def _capability_errors(self, host: ExecutorHost) -> dict[str, str]:
         try:

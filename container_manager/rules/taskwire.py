@@ -95,14 +95,16 @@ def result_line(value: Any) -> str:
     return f"{RESULT_MARKER} {json.dumps(value, allow_nan=False)}"
 
 
-def error_line(exception_class_path: str, traceback: str) -> str:
-    """The marked stderr line for a raised exception.
+def error_line(exception_class_path: str, traceback: str, message: str = "") -> str:
+    """The marked stderr line for a raised exception; ``message`` is its type and text.
 
-    >>> error_line("builtins.ValueError", "Traceback ...")
+    >>> error_line("builtins.ValueError", "Traceback ...", "ValueError: bad input")
     '::container-manager-task-error:: {"exception_class_path": "builtins.ValueError", \
-"traceback": "Traceback ..."}'
+"traceback": "Traceback ...", "message": "ValueError: bad input"}'
     """
     document = {"exception_class_path": exception_class_path, "traceback": traceback}
+    if message:
+        document["message"] = message
     return f"{ERROR_MARKER} {json.dumps(document)}"
 
 
@@ -130,6 +132,33 @@ def read_error(stderr: str) -> dict[str, str] | None:
     if not isinstance(path, str) or not isinstance(traceback, str):
         return None
     return {"exception_class_path": path, "traceback": traceback}
+
+
+def read_error_message(text: str, limit: int) -> str:
+    """The reported exception's type and message (at most ``limit`` characters), or "".
+
+    Read from the marked line's ``message``; a line written before it had one gives the last
+    line of its traceback. Only the task's own exception text: nothing else of the logs.
+
+    >>> read_error_message(error_line("app.Bad", "Traceback\\napp.Bad: no", "app.Bad: no"), 80)
+    'app.Bad: no'
+    >>> read_error_message(error_line("builtins.ValueError", "Traceback\\nValueError: x\\n"), 80)
+    'ValueError: x'
+    >>> read_error_message(error_line("builtins.ValueError", "", "ValueError: " + "a" * 50), 20)
+    'ValueError: aaaaaaa…'
+    >>> read_error_message("no marker", 80)
+    ''
+    """
+    found, document = _last_marked(text, ERROR_MARKER)
+    if not found or not isinstance(document, dict):
+        return ""
+    message = document.get("message")
+    if not isinstance(message, str) or not message.strip():
+        traceback = document.get("traceback")
+        lines = traceback.strip().splitlines() if isinstance(traceback, str) else []
+        message = lines[-1] if lines else ""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: max(limit - 1, 0)] + "…"
 
 
 def _last_marked(text: str, marker: str) -> tuple[bool, Any]:

@@ -79,6 +79,7 @@ class Moto:
             "region": REGION,
             "endpoint_url": self.url,
             "log_wait_seconds": 0,
+            "image": "busybox",  # the task definition's: jobs naming it are accepted
         }
 
     def tasks(self, cluster, started_by_prefix=""):

@@ -32,12 +32,14 @@ class FakeCloudRun(FakeServer):
 
     ``image`` is the job's; with ``image_missing`` set, executions end failed without
     running, on a ``CONTAINER_MISSING`` condition, as for an image path that names no image.
+    ``jobs`` are the names of the project's Cloud Run jobs (``JOB`` and any a test adds).
     """
 
     def __init__(self, ticks=1):
         super().__init__()
         self.ticks = ticks
         self.executions = {}
+        self.jobs = {JOB}
         self.image = "busybox"
         self.image_missing = False
 
@@ -45,7 +47,7 @@ class FakeCloudRun(FakeServer):
         return {
             "project": PROJECT, "region": REGION, "job": JOB,
             "api_endpoint": self.url, "logging_endpoint": self.url,
-            "anonymous_credentials": True, "log_wait_seconds": 0, **extra,
+            "anonymous_credentials": True, "log_wait_seconds": 0, "image": self.image, **extra,
         }  # fmt: skip
 
     def bad_config(self):
@@ -69,14 +71,18 @@ class FakeCloudRun(FakeServer):
         if not match:
             return _error(404, f"no route {path}")
         job, rest = match.groups()
-        if job != JOB_NAME:
+        if job.rsplit("/", 1)[-1] not in self.jobs:
             return _error(404, f"Resource '{job}' was not found")
         if method == "POST" and rest == ":run":
-            return self._run(body)
+            return self._run(body, job)
         if method == "GET" and rest == "/executions":
-            executions = [self._view(e, tick=False) for e in self.executions.values()]
+            executions = [
+                self._view(e, tick=False)
+                for name, e in self.executions.items()
+                if name.startswith(job + "/")
+            ]
             return 200, {"executions": list(reversed(executions))}
-        execution = self.executions.get(JOB_NAME + rest.split(":")[0].split("/tasks")[0])
+        execution = self.executions.get(job + rest.split(":")[0].split("/tasks")[0])
         if execution is None:
             return _error(404, f"Execution {rest} not found")
         if method == "GET" and rest.endswith("/tasks"):
@@ -90,15 +96,15 @@ class FakeCloudRun(FakeServer):
             return 200, self._view(execution)
         return _error(404, f"no route {method} {path}")
 
-    def _run(self, body):
+    def _run(self, body, job=JOB_NAME):
         failure = self.take_failure()
         if failure:
             return _error(failure, "simulated failure")
         [override] = body.get("overrides", {}).get("containerOverrides", [{}])
         env = {e["name"]: e.get("value", "") for e in override.get("env", [])}
-        short = f"{JOB}-{uuid.uuid4().hex[:5]}"
+        short = f"{job.rsplit('/', 1)[-1]}-{uuid.uuid4().hex[:5]}"
         execution = {
-            "name": f"{JOB_NAME}/executions/{short}", "short": short, "reads": 0,
+            "name": f"{job}/executions/{short}", "short": short, "reads": 0,
             "image_missing": self.image_missing,
             "key": env.get("CM_LAUNCH_KEY", ""), "override": override,
             "overrides": body.get("overrides", {}), "created": _now(), "finished": None,

@@ -28,20 +28,23 @@ class FakeScaleway(FakeServer):
     """Runs live in ``runs`` (by id); ``requests`` records what was sent.
 
     ``image`` is the definition's ``image_uri``; with ``image_missing`` set, runs end
-    ``failed`` without running, for the reason ``image_not_found``.
+    ``failed`` without running, for the reason ``image_not_found``. ``definitions`` are the
+    ids of the project's job definitions (``DEFINITION`` and any a test adds).
     """
 
     def __init__(self, ticks=1):
         super().__init__()
         self.ticks = ticks
         self.runs = {}
+        self.definitions = {DEFINITION}
         self.image = "busybox"
         self.image_missing = False
 
     def config(self, **extra):
         return {
             "job_definition_id": DEFINITION, "region": REGION, "project_id": PROJECT,
-            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "api_url": self.url, **extra,
+            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "api_url": self.url,
+            "image": self.image, **extra,
         }  # fmt: skip
 
     def bad_config(self):
@@ -57,8 +60,9 @@ class FakeScaleway(FakeServer):
             self.runs.pop(run_id, None)
 
     def route(self, method, path, query, body):
-        if method == "POST" and path == f"{BASE}/job-definitions/{DEFINITION}/start":
-            return self._start(body)
+        started = re.fullmatch(rf"{BASE}/job-definitions/([^/]+)/start", path)
+        if method == "POST" and started and started.group(1) in self.definitions:
+            return self._start(body, started.group(1))
         if method == "GET" and path == f"{BASE}/job-definitions/{DEFINITION}":
             return 200, {"id": DEFINITION, "name": "cm-job", "project_id": PROJECT,
                          "cpu_limit": 1000, "memory_limit": 1024, "local_storage_capacity": 1000,
@@ -82,13 +86,13 @@ class FakeScaleway(FakeServer):
             return 200, self._view(run, tick=False)
         return 200, self._view(run)
 
-    def _start(self, body):
+    def _start(self, body, definition=DEFINITION):
         failure = self.take_failure()
         if failure:
             return failure, {"message": "simulated failure", "type": "simulated"}
         env = body.get("environment_variables") or {}
         run = {
-            "id": str(uuid.uuid4()), "definition": DEFINITION, "key": env.get("CM_LAUNCH_KEY", ""),
+            "id": str(uuid.uuid4()), "definition": definition, "key": env.get("CM_LAUNCH_KEY", ""),
             "body": body, "created": _now(), "reads": 0, "ended": None, "stopped": False,
             "outcome": script.outcome(body.get("args")), "image_missing": self.image_missing,
         }  # fmt: skip

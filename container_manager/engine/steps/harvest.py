@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from container_manager import clock
+from container_manager.conf import setting
 from container_manager.engine import cost, timings
 from container_manager.engine.steps.common import check_failed, fail_running, load, result_fields
 from container_manager.engine.transitions import move
@@ -19,6 +20,8 @@ from container_manager.executors.factory import ExecutorFactory
 from container_manager.executors.types import ExecutionState, HarvestResult
 from container_manager.models import ContainerJob
 from container_manager.rules import status as st
+from container_manager.rules import taskwire
+from container_manager.rules.logtext import strip_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +143,23 @@ def final_reason(job: ContainerJob, status: str, result: HarvestResult | None) -
         return _timed_out(job)
     if status == st.CANCELLED:
         return "cancelled on request"
-    return (result.reason if result else "") or f"exited with code {job.exit_code}"
+    reason = (result.reason if result else "") or f"exited with code {job.exit_code}"
+    raised = task_exception(job)
+    return f"{raised} ({reason})" if raised else reason
+
+
+def task_exception(job: ContainerJob) -> str:
+    """A task job's raised exception as its runner reported it (``ValueError: bad input``), or "".
+
+    Bounded by ``TASK_ERROR_MAX_CHARS``; read from stderr, then stdout (Fargate's awslogs mixes
+    both streams). A job that carries no task payload answers "" whatever its logs print.
+    """
+    if taskwire.PAYLOAD_ENV not in (job.override_environment or ""):
+        return ""
+    limit = int(setting("TASK_ERROR_MAX_CHARS"))
+    return taskwire.read_error_message(
+        strip_timestamps(job.stderr_log), limit
+    ) or taskwire.read_error_message(strip_timestamps(job.stdout_log), limit)
 
 
 def _timed_out(job: ContainerJob) -> str:

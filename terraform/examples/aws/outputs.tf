@@ -60,6 +60,7 @@ output "fargate_executor_config" {
     security_groups  = module.container_manager.security_group_ids
     assign_public_ip = module.container_manager.assign_public_ip
     region           = module.container_manager.region
+    image            = var.task_image
   }
 }
 

@@ -75,6 +75,7 @@ output "cloudrun_executor_config" {
     project = module.container_manager.project
     region  = module.container_manager.region
     job     = module.container_manager.job_name
+    image   = var.job_image
   }
 }
 

@@ -39,7 +39,7 @@ variable "assign_public_ip" {
 }
 
 variable "task_image" {
-  description = "Image of the task definition's container (executor_type \"fargate\": the image comes from the task definition)."
+  description = "Image of the task definition's container (executor_type \"fargate\": jobs naming another image are refused unless executor_config \"images\" maps it)."
   type        = string
 }
 

@@ -129,7 +129,7 @@ variable "sweep_attempt_deadline" {
 # -- Cloud Run job (container jobs) ------------------------------------------------
 
 variable "job_image" {
-  description = "Image of the Cloud Run job that runs container jobs (executor_type \"cloudrun\": the image comes from the job, not from ContainerJob.docker_image)."
+  description = "Image of the Cloud Run job that runs container jobs (executor_type \"cloudrun\": jobs naming another image are refused unless executor_config \"images\" maps it)."
   type        = string
 }
 
