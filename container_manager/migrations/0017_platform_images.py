@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0015_million_rows'),
+        ('container_manager', '0016_search_trigrams'),
     ]
 
     operations = [
