@@ -4,8 +4,8 @@
 # wheel's [docker] extra and Django 6.1, then applies exactly the blocks the page marks
 # (infra/quickstart_blocks.py): startproject, settings, urls, migrate, runserver and
 # process_container_jobs side by side, a job from Python, a job over the API, a django.tasks
-# task. Fails unless all three complete within CM_QUICKSTART_TIMEOUT (120 s) and unless neither
-# process printed "database is locked". Two things it does that the page leaves to the user:
+# task. Fails unless all three complete within CM_QUICKSTART_TIMEOUT (120 s), unless
+# `manage.py check` is silent and unless neither process printed "database is locked". Two things it does that the page leaves to the user:
 # 127.0.0.1:8000 becomes a free port, and the page's images are made offline (busybox:1.37
 # tagged from ${CM_TEST_IMAGE:-cm-busybox:latest}; mysite-tasks:latest built from the quickstart
 # venv by infra/python-image.sh plus the project's code). Needs the engine and test image
@@ -95,6 +95,10 @@ while IFS=$'\t' read -r number action arg; do
     esac
 done <"$WORK/blocks/manifest"
 [ ${#PIDS[@]} -eq 2 ] || die "the page should start 2 processes, it started ${#PIDS[@]}"
+
+# The page's settings must leave nothing for the system checks to say (W040, E040, E041...).
+(cd "$PROJECT" && python manage.py check --database default --fail-level WARNING) >&2 \
+    || die "manage.py check --fail-level WARNING fails with the page's settings"
 
 log "waiting up to ${TIMEOUT}s for the jobs to finish"
 report=$WORK/jobs.txt
