@@ -3,13 +3,13 @@
 # builds the wheel of this repository, makes a fresh venv (Python 3.13, else 3.12) with the
 # wheel's [docker] extra and Django 6.1, then applies exactly the blocks the page marks
 # (infra/quickstart_blocks.py): startproject, settings, urls, migrate, runserver and
-# process_container_jobs side by side, a job from Python, a job over the API, a django.tasks
-# task. Fails unless all three complete within CM_QUICKSTART_TIMEOUT (120 s), unless
-# `manage.py check` is silent and unless neither process printed "database is locked". Two things it does that the page leaves to the user:
-# 127.0.0.1:8000 becomes a free port, and the page's images are made offline (busybox:1.37
-# tagged from ${CM_TEST_IMAGE:-cm-busybox:latest}; mysite-tasks:latest built from the quickstart
-# venv by infra/python-image.sh plus the project's code). Needs the engine and test image
-# (infra/docker-engine.sh, infra/test-image.sh). Keeps its directory on failure.
+# process_container_jobs side by side, a job from Python, a job over the API, the task image
+# (build_task_image) and a django.tasks task. Fails unless all three complete within
+# CM_QUICKSTART_TIMEOUT (120 s), unless `manage.py check` is silent and if either process
+# printed "database is locked". What it does that the page leaves to the user: 127.0.0.1:8000
+# becomes a free port, and the page's busybox:1.37 is tagged from ${CM_TEST_IMAGE:-cm-busybox:latest}
+# (nothing is pulled). Needs the engine and the test image (infra/docker-engine.sh,
+# infra/test-image.sh). Keeps its directory on failure.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,7 +18,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAGE=$REPO/docs/quickstart.md
 JOB_IMAGE=busybox:1.37
 TASK_IMAGE=mysite-tasks:latest
-BASE_IMAGE=cm-quickstart-python:latest
 TIMEOUT=${CM_QUICKSTART_TIMEOUT:-120}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cm-quickstart.XXXXXX")
 PROJECT=$WORK/project
@@ -55,36 +54,22 @@ log "building the wheel of $REPO"
 WHEEL=$(ls "$WORK"/dist/container_manager-*.whl)
 "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q "$WHEEL[docker]" 'Django>=6.1,<6.2' 2>>"$WORK/build.log" >&2
-# Only to build the task image (infra/python_rootfs.py reads requirements with it).
-"$VENV/bin/pip" install -q --target "$WORK/buildtools" packaging 2>>"$WORK/build.log" >&2
 log "installed: $("$VENV/bin/pip" list --format=freeze 2>/dev/null | tr '\n' ' ')"
 
 docker image inspect "$JOB_IMAGE" >/dev/null 2>&1 \
     || docker tag "${CM_TEST_IMAGE:-cm-busybox:latest}" "$JOB_IMAGE"
-PYTHONPATH=$WORK/buildtools CM_PYTHON=$VENV/bin/python CM_PYTHON_IMAGE=$BASE_IMAGE \
-    bash "$REPO/infra/python-image.sh"
-
-build_task_image() {  # the page's Dockerfile, offline: the venv's image plus the project
-    local context=$WORK/image
-    rm -rf "$context" && mkdir -p "$context"
-    cp -r "$PROJECT/manage.py" "$PROJECT/mysite" "$context/"
-    printf 'FROM %s\nCOPY . /app\nWORKDIR /app\n' "$BASE_IMAGE" >"$context/Dockerfile"
-    docker build -q -t "$TASK_IMAGE" "$context" >/dev/null 2>>"$WORK/build.log"
-}
 
 "$VENV/bin/python" "$REPO/infra/quickstart_blocks.py" "$PAGE" "$WORK/blocks"
 mkdir -p "$PROJECT"
 export PATH="$VENV/bin:$PATH" VIRTUAL_ENV=$VENV
-stale=0
 while IFS=$'\t' read -r number action arg; do
     block=$WORK/blocks/$number
     sed -i "s/127\.0\.0\.1:8000/127.0.0.1:$PORT/g" "$block"
     log "block $number: $action $arg"
     case $action in
-        append) printf '\n' >>"$PROJECT/$arg" && cat "$block" >>"$PROJECT/$arg" && stale=1 ;;
-        create) cp "$block" "$PROJECT/$arg" && stale=1 ;;
+        append) printf '\n' >>"$PROJECT/$arg" && cat "$block" >>"$PROJECT/$arg" ;;
+        create) cp "$block" "$PROJECT/$arg" ;;
         run)
-            if [ "$stale" = 1 ] && [ -f "$PROJECT/manage.py" ]; then build_task_image && stale=0; fi
             (cd "$PROJECT" && bash -euo pipefail "$block") >>"$WORK/blocks.log" 2>&1 \
                 || die "block $number (run) failed; see $WORK/blocks.log"
             ;;
