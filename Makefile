@@ -4,12 +4,17 @@ VENV ?= .venv
 PYTHON = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test services lint venv bench
+.PHONY: demo test services lint venv demo-venv bench
 
+# The tests' venv: the app with every extra and the test tools.
 venv:
 	CM_VENV=$(VENV) bash infra/venv.sh
 
-demo: venv
+# The demo's: only the runtime extras (Docker, the functions project); a test venv serves too.
+demo-venv:
+	CM_VENV=$(VENV) CM_VENV_PURPOSE=demo bash infra/venv.sh
+
+demo: demo-venv
 	@if bash infra/docker-engine.sh && bash infra/test-image.sh; then :; else \
 	  echo "make demo: no Docker engine/test image; the demo falls back to the mock executor" >&2; fi
 	$(PYTHON) manage.py migrate --noinput

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("engine",),
     ("engine.runner",),
-    ("dispatch.local", "dispatch.immediate", "dispatch.sqs", "dispatch.cloudtasks", "events",
+    ("dispatch.local", "dispatch.immediate", "dispatch.sqs", "dispatch.cloudtasks",
+     "dispatch.worker", "events",
      "web", "admin", "management", "tasks", "apps", "checks", "urls", "run_task"),
 ]  # fmt: skip
 TOP = len(LAYERS) - 1

@@ -23,7 +23,7 @@ def main() -> None:
 
 
 def table(data: dict[str, Any]) -> str:
-    """The markdown of the README's Performance section figures."""
+    """The markdown of the figures in docs/performance.md."""
     rows = ["| run | submit→start p50 / p95 (ms) | submit→done p50 (ms) | jobs/s | "
             "CPU s/job | queries/job |", "|---|---|---|---|---|---|"]  # fmt: skip
     for label, seq, burst in _lifecycle_rows(data):

@@ -1,4 +1,4 @@
-"""The one command: every benchmark part, then the README table and plot from their JSON.
+"""The one command: every benchmark part, then the table and plot of docs/performance.md.
 
 ``python benchmarks/run.py [--n 200] [--quick] [--only PART ...]``; benchmarks/setup.sh first.
 """

@@ -1,4 +1,5 @@
-"""App configuration: the system checks, the Django tasks' signals and the tallies' delete hook.
+"""App configuration: the system checks, the Django tasks' signals, the tallies' delete hook and
+the SQLite connection setup.
 
 Connects the Django tasks' started/finished signals to job moves. The steps are not imported
 here: ``container_manager.hooks`` loads them at the first call, so a cold start that serves
@@ -6,6 +7,7 @@ the admin does not pay for them.
 """
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save, pre_delete
 
 
@@ -19,6 +21,7 @@ class ContainerManagerConfig(AppConfig):
     def ready(self) -> None:
         from container_manager import checks  # noqa: F401 - registers the system checks
         from container_manager.models import ContainerJob
+        from container_manager.models.sqlite import prepare_connection
         from container_manager.models.tallies import job_deleted
         from container_manager.tasks.lifecycle import job_moved
 
@@ -26,3 +29,5 @@ class ContainerManagerConfig(AppConfig):
         post_save.connect(job_moved, sender=ContainerJob, dispatch_uid="cm-task-job-moved")
         # A deleted finished job leaves the metrics' tallies with its row.
         pre_delete.connect(job_deleted, sender=ContainerJob, dispatch_uid="cm-tally-job-deleted")
+        # Every SQLite connection waits for locks and journals in WAL (models/sqlite.py).
+        connection_created.connect(prepare_connection, dispatch_uid="cm-sqlite-prepare")

@@ -1,9 +1,11 @@
 """System checks: ``manage.py check`` reports a misconfigured dispatch backend, executor,
-price table or webhook allow list, and a development SECRET_KEY used with DEBUG off.
+price table or webhook allow list, a missing platform SDK, SQLite settings that would lock,
+and a development SECRET_KEY used with DEBUG off.
 
-``manage.py check --database default`` also checks every host's ``executor_config``.
+``manage.py check --database default`` also checks every host's ``executor_config`` and SDK.
 """
 
+import importlib.util
 from typing import Any
 
 from django.core import checks
@@ -12,6 +14,28 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from container_manager.conf import DEFAULTS, setting
+from container_manager.models.sqlite import missing_options
+
+#: The module each built-in executor type imports to reach its platform, and the extra that
+#: installs it.
+EXECUTOR_SDKS = {
+    "docker": ("docker", "docker"),
+    "cloudrun": ("google.auth", "gcp"),
+    "fargate": ("boto3", "aws"),
+    "scaleway": ("requests", "scaleway"),
+}
+#: The same for the dispatch backends that talk to a cloud queue.
+BACKEND_SDKS = {
+    "container_manager.dispatch.cloudtasks.CloudTasksBackend": ("google.cloud.tasks_v2", "gcp"),
+    "container_manager.dispatch.sqs.SQSBackend": ("boto3", "aws"),
+}
+#: The backends that run steps on local threads and follow the Docker engines' events.
+LOCAL_BACKENDS = frozenset(
+    {
+        "container_manager.dispatch.local.LocalBackend",
+        "container_manager.dispatch.worker.WorkerBackend",
+    }
+)
 
 
 @checks.register()
@@ -43,6 +67,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         where = "CONTAINER_MANAGER['DISPATCH']['BACKEND']"
         found = _importable(dispatch["BACKEND"], where)
         errors.extend(found or _backend_problems(dispatch, where))
+        errors.extend(_dispatch_sdk_errors(dispatch, where))
     for name, path in (setting("EXECUTORS") or {}).items():
         errors.extend(_importable(path, f"CONTAINER_MANAGER['EXECUTORS'][{name!r}]"))
     errors.extend(_importable(setting("METRICS_AUTH"), "CONTAINER_MANAGER['METRICS_AUTH']"))
@@ -83,15 +108,43 @@ def check_hosts(app_configs: Any = None, databases: Any = None, **kwargs: Any) -
         hosts = list(ExecutorHost.objects.filter(is_active=True))
     except DatabaseError:
         return []  # not migrated yet: nothing to check
+    errors = []
+    for host in hosts:
+        module, extra = EXECUTOR_SDKS.get(host.executor_type, (None, ""))
+        if module and not _installed(module):
+            where = f"executor host {host.name!r} (executor_type {host.executor_type!r})"
+            errors.append(_sdk_error(where, module, extra, "container_manager.E041", obj=host))
+        elif (problem := host.config_problem()) is not None:
+            errors.append(
+                checks.Error(
+                    f"executor host {host.name!r}: {problem}",
+                    hint="Fix it in the admin; docs/executors.md lists each executor's keys.",
+                    obj=host,
+                    id="container_manager.E005",
+                )
+            )
+    return errors
+
+
+@checks.register()
+def check_sqlite_options(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A SQLite database without ``transaction_mode`` IMMEDIATE: the exact OPTIONS to add.
+
+    The app gives every SQLite connection WAL and a 30 s busy timeout itself
+    (``models.sqlite``); a connection cannot be given its transaction mode once open.
+    Settings only: it runs with every ``manage.py check``, ``runserver`` and ``migrate``.
+    """
+    from django.conf import settings
+
     return [
-        checks.Error(
-            f"executor host {host.name!r}: {problem}",
-            hint="Fix it in the admin; docs/executors.md lists each executor's keys.",
-            obj=host,
-            id="container_manager.E005",
+        checks.Warning(
+            f"DATABASES[{alias!r}] is SQLite without {missing}: a web process and "
+            "process_container_jobs side by side would fail with 'database is locked'.",
+            hint=f'Add to its OPTIONS: DATABASES["{alias}"]["OPTIONS"] |= {missing!r}',
+            id="container_manager.W040",
         )
-        for host in hosts
-        if (problem := host.config_problem()) is not None
+        for alias, database in settings.DATABASES.items()
+        if (missing := missing_options(database))
     ]
 
 
@@ -154,6 +207,45 @@ def _allowed_networks(value: Any) -> list[checks.CheckMessage]:
             problems.append(f"{where}: {network!r} is not a network in CIDR notation ({exc})")
     hint = "A list of networks in CIDR notation, e.g. ['10.20.0.0/16', 'fd12:3456::/48']."
     return [checks.Error(problem, hint=hint, id="container_manager.E030") for problem in problems]
+
+
+def _dispatch_sdk_errors(dispatch: dict, where: str) -> list[checks.CheckMessage]:
+    """The SDK a cloud backend needs, and Docker's for the local backends following its events."""
+    path = dispatch["BACKEND"]
+    if path in BACKEND_SDKS and not _installed(BACKEND_SDKS[path][0]):
+        module, extra = BACKEND_SDKS[path]
+        return [_sdk_error(f"{where} = {path!r}", module, extra, "container_manager.E040")]
+    follows_docker = (dispatch.get("OPTIONS") or {}).get("DOCKER_EVENTS", True)
+    if path in LOCAL_BACKENDS and follows_docker and not _installed("docker"):
+        return [
+            _sdk_error(
+                f"{where} = {path!r} runs Docker jobs (OPTIONS['DOCKER_EVENTS'] is on)",
+                "docker",
+                "docker",
+                "container_manager.E040",
+                also=" or, if no job of this deployment runs on Docker, set "
+                "OPTIONS['DOCKER_EVENTS'] = False",
+            )
+        ]
+    return []
+
+
+def _sdk_error(
+    where: str, module: str, extra: str, check_id: str, obj: Any = None, also: str = ""
+) -> checks.Error:
+    return checks.Error(
+        f"{where} needs the Python module {module!r}, which is not installed.",
+        hint=f'Install the extra: pip install "container-manager[{extra}]"{also}.',
+        obj=obj,
+        id=check_id,
+    )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _importable(path: str, where: str) -> list[checks.CheckMessage]:

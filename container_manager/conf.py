@@ -10,9 +10,10 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Name of this deployment, put on every execution it starts; cleanup touches only its own.
     "INSTANCE": "default",
-    # Where steps are sent: a dotted path to a dispatch backend and its options.
+    # Where steps are sent: a dotted path to a dispatch backend and its options. The default
+    # runs steps only in `manage.py process_container_jobs`; other processes just write rows.
     "DISPATCH": {
-        "BACKEND": "container_manager.dispatch.local.LocalBackend",
+        "BACKEND": "container_manager.dispatch.worker.WorkerBackend",
         "OPTIONS": {},
     },
     # Who may push steps: Google OIDC and HMAC settings (see container_manager.web.auth).

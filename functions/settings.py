@@ -18,6 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 #: Short names accepted by CM_DISPATCH_BACKEND; anything else is taken as a dotted path.
 DISPATCH_BACKENDS = {
     "local": "container_manager.dispatch.local.LocalBackend",
+    "worker": "container_manager.dispatch.worker.WorkerBackend",
     "immediate": "container_manager.dispatch.immediate.ImmediateBackend",
     "cloudtasks": "container_manager.dispatch.cloudtasks.CloudTasksBackend",
     "sqs": "container_manager.dispatch.sqs.SQSBackend",
@@ -61,7 +62,7 @@ def dispatch_settings(name: str) -> dict[str, Any]:
 
 def _dispatch_options(name: str) -> dict[str, Any]:
     """Backend options from the CM_* variables; unset ones are left to the backend's defaults."""
-    if name == "local":
+    if name in {"local", "worker"}:
         return {
             "WORKERS": int(os.environ.get("CM_LOCAL_WORKERS", "4")),
             "SWEEP_INTERVAL": float(os.environ.get("CM_SWEEP_INTERVAL", "30")),

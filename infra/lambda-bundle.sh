@@ -19,8 +19,8 @@ VENV="$REPO/build/lambda-venv-$STAGE"
 cd "$REPO"
 
 case "$STAGE" in
-    aws) EXTRAS=aws,postgres ;;
-    aws_cloudrun) EXTRAS=aws,gcp,postgres ;;
+    aws) EXTRAS=aws,postgres,functions ;;
+    aws_cloudrun) EXTRAS=aws,gcp,postgres,functions ;;
     *) die "unknown stage '$STAGE' (zappa_settings.json has: aws, aws_cloudrun)" ;;
 esac
 [ "$(uname -sm)" = "Linux x86_64" ] || die "build on Linux x86_64 (the Lambda platform), not $(uname -sm)"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Create/refresh the project virtualenv .venv (Python 3.11+) with
 # `pip install -e '.[dev]' "$CM_DJANGO"`. Idempotent and quick when nothing changed:
-# the install is redone only when pyproject.toml, the interpreter, the Django spec
-# or this script change (their hash is stored in VENV/.cm-infra-stamp).
+# the install is redone only when pyproject.toml, the interpreter, the Django spec, the
+# purpose or this script change (their hash is stored in VENV/.cm-infra-stamp).
 # CM_PYTHON=/path/to/python overrides the interpreter choice; CM_VENV=.venv-x builds
 # another venv; CM_DJANGO (default 'Django>=5.2,<5.3', the LTS) picks the Django.
+# CM_VENV_PURPOSE=demo (`make demo`) installs only the runtime extras, `.[demo]`; a venv
+# already made for the tests (the default purpose, `dev`) has them and is left as it is.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +15,11 @@ SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}
 REPO=$(cd "$(dirname "$SELF")/.." && pwd)
 VENV="$REPO/${CM_VENV:-.venv}"
 DJANGO_SPEC=${CM_DJANGO:-Django>=5.2,<5.3}
+PURPOSE=${CM_VENV_PURPOSE:-dev}
+case "$PURPOSE" in
+    dev | demo) ;;
+    *) die "CM_VENV_PURPOSE must be dev or demo, not '$PURPOSE'" ;;
+esac
 STAMP="$VENV/.cm-infra-stamp"
 cd "$REPO"
 [ -f pyproject.toml ] || die "no pyproject.toml in $REPO"
@@ -39,11 +46,16 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-# Fast path: a working venv whose stamp matches.
+# stamp PURPOSE: the hash of what a venv made for PURPOSE was made from.
+stamp() {
+    { cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; echo "$DJANGO_SPEC $1"; } \
+        | sha256sum | cut -d' ' -f1
+}
+
+# Fast path: a working venv whose stamp matches (a dev venv serves the demo too).
 if [ -x "$VENV/bin/python" ] && py_ok "$VENV/bin/python"; then
-    want=$( { cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; echo "$DJANGO_SPEC"; } \
-        | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
+    have=$(cat "$STAMP" 2>/dev/null || true)
+    if [ "$have" = "$(stamp "$PURPOSE")" ] || [ "$have" = "$(stamp dev)" ]; then
         log "$VENV is up to date ($("$VENV/bin/python" -V))"
         exit 0
     fi
@@ -65,10 +77,9 @@ if [ ! -x "$VENV/bin/python" ] || ! py_ok "$VENV/bin/python" \
     "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q --upgrade pip >&2
 fi
 
-log "pip install -e '.[dev]' '$DJANGO_SPEC' into $VENV"
+log "pip install -e '.[$PURPOSE]' '$DJANGO_SPEC' into $VENV"
 "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-    -e '.[dev]' "$DJANGO_SPEC" >&2 || die "pip install -e '.[dev]' '$DJANGO_SPEC' failed"
+    -e ".[$PURPOSE]" "$DJANGO_SPEC" >&2 || die "pip install -e '.[$PURPOSE]' '$DJANGO_SPEC' failed"
 
-{ cat pyproject.toml "$SELF"; "$VENV/bin/python" -VV; echo "$DJANGO_SPEC"; } \
-    | sha256sum | cut -d' ' -f1 >"$STAMP"
+stamp "$PURPOSE" >"$STAMP"
 log "$VENV ready ($("$VENV/bin/python" -V), Django $("$VENV/bin/python" -m django --version))"

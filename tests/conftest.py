@@ -51,6 +51,15 @@ def docker_engine_problem() -> str | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_root(tmp_path_factory):
+    """STATIC_ROOT exists, as collectstatic leaves it: WhiteNoise warns at each start otherwise."""
+    from django.test import override_settings
+
+    with override_settings(STATIC_ROOT=str(tmp_path_factory.mktemp("staticfiles"))):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """Each test starts with no dispatch backend, no cached executors, no mock history."""

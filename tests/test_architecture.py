@@ -77,3 +77,15 @@ def test_the_wheel_holds_the_app_and_not_the_functions_project():
     assert {"container_manager.engine.steps", "container_manager.web.api"} <= packages
     assert not any(name.split(".")[0] in {"functions", "tests", "benchmarks"} for name in packages)
     assert (ROOT / "functions" / "handlers.py").is_file()  # still in the repository
+
+
+def test_the_reusable_app_forces_no_dependency_of_the_functions_project():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = config["project"]
+    core = " ".join(project["dependencies"])
+    assert "dj-database-url" not in core and "whitenoise" not in core
+    extras = project["optional-dependencies"]
+    assert {"dj-database-url>=2.1", "whitenoise>=6.6"} == set(extras["functions"])
+    assert "functions" in extras["demo"][0] and "functions" in extras["dev"][0]
+    bundle = (ROOT / "infra" / "lambda-bundle.sh").read_text()
+    assert "EXTRAS=aws,postgres,functions" in bundle

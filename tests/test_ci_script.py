@@ -45,3 +45,18 @@ def test_only_the_tools_phase_installs_packages():
     tools = re.search(r"^CI_TOOLS=\((.*)\)$", body, flags=re.M)
     assert tools and "stress-ng" in tools.group(1).split()
     assert re.search(r"^phase .*ensure_tools$", CI_RUN.read_text(), flags=re.M)
+
+
+def test_ci_follows_the_quickstart_page_and_the_page_marks_every_step():
+    from infra.quickstart_blocks import blocks
+
+    root = CI_RUN.parent.parent
+    assert re.search(r"^phase .*\\\n\s+bash infra/quickstart-check\.sh$", CI_RUN.read_text(), re.M)
+    marked = blocks((root / "docs" / "quickstart.md").read_text())
+    actions = [(action, arg) for action, arg, _ in marked]
+    assert ("append", "mysite/settings.py") in actions and ("append", "mysite/urls.py") in actions
+    assert [arg for action, arg in actions if action == "background"] == ["web", "worker"]
+    code = "".join(text for _, _, text in marked)
+    for step in ("startproject", "migrate", "runserver", "process_container_jobs", "enqueue"):
+        assert step in code, step
+    assert '"transaction_mode": "IMMEDIATE"' in code and '"docker_image"' in code

@@ -216,3 +216,9 @@ def test_behind_a_transaction_pooler_no_session_state_is_kept_on_the_connection(
     assert direct["OPTIONS"] == {"options": "-c TimeZone=UTC"}
     assert direct["DISABLE_SERVER_SIDE_CURSORS"] is False
     assert "CM_DB_POOLER must be 'transaction' or 'none'" in load(CM_DB_POOLER="session")
+
+
+@pytest.mark.django_db
+def test_a_request_through_the_middleware_warns_of_nothing(client, recwarn):
+    client.get("/cm/api/openapi.json")
+    assert [str(w.message) for w in recwarn] == []

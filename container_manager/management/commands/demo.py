@@ -1,4 +1,4 @@
-"""The README's demo: submit six jobs the way a deployment does and show how each one ends.
+"""`make demo`'s demo: submit six jobs the way a deployment does and show how each one ends.
 
 Runs on the local Docker engine when it and the image answer, else on the mock executor.
 """
