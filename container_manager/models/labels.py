@@ -3,6 +3,8 @@ filters by them on every database; the job's own ``labels`` column is what it ca
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connections, models
 
 
@@ -28,6 +30,14 @@ class JobLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+def with_label(jobs: Any, key: str, value: str) -> Any:
+    """The ``jobs`` queryset narrowed to jobs carrying the label ``key=value``.
+
+    An ``IN`` over the label rows of that pair, found through ``cm_label_kv_idx``.
+    """
+    return jobs.filter(pk__in=JobLabel.objects.filter(key=key, value=value).values("job_id"))
 
 
 def save_labels(job: models.Model) -> None:

@@ -16,7 +16,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
-from container_manager.models import JobLabel
+from container_manager.models.labels import with_label
 from container_manager.rules import status as st
 from container_manager.rules.contract import parse_time
 from container_manager.rules.labels import parse_selector
@@ -75,11 +75,6 @@ def filtered(jobs: Any, query: QueryDict) -> Any:
     for text in query.getlist("label"):
         jobs = with_label(jobs, *_selector(text))
     return jobs
-
-
-def with_label(jobs: Any, key: str, value: str) -> Any:
-    """Jobs carrying the label ``key=value``: found through ``cm_label_kv_idx``."""
-    return jobs.filter(pk__in=JobLabel.objects.filter(key=key, value=value).values("job_id"))
 
 
 def _limit(text: str | None) -> int:
