@@ -13,11 +13,17 @@ from django.urls import reverse
 from container_manager.engine.steps.common import build_launch_request
 from container_manager.models import ContainerJob, JobLabel
 from container_manager.models.labels import with_label
-from tests.test_api import BEARER, api, conforms, submit  # noqa: F401 (api: a fixture)
+from tests.test_api import BEARER, TOKEN, conforms, submit
 
 pytestmark = pytest.mark.django_db
 
 JOBS = "/cm/api/jobs/"
+
+
+@pytest.fixture
+def api(settings, recording):
+    """The test token accepted; steps recorded, not run."""
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": [TOKEN]}
 
 
 @pytest.fixture
@@ -34,7 +40,8 @@ def listed(client, document, expect=200, **params):
 
 def made(host, n, after=0, **fields):
     """``n`` jobs, one second apart from 2030-01-01 + ``after`` s (created_at set, not now)."""
-    jobs = [ContainerJob.objects.create_job(image="x", docker_host=host, **fields) for _ in range(n)]
+    create = ContainerJob.objects.create_job
+    jobs = [create(image="x", docker_host=host, **fields) for _ in range(n)]
     start = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=after)
     for i, job in enumerate(jobs):
         ContainerJob.objects.filter(pk=job.pk).update(created_at=start + timedelta(seconds=i))
@@ -73,7 +80,8 @@ def test_a_page_costs_the_same_statements_whatever_its_size(client, api, mock_ho
 
     def statements(limit):
         with CaptureQueriesContext(connection) as queries:
-            assert client.get(JOBS, {"limit": limit, "label": "team=a"}, headers=BEARER).status_code == 200
+            answer = client.get(JOBS, {"limit": limit, "label": "team=a"}, headers=BEARER)
+        assert answer.status_code == 200
         return len(queries)
 
     assert statements(2) == statements(20)
