@@ -167,7 +167,7 @@ def test_the_launch_gives_the_platform_the_labels_with_the_apps_own(mock_host, r
     assert labels["team"] == "data" and labels["container_manager.job_id"] == str(job.pk)
 
 
-def test_the_label_filter_is_served_by_its_index(mock_host, recording):
+def test_the_label_filter_and_the_order_are_served_by_their_indexes(mock_host, recording):
     made(mock_host, 3, labels={"team": "data"})
     query = with_label(ContainerJob.objects.all(), "team", "data").order_by("-created_at", "-id")
     if connection.vendor == "postgresql":
@@ -175,6 +175,9 @@ def test_the_label_filter_is_served_by_its_index(mock_host, recording):
             cursor.execute("SET LOCAL enable_seqscan = off")
     plan = query.explain()
     assert "cm_label_kv_idx" in plan, plan
+    after = ContainerJob.objects.filter(created_at__lte=datetime(2030, 1, 2, tzinfo=UTC))
+    page = after.order_by("-created_at", "-id")[:51]  # a page after a cursor, in its order
+    assert "cjob_list_idx" in page.explain(), page.explain()
 
 
 def test_the_admin_shows_labels_and_filters_the_job_list_by_one(admin_client, mock_host, recording):
