@@ -152,9 +152,10 @@ def test_labels_are_submitted_returned_and_checked(client, api, document, mock_h
 def test_create_job_checks_labels_and_an_array_passes_them_to_its_children(mock_host, recording):
     from django.core.exceptions import ValidationError
 
-    with pytest.raises(ValidationError) as raised:
-        ContainerJob.objects.create_job(image="x", labels={"a b": "c"})
-    assert list(raised.value.message_dict) == ["labels"]
+    for bad in ({"a b": "c"}, {1: "c"}, "a=b"):
+        with pytest.raises(ValidationError) as raised:
+            ContainerJob.objects.create_job(image="x", labels=bad)
+        assert list(raised.value.message_dict) == ["labels"]
     parent = ContainerJob.objects.create_job(image="x", array_size=3, labels={"run": "r1"})
     tagged = with_label(ContainerJob.objects.all(), "run", "r1")
     assert tagged.count() == 4 and JobLabel.objects.count() == 4

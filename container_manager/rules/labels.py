@@ -33,6 +33,8 @@ def labels_error(labels: Any) -> str | None:
     if len(labels) > MAX_LABELS:
         return f"at most {MAX_LABELS} labels."
     for key, value in labels.items():
+        if not isinstance(key, str):
+            return f"the key {key!r} must be a string."
         problem = key_error(key)
         if problem:
             return problem

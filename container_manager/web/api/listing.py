@@ -34,8 +34,9 @@ _SALT = "container_manager.api.jobs.cursor"
 def page(jobs: Any, query: QueryDict) -> tuple[list[Any], str | None]:
     """One page of the ``jobs`` queryset as ``query`` asks, and the cursor of the next or None.
 
-    Raises a ``ValidationError`` naming the parameter at fault (400). Three statements
-    whatever the page's size: the page with hosts, and the queries ``jobs`` prefetches.
+    Raises a ``ValidationError`` naming the parameter at fault (400). At most three
+    statements whatever the page's size: the page with its hosts (label filters are
+    subqueries of it), and the two queries ``jobs`` prefetches.
     """
     errors = {
         name: [f"{name}: unknown parameter; known: {', '.join(PARAMETERS)}."]
