@@ -4,6 +4,7 @@ Every response body is validated against the schema the API serves.
 """
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -51,8 +52,33 @@ def test_openapi_document_is_valid_and_served(client, document):
     assert document["servers"][0]["url"] == "http://testserver/cm/api"
     assert set(document["paths"]) == {
         "/jobs/", "/jobs/{job_id}/", "/jobs/{job_id}/logs/", "/jobs/{job_id}/cancel/",
-        "/jobs/{job_id}/retry/", "/schedules/",
+        "/jobs/{job_id}/retry/", "/schedules/", "/openapi.json",
     }  # fmt: skip
+
+
+def test_every_operation_has_a_camel_case_operation_id(document):
+    ids = [
+        (path, method, operation.get("operationId"))
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]*)*", op_id or "") for *_, op_id in ids), ids
+    assert len({op_id for *_, op_id in ids}) == len(ids)
+    jobs = {(path, method): op_id for path, method, op_id in ids if path.startswith("/jobs/")}
+    assert jobs == {
+        ("/jobs/", "get"): "listJobs", ("/jobs/", "post"): "submitJob",
+        ("/jobs/{job_id}/", "get"): "getJob", ("/jobs/{job_id}/logs/", "get"): "getJobLogs",
+        ("/jobs/{job_id}/cancel/", "post"): "cancelJob",
+    }  # fmt: skip
+    assert document["paths"]["/openapi.json"]["get"]["operationId"] == "getOpenApi"
+
+
+def test_a_submit_with_the_old_image_name_is_told_the_new_one(client, api, document, mock_host):
+    response = submit(client, image="alpine:3")
+    assert response.status_code == 400 and conforms(document, "Error", response.json())
+    assert response.json()["fields"] == {"image": ["image: renamed docker_image."]}
+    assert not ContainerJob.objects.exists()
+    assert "image" not in document["components"]["schemas"]["Job"]["properties"]
 
 
 def test_every_documented_path_exists(client, api, document, mock_host):
@@ -71,14 +97,18 @@ def test_submit_then_read_status_and_logs(
     EnvironmentVariableTemplate.objects.create(name="base", environment_variables_text="A=1")
     with django_capture_on_commit_callbacks(execute=True):
         response = submit(
-            client, image="alpine:3", command="echo hi", name="api job", memory_limit=64,
+            client, docker_image="alpine:3", command="echo hi", name="api job", memory_limit=64,
             cpu_limit=0.5, timeout_seconds=60, environment_template="base",
             environment_vars={"B": "2"}, host="mock-host",
         )  # fmt: skip
     assert response.status_code == 201
     body = response.json()
     assert conforms(document, "Job", body)
-    assert (body["status"], body["host"], body["image"]) == ("pending", "mock-host", "alpine:3")
+    assert (body["status"], body["host"], body["docker_image"]) == (
+        "pending",
+        "mock-host",
+        "alpine:3",
+    )
     job = ContainerJob.objects.get(pk=body["id"])
     assert job.get_all_environment_variables() == {"A": "1", "B": "2"}
     assert api.take() == [("launch", body["id"], 0.0)]
@@ -112,13 +142,13 @@ def test_cancel(client, api, document, mock_host):
     ("payload", "field"),
     [
         ({"command": "true"}, "docker_image"),
-        ({"image": "x", "memory_limit": "lots"}, "memory_limit"),
-        ({"image": "x", "cpu_limit": 99}, "cpu_limit"),
-        ({"image": "x", "host": "nowhere"}, "host"),
-        ({"image": "x", "environment_vars": {"A": 1}}, "environment_vars"),
-        ({"image": "x", "environment_template": "missing"}, "environment_template"),
-        ({"image": "x", "run_after": "tomorrow"}, "run_after"),
-        ({"image": "x", "colour": "blue"}, "colour"),
+        ({"docker_image": "x", "memory_limit": "lots"}, "memory_limit"),
+        ({"docker_image": "x", "cpu_limit": 99}, "cpu_limit"),
+        ({"docker_image": "x", "host": "nowhere"}, "host"),
+        ({"docker_image": "x", "environment_vars": {"A": 1}}, "environment_vars"),
+        ({"docker_image": "x", "environment_template": "missing"}, "environment_template"),
+        ({"docker_image": "x", "run_after": "tomorrow"}, "run_after"),
+        ({"docker_image": "x", "colour": "blue"}, "colour"),
     ],
 )
 def test_bad_submit_names_the_field_and_stores_nothing(
@@ -133,7 +163,7 @@ def test_bad_submit_names_the_field_and_stores_nothing(
 
 def test_inactive_host_is_refused(client, api, mock_host):
     ExecutorHost.objects.filter(pk=mock_host.pk).update(is_active=False)
-    response = submit(client, image="x", host="mock-host")
+    response = submit(client, docker_image="x", host="mock-host")
     assert response.status_code == 400 and "inactive" in response.json()["fields"]["docker_host"][0]
 
 
@@ -157,11 +187,11 @@ def test_unknown_job_and_bad_body(client, api, mock_host):
 
 
 def test_submit_an_array_and_a_job_that_waits_for_it(client, api, document, mock_host):
-    parent = submit(client, image="x", array_size=3).json()
+    parent = submit(client, docker_image="x", array_size=3).json()
     assert conforms(document, "Job", parent)
     assert parent["array"]["size"] == 3 and parent["array"]["parent"] is None
     assert parent["array"]["counts"]["pending"] == 3
-    merge = submit(client, image="x", depends_on=[parent["id"]])
+    merge = submit(client, docker_image="x", depends_on=[parent["id"]])
     assert merge.status_code == 201 and conforms(document, "Job", merge.json())
     assert merge.json()["depends_on"] == [parent["id"]]
     child = ContainerJob.objects.get(array_parent_id=parent["id"], array_index=1)
@@ -185,7 +215,7 @@ def test_submit_an_array_and_a_job_that_waits_for_it(client, api, document, mock
     ],
 )
 def test_bad_workflow_submit_names_the_field(client, api, document, mock_host, payload, message):
-    response = submit(client, image="x", **payload)
+    response = submit(client, docker_image="x", **payload)
     assert response.status_code == 400 and conforms(document, "Error", response.json())
     [field] = payload
     assert message in response.json()["fields"][field][0]

@@ -31,7 +31,7 @@ def bearer(secret):
 
 def submit(client, secret, **payload):
     return client.post(
-        JOBS, json.dumps({"image": "x", **payload}), content_type="application/json",
+        JOBS, json.dumps({"docker_image": "x", **payload}), content_type="application/json",
         headers=bearer(secret),
     )  # fmt: skip
 

@@ -82,6 +82,7 @@ def make_job(command: str, *, env: dict[str, str] | None = None, **overrides) ->
         "max_memory_usage": None,
         "cpu_usage_percent": None,
         "last_error": "",
+        "labels": {},
     }
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -332,6 +333,15 @@ def test_concurrent_launches_make_one_container(executor, jobs):
     [container] = containers_of(executor, job)
     assert container.name == executor.container_name(build_launch_request(job))
     assert container.status == "running"
+
+
+def test_the_jobs_labels_are_the_containers_beside_the_apps_own(executor, jobs):
+    job = jobs("true", labels={"team": "data", "example.com/app": "etl"})
+    assert launch(executor, job)[0]
+    [container] = containers_of(executor, job)
+    labels = container.labels
+    assert (labels["team"], labels["example.com/app"]) == ("data", "etl")
+    assert labels[LABEL_JOB_ID] == str(job.id)
 
 
 def test_a_failed_start_leaves_the_container_another_launch_started(executor, jobs, monkeypatch):

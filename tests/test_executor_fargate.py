@@ -43,6 +43,18 @@ def test_run_task_carries_token_tags_overrides_and_size(recording, moto, stack):
     assert env == {"GREETING": "hello", "CM_LAUNCH_KEY": key}
 
 
+def test_the_jobs_labels_are_the_tasks_tags(recording, moto, stack):  # noqa: F811
+    job = make_job(stack, labels={"team": "data", "example.com/app": "etl"})
+    assert steps.launch(job.pk) == "launched"
+    arn = ContainerJob.objects.get(pk=job.pk).execution_id
+    [task] = moto.ecs.describe_tasks(cluster=stack["cluster"], tasks=[arn], include=["TAGS"])[
+        "tasks"
+    ]
+    tags = {tag["key"]: tag["value"] for tag in task["tags"]}
+    assert (tags["team"], tags["example.com/app"]) == ("data", "etl")
+    assert tags["container_manager.job_id"] == str(job.id)
+
+
 def test_a_client_token_in_use_names_the_task_that_is_adopted(recording, stack, monkeypatch):
     job = make_job(stack)
     assert steps.launch(job.pk) == "launched"

@@ -122,25 +122,28 @@ def test_an_array_is_made_once(recording, mock_host):
 
 def test_api_retry_answers_200_with_the_same_id_and_other_body_409(client, api):
     alice, secret = user_token("alice")
-    first = post(client, JOBS, {"image": "x", "name": "a"}, secret, key="req-1")
-    again = post(client, JOBS, {"name": "a", "image": "x"}, secret, key="req-1")
+    first = post(client, JOBS, {"docker_image": "x", "name": "a"}, secret, key="req-1")
+    again = post(client, JOBS, {"name": "a", "docker_image": "x"}, secret, key="req-1")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
-    conflict = post(client, JOBS, {"image": "y"}, secret, key="req-1")
+    conflict = post(client, JOBS, {"docker_image": "y"}, secret, key="req-1")
     assert conflict.status_code == 409
     assert "different request" in conflict.json()["error"]
     assert "idempotency_key" in conflict.json()["fields"]
     bob, bob_secret = user_token("bob")
-    other = post(client, JOBS, {"image": "x", "name": "a"}, bob_secret, key="req-1")
+    other = post(client, JOBS, {"docker_image": "x", "name": "a"}, bob_secret, key="req-1")
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
-    service = post(client, JOBS, {"image": "x", "name": "a"}, SERVICE, key="req-1")
+    service = post(client, JOBS, {"docker_image": "x", "name": "a"}, SERVICE, key="req-1")
     assert service.status_code == 201
-    assert post(client, JOBS, {"image": "x", "name": "a"}, SERVICE, key="req-1").status_code == 200
+    assert (
+        post(client, JOBS, {"docker_image": "x", "name": "a"}, SERVICE, key="req-1").status_code
+        == 200
+    )
     assert ContainerJob.objects.count() == 3
 
 
 def test_api_bad_key_is_a_400_naming_the_header(client, api):
-    answer = post(client, JOBS, {"image": "x"}, SERVICE, key="x" * 300)
+    answer = post(client, JOBS, {"docker_image": "x"}, SERVICE, key="x" * 300)
     assert answer.status_code == 400
     assert list(answer.json()["fields"]) == ["Idempotency-Key"]
     assert not ContainerJob.objects.exists()
@@ -155,7 +158,7 @@ def test_api_schedule_retry_returns_the_first_schedule(client, api, mock_host):
     assert post(client, SCHEDULES, {**body, "cron": "@daily"}, SERVICE, key="s-1").status_code == (
         409
     )
-    assert post(client, JOBS, {"image": "x"}, SERVICE, key="s-1").status_code == 409
+    assert post(client, JOBS, {"docker_image": "x"}, SERVICE, key="s-1").status_code == 409
     assert JobSchedule.objects.count() == 1
 
 

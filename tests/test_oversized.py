@@ -50,7 +50,7 @@ def test_every_url_is_covered():
 
 def test_a_body_within_the_limit_still_reaches_the_view(client, settings):
     settings.CONTAINER_MANAGER = {"API_TOKENS": [TOKEN]}
-    body = json.dumps({"image": "x", "description": "d" * 1000})
+    body = json.dumps({"docker_image": "x", "description": "d" * 1000})
     answer = client.post(
         reverse("container_manager:events-cloudrun"), body, content_type="application/json"
     )
@@ -71,7 +71,7 @@ def test_a_long_message_is_cut_and_says_how_much():
 
 def test_a_400_naming_thousands_of_fields_is_bounded(client, settings, recording, mock_host):
     settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": [TOKEN]}
-    body = {"image": "x", **{f"field_{n}_" + "z" * 300: n for n in range(3000)}}
+    body = {"docker_image": "x", **{f"field_{n}_" + "z" * 300: n for n in range(3000)}}
     assert len(json.dumps(body)) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     response = client.post(
         reverse("container_manager:api-jobs"), json.dumps(body), content_type="application/json",

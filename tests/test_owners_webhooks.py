@@ -32,7 +32,7 @@ def post(client, secret, **payload):
     """POST a job with a user's token; the answer and the statements it cost."""
     with CaptureQueriesContext(connection) as captured:
         response = client.post(
-            JOBS, json.dumps({"image": "x", **payload}), content_type="application/json",
+            JOBS, json.dumps({"docker_image": "x", **payload}), content_type="application/json",
             headers=bearer(secret),
         )  # fmt: skip
     return response, len(captured.captured_queries)

@@ -39,7 +39,7 @@ def bearer(secret):
 
 def post(client, secret, **body):
     return client.post(
-        JOBS, json.dumps({"image": "x", **body}), content_type="application/json",
+        JOBS, json.dumps({"docker_image": "x", **body}), content_type="application/json",
         headers=bearer(secret),
     )  # fmt: skip
 
@@ -100,7 +100,7 @@ def test_a_replay_is_not_refused_by_the_active_jobs_it_counts(client, api):
     limit(api, QUOTA_ACTIVE_JOBS=1)
     _, secret = user_token("alice")
     headers = {**bearer(secret), "Idempotency-Key": "k"}
-    body = json.dumps({"image": "x"})
+    body = json.dumps({"docker_image": "x"})
     first = client.post(JOBS, body, content_type="application/json", headers=headers)
     again = client.post(JOBS, body, content_type="application/json", headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)

@@ -98,7 +98,7 @@ def test_a_malformed_reference_is_refused_at_template_save():
 def test_the_api_answers_400_naming_the_field_and_the_variable(client, settings, recording):
     settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "API_TOKENS": ["t"]}
     ExecutorHost.objects.create(name="m", executor_type="mock", executor_config={})
-    body = {"image": "x", "environment_vars": {"API_KEY": "secret:arn:aws:nope"}}
+    body = {"docker_image": "x", "environment_vars": {"API_KEY": "secret:arn:aws:nope"}}
     response = client.post(
         reverse("container_manager:api-jobs"), json.dumps(body),
         content_type="application/json", headers={"Authorization": "Bearer t"},

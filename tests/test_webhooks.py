@@ -165,6 +165,9 @@ def test_delivery_is_signed_retried_after_503_and_keeps_its_id(
         document = json.loads(body)
         assert document["event"] == "job.completed" and document["delivery_id"] == str(delivery.pk)
         assert document["job"]["id"] == str(job.pk) and document["job"]["exit_code"] == 0
+        # The image under the model's name, as in the job API's JSON.
+        assert document["job"]["docker_image"] == job.docker_image
+        assert "image" not in document["job"]
     row = WebhookDelivery.objects.get(pk=delivery.pk)
     assert (row.state, row.attempts, row.status_code, row.error) == ("delivered", 2, 200, "")
     assert [a["status_code"] for a in row.history] == [503, 200]

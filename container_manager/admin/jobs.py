@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 from container_manager.admin import _display as show
 from container_manager.admin import dashboard
 from container_manager.admin.counting import EstimatedCountPaginator
+from container_manager.admin.labels import LabelFilter, labels_html
 from container_manager.admin.schedules import ScheduleFilter
 from container_manager.admin.search import search_jobs
 from container_manager.admin.webhooks import WebhookDeliveryInline
@@ -194,7 +195,9 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         "short_id", "name", "status_badge", "docker_host", "docker_image", "duration_display",
         "exit_code_display", "cost_display", "created_at",
     )  # fmt: skip
-    list_filter = ("status", "docker_host", ExecutorTypeFilter, "created_at", ScheduleFilter)
+    list_filter = (
+        "status", "docker_host", ExecutorTypeFilter, "created_at", ScheduleFilter, LabelFilter,
+    )  # fmt: skip
     search_fields = ("id", "name", "docker_image", "command", "docker_host__name")
     list_per_page = 100
     # At a million jobs: counts capped or estimated, no second full count, and sorting only
@@ -212,7 +215,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         "stdout_display", "stderr_display", "clean_output_display", "docker_log_display",
         "max_memory_usage", "cpu_usage_percent", "execution_id", "run_after", "next_check_at",
         "lease_expires_at", "executor_metadata", "cost_display", "timeline_display",
-        *WORKFLOW_FIELDS,
+        "labels_display", *WORKFLOW_FIELDS,
     )  # fmt: skip
 
     class Media:
@@ -418,6 +421,10 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     def duration_display(self, job: ContainerJob) -> str:
         return show.live_field(job, "duration", show.format_duration(job.runtime_duration))
 
+    @admin.display(description="labels")
+    def labels_display(self, job: ContainerJob) -> str:
+        return labels_html(job.labels)
+
     @admin.display(description="estimated cost", ordering="estimated_cost")
     def cost_display(self, job: ContainerJob) -> str:
         return show.cost_text(job)
@@ -513,7 +520,7 @@ def _job_fieldsets(env_field: str) -> list:
                 "fields": (
                     "status_badge", "exit_code_display", "duration_display", "attempt_count",
                     "started_at", "completed_at", "last_error", "cancel_requested_at",
-                    "retry_links", "created_by", "created_at",
+                    "retry_links", "created_by", "created_at", "labels_display",
                 ),
                 "description": "Retry submits a new job with the same request; this job "
                 "and its history stay as they are.",

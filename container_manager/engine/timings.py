@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from container_manager.executors.types import HarvestResult
     from container_manager.models import ContainerExecution, ContainerJob
 
+#: The JSON API's key of each phase (``timings[].phases``): its name without spaces.
+PHASE_KEYS = {
+    "submitted": "submitted",
+    "launch requested": "launch_requested",
+    "accepted": "accepted",
+    "container started": "container_started",
+    "finished": "finished",
+    "harvested": "harvested",
+}
+
 #: The stretch between two phases, named after what happens in it.
 SEGMENTS = {
     "launch requested": "waiting",
@@ -70,10 +80,10 @@ def timeline(phases: list[tuple[str, datetime]]) -> list[dict[str, Any]]:
 
 
 def as_json(execution: ContainerExecution) -> dict[str, Any]:
-    """An attempt's phases and platform timestamps for the JSON API."""
+    """An attempt's phases (keyed by ``PHASE_KEYS``) and platform timestamps for the JSON API."""
     return {
         "attempt": execution.attempt,
         "status": execution.status,
-        "phases": {name: at.isoformat() for name, at in execution.phases()},
+        "phases": {PHASE_KEYS[name]: at.isoformat() for name, at in execution.phases()},
         "platform_times": execution.platform_times,
     }

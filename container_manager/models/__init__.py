@@ -9,6 +9,7 @@ from container_manager.models.executions import ContainerExecution
 from container_manager.models.hosts import ExecutorHost, ExecutorHostQuerySet, HostSlot
 from container_manager.models.idempotency import IdempotencyKey
 from container_manager.models.jobs import ContainerJob, default_max_attempts
+from container_manager.models.labels import JobLabel
 from container_manager.models.limits import RequestWindow
 from container_manager.models.manager import JobManager, JobQuerySet
 from container_manager.models.schedules import JobSchedule
@@ -28,6 +29,7 @@ __all__ = [
     "HostSlot",
     "IdempotencyKey",
     "JobDependency",
+    "JobLabel",
     "JobManager",
     "JobQuerySet",
     "JobSchedule",

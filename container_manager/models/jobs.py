@@ -29,6 +29,7 @@ from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.hosts import ExecutorHost, editable_field_names
 from container_manager.models.manager import JobManager
 from container_manager.rules import contract
+from container_manager.rules import labels as labels_rules
 from container_manager.rules import status as st
 from container_manager.rules.envtext import parse_env_text, validate_env_text
 from container_manager.rules.logtext import LIVE, NONE, STORED, JobLogs, slice_log, strip_timestamps
@@ -213,6 +214,11 @@ class ContainerJob(models.Model):
     )
     clean_output = models.TextField(
         blank=True, default="", help_text="Standard output without timestamps."
+    )
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Key to value (rules.labels); the job list filters on their JobLabel rows.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -408,6 +414,9 @@ class ContainerJob(models.Model):
         network_error = contract.network_error(self.network_configuration)
         if network_error:
             errors["network_configuration"] = network_error
+        labels_error = labels_rules.labels_error(self.labels)
+        if labels_error:
+            errors["labels"] = f"labels: {labels_error}"
         if self.docker_host_id is not None:
             host = self.docker_host
             if not host.is_active:

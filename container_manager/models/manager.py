@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef, Q
 from container_manager.models import idempotency, limits, workflows
 from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.hosts import ExecutorHost
+from container_manager.models.labels import save_labels
 from container_manager.models.workflows import JobDependency
 from container_manager.rules import contract
 from container_manager.rules import status as st
@@ -119,6 +120,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 ``cpu_limit``, ``timeout_seconds``, ``working_directory``,
                 ``network_configuration``, ``priority``, ``max_attempts``,
                 ``run_after``, ``created_by`` …)
+            labels: ``{key: value}`` as Kubernetes labels (``rules.labels``):
+                shown by the API and the admin, filtered on by both, and given to
+                Docker (container labels) and Fargate (task tags)
             depends_on: jobs (or ids) that must complete first, each one that
                 ``created_by`` may view (``models.owners``; None sees every job); see
                 ``container_manager.engine.workflows``
@@ -167,8 +171,11 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             kwargs.pop("depends_on", None), kwargs.get("created_by")
         )
         array_size = workflows.check_array_size(kwargs.pop("array_size", None))
+        if kwargs.get("labels") is None:
+            kwargs.pop("labels", None)
         contract.check_arguments(
-            {"image": image, "command": command, "name": name, "environment_vars": environment_vars}
+            {"docker_image": image, "command": command, "name": name}
+            | {"environment_vars": environment_vars}
             | {key: kwargs[key] for key in kwargs.keys() & contract.BY_NAME.keys()}
         )
         template = _resolve_template(environment_template)
@@ -196,10 +203,11 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         # Skipped checks that would each cost a SELECT: the host and the template are saved
         # rows (read just now or given as instances), and a fresh UUID key is unique.
         job.full_clean(exclude=_saved_relations(job), validate_unique=False)
-        if depends_on or array_size:
+        if depends_on or array_size or job.labels:
             with transaction.atomic(using=self.db):
                 job.save(using=self.db)
                 workflows.submitted(job, depends_on)
+                save_labels(job)
         else:
             job.save(using=self.db)  # one INSERT: no transaction of its own is needed
         return job

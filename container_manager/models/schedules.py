@@ -27,7 +27,7 @@ OVERLAP_CHOICES = [
 
 #: The job fields of a schedule, each with the submit field (``rules.contract``) it is.
 JOB_FIELDS = {
-    "docker_image": "image",
+    "docker_image": "docker_image",
     "command": "command",
     "job_name": "name",
     "memory_limit": "memory_limit",

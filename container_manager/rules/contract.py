@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
+from container_manager.rules import labels as job_labels
 from container_manager.rules.envtext import is_valid_name
 from container_manager.rules.secretrefs import value_error
 
@@ -29,7 +30,8 @@ NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 @dataclass(frozen=True)
 class Field:
     """One submit field: its JSON type (``string``, ``integer``, ``number``, ``date-time``,
-    ``object`` or ``array``), bounds, and one line of documentation."""
+    ``object``, ``array`` or ``labels``, an object of ``rules.labels``), bounds, and one line
+    of documentation."""
 
     name: str
     kind: str
@@ -55,7 +57,8 @@ class Field:
 
     def schema(self) -> dict[str, Any]:
         """The field as an OpenAPI 3.0 schema."""
-        out: dict[str, Any] = {"type": "string" if self.kind == "date-time" else self.kind}
+        kind = {"date-time": "string", "labels": "object"}.get(self.kind, self.kind)
+        out: dict[str, Any] = {"type": kind}
         if self.kind == "date-time":
             out["format"] = "date-time"
         if self.kind == "string":
@@ -91,8 +94,8 @@ _MODEL_CHECKED_IMAGE = {"minLength": 1, "maxLength": 500, "pattern": NOT_BLANK}
 
 #: Every field of a submit, in the order the API documents them.
 FIELDS: tuple[Field, ...] = (
-    # A blank or long image is refused by the model, under its field name ``docker_image``.
-    Field("image", "string", "Container image.", extra=_MODEL_CHECKED_IMAGE),
+    # A blank or long image is refused by the model, under this same name.
+    Field("docker_image", "string", "Container image.", extra=_MODEL_CHECKED_IMAGE),
     Field("command", "string", "Shell form, or a JSON array as text."),
     Field("name", "string", "Human-readable name.", max_length=200),
     Field("description", "string"),
@@ -142,8 +145,21 @@ FIELDS: tuple[Field, ...] = (
         minimum=2,
         maximum="ARRAY_MAX_SIZE",
     ),  # fmt: skip
+    Field(
+        "labels",
+        "labels",
+        "Key to value, as Kubernetes labels: a key is [prefix/]name, a name and a value 63 "
+        "letters, digits, '-', '_' or '.' at most, starting and ending with a letter or digit. "
+        "Filter the job list by them; Docker and Fargate get them as labels and tags.",
+        extra={
+            "maxProperties": job_labels.MAX_LABELS,
+            "additionalProperties": {"type": "string", "maxLength": job_labels.MAX_VALUE_LENGTH},
+        },
+    ),  # fmt: skip
 )
 BY_NAME = {f.name: f for f in FIELDS}
+#: Former names of submit fields, and what a body that still sends one is told.
+RENAMED = {"image": "renamed docker_image"}
 
 
 def json_schema() -> dict[str, Any]:
@@ -154,7 +170,7 @@ def json_schema() -> dict[str, Any]:
     """
     return {
         "type": "object",
-        "required": ["image"],
+        "required": ["docker_image"],
         "additionalProperties": False,
         "properties": {f.name: f.schema() for f in FIELDS},
     }
@@ -165,20 +181,26 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
 
     Raises ``ValidationError`` naming every field at fault (unknown ones included).
 
-    >>> from_json({"image": "x", "timeout_seconds": 1.5})
+    >>> from_json({"docker_image": "x", "timeout_seconds": 1.5})
     Traceback (most recent call last):
     ...
     django.core.exceptions.ValidationError: {'timeout_seconds': [...must be an integer.']}
+    >>> from_json({"image": "x"})
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: {'image': ['image: renamed docker_image.']}
     """
     errors = {
-        _shown(name): [f"{_shown(name)}: unknown field."] for name in payload if name not in BY_NAME
+        _shown(name): [f"{_shown(name)}: {RENAMED.get(name, 'unknown field')}."]
+        for name in payload
+        if name not in BY_NAME
     }
     errors.update(_field_errors(payload))
     if errors:
         raise ValidationError(errors)
     values = dict(payload)
     if values.get("run_after") is not None:
-        values["run_after"] = _parse_time(values["run_after"])
+        values["run_after"] = parse_time(values["run_after"])
     return values
 
 
@@ -286,7 +308,7 @@ def _check_time(spec: Field, value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be a date-time string, not {_json_type(value)}."
     try:
-        _parse_time(value)
+        parse_time(value)
     except ValueError as exc:
         return str(exc)
     return None
@@ -322,7 +344,12 @@ def _check_array(spec: Field, value: Any) -> str | None:
     return None
 
 
+def _check_labels(spec: Field, value: Any) -> str | None:
+    return job_labels.labels_error(value)
+
+
 _CHECKS = {
+    "labels": _check_labels,
     "string": _check_string,
     "integer": _check_number,
     "number": _check_number,
@@ -332,7 +359,8 @@ _CHECKS = {
 }
 
 
-def _parse_time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 date-time with a UTC offset; ``ValueError`` saying what is wrong otherwise."""
     try:
         parsed = parse_datetime(value)
     except ValueError as exc:

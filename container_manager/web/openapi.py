@@ -7,22 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from container_manager.engine.timings import PHASE_KEYS
 from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.idempotency import MAX_KEY_LENGTH
 from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
+from container_manager.web.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
-_PHASES = [
-    "submitted",
-    "launch requested",
-    "accepted",
-    "container started",
-    "finished",
-    "harvested",
-]
+_PHASES = list(PHASE_KEYS.values())
 _ATTEMPT_TIMINGS = {
     "type": "object",
     "required": ["attempt", "status", "phases", "platform_times"],
@@ -45,14 +40,29 @@ _ATTEMPT_TIMINGS = {
 
 _JOB = {
     "type": "object",
-    "required": ["id", "name", "status", "image", "host", "attempts", "created_at", "links"],
+    "required": [
+        "id",
+        "name",
+        "status",
+        "docker_image",
+        "host",
+        "attempts",
+        "created_at",
+        "labels",
+        "links",
+    ],
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         "name": {"type": "string"},
         "status": {"type": "string", "enum": _STATUSES},
-        "image": {"type": "string"},
+        "docker_image": {"type": "string"},
         "command": {"type": "string"},
         "host": {"type": "string", "description": "Name of the executor host."},
+        "labels": {
+            "type": "object",
+            "description": "The job's labels, key to value.",
+            "additionalProperties": {"type": "string"},
+        },
         "exit_code": {"type": "integer", "nullable": True},
         "attempts": {"type": "integer", "minimum": 0},
         "last_error": {"type": "string"},
@@ -103,6 +113,19 @@ _JOB = {
                 "logs": {"type": "string"},
                 "cancel": {"type": "string"},
             },
+        },
+    },
+}
+
+_JOB_PAGE = {
+    "type": "object",
+    "required": ["jobs", "next_cursor"],
+    "properties": {
+        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+        "next_cursor": {
+            "type": "string",
+            "nullable": True,
+            "description": "Pass as cursor for the next page; null on the last page.",
         },
     },
 }
@@ -184,7 +207,7 @@ _SCHEDULE = {
 def _schedule_create() -> dict[str, Any]:
     """A schedule's create body: its job fields are the submit contract's, bounds included."""
     submit = contract.json_schema()["properties"]
-    job_fields = ("image", "command", "memory_limit", "cpu_limit", "timeout_seconds")
+    job_fields = ("command", "memory_limit", "cpu_limit", "timeout_seconds")
     return {
         "type": "object",
         "required": ["name", "cron", "image"],
@@ -192,6 +215,7 @@ def _schedule_create() -> dict[str, Any]:
         "properties": {
             **_SCHEDULE_FIELDS,
             **{name: submit[name] for name in job_fields},
+            "image": submit["docker_image"],
             "job_name": submit["name"],
             "environment_template": submit["environment_template"],
             "environment_vars": submit["environment_vars"],
@@ -246,7 +270,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
 
     >>> sorted(schema()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/',
-     '/jobs/{job_id}/retry/', '/schedules/']
+     '/jobs/{job_id}/retry/', '/openapi.json', '/schedules/']
     """
     job_id = {
         "name": "job_id",
@@ -282,6 +306,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 "Job": _JOB,
                 "JobSubmit": contract.json_schema(),
                 "JobLogs": _LOGS,
+                "JobPage": _JOB_PAGE,
                 "Error": _ERROR,
                 "Schedule": _SCHEDULE,
                 "ScheduleCreate": _schedule_create(),
@@ -294,36 +319,19 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
         "paths": {
             "/jobs/": {
                 "get": {
-                    "summary": "The latest jobs",
-                    "parameters": [
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": _STATUSES},
-                        }
-                    ],
+                    "operationId": "listJobs",
+                    "summary": "A page of jobs, newest first, filtered",
+                    "parameters": _list_parameters(),
                     "responses": {
                         "200": {
-                            "description": "Jobs, newest first",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["jobs"],
-                                        "properties": {
-                                            "jobs": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Job"},
-                                            }
-                                        },
-                                    }
-                                }
-                            },
+                            "description": "Jobs, newest first, and the cursor of the next page",
+                            "content": _json("JobPage"),
                         },
                         **_errors("400", "401", "403", "429"),
                     },
                 },
                 "post": {
+                    "operationId": "submitJob",
                     "summary": "Submit a job",
                     "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {"required": True, "content": _json("JobSubmit")},
@@ -336,6 +344,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "/jobs/{job_id}/": {
                 "get": {
+                    "operationId": "getJob",
                     "summary": "A job's status",
                     "parameters": [job_id],
                     "responses": {
@@ -346,6 +355,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "/jobs/{job_id}/logs/": {
                 "get": {
+                    "operationId": "getJobLogs",
                     "summary": "A job's logs, live while it runs",
                     "parameters": [job_id, *_offset_parameters()],
                     "responses": {
@@ -356,6 +366,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             },
             "/jobs/{job_id}/cancel/": {
                 "post": {
+                    "operationId": "cancelJob",
                     "summary": "Cancel a job",
                     "parameters": [job_id],
                     "responses": {
@@ -382,6 +393,19 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 }
             },
             "/schedules/": _schedules_path(),
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3 description of this API",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
     }
 
@@ -396,6 +420,7 @@ def _schedules_path() -> dict[str, Any]:
     }
     return {
         "get": {
+            "operationId": "listSchedules",
             "summary": "The schedules, by name, with their next run",
             "responses": {
                 "200": {
@@ -406,6 +431,7 @@ def _schedules_path() -> dict[str, Any]:
             },
         },
         "post": {
+            "operationId": "createSchedule",
             "summary": "Create a schedule",
             "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": _json("ScheduleCreate")},
@@ -416,6 +442,32 @@ def _schedules_path() -> dict[str, Any]:
             },
         },
     }
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    """The job list's query parameters (``web.api.listing``)."""
+    time = {"type": "string", "format": "date-time"}
+
+    def query(name: str, schema: dict[str, Any], doc: str, **more: Any) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": schema, "description": doc, **more}
+
+    return [
+        query(
+            "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                      "default": DEFAULT_LIMIT}, "Jobs per page.",
+        ),
+        query("cursor", {"type": "string"}, "The next_cursor of the previous page."),
+        query("status", {"type": "string", "enum": _STATUSES}, "Only jobs in this status."),
+        query("name", {"type": "string"}, "Only jobs of this name (exact)."),
+        query("host", {"type": "string"}, "Only jobs on the executor host of this name."),
+        query("created_after", time, "Only jobs created after this time (with an offset)."),
+        query("created_before", time, "Only jobs created before this time (with an offset)."),
+        query(
+            "label", {"type": "array", "items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+            "key=value; repeat it: every label given must match.",
+            style="form", explode=True,
+        ),
+    ]  # fmt: skip
 
 
 def _offset_parameters() -> list[dict[str, Any]]:

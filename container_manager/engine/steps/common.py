@@ -41,7 +41,8 @@ def build_launch_request(job: ContainerJob) -> LaunchRequest:
             for net in job.network_configuration or []
         ),
         working_directory=job.working_directory or "",
-        labels=ex.labels(job.id, job.attempt_count),
+        # The job's own labels, then the app's (which a user's key may not take).
+        labels={**job.labels, **ex.labels(job.id, job.attempt_count)},
         timeout_seconds=job.timeout_seconds,
     )
 

@@ -24,15 +24,16 @@ from container_manager.models import ContainerExecution, ContainerJob, ExecutorH
 from container_manager.models.idempotency import IdempotencyConflict
 from container_manager.models.limits import QuotaExceeded
 from container_manager.rules import contract
-from container_manager.rules import status as st
 from container_manager.rules.idempotency import check_key
 from container_manager.rules.logtext import read_offsets
 from container_manager.web import errors, openapi, quotas
+from container_manager.web.api import listing
 from container_manager.web.auth import ApiCaller, AuthError, authenticate_api
 from container_manager.web.errors import error as _error
 
 logger = logging.getLogger(__name__)
 
+#: The most rows of the schedules list (``api.schedules``); the jobs list pages (``listing``).
 LIST_LIMIT = 100
 
 
@@ -78,7 +79,7 @@ def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[
 
 @api_view("GET", "POST")
 def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
-    """GET: the latest jobs (``?status=``); POST: submit a job."""
+    """GET: a page of jobs, newest first (filters and cursor: ``listing``); POST: submit one."""
     if request.method == "POST":
         _require(caller, "add")
         key = idempotency_key(request)
@@ -87,14 +88,10 @@ def jobs_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
         return JsonResponse(_job_json(request, job), status=200 if replayed else 201)
     _require(caller, "view")
     jobs = _with_attempts(caller.visible(ContainerJob.objects.select_related("docker_host")))
-    status = request.GET.get("status")
-    if status:
-        if status not in dict(st.STATUS_CHOICES):
-            known = ", ".join(dict(st.STATUS_CHOICES))
-            raise ValidationError({"status": [f"status: must be one of {known}."]})
-        jobs = jobs.filter(status=status)
-    jobs = jobs.order_by("-created_at")[:LIST_LIMIT]
-    return JsonResponse({"jobs": [_job_json(request, job) for job in jobs]})
+    rows, next_cursor = listing.page(jobs, request.GET)
+    return JsonResponse(
+        {"jobs": [_job_json(request, job) for job in rows], "next_cursor": next_cursor}
+    )
 
 
 @api_view("GET")
@@ -176,7 +173,7 @@ def _submit(caller: ApiCaller, payload: dict[str, Any], **options: Any) -> Conta
     if host_name is not None:
         fields["docker_host"] = host_named(host_name)
     return ContainerJob.objects.create_job(
-        image=fields.pop("image", ""),
+        image=fields.pop("docker_image", ""),
         environment_vars=environment,
         created_by=caller.user,
         limited=quotas.applies(caller),
@@ -243,9 +240,10 @@ def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
         "id": str(job.pk),
         "name": job.name,
         "status": job.status,
-        "image": job.docker_image,
+        "docker_image": job.docker_image,
         "command": job.command,
         "host": job.docker_host.name,
+        "labels": job.labels,
         "exit_code": job.exit_code,
         "attempts": job.attempt_count,
         "last_error": job.last_error,

@@ -121,9 +121,10 @@ def _check_types(payload: dict[str, Any]) -> None:
 
 #: The create fields that are submit fields of a job, with the contract field each one is.
 _CONTRACT = {
-    "image": "image", "command": "command", "job_name": "name", "memory_limit": "memory_limit",
-    "cpu_limit": "cpu_limit", "timeout_seconds": "timeout_seconds", "host": "host",
-    "environment_template": "environment_template", "environment_vars": "environment_vars",
+    "image": "docker_image", "command": "command", "job_name": "name",
+    "memory_limit": "memory_limit", "cpu_limit": "cpu_limit", "timeout_seconds": "timeout_seconds",
+    "host": "host", "environment_template": "environment_template",
+    "environment_vars": "environment_vars",
 }  # fmt: skip
 #: Fields that may be null (left empty).
 _NULLABLE = {"host", "environment_template", "environment_vars", "memory_limit", "cpu_limit"}
