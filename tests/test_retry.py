@@ -15,7 +15,7 @@ from django.urls import reverse
 from container_manager.engine import steps
 from container_manager.engine.retry import retry_job
 from container_manager.executors.mock import MockExecutor
-from container_manager.models import ApiToken, ArrayCounts, ContainerJob, ExecutorHost
+from container_manager.models import ApiToken, ArrayCounts, ContainerJob, ExecutorHost, JobLabel
 from tests.support import race, row, submit
 from tests.test_workflows import deliver_all
 
@@ -215,6 +215,22 @@ def test_a_child_of_an_array_is_retried_with_its_array(recording, make_mock_host
         retry_job(row(child))
     assert list(refused.value.message_dict) == ["array_parent"]
     assert "retry the array" in refused.value.messages[0]
+
+
+def test_a_retry_keeps_its_labels_for_the_list_filter(recording, make_mock_host):
+    """The label rows come with the retried job and its re-run children, so the filter finds them."""
+    host = make_mock_host(name="labelled", exit_code=1)
+    job = submit(host, labels={"team": "data"})
+    parent = submit(host, array_size=2, labels={"team": "data"})
+    deliver_all(recording)
+    set_exit_code(host, 0)
+    again, array_again = retry_job(row(job)), retry_job(row(parent))
+    labelled = set(
+        JobLabel.objects.filter(key="team", value="data").values_list("job_id", flat=True)
+    )
+    rerun = set(array_again.array_children.values_list("pk", flat=True))
+    assert {again.pk, array_again.pk} | rerun <= labelled
+    assert again.labels == {"team": "data"}
 
 
 # -- the JSON API ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.db.models import Count
 
 from container_manager import dispatch
 from container_manager.models import ArrayCounts, ContainerJob, ExecutorHost, JobDependency, limits
+from container_manager.models.labels import save_labels
 from container_manager.models.workflows import insert_children, write_edges
 from container_manager.rules import status as st
 
@@ -55,7 +56,8 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
       when the re-run children have ended. A child alone is refused: retry its array.
 
     Statements: one SELECT per level of dependents plus a fixed number, however many jobs come
-    back (one INSERT of the new jobs, one of their edges, one INSERT … SELECT per array).
+    back (one INSERT of the new jobs, one of their edges, one INSERT … SELECT per array; a
+    labelled job adds its label rows, ``models.labels``).
     ``limited`` holds the new rows to ``user``'s quotas (``models.limits``), as the JSON API
     does for a user's token. Returns the new job; its ``brought_back`` lists the dependents'.
 
@@ -86,6 +88,8 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
         ContainerJob.objects.bulk_create(new_jobs)
         _copy_edges(ids)
         _rerun_arrays(arrays, {new.pk: new for new in new_jobs}, ids)
+        for new in new_jobs:
+            save_labels(new)
         dispatch.send_many_on_commit([("launch", new.pk, 0) for new in new_jobs])
     logger.info(
         "job %s retried as job %s by user %s (%d cancelled dependents brought back)",
