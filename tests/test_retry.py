@@ -218,7 +218,7 @@ def test_a_child_of_an_array_is_retried_with_its_array(recording, make_mock_host
 
 
 def test_a_retry_keeps_its_labels_for_the_list_filter(recording, make_mock_host):
-    """The label rows come with the retried job and its re-run children, so the filter finds them."""
+    """The label rows come with the retried job and its re-run children: the filter finds them."""
     host = make_mock_host(name="labelled", exit_code=1)
     job = submit(host, labels={"team": "data"})
     parent = submit(host, array_size=2, labels={"team": "data"})
