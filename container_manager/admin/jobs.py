@@ -138,7 +138,7 @@ class ContainerExecutionInline(admin.TabularInline):
 class ContainerExecutionAdmin(admin.ModelAdmin):
     """Every launch attempt of every job; written by the steps only, so read-only here."""
 
-    list_display = ("__str__", "job_link", "status", "host", "exit_code", "started_at")
+    list_display = ("attempt_label", "job_link", "status", "host_name", "exit_code", "started")
     list_filter = ("status", "host")
     search_fields = ("execution_id", "job__id", "job__name")
     list_select_related = ("job", "host")
@@ -161,10 +161,24 @@ class ContainerExecutionAdmin(admin.ModelAdmin):
         allowed = super().has_delete_permission(request, obj)
         return allowed and obj is not None and obj.job.status in st.TERMINAL
 
+    @admin.display(description="attempt", ordering="attempt")
+    def attempt_label(self, execution: ContainerExecution) -> str:
+        return f"{str(execution.job_id)[:8]} #{execution.attempt}"
+
+    @admin.display(description="host")
+    def host_name(self, execution: ContainerExecution) -> str:
+        return execution.host.name if execution.host_id else "-"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, execution: ContainerExecution) -> str:
+        return jobpage.human_time(execution.started_at) if execution.started_at else "-"
+
     @admin.display(description="job")
     def job_link(self, execution: ContainerExecution) -> str:
         url = reverse("admin:container_manager_containerjob_change", args=[execution.job_id])
-        return format_html('<a href="{}">{}</a>', url, execution.job_id)
+        return format_html(
+            '<a href="{}">{}</a> {}', url, str(execution.job_id)[:8], execution.job.name
+        )
 
     @admin.display(description="stdout")
     def stdout_display(self, execution: ContainerExecution) -> str:
@@ -270,7 +284,12 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         return allowed and (obj is None or obj.status in st.TERMINAL)
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list:
-        return self.inlines if obj is not None else []
+        """Attempts and deliveries of a saved job; an array parent has no attempt of its own."""
+        if obj is None:
+            return []
+        if obj.is_array_parent:
+            return [WebhookDeliveryInline]
+        return self.inlines
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
         """The answer first (the outcome is drawn above the fieldsets), then the output, the
@@ -281,7 +300,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         # read-only displays never show secrets
         env = "override_environment" if editable else "override_environment_masked"
         in_workflow = obj.array_size is not None or obj.has_dependents or obj.depends_on.exists()
-        return _job_fieldsets(env, editable, in_workflow)
+        return _job_fieldsets(env, editable, obj, in_workflow)
 
     def save_model(self, request: HttpRequest, obj: ContainerJob, form: Any, change: bool) -> None:
         """A new job is submitted through ``create_job`` (validated, sent on commit)."""
@@ -455,7 +474,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
 
     @admin.display(description="created", ordering="created_at")
     def created_short(self, job: ContainerJob) -> str:
-        return jobpage.human_time(job.created_at)[2:16]
+        return jobpage.human_time(job.created_at)[:16]
 
     @admin.display(description="duration")
     def duration_display(self, job: ContainerJob) -> str:
@@ -553,16 +572,20 @@ _SUBMIT_FIELDSETS = [
 ]  # fmt: skip
 
 
-def _job_fieldsets(env_field: str, editable: bool, in_workflow: bool) -> list:
-    """A saved job's fieldsets; what an operator reads first is drawn above them (outcome)."""
+def _job_fieldsets(env_field: str, editable: bool, job: ContainerJob, in_workflow: bool) -> list:
+    """A saved job's fieldsets; what an operator reads first is drawn above them (outcome).
+
+    An array parent runs no container: its children come first, and it has no output.
+    """
     folded = {} if editable else {"classes": ("collapse",)}
     request = (*_SUBMIT_FIELDSETS[0][1]["fields"], *_SUBMIT_FIELDSETS[3][1]["fields"])
-    fieldsets = [
-        ("Output", {"fields": ("stdout_display", "stderr_display")}),
-        ("Timeline", {"fields": ("timeline_display",)}),
-    ]
-    if in_workflow:
-        fieldsets.append(("Workflow", {"fields": WORKFLOW_FIELDS}))
+    workflow = [("Workflow", {"fields": WORKFLOW_FIELDS})] if in_workflow else []
+    timeline = [("Timeline", {"fields": ("timeline_display",)})]
+    if job.is_array_parent:
+        fieldsets = [*workflow, *timeline]
+    else:
+        output = [("Output", {"fields": ("stdout_display", "stderr_display")})]
+        fieldsets = [*output, *timeline, *workflow]
     return [
         *fieldsets,
         ("Request", {**folded, "fields": request}),
