@@ -45,3 +45,22 @@ def test_only_the_tools_phase_installs_packages():
     tools = re.search(r"^CI_TOOLS=\((.*)\)$", body, flags=re.M)
     assert tools and "stress-ng" in tools.group(1).split()
     assert re.search(r"^phase .*ensure_tools$", CI_RUN.read_text(), flags=re.M)
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="tar is not installed")
+def test_the_admin_screenshots_are_packed_when_the_run_ends(tmp_path):
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / "infra").symlink_to(CI_RUN.parent.parent / "infra")
+    shots = tmp_path / "test-output" / "browser" / "test_pages"
+    shots.mkdir(parents=True)
+    (shots / "dashboard.png").write_bytes(b"png")
+    script = tmp_path / ".ci" / "run"
+    script.write_text(f"{_prelude()}\nfalse\n")  # a failed run keeps them too
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "screenshots 1 in" in done.stdout
+    listed = subprocess.run(
+        ["tar", "-tzf", str(tmp_path / "test-output" / "browser-screenshots.tar.gz")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "browser/test_pages/dashboard.png" in listed.stdout.split()
