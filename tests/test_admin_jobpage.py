@@ -144,9 +144,9 @@ def test_array_grid_draws_a_cell_per_child_in_a_constant_number_of_queries(
     assert len(queries.captured_queries) == EXPECTED_PAGE_QUERIES
 
 
-#: Every query of an array parent's page, whatever its size: session, user, the job, its
-#: attempts, deliveries, workflow links, history, the counts and the cells.
-EXPECTED_PAGE_QUERIES = 11
+#: Every query of an array parent's page, whatever its size: session, user, the job,
+#: deliveries, workflow links, history, the counts and the cells.
+EXPECTED_PAGE_QUERIES = 10
 
 
 def test_array_grid_is_bounded_with_a_link_to_the_rest(

@@ -287,7 +287,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         """Attempts and deliveries of a saved job; an array parent has no attempt of its own."""
         if obj is None:
             return []
-        if obj.is_array_parent:
+        if _never_ran(obj):
             return [WebhookDeliveryInline]
         return self.inlines
 
@@ -575,13 +575,14 @@ _SUBMIT_FIELDSETS = [
 def _job_fieldsets(env_field: str, editable: bool, job: ContainerJob, in_workflow: bool) -> list:
     """A saved job's fieldsets; what an operator reads first is drawn above them (outcome).
 
-    An array parent runs no container: its children come first, and it has no output.
+    An array parent runs no container: its children come first, and it has no output; nor
+    has a job that ended before any launch.
     """
     folded = {} if editable else {"classes": ("collapse",)}
     request = (*_SUBMIT_FIELDSETS[0][1]["fields"], *_SUBMIT_FIELDSETS[3][1]["fields"])
     workflow = [("Workflow", {"fields": WORKFLOW_FIELDS})] if in_workflow else []
     timeline = [("Timeline", {"fields": ("timeline_display",)})]
-    if job.is_array_parent:
+    if _never_ran(job):
         fieldsets = [*workflow, *timeline]
     else:
         output = [("Output", {"fields": ("stdout_display", "stderr_display")})]
@@ -616,6 +617,11 @@ def _job_fieldsets(env_field: str, editable: bool, job: ContainerJob, in_workflo
             },
         ),
     ]  # fmt: skip
+
+
+def _never_ran(job: ContainerJob) -> bool:
+    """An array parent, or a job that ended before any attempt: no output, no attempt to show."""
+    return job.is_array_parent or (job.status in st.TERMINAL and not job.attempt_count)
 
 
 def _read_logs(job: ContainerJob, stdout_offset: int = 0, stderr_offset: int = 0) -> JobLogs | None:
