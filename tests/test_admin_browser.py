@@ -174,6 +174,12 @@ def test_every_admin_page_fits_the_viewport(browser_page, live_server, local, ma
         crumbs = page.evaluate(CRUMBS_JS)
         if crumbs in (None, "rgba(0, 0, 0, 0)"):  # unstyled: drawn below the header's bar
             bare[name] = crumbs
+    page.goto(f"{live_server.url}{ADMIN}/webhookendpoint/add/")
+    page.fill("#id_url", "https://93.184.216.34/hook")
+    page.click("input[name=_save]")
+    page.wait_for_selector("text=Copy the signing secret now")
+    shot("webhookendpoint-secret-once")
+    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
     assert wide == {} and bare == {}
 
 

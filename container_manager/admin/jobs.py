@@ -243,7 +243,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     # by the columns an index serves (``cjob_list_idx``, the primary key).
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    sortable_by = ("short_id", "created_at")
+    sortable_by = ("short_id", "created_short")
     actions = ["cancel_jobs", "retry_jobs", "export_csv"]
     form = JobSubmitForm
     inlines = [ContainerExecutionInline, WebhookDeliveryInline]
