@@ -195,6 +195,7 @@ def _jobs_in_every_state(make_mock_host) -> dict:
     submit = partial(ContainerJob.objects.create_job, image="busybox")
     jobs = {
         "finished": submit(
+            image="registry.example.com/team/nightly-report:2026.12.1",
             command="echo hi", name="finished", docker_host=quick, environment_template=template,
             override_environment="API_KEY=very-secret",
         ),

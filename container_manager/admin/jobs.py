@@ -18,6 +18,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -458,7 +459,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     def status_badge(self, job: ContainerJob) -> str:
         return show.status_badge(job)
 
-    @admin.display(description="exit code", ordering="exit_code")
+    @admin.display(description="exit", ordering="exit_code")
     def exit_code_display(self, job: ContainerJob) -> str:
         return show.live_field(job, "exit_code", _exit_code(job))
 
@@ -474,7 +475,9 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
 
     @admin.display(description="created", ordering="created_at")
     def created_short(self, job: ContainerJob) -> str:
-        return jobpage.human_time(job.created_at)[:16]
+        """``Dec 07 15:42``, the full time in its title."""
+        short = timezone.localtime(job.created_at).strftime("%b %d %H:%M")
+        return format_html('<span title="{}">{}</span>', jobpage.human_time(job.created_at), short)
 
     @admin.display(description="duration")
     def duration_display(self, job: ContainerJob) -> str:
