@@ -43,7 +43,7 @@ def outcome_block(job: Any, may_retry: bool, links: SafeString | str) -> SafeStr
             ("exit code", show.live_field(job, "exit_code", _exit_code(job))),
             ("duration", show.live_field(job, "duration", _duration(job))),
             ("estimated cost", show.cost_text(job)),
-            ("attempts", f"{job.attempt_count} of {job.max_attempts}"),
+            _attempts(job),
             ("ended", human_time(job.completed_at) if job.completed_at else "-"),
         ),
     )  # fmt: skip
@@ -103,7 +103,7 @@ def launch_note(job: Any) -> SafeString:
     """What stands in the timeline of a job that has no attempt: what is true of it."""
     reason = f": {job.last_error}" if job.last_error else ""
     if job.is_array_parent:
-        text = "array parent: runs no container; each child is a job of its own (below)"
+        text = "array parent: runs no container; each child is a job of its own"
     elif job.status in st.TERMINAL:
         text = f"{job.get_status_display().lower()} before launch{reason}"
     elif job.run_after and job.run_after > timezone.now():
@@ -155,6 +155,12 @@ def children_url(parent_id: Any, status: str | None = None) -> str:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _attempts(job: Any) -> tuple[str, str]:
+    if job.is_array_parent:
+        return "children", str(job.array_size)
+    return "attempts", f"{job.attempt_count} of {job.max_attempts}"
 
 
 def _duration(job: Any) -> str:
