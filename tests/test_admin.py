@@ -514,7 +514,7 @@ def test_array_parent_page_shows_progress_and_links_to_its_children(
     child = parent.array_children.get(array_index=0)
     finish(child)
     page = admin_client.get(url("change", parent.pk)).content.decode()
-    assert "1 of 3 children ended (2 pending, 1 completed)" in page
+    assert "1 of 3 children ended" in page
     children_url = f"{url('changelist')}?array_parent={parent.pk}"
     assert f'href="{children_url}"' in page
     listing = admin_client.get(url("changelist"), {"array_parent": parent.pk}).content.decode()

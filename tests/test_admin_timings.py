@@ -35,7 +35,8 @@ def test_job_page_draws_each_attempt_as_a_timeline(admin_client, priced_host):
     assert page.count('class="cm-timeline"') == 1
     for phase in ("waiting", "launching", "starting", "running", "harvesting"):
         assert f"cm-phase cm-phase-{phase}" in page
-    assert "container started: " in page and "harvested: " in page
+    assert '<th scope="row">container started</th>' in page
+    assert '<th scope="row">harvested</th>' in page
     assert f"{job.estimated_cost} USD" in page
 
 

@@ -60,3 +60,22 @@ def test_ci_follows_the_quickstart_page_and_the_page_marks_every_step():
     for step in ("startproject", "migrate", "runserver", "process_container_jobs", "enqueue"):
         assert step in code, step
     assert '"transaction_mode": "IMMEDIATE"' in code and '"docker_image"' in code
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="tar is not installed")
+def test_the_admin_screenshots_are_packed_when_the_run_ends(tmp_path):
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / "infra").symlink_to(CI_RUN.parent.parent / "infra")
+    shots = tmp_path / "test-output" / "browser" / "test_pages"
+    shots.mkdir(parents=True)
+    (shots / "dashboard.png").write_bytes(b"png")
+    script = tmp_path / ".ci" / "run"
+    script.write_text(f"{_prelude()}\nfalse\n")  # a failed run keeps them too
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "screenshots 1 in" in done.stdout
+    listed = subprocess.run(
+        ["tar", "-tzf", str(tmp_path / "test-output" / "browser-screenshots.tar.gz")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "browser/test_pages/dashboard.png" in listed.stdout.split()

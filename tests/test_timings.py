@@ -47,6 +47,14 @@ def test_mock_attempt_records_every_phase(recording, mock_host):
     assert execution.platform_times == {}
 
 
+def test_phases_are_in_the_order_they_happened(recording, mock_host):
+    # The mock starts its "container" inside the launch call, as Docker does: the platform
+    # accepted the launch no later than that start, so "accepted" never comes after it.
+    done = run_to_the_end(ContainerJob.objects.create_job(image="x", docker_host=mock_host))
+    times = [at for _, at in attempt_of(done).phases()]
+    assert times == sorted(times)
+
+
 @pytest.mark.docker
 def test_docker_attempt_keeps_created_started_finished(local, docker_host, docker_ready):
     job = ContainerJob.objects.create_job(

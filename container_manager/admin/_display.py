@@ -5,14 +5,16 @@ Every fragment is built with ``format_html`` so stored text is always escaped.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from container_manager.rules import status as st
 from container_manager.rules.logtext import LogSlice, is_truncated
-from container_manager.rules.secrets import mask_env_text
+from container_manager.rules.secrets import mask_env, mask_env_text
 
 
 def status_badge(job) -> SafeString:
@@ -96,45 +98,19 @@ def cost_text(job) -> str:
     return f"{job.estimated_cost} {job.cost_currency}".strip()
 
 
-def timeline_block(executions) -> SafeString:
-    """One bar per attempt, a segment per phase sized by its share, and the times below it."""
-    from container_manager.engine.timings import timeline
+def key_values(values: dict[str, Any]) -> SafeString:
+    """A mapping as a two-column table, secret-looking values masked (``rules.secrets.mask_env``).
 
-    if not executions:
-        return format_html('<span class="cm-empty">{}</span>', "(not launched yet)")
-    parts = []
-    for execution in executions:
-        phases = execution.phases()
-        segments = timeline(phases)
-        label = ", ".join(f"{s['name']} {s['seconds']:g} s" for s in segments) or "no phases yet"
-        bar = format_html_join(
-            "",
-            '<span class="cm-phase cm-phase-{}" style="width:{}%" title="{}: {} to {}, {} s">'
-            "</span>",
-            (
-                (s["name"], s["percent"], s["name"], s["from"], s["to"], f"{s['seconds']:g}")
-                for s in segments
-            ),
-        )
-        times = format_html_join(
-            "", "<li>{}: {}</li>", ((name, at.isoformat()) for name, at in phases)
-        )
-        platform = format_html_join(
-            "", "<li>{} (platform): {}</li>", sorted(execution.platform_times.items())
-        )
-        parts.append(
-            format_html(
-                '<div class="cm-attempt"><strong>attempt {}</strong>'
-                '<div class="cm-timeline" role="img" aria-label="{}">{}</div>'
-                '<ul class="cm-times">{}{}</ul></div>',
-                execution.attempt,
-                label,
-                bar,
-                times,
-                platform,
-            )  # fmt: skip
-        )
-    return format_html_join("", "{}", ((part,) for part in parts))
+    A value that is not text is shown as compact JSON.
+    """
+    if not values:
+        return empty_note("(none)")
+    rows = (
+        (key, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+        for key, value in sorted(mask_env(values).items())
+    )
+    body = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', rows)
+    return format_html('<table class="cm-kv"><tbody>{}</tbody></table>', body)
 
 
 def _truncated_badge() -> SafeString:
@@ -142,5 +118,9 @@ def _truncated_badge() -> SafeString:
 
 
 def _followed_pre(stream: str, offset: int, text: str) -> SafeString:
-    html = '<pre class="cm-log" data-cm-log="{}" data-cm-offset="{}">{}</pre>'
-    return format_html(html, stream, offset, text)
+    html = (
+        '<label class="cm-follow"><input type="checkbox" data-cm-follow="{}" checked> follow'
+        ' (keep the end in view)</label><pre class="cm-log" data-cm-log="{}" data-cm-offset="{}">'
+        "{}</pre>"
+    )
+    return format_html(html, stream, stream, offset, text)

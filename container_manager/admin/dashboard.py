@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from statistics import median
 from typing import Any
 
+import django
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate, TruncHour
 from django.http import HttpRequest
@@ -191,5 +192,7 @@ def render(request: HttpRequest, admin_site: Any, opts: Any) -> TemplateResponse
         "cost": cost_summary(),
         "medians": start_medians(),
         "cost_days": COST_DAYS,
+        # Django 6 draws breadcrumbs as an <ol> (its CSS styles no <div class="breadcrumbs">).
+        "cm_ol_breadcrumbs": django.VERSION >= (6, 0),
     }
     return TemplateResponse(request, "admin/container_manager/dashboard.html", context)

@@ -15,9 +15,10 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from container_manager.admin import _display as show
 from container_manager.models import ExecutorHost
 from container_manager.rules import status as st
-from container_manager.rules.secrets import mask_env, mask_url
+from container_manager.rules.secrets import mask_url
 
 
 @admin.register(ExecutorHost)
@@ -145,7 +146,7 @@ class ExecutorHostAdmin(admin.ModelAdmin):
     @admin.display(description="executor config")
     def executor_config_masked(self, host: ExecutorHost) -> str:
         config = host.executor_config if isinstance(host.executor_config, dict) else {}
-        return format_html('<pre class="cm-env">{}</pre>', mask_env(config) or "{}")
+        return show.key_values(config)
 
     def _report(self, request: HttpRequest, host: ExecutorHost) -> None:
         if host.health_check():

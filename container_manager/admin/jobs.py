@@ -18,11 +18,12 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from container_manager.admin import _display as show
-from container_manager.admin import dashboard
+from container_manager.admin import arrays, dashboard, jobpage
 from container_manager.admin.counting import EstimatedCountPaginator
 from container_manager.admin.labels import LabelFilter, labels_html
 from container_manager.admin.schedules import ScheduleFilter
@@ -51,6 +52,8 @@ EXPORT_COLUMNS = (
     "completed_at", "duration_seconds", "environment_template", "override_environment",
 )  # fmt: skip
 MAX_STATUS_IDS = 200
+#: Characters of an image shown in the job list (its end, where the tag is); all in its title.
+IMAGE_SHOWN = 28
 _LOG_FIELDS = ("stdout_log", "stderr_log", "docker_log", "clean_output")
 _PASSED_AS_KWARGS = tuple(
     f
@@ -111,7 +114,7 @@ class ContainerExecutionInline(admin.TabularInline):
 class ContainerExecutionAdmin(admin.ModelAdmin):
     """Every launch attempt of every job; written by the steps only, so read-only here."""
 
-    list_display = ("__str__", "job_link", "status", "host", "exit_code", "started_at")
+    list_display = ("attempt_label", "job_link", "status", "host_name", "exit_code", "started")
     list_filter = ("status", "host")
     search_fields = ("execution_id", "job__id", "job__name")
     list_select_related = ("job", "host")
@@ -134,10 +137,24 @@ class ContainerExecutionAdmin(admin.ModelAdmin):
         allowed = super().has_delete_permission(request, obj)
         return allowed and obj is not None and obj.job.status in st.TERMINAL
 
+    @admin.display(description="attempt", ordering="attempt")
+    def attempt_label(self, execution: ContainerExecution) -> str:
+        return f"{str(execution.job_id)[:8]} #{execution.attempt}"
+
+    @admin.display(description="host")
+    def host_name(self, execution: ContainerExecution) -> str:
+        return execution.host.name if execution.host_id else "-"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, execution: ContainerExecution) -> str:
+        return jobpage.human_time(execution.started_at) if execution.started_at else "-"
+
     @admin.display(description="job")
     def job_link(self, execution: ContainerExecution) -> str:
         url = reverse("admin:container_manager_containerjob_change", args=[execution.job_id])
-        return format_html('<a href="{}">{}</a>', url, execution.job_id)
+        return format_html(
+            '<a href="{}">{}</a> {}', url, str(execution.job_id)[:8], execution.job.name
+        )
 
     @admin.display(description="stdout")
     def stdout_display(self, execution: ContainerExecution) -> str:
@@ -191,9 +208,10 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     (``admin.search``).
     """
 
+    # Narrow columns, so that the list with the sidebar and the filters fits 1400 px.
     list_display = (
-        "short_id", "name", "status_badge", "docker_host", "docker_image", "duration_display",
-        "exit_code_display", "cost_display", "created_at",
+        "short_id", "name", "status_badge", "host_name", "image_short", "duration_display",
+        "exit_code_display", "cost_display", "created_short",
     )  # fmt: skip
     list_filter = (
         "status", "docker_host", ExecutorTypeFilter, "created_at", ScheduleFilter, LabelFilter,
@@ -204,7 +222,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     # by the columns an index serves (``cjob_list_idx``, the primary key).
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    sortable_by = ("short_id", "created_at")
+    sortable_by = ("short_id", "created_short")
     actions = ["cancel_jobs", "retry_jobs", "export_csv"]
     form = JobSubmitForm
     inlines = [ContainerExecutionInline, WebhookDeliveryInline]
@@ -215,7 +233,7 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         "stdout_display", "stderr_display", "clean_output_display", "docker_log_display",
         "max_memory_usage", "cpu_usage_percent", "execution_id", "run_after", "next_check_at",
         "lease_expires_at", "executor_metadata", "cost_display", "timeline_display",
-        "labels_display", *WORKFLOW_FIELDS,
+        "labels_display", "executor_metadata_display", *WORKFLOW_FIELDS,
     )  # fmt: skip
 
     class Media:
@@ -249,15 +267,23 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         return allowed and (obj is None or obj.status in st.TERMINAL)
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list:
-        return self.inlines if obj is not None else []
+        """Attempts and deliveries of a saved job; an array parent has no attempt of its own."""
+        if obj is None:
+            return []
+        if _never_ran(obj):
+            return [WebhookDeliveryInline]
+        return self.inlines
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        """The answer first (the outcome is drawn above the fieldsets), then the output, the
+        timeline, the workflow; the request and the details collapsed unless editable."""
         if obj is None:
             return _SUBMIT_FIELDSETS
-        env = "override_environment"
-        if not self.has_change_permission(request, obj):
-            env = "override_environment_masked"  # read-only displays never show secrets
-        return _job_fieldsets(env)
+        editable = self.has_change_permission(request, obj)
+        # read-only displays never show secrets
+        env = "override_environment" if editable else "override_environment_masked"
+        in_workflow = obj.array_size is not None or obj.has_dependents or obj.depends_on.exists()
+        return _job_fieldsets(env, editable, obj, in_workflow)
 
     def save_model(self, request: HttpRequest, obj: ContainerJob, form: Any, change: bool) -> None:
         """A new job is submitted through ``create_job`` (validated, sent on commit)."""
@@ -290,7 +316,14 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
             cm_can_cancel=bool(obj and may_act and obj.status in st.LIVE),
             cm_can_retry=bool(obj and may_act and obj.status in RETRYABLE),
         )
+        if obj is not None:
+            context["cm_outcome"] = jobpage.outcome_block(obj, may_act, self.retry_links(obj))
         return super().render_change_form(request, context, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        """The list; filtered to an array's children, it says so (``arrays.filtered_note``)."""
+        context = {**(extra_context or {}), **arrays.filtered_note(request)}
+        return super().changelist_view(request, context)
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
@@ -413,9 +446,25 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     def status_badge(self, job: ContainerJob) -> str:
         return show.status_badge(job)
 
-    @admin.display(description="exit code", ordering="exit_code")
+    @admin.display(description="exit", ordering="exit_code")
     def exit_code_display(self, job: ContainerJob) -> str:
         return show.live_field(job, "exit_code", _exit_code(job))
+
+    @admin.display(description="host")
+    def host_name(self, job: ContainerJob) -> str:
+        return job.docker_host.name
+
+    @admin.display(description="image")
+    def image_short(self, job: ContainerJob) -> str:
+        image = job.docker_image
+        shown = image if len(image) <= IMAGE_SHOWN else f"…{image[-IMAGE_SHOWN + 1 :]}"
+        return format_html('<span title="{}">{}</span>', image, shown)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_short(self, job: ContainerJob) -> str:
+        """``Dec 07 15:42``, the full time in its title."""
+        short = timezone.localtime(job.created_at).strftime("%b %d %H:%M")
+        return format_html('<span title="{}">{}</span>', jobpage.human_time(job.created_at), short)
 
     @admin.display(description="duration")
     def duration_display(self, job: ContainerJob) -> str:
@@ -425,14 +474,19 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
     def labels_display(self, job: ContainerJob) -> str:
         return labels_html(job.labels)
 
-    @admin.display(description="estimated cost", ordering="estimated_cost")
+    @admin.display(description="cost", ordering="estimated_cost")
     def cost_display(self, job: ContainerJob) -> str:
         return show.cost_text(job)
 
     @admin.display(description="phases per attempt")
     def timeline_display(self, job: ContainerJob) -> str:
         executions = job.containerexecution_set.select_related("job").defer(*_LOG_FIELDS[:2])
-        return show.timeline_block(list(executions))
+        return jobpage.timeline_block(job, list(executions))
+
+    @admin.display(description="executor metadata")
+    def executor_metadata_display(self, job: ContainerJob) -> str:
+        metadata = job.executor_metadata if isinstance(job.executor_metadata, dict) else {}
+        return show.key_values(metadata)
 
     @admin.display(description="retries")
     def retry_links(self, job: ContainerJob) -> str:
@@ -512,42 +566,58 @@ _SUBMIT_FIELDSETS = [
 ]  # fmt: skip
 
 
-def _job_fieldsets(env_field: str) -> list:
+def _job_fieldsets(env_field: str, editable: bool, job: ContainerJob, in_workflow: bool) -> list:
+    """A saved job's fieldsets; what an operator reads first is drawn above them (outcome).
+
+    An array parent runs no container: its children come first, and it has no output; nor
+    has a job that ended before any launch.
+    """
+    folded = {} if editable else {"classes": ("collapse",)}
+    request = (
+        *_SUBMIT_FIELDSETS[0][1]["fields"], *_SUBMIT_FIELDSETS[3][1]["fields"], "labels_display",
+    )  # fmt: skip
+    workflow = [("Workflow", {"fields": WORKFLOW_FIELDS})] if in_workflow else []
+    timeline = [("Timeline", {"fields": ("timeline_display",)})]
+    if _never_ran(job):
+        fieldsets = [*workflow, *timeline]
+    else:
+        output = [("Output", {"fields": ("stdout_display", "stderr_display")})]
+        fieldsets = [*output, *timeline, *workflow]
     return [
+        *fieldsets,
+        ("Request", {**folded, "fields": request}),
+        ("Limits", {**folded, "fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
         (
-            "Status",
-            {
-                "fields": (
-                    "status_badge", "exit_code_display", "duration_display", "attempt_count",
-                    "started_at", "completed_at", "last_error", "cancel_requested_at",
-                    "retry_links", "created_by", "created_at", "labels_display",
-                ),
-                "description": "Retry submits a new job with the same request; this job "
-                "and its history stay as they are.",
-            },
+            "Environment",
+            {**folded, "fields": ("environment_template", env_field, "environment_masked")},
         ),
-        ("Timeline and cost", {"fields": ("timeline_display", "cost_display")}),
-        ("Workflow", {"fields": WORKFLOW_FIELDS}),
-        ("Request", {"fields": _SUBMIT_FIELDSETS[0][1]["fields"]}),
-        ("Limits", {"fields": ("memory_limit", "cpu_limit", "timeout_seconds")}),
-        ("Environment", {"fields": ("environment_template", env_field, "environment_masked")}),
         (
-            "Output",
-            {"fields": ("stdout_display", "stderr_display", "clean_output_display")},
-        ),
-        ("Resources", {"fields": ("max_memory_usage", "cpu_usage_percent")}),
-        (
-            "Details",
+            "Executor",
             {
                 "classes": ("collapse",),
                 "fields": (
-                    "description", "working_directory", "network_configuration", "priority",
-                    "max_attempts", "execution_id", "docker_log_display", "run_after",
-                    "next_check_at", "lease_expires_at", "executor_metadata", "updated_at",
+                    "execution_id", "executor_metadata_display", "docker_log_display",
+                    "max_memory_usage", "cpu_usage_percent", "clean_output_display",
+                ),
+            },
+        ),
+        (
+            "Times",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "created_at", "created_by", "started_at", "completed_at",
+                    "cancel_requested_at", "run_after", "next_check_at", "lease_expires_at",
+                    "updated_at",
                 ),
             },
         ),
     ]  # fmt: skip
+
+
+def _never_ran(job: ContainerJob) -> bool:
+    """An array parent, or a job that ended before any attempt: no output, no attempt to show."""
+    return job.is_array_parent or (job.status in st.TERMINAL and not job.attempt_count)
 
 
 def _read_logs(job: ContainerJob, stdout_offset: int = 0, stderr_offset: int = 0) -> JobLogs | None:

@@ -2,6 +2,7 @@
 
 An endpoint's secret is write-only: shown once when made or rotated, masked everywhere after.
 Deliveries are made by moves and written by the ``notify`` step: read-only here and on the job page.
+"Send a test event" and "redeliver" only write rows (``engine.outbox``); the ``notify`` step sends.
 """
 
 from __future__ import annotations
@@ -9,12 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.html import format_html_join
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from container_manager.models.webhooks import EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
+from container_manager.engine import outbox
+from container_manager.models.webhooks import (
+    EVENTS,
+    TEST_EVENT,
+    WebhookDelivery,
+    WebhookEndpoint,
+    new_secret,
+)
 from container_manager.rules.secrets import MASK
 
 _DELIVERY_FIELDS = (
@@ -49,7 +58,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     search_fields = ("url",)
     list_select_related = ("owner",)
     readonly_fields = ("owner", "secret_masked")
-    actions = ["rotate_secrets"]
+    actions = ["rotate_secrets", "send_test_event"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = ["url", "events", "active"]
@@ -83,6 +92,21 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if not hasattr(request, "cm_new_secrets"):
             return None
         return _secret_page(request, request.get_full_path())
+
+    @admin.action(description="Send a test event to selected endpoints", permissions=["change"])
+    def send_test_event(self, request: HttpRequest, queryset: Any) -> None:
+        """A ``webhook.test`` delivery per endpoint, sent by the ``notify`` step, not here."""
+        made = [outbox.write_test(endpoint) for endpoint in queryset]
+        listing = reverse("admin:container_manager_webhookdelivery_changelist")
+        self.message_user(
+            request,
+            format_html(
+                'Queued {} test event(s): <a href="{}?event__exact={}">see the deliveries</a>.',
+                len(made),
+                listing,
+                TEST_EVENT,
+            ),  # fmt: skip
+        )
 
     def response_add(self, request: HttpRequest, obj: Any, *args: Any) -> Any:
         """The page that shows the new secret once, then the usual page after "Done"."""
@@ -140,11 +164,41 @@ class WebhookDeliveryInline(_ReadOnly, admin.TabularInline):
 class WebhookDeliveryAdmin(_ReadOnly, admin.ModelAdmin):
     """Every delivery and each of its attempts."""
 
-    list_display = ("id", "event", "endpoint", "job", "state", "attempts", "status_code")
+    list_display = ("short_id", "event", "endpoint", "job_short", "state", "attempts", "http")
     list_filter = ("state", "event", "endpoint")
     search_fields = ("id", "job__id")
     list_select_related = ("endpoint", "job")
     fields = readonly_fields = (*_DELIVERY_FIELDS, "job", "attempt_history", "payload")
+    actions = ["redeliver"]
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        """Redelivering needs the model's change permission (the rows stay read-only)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Redeliver selected deliveries", permissions=["redeliver"])
+    def redeliver(self, request: HttpRequest, queryset: Any) -> None:
+        """Delivered or failed deliveries go back to pending; the ``notify`` step sends them."""
+        ids = list(queryset.values_list("pk", flat=True))
+        again = sum(outbox.redeliver(pk) for pk in ids)
+        self.message_user(request, f"Queued {again} delivery(ies) to be sent again.")
+        if again < len(ids):
+            self.message_user(
+                request, f"{len(ids) - again} still pending: they are sent on their own.",
+                messages.WARNING,
+            )  # fmt: skip
+
+    @admin.display(description="delivery", ordering="id")
+    def short_id(self, delivery: WebhookDelivery) -> str:
+        return str(delivery.pk)[:8]
+
+    @admin.display(description="HTTP", ordering="status_code")
+    def http(self, delivery: WebhookDelivery) -> str:
+        return "-" if delivery.status_code is None else str(delivery.status_code)
+
+    @admin.display(description="job")
+    def job_short(self, delivery: WebhookDelivery) -> str:
+        return str(delivery.job_id)[:8] if delivery.job_id else "-"
 
     @admin.display(description="attempts")
     def attempt_history(self, delivery: WebhookDelivery) -> str:

@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from container_manager.admin import arrays
+from container_manager.admin.jobpage import children_url
 from container_manager.engine import workflows
 from container_manager.models import ContainerJob
 from container_manager.rules import status as st
@@ -35,18 +37,13 @@ class WorkflowDisplayMixin:
     def array_progress(self, job: ContainerJob) -> str:
         if job.is_array_parent:
             counts = workflows.status_counts(job)
-            children = reverse("admin:container_manager_containerjob_changelist")
-            summary = format_html_join(
-                ", ", "{} {}", ((n, status) for status, n in counts.items() if n)
-            )
-            return format_html(
-                '{} of {} children ended ({}) — <a href="{}?array_parent={}">the children</a>',
+            summary = format_html(
+                '{} of {} children ended — <a href="{}">the children in the job list</a>',
                 sum(n for status, n in counts.items() if status in st.TERMINAL),
                 job.array_size,
-                summary,
-                children,
-                job.pk,
+                children_url(job.pk),
             )
+            return format_html("{}{}", summary, arrays.grid(job, counts))
         if job.array_parent_id:
             return format_html(
                 'child {} of {} of <a href="{}">{}</a>',

@@ -1,4 +1,5 @@
-"""The webhook outbox: a job event's delivery rows, written in the transaction of its move.
+"""The webhook outbox: a job event's delivery rows, written in the transaction of its move;
+and the rows an operator asks for (a test event, a settled delivery sent again).
 
 A crash cannot separate an event from its deliveries; the ``notify`` step sends the rows.
 """
@@ -13,7 +14,14 @@ from django.db.models import Exists
 
 from container_manager import clock, dispatch
 from container_manager.models.owners import viewers_of
-from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.webhooks import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    TEST_EVENT,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from container_manager.rules import status as st
 
 
@@ -92,6 +100,40 @@ def payload(job: Any, event: str, delivery_id: Any, now: datetime) -> dict[str, 
         },
         "timestamp": now.isoformat(),
     }
+
+
+def write_test(endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """A test delivery to ``endpoint`` (about no job), due at once and sent by ``notify``.
+
+    The admin request only writes the row; the ``notify`` step sends it through the guarded
+    client and records the attempt, as it does every event's (the sweep resends it if the
+    message is lost).
+    """
+    now = clock.now()
+    delivery_id = uuid.uuid4()
+    body = {"event": TEST_EVENT, "delivery_id": str(delivery_id), "job": None,
+            "timestamp": now.isoformat()}  # fmt: skip
+    row = WebhookDelivery.objects.create(
+        id=delivery_id, endpoint=endpoint, job=None, event=TEST_EVENT, next_attempt_at=now,
+        payload=body,
+    )  # fmt: skip
+    dispatch.send_on_commit("notify", row.pk)
+    return row
+
+
+def redeliver(delivery_id: Any) -> bool:
+    """Send a settled (delivered or failed) delivery again: pending, due now, attempts afresh.
+
+    A compare-and-set from the settled states: a delivery still pending is left to its own
+    attempts (False). The body and the delivery id stay, so a receiver that keeps the ids
+    it handled can tell a redelivery; ``history`` keeps every earlier attempt.
+    """
+    moved = WebhookDelivery.objects.filter(pk=delivery_id, state__in=(DELIVERED, FAILED)).update(
+        state=PENDING, attempts=0, next_attempt_at=clock.now(), delivered_at=None
+    )
+    if moved:
+        dispatch.send_on_commit("notify", delivery_id)
+    return bool(moved)
 
 
 # -- helpers --------------------------------------------------------------------

@@ -34,18 +34,51 @@ SEGMENTS = {
 }
 
 
-def harvested(job: ContainerJob, result: HarvestResult | None) -> dict[str, Any]:
+def harvested(
+    job: ContainerJob, result: HarvestResult | None, accepted: datetime | None = None
+) -> dict[str, Any]:
     """Fields of the attempt's ``ContainerExecution`` to store with the harvest.
 
     ``job.started_at`` already holds the platform's start time where it gave one;
-    ``result`` (None when nothing could be read) has the platform's timestamps.
+    ``result`` (None when nothing could be read) has the platform's timestamps;
+    ``accepted`` is the attempt's ``accepted_at`` as the launch step stamped it.
     """
     times = result.platform_times if result is not None else {}
-    return {
+    fields = {
         "harvested_at": clock.now(),
         "container_started_at": job.started_at,
         "platform_times": {name: at.isoformat() for name, at in times.items()},
     }
+    truer = accepted_before_start(accepted, job.started_at, job.created_at)
+    if truer is not None:
+        fields["accepted_at"] = truer
+    return fields
+
+
+def accepted_before_start(
+    stamped: datetime | None, container_started: datetime | None, submitted: datetime | None
+) -> datetime | None:
+    """When the platform accepted the launch, if it was earlier than the launch step's stamp.
+
+    The launch step stamps "accepted" when the platform's start call returns; Docker (and the
+    mock) start the container inside that call, so the container's own start comes first.
+    The platform accepted the launch no later than it started the container: the start time
+    is the truer one. A platform start before the job was submitted is a clock that is off,
+    and the stamp stays (None).
+
+    >>> t = datetime(2024, 1, 1, 12, 0, 10)
+    >>> accepted_before_start(t, t.replace(second=9), t.replace(second=0)).second
+    9
+    >>> accepted_before_start(t, t.replace(second=11), t), accepted_before_start(t, t, t)
+    (None, None)
+    >>> accepted_before_start(t, t.replace(second=0), t.replace(second=5)) is None
+    True
+    """
+    if stamped is None or container_started is None or container_started >= stamped:
+        return None
+    if submitted is not None and container_started < submitted:
+        return None
+    return container_started
 
 
 def timeline(phases: list[tuple[str, datetime]]) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from django.db.models import Q
 from container_manager.net.addresses import url_refusal
 
 EVENTS = ("job.started", "job.completed", "job.failed", "job.timeout", "job.cancelled")
+#: The event of a test delivery an operator sends from the admin: about no job, to one endpoint.
+TEST_EVENT = "webhook.test"
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 DELIVERY_STATES = [(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")]
 
@@ -138,9 +140,12 @@ class WebhookDelivery(models.Model):
     job = models.ForeignKey(
         "container_manager.ContainerJob",
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="webhook_deliveries",
+        help_text="The job of the event; empty for a test delivery.",
     )
-    event = models.CharField(max_length=30, choices=[(e, e) for e in EVENTS])
+    event = models.CharField(max_length=30, choices=[(e, e) for e in (*EVENTS, TEST_EVENT)])
     payload = models.JSONField(help_text="The JSON body, fixed when the event happened.")
     state = models.CharField(max_length=10, choices=DELIVERY_STATES, default=PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -89,6 +89,7 @@ def _finish(
     The move is guarded by the ``stop_reason`` this step read: if a stop was asked meanwhile
     (so the exit code may be the stop's own 137), the row's reason wins and the move is redone.
     """
+    accepted = job.started_at  # the launch step's stamp, before the platform's start time
     fields = result_fields(job, result) if result is not None else {}
     fields.pop("last_error", None)
     for name, value in fields.items():
@@ -117,7 +118,7 @@ def _finish(
             next_check_at=None, last_error=last_error, waiting_for_host_since=None, **results,
             **logs, **cost.fields(job, completed_at),
             execution={**results, "status": status, "finished_at": completed_at,
-                       "error": last_error, **timings.harvested(job, result)},
+                       "error": last_error, **timings.harvested(job, result, accepted)},
         )  # fmt: skip
         if moved:
             _cleanup(executor, job)

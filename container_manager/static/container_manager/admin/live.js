@@ -1,7 +1,8 @@
 /* Keep the status, exit code and duration of live jobs current without reloading the page:
    poll the admin's JSON status view every 2 s while any job on the page is live. On a live
    job's page, also follow its stdout and stderr: ask the admin's logs view for what came
-   after the offsets shown, append it, and stop once the answer says "complete". */
+   after the offsets shown, append it, and stop once the answer says "complete"; while the
+   "follow" box above a block is ticked, keep its end in view. */
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
@@ -73,12 +74,17 @@
 
   function appendLog(pre, text, offset) {
     if (text) {
-      var note = pre.previousElementSibling;
+      var note = pre.parentNode.querySelector(":scope > .cm-empty");
       if (note && note.classList.contains("cm-empty")) { note.remove(); }
       pre.appendChild(document.createTextNode(text));
-      pre.scrollTop = pre.scrollHeight;
+      if (following(pre)) { pre.scrollTop = pre.scrollHeight; }
     }
     pre.setAttribute("data-cm-offset", String(offset));
+  }
+
+  function following(pre) {
+    var box = document.querySelector('input[data-cm-follow="' + pre.getAttribute("data-cm-log") + '"]');
+    return !box || box.checked;
   }
 
   /* One read, appended; resolves to the delay before the next read (0 when the stored logs
