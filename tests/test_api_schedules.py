@@ -148,16 +148,20 @@ def test_a_patch_writes_only_the_fields_it_names(client, api, monkeypatch):
     assert (row.catchup, row.command) == (3, "changed meanwhile")
 
 
-def test_secret_variables_are_masked_and_kept_when_sent_back_masked(client, api):
+def test_no_variable_value_is_answered_and_a_masked_one_keeps_its_value(client, api):
     made = create(client, api["alice"], environment_vars={"API_TOKEN": "s3cret", "MODE": "a"})
-    assert made["environment_vars"] == {"API_TOKEN": MASK, "MODE": "a"}
+    assert made["environment_vars"] == {"API_TOKEN": MASK, "MODE": MASK}
     assert "s3cret" not in json.dumps(made)
-    body = {"environment_vars": {**made["environment_vars"], "MODE": "b"}}
+    body = {"environment_vars": {**made["environment_vars"], "MODE": "b", "NEW": "c"}}
     changed = call(client, "patch", url(made["id"]), api["alice"], body)
-    assert changed.json()["environment_vars"] == {"API_TOKEN": MASK, "MODE": "b"}
-    assert JobSchedule.objects.get().override_environment == "API_TOKEN=s3cret\nMODE=b"
+    assert changed.json()["environment_vars"] == {"API_TOKEN": MASK, "MODE": MASK, "NEW": MASK}
+    assert JobSchedule.objects.get().override_environment == "API_TOKEN=s3cret\nMODE=b\nNEW=c"
     forged = call(client, "patch", url(made["id"]), api["alice"], {"environment_vars": {"X": MASK}})
     assert list(forged.json()["fields"]) == ["environment_vars"]
+    assert "X holds the mask" in forged.json()["fields"]["environment_vars"][0]
+    dropped = call(client, "patch", url(made["id"]), api["alice"], {"environment_vars": None})
+    assert dropped.json()["environment_vars"] == {}
+    assert JobSchedule.objects.get().override_environment == ""
 
 
 def test_another_users_schedule_answers_like_an_unknown_one(client, api, settings):

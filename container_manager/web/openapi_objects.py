@@ -43,8 +43,9 @@ _SCHEDULE = {
         **_SCHEDULE_FIELDS,
         "environment_vars": {
             **_SCHEDULE_FIELDS["environment_vars"],
-            "description": f"Secret-looking values shown as {MASK}; sent back unchanged in a "
-            "PATCH, a masked value keeps the stored one.",
+            "description": f"The variables' names, every value shown as {MASK} (the API never "
+            "answers environment values); in a PATCH, a value sent as the mask keeps the "
+            "stored one.",
         },
         "next_run_at": {**_NULLABLE_TIME, "description": "Empty while disabled."},
         "last_run_at": _NULLABLE_TIME,

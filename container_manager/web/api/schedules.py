@@ -23,7 +23,7 @@ from container_manager.models.owners import owned_by
 from container_manager.models.schedules import JOB_FIELDS, JobSchedule
 from container_manager.rules import contract
 from container_manager.rules.envtext import format_env_text, parse_env_text
-from container_manager.rules.secrets import mask_env, unmask_env_text
+from container_manager.rules.secrets import MASK
 from container_manager.web import quotas
 from container_manager.web.api.jobs import (
     api_view,
@@ -119,7 +119,7 @@ def schedule_run_view(request: HttpRequest, caller: ApiCaller, schedule_id: str)
 
 
 def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
-    """A schedule as the API shows it; secret-looking environment values masked.
+    """A schedule as the API shows it; its environment by names only, every value masked.
 
     Each field has its model name but ``host`` (the executor host's name, as a job's) and
     ``environment_vars`` (``override_environment`` as an object, as a job's submit).
@@ -145,7 +145,7 @@ def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
         "cpu_limit": schedule.cpu_limit,
         "timeout_seconds": schedule.timeout_seconds,
         "environment_template": template.name if template else None,
-        "environment_vars": mask_env(parse_env_text(schedule.override_environment)),
+        "environment_vars": dict.fromkeys(parse_env_text(schedule.override_environment), MASK),
         "next_run_at": when(schedule.next_run_at),
         "last_run_at": when(schedule.last_run_at),
         "last_outcome": schedule.last_outcome,
@@ -217,7 +217,8 @@ _NULLABLE = {"host", "environment_template", "environment_vars", "memory_limit",
 def _model_values(payload: dict[str, Any], stored_environment: str = "") -> dict[str, Any]:
     """The model fields a checked body sets: host and template found by name, variables as text.
 
-    Variables left as ``schedule_json`` showed them masked keep their stored values.
+    A variable sent with the mask as its value (as ``schedule_json`` shows it) keeps its
+    stored value.
     """
     _check_fields(payload)
     values = dict(payload)
@@ -227,14 +228,23 @@ def _model_values(payload: dict[str, Any], stored_environment: str = "") -> dict
     if "environment_template" in values:
         values["environment_template"] = _template(values["environment_template"])
     if "environment_vars" in values:
-        text = format_env_text(values.pop("environment_vars") or {})
-        try:
-            values["override_environment"] = unmask_env_text(text, stored_environment)
-        except ValidationError as exc:
-            raise ValidationError(
-                {"environment_vars": f"environment_vars: {exc.messages[0]}"}
-            ) from exc
+        variables = _unmasked(values.pop("environment_vars") or {}, stored_environment)
+        values["override_environment"] = format_env_text(variables)
     return values
+
+
+def _unmasked(variables: dict[str, str], stored_text: str) -> dict[str, str]:
+    """``variables`` with each value left as the mask replaced by the stored value."""
+    stored = parse_env_text(stored_text)
+    lost = sorted(name for name, value in variables.items() if value == MASK and name not in stored)
+    if lost:
+        raise ValidationError(
+            {
+                "environment_vars": f"environment_vars: {', '.join(lost)[:200]} holds the mask "
+                f"{MASK} but has no stored value; send the whole value"
+            }
+        )
+    return {name: stored[name] if value == MASK else value for name, value in variables.items()}
 
 
 def _template(name: str | None) -> EnvironmentVariableTemplate | None:
