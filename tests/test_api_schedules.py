@@ -185,7 +185,7 @@ def test_another_users_schedule_answers_like_an_unknown_one(client, api, setting
     assert call(client, "get", url(theirs["id"]), SERVICE).json() == theirs
 
 
-@pytest.mark.parametrize("text", ["abc", "-1", "9" * 30, "１"])
+@pytest.mark.parametrize("text", ["abc", "-1", "9" * 18, "9" * 30, "１"])
 def test_an_id_that_is_no_key_is_a_404(client, api, text):
     assert call(client, "get", url(text), api["alice"]).status_code == 404
 
@@ -283,3 +283,26 @@ def test_listing_costs_the_same_statements_for_one_schedule_or_many(client, api,
     many = listing()
     assert (one[0], many[0]) == (1, 5)
     assert many[1] == one[1]
+
+
+def test_each_operation_has_its_operation_id(document):
+    named = {
+        operation["operationId"]: f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if path.startswith(("/schedules/", "/webhooks/"))
+    }
+    assert named == {
+        "listSchedules": "GET /schedules/",
+        "createSchedule": "POST /schedules/",
+        "getSchedule": "GET /schedules/{schedule_id}/",
+        "updateSchedule": "PATCH /schedules/{schedule_id}/",
+        "deleteSchedule": "DELETE /schedules/{schedule_id}/",
+        "runSchedule": "POST /schedules/{schedule_id}/run/",
+        "listWebhooks": "GET /webhooks/",
+        "createWebhook": "POST /webhooks/",
+        "getWebhook": "GET /webhooks/{webhook_id}/",
+        "updateWebhook": "PATCH /webhooks/{webhook_id}/",
+        "deleteWebhook": "DELETE /webhooks/{webhook_id}/",
+        "rotateWebhookSecret": "POST /webhooks/{webhook_id}/rotate/",
+    }
