@@ -35,7 +35,7 @@ WRITABLE = {"url": str, "events": list, "active": bool}
 def webhooks_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     """GET: the endpoints the caller may see (by URL), secrets masked; POST: create one (201).
 
-    The 201 is the one answer but a rotation that holds the new endpoint's secret.
+    The 201 holds the new endpoint's secret: the one answer to do so but a rotation's.
     """
     if request.method == "POST":
         caller.require("add", "webhookendpoint")
