@@ -48,6 +48,17 @@ def call(client, method, path, secret, body=None, **headers):
     return send(path, data, content_type="application/json", headers={**bearer(secret), **headers})
 
 
+def assert_hidden_like_unknown(client, secret, requests, hidden, unknown):
+    """Each ``(method, path of an id, body)`` answers ``hidden`` with the 404 of ``unknown``."""
+    for method, path, body in requests:
+        answers = [call(client, method, path(pk), secret, body) for pk in (hidden, unknown)]
+        assert [answer.status_code for answer in answers] == [404, 404]
+        hidden_answer, unknown_answer = (answer.content for answer in answers)
+        assert hidden_answer.replace(str(hidden).encode(), b"ID") == unknown_answer.replace(
+            str(unknown).encode(), b"ID"
+        )
+
+
 def create(client, secret, **fields):
     body = {"name": "nightly", "cron": "@daily", "docker_image": "alpine:3", **fields}
     response = call(client, "post", SCHEDULES, secret, body)
@@ -167,18 +178,13 @@ def test_no_variable_value_is_answered_and_a_masked_one_keeps_its_value(client, 
 def test_another_users_schedule_answers_like_an_unknown_one(client, api, settings):
     theirs = create(client, api["alice"])
     unknown = theirs["id"] + 1000
-    for method, run, body in [
-        ("get", False, None),
-        ("patch", False, {"command": "rm -rf /"}),
-        ("delete", False, None),
-        ("post", True, None),
-    ]:
-        hidden = call(client, method, url(theirs["id"], run), api["bob"], body)
-        missing = call(client, method, url(unknown, run), api["bob"], body)
-        assert (hidden.status_code, missing.status_code) == (404, 404)
-        assert hidden.content.replace(str(theirs["id"]).encode(), b"ID") == missing.content.replace(
-            str(unknown).encode(), b"ID"
-        )
+    requests = [
+        ("get", url, None),
+        ("patch", url, {"command": "rm -rf /"}),
+        ("delete", url, None),
+        ("post", lambda pk: url(pk, run=True), None),
+    ]
+    assert_hidden_like_unknown(client, api["bob"], requests, theirs["id"], unknown)
     assert call(client, "get", SCHEDULES, api["bob"]).json() == {"schedules": []}
     assert call(client, "get", url(theirs["id"]), api["alice"]).json() == theirs
     assert not ContainerJob.objects.exists()

@@ -4,7 +4,6 @@ The secret is shown in the create's 201 and in a rotation's answer only; every o
 and every log line, holds the mask. Answers are validated against the served document.
 """
 
-import json
 import logging
 
 import pytest
@@ -17,7 +16,8 @@ from container_manager.rules.secrets import MASK
 from container_manager.web.api import webhooks
 from tests.support import submit
 from tests.test_api import conforms
-from tests.test_owners_schedules import bearer, token, user_with
+from tests.test_api_schedules import assert_hidden_like_unknown, call
+from tests.test_owners_schedules import token, user_with
 
 pytestmark = pytest.mark.django_db
 
@@ -43,12 +43,6 @@ def document(client):
 def url(webhook_id, rotate=False):
     name = "api-webhook-rotate" if rotate else "api-webhook"
     return reverse(f"container_manager:{name}", args=[webhook_id])
-
-
-def call(client, method, path, secret, body=None):
-    data = json.dumps(body) if body is not None else ""
-    send = getattr(client, method)
-    return send(path, data, content_type="application/json", headers=bearer(secret))
 
 
 def create(client, secret, **fields):
@@ -158,18 +152,13 @@ def test_of_two_rotations_at_once_one_is_a_409(client, api, document, monkeypatc
 def test_another_users_endpoint_answers_like_an_unknown_one(client, api):
     theirs = create(client, api["alice"])
     unknown = theirs["id"] + 1000
-    for method, rotate, body in [
-        ("get", False, None),
-        ("patch", False, {"url": "https://93.184.216.35/steal"}),
-        ("delete", False, None),
-        ("post", True, None),
-    ]:
-        hidden = call(client, method, url(theirs["id"], rotate), api["bob"], body)
-        missing = call(client, method, url(unknown, rotate), api["bob"], body)
-        assert (hidden.status_code, missing.status_code) == (404, 404)
-        assert hidden.content.replace(str(theirs["id"]).encode(), b"ID") == missing.content.replace(
-            str(unknown).encode(), b"ID"
-        )
+    requests = [
+        ("get", url, None),
+        ("patch", url, {"url": "https://93.184.216.35/steal"}),
+        ("delete", url, None),
+        ("post", lambda pk: url(pk, rotate=True), None),
+    ]
+    assert_hidden_like_unknown(client, api["bob"], requests, theirs["id"], unknown)
     assert call(client, "get", WEBHOOKS, api["bob"]).json() == {"webhooks": []}
     row = WebhookEndpoint.objects.get()
     assert (row.url, row.secret) == (HOOK, theirs["secret"])
