@@ -86,6 +86,31 @@ urlpatterns = [
         name="api-schedules",
     ),
     path(
+        "api/schedules/<str:schedule_id>/",
+        LazyView("container_manager.web.api.schedules.schedule_view"),
+        name="api-schedule",
+    ),
+    path(
+        "api/schedules/<str:schedule_id>/run/",
+        LazyView("container_manager.web.api.schedules.schedule_run_view"),
+        name="api-schedule-run",
+    ),
+    path(
+        "api/webhooks/",
+        LazyView("container_manager.web.api.webhooks.webhooks_view"),
+        name="api-webhooks",
+    ),
+    path(
+        "api/webhooks/<str:webhook_id>/",
+        LazyView("container_manager.web.api.webhooks.webhook_view"),
+        name="api-webhook",
+    ),
+    path(
+        "api/webhooks/<str:webhook_id>/rotate/",
+        LazyView("container_manager.web.api.webhooks.webhook_rotate_view"),
+        name="api-webhook-rotate",
+    ),
+    path(
         "api/openapi.json",
         LazyView("container_manager.web.api.jobs.openapi_view"),
         name="api-openapi",

@@ -150,7 +150,7 @@ def test_api_bad_key_is_a_400_naming_the_header(client, api):
 
 
 def test_api_schedule_retry_returns_the_first_schedule(client, api, mock_host):
-    body = {"name": "hourly", "cron": "@hourly", "image": "x"}
+    body = {"name": "hourly", "cron": "@hourly", "docker_image": "x"}
     first = post(client, SCHEDULES, body, SERVICE, key="s-1")
     again = post(client, SCHEDULES, body, SERVICE, key="s-1")
     assert (first.status_code, again.status_code) == (201, 200), again.content

@@ -44,7 +44,7 @@ def token(user):
 
 
 def post(client, secret, **fields):
-    body = {"name": "nightly", "cron": "@daily", "image": "x", **fields}
+    body = {"name": "nightly", "cron": "@daily", "docker_image": "x", **fields}
     return client.post(
         SCHEDULES, json.dumps(body), content_type="application/json", headers=bearer(secret)
     )
@@ -53,7 +53,7 @@ def post(client, secret, **fields):
 def listed(client, secret):
     response = client.get(SCHEDULES, headers=bearer(secret))
     assert response.status_code == 200, response.content
-    return sorted((s["name"], s["image"]) for s in response.json()["schedules"])
+    return sorted((s["name"], s["docker_image"]) for s in response.json()["schedules"])
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_api_lists_and_creates_schedules_with_the_job_tokens(
     body = {
         "name": "api-hourly",
         "cron": "@hourly",
-        "image": "x",
+        "docker_image": "x",
         "host": mock_host.name,
         "environment_vars": {"A": "1"},
     }
@@ -159,7 +159,7 @@ def test_api_user_tokens_need_the_schedule_permissions(client, recording, mock_h
     _, secret = ApiToken.objects.issue(user, "test")
     headers = {"Authorization": f"Bearer {secret}"}
     url = reverse("container_manager:api-schedules")
-    body = json.dumps({"name": "u", "cron": "@daily", "image": "x"})
+    body = json.dumps({"name": "u", "cron": "@daily", "docker_image": "x"})
     assert client.get(url, headers=headers).status_code == 403
     assert (
         client.post(url, body, content_type="application/json", headers=headers).status_code == 403

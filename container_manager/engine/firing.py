@@ -70,14 +70,18 @@ def fire(schedule: JobSchedule, now: datetime) -> list[ContainerJob]:
         return _make_runs(schedule, times)
 
 
-def run_now(schedule: JobSchedule) -> ContainerJob | None:
-    """Make one job of ``schedule`` now, as overlap and its owner allow; None if none was made."""
+def run_now(schedule: JobSchedule, limited: bool = False) -> ContainerJob | None:
+    """Make one job of ``schedule`` now, as overlap and its owner allow; None if none was made.
+
+    With ``limited`` (a run asked for by a user's API token) the job is held to the quotas of
+    ``models.limits`` as an API submit is: ``QuotaExceeded`` when it would go over one.
+    """
     refused = refusal(schedule)
     if refused:
         _record(schedule, None, f"no run made now: {refused}")
         return None
     with transaction.atomic():
-        made = _make_runs(schedule, [timezone.now()], manual=True)
+        made = _make_runs(schedule, [timezone.now()], manual=True, limited=limited)
     return made[0] if made else None
 
 
@@ -112,7 +116,7 @@ def runs_due(schedule: JobSchedule, now: datetime) -> list[datetime]:
 
 
 def _make_runs(
-    schedule: JobSchedule, times: list[datetime], manual: bool = False
+    schedule: JobSchedule, times: list[datetime], manual: bool = False, limited: bool = False
 ) -> list[ContainerJob]:
     """Make a job per time, as ``overlap`` says; record the last outcome on the schedule."""
     if schedule.overlap != ALLOW:
@@ -128,7 +132,7 @@ def _make_runs(
     made = []
     for moment in times:
         try:
-            made.append(_submit(schedule, moment, manual))
+            made.append(_submit(schedule, moment, manual, limited))
         except ValidationError as exc:
             logger.warning("schedule %s could not make its job for %s: %s", schedule, moment, exc)
             _record(schedule, None, f"could not make the job for {moment.isoformat()}: {exc}")
@@ -137,7 +141,7 @@ def _make_runs(
     return made
 
 
-def _submit(schedule: JobSchedule, moment: datetime, manual: bool) -> ContainerJob:
+def _submit(schedule: JobSchedule, moment: datetime, manual: bool, limited: bool) -> ContainerJob:
     mark: dict[str, Any] = {
         "id": schedule.pk,
         "name": schedule.name,
@@ -157,6 +161,7 @@ def _submit(schedule: JobSchedule, moment: datetime, manual: bool) -> ContainerJ
         timeout_seconds=schedule.timeout_seconds,
         created_by=schedule.owner,
         executor_metadata={"schedule": mark},
+        limited=limited,
     )
 
 

@@ -95,6 +95,19 @@ class ApiCaller:
         """May this caller ``add``, ``view`` or ``change`` container jobs?"""
         return self.user is None or self.user.has_perm(f"container_manager.{action}_containerjob")
 
+    def require(self, action: str, model: str) -> None:
+        """A 403 ``AuthError`` unless this caller may ``action`` objects of ``model``.
+
+        ``model`` is a model name of this app (``jobschedule``, ``webhookendpoint`` …); a
+        user's token needs the Django permission ``container_manager.<action>_<model>``.
+        """
+        if self.user is None or self.user.has_perm(f"container_manager.{action}_{model}"):
+            return
+        from django.apps import apps
+
+        things = apps.get_model("container_manager", model)._meta.verbose_name_plural
+        raise AuthError(403, f"this token's user may not {action} {things}")
+
     def visible(self, jobs: Any) -> Any:
         """The part of the ``jobs`` queryset this caller may see (``models.owners``)."""
         from container_manager.models.owners import owned_by

@@ -12,6 +12,7 @@ from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.idempotency import MAX_KEY_LENGTH
 from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
+from container_manager.web import openapi_objects
 from container_manager.web.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
@@ -176,53 +177,6 @@ _LOGS = {
     },
 }  # fmt: skip
 
-_SCHEDULE_FIELDS = {
-    "name": {"type": "string", "maxLength": 200},
-    "cron": {
-        "type": "string",
-        "description": "Five fields, or @hourly, @daily, @weekly, @monthly.",
-    },
-    "timezone": {"type": "string", "description": "IANA time zone name (default UTC)."},
-    "enabled": {"type": "boolean"},
-    "overlap": {"type": "string", "enum": ["allow", "skip", "replace"]},
-    "catchup": {"type": "integer", "minimum": 0, "maximum": 100},
-    "image": {"type": "string"},
-    "command": {"type": "string"},
-    "host": {"type": "string", "nullable": True, "description": "Host name; none: any host."},
-}
-
-_SCHEDULE = {
-    "type": "object",
-    "required": ["id", "name", "cron", "timezone", "enabled", "next_run_at"],
-    "properties": {
-        "id": {"type": "integer"},
-        **_SCHEDULE_FIELDS,
-        "next_run_at": _NULLABLE_TIME,
-        "last_run_at": _NULLABLE_TIME,
-        "last_outcome": {"type": "string"},
-    },
-}
-
-
-def _schedule_create() -> dict[str, Any]:
-    """A schedule's create body: its job fields are the submit contract's, bounds included."""
-    submit = contract.json_schema()["properties"]
-    job_fields = ("command", "memory_limit", "cpu_limit", "timeout_seconds")
-    return {
-        "type": "object",
-        "required": ["name", "cron", "image"],
-        "additionalProperties": False,
-        "properties": {
-            **_SCHEDULE_FIELDS,
-            **{name: submit[name] for name in job_fields},
-            "image": submit["docker_image"],
-            "job_name": submit["name"],
-            "environment_template": submit["environment_template"],
-            "environment_vars": submit["environment_vars"],
-        },
-    }
-
-
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -268,9 +222,9 @@ _TOO_MANY = {
 def schema(server_url: str = "/cm/api") -> dict[str, Any]:
     """The OpenAPI document, its one server being ``server_url``.
 
-    >>> sorted(schema()["paths"])  # doctest: +NORMALIZE_WHITESPACE
+    >>> sorted(schema()["paths"])[:6]  # doctest: +NORMALIZE_WHITESPACE
     ['/jobs/', '/jobs/{job_id}/', '/jobs/{job_id}/cancel/', '/jobs/{job_id}/logs/',
-     '/jobs/{job_id}/retry/', '/openapi.json', '/schedules/']
+     '/jobs/{job_id}/retry/', '/openapi.json']
     """
     job_id = {
         "name": "job_id",
@@ -308,8 +262,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 "JobLogs": _LOGS,
                 "JobPage": _JOB_PAGE,
                 "Error": _ERROR,
-                "Schedule": _SCHEDULE,
-                "ScheduleCreate": _schedule_create(),
+                **openapi_objects.schemas(),
             },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
@@ -392,7 +345,6 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     },
                 }
             },
-            "/schedules/": _schedules_path(),
             "/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -406,40 +358,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                     },
                 }
             },
-        },
-    }
-
-
-def _schedules_path() -> dict[str, Any]:
-    listed = {
-        "type": "object",
-        "required": ["schedules"],
-        "properties": {
-            "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}
-        },
-    }
-    return {
-        "get": {
-            "operationId": "listSchedules",
-            "summary": "The schedules, by name, with their next run",
-            "responses": {
-                "200": {
-                    "description": "Schedules",
-                    "content": {"application/json": {"schema": listed}},
-                },
-                **_errors("401", "403", "429"),
-            },
-        },
-        "post": {
-            "operationId": "createSchedule",
-            "summary": "Create a schedule",
-            "parameters": [_IDEMPOTENCY_KEY],
-            "requestBody": {"required": True, "content": _json("ScheduleCreate")},
-            "responses": {
-                "200": {"description": _REPLAYED.format("schedule"), "content": _json("Schedule")},
-                "201": {"description": "Created", "content": _json("Schedule")},
-                **_errors("400", "401", "403", "409", "413", "429"),
-            },
+            **openapi_objects.paths(_IDEMPOTENCY_KEY),
         },
     }
 

@@ -1,4 +1,4 @@
-"""The JSON API for other services: jobs (submit, read, logs, cancel) and schedules.
+"""The JSON API for other services: jobs (submit, read, logs, cancel), schedules, webhooks.
 
 Token-authenticated (``web.auth``); the body rules are ``rules.contract``'s.
 """

@@ -196,6 +196,12 @@ def host_named(name: str) -> ExecutorHost:
     return host
 
 
+def job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
+    """``job`` as ``GET api/jobs/{id}/`` shows it, read again with its attempts and links."""
+    loaded = _with_attempts(ContainerJob.objects.select_related("docker_host")).get(pk=job.pk)
+    return _job_json(request, loaded)
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """A request body parsed as a JSON object; a ValidationError when it is not one."""
     try:

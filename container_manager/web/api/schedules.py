@@ -1,10 +1,12 @@
-"""The JSON API of schedules: list them with their next run, and create one.
+"""The JSON API of schedules: list, create, read, change, delete, and run one now.
 
-Same tokens and error shape as the job API (``api.api_view``). A user's token needs the
-user's ``view_jobschedule`` permission to list and sees the schedules the job rule lets it see
-(``models.owners``: its own, or all with ``view_all_jobs``); to create, ``add_jobschedule``
-and ``add_containerjob`` (a schedule submits jobs), and the schedule is the user's. A service
-token may do both and makes schedules without an owner.
+Same tokens and error shape as the job API (``api.api_view``). A user's token acts with the
+user's permissions: ``view_jobschedule`` to list and read, ``add_jobschedule`` to create,
+``change_jobschedule`` to change or run now, ``delete_jobschedule`` to delete; creating,
+changing and running also need ``add_containerjob`` (a schedule submits jobs, as its owner).
+It sees the schedules the job rule lets it see (``models.owners``: its own, or all with
+``view_all_jobs``); any other id answers 404 like an unknown one. A service token may do
+everything and makes schedules without an owner.
 """
 
 from __future__ import annotations
@@ -13,28 +15,38 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from container_manager.engine import firing
 from container_manager.models import EnvironmentVariableTemplate, idempotency
 from container_manager.models.owners import owned_by
-from container_manager.models.schedules import JobSchedule
+from container_manager.models.schedules import JOB_FIELDS, JobSchedule
 from container_manager.rules import contract
-from container_manager.rules.envtext import format_env_text
+from container_manager.rules.envtext import format_env_text, parse_env_text
+from container_manager.rules.secrets import MASK
+from container_manager.web import quotas
 from container_manager.web.api.jobs import (
-    LIST_LIMIT,
     api_view,
     host_named,
     idempotency_key,
+    job_json,
     json_object,
 )
-from container_manager.web.auth import ApiCaller, AuthError
+from container_manager.web.api.rows import TEXT, checked, not_found, one_object, row_id
+from container_manager.web.auth import ApiCaller
+from container_manager.web.errors import error
 
-#: What a create may say; ``image``, ``host``, ``environment_*`` are mapped to model fields.
-CREATE_FIELDS = {
-    "name", "cron", "timezone", "enabled", "overlap", "catchup", "job_name", "image", "command",
-    "host", "memory_limit", "cpu_limit", "timeout_seconds", "environment_template",
+#: Schedules listed at most, by name.
+LIST_LIMIT = 100
+
+#: What a create or a change may say; ``host`` and ``environment_*`` are mapped to model fields.
+WRITABLE = {
+    "name", "cron", "timezone", "enabled", "overlap", "catchup", "job_name", "docker_image",
+    "command", "host", "memory_limit", "cpu_limit", "timeout_seconds", "environment_template",
     "environment_vars",
 }  # fmt: skip
+#: Names a body may no longer use, with the name that replaced each.
+RENAMED = {"image": "docker_image"}
 
 
 @api_view("GET", "POST")
@@ -45,8 +57,8 @@ def schedules_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
     200 with the schedule it made (``models.idempotency``); for another body, 409.
     """
     if request.method == "POST":
-        _require(caller, "add", "jobschedule")
-        _require(caller, "add", "containerjob")
+        caller.require("add", "jobschedule")
+        caller.require("add", "containerjob")
         key, payload = idempotency_key(request), json_object(request.body)
         if key is None:
             return JsonResponse(schedule_json(_create(payload, caller.user)), status=201)
@@ -57,19 +69,66 @@ def schedules_view(request: HttpRequest, caller: ApiCaller) -> JsonResponse:
             lambda: _create(payload, caller.user),
         )
         return JsonResponse(schedule_json(schedule), status=201 if created else 200)
-    _require(caller, "view", "jobschedule")
-    rows = owned_by(JobSchedule.objects.select_related("docker_host"), caller.user, "owner")
-    return JsonResponse(
-        {"schedules": [schedule_json(s) for s in rows.order_by("name", "pk")[:LIST_LIMIT]]}
-    )
+    caller.require("view", "jobschedule")
+    rows = _visible(caller).order_by("name", "pk")[:LIST_LIMIT]
+    return JsonResponse({"schedules": [schedule_json(s) for s in rows]})
+
+
+@api_view("GET", "PATCH", "DELETE")
+def schedule_view(request: HttpRequest, caller: ApiCaller, schedule_id: str) -> HttpResponse:
+    """GET: one schedule; PATCH: change the fields the body names (200); DELETE: 204.
+
+    A PATCH is checked as a create is (the submit contract at save, errors naming the
+    field) and writes only the fields it names, so it never undoes another change made
+    meanwhile; ``enabled`` turns the schedule on or off. Deleting keeps the jobs it made.
+    """
+    also = (("add", "containerjob"),)
+    return one_object(request, caller, _visible(caller), schedule_id, _update, schedule_json, also)
+
+
+@api_view("POST")
+def schedule_run_view(request: HttpRequest, caller: ApiCaller, schedule_id: str) -> JsonResponse:
+    """Make one job of the schedule now, as the sweep would (201 with the job), or say why not.
+
+    The job is made by ``engine.firing.run_now``: as the schedule's owner, as ``overlap``
+    allows, held to the quotas as an API submit is. When none is made (overlap ``skip`` with
+    a live job, an owner who may not submit, a job the contract refuses) the answer is a 409
+    with the reason and nothing changes. With an ``Idempotency-Key`` used before for this
+    schedule, 200 with the job the first call made.
+    """
+    caller.require("change", "jobschedule")
+    caller.require("add", "containerjob")
+    rows = _visible(caller).select_related("last_job", "owner")
+    schedule = rows.filter(pk=row_id(schedule_id)).first()
+    if schedule is None:
+        return not_found("job schedule", schedule_id)
+    key, limited = idempotency_key(request), quotas.applies(caller)
+    try:
+        if key is None:
+            job, created = _run(schedule, limited), True
+        else:
+            job, created = idempotency.once(
+                idempotency.scope_of(caller.user),
+                key,
+                {"kind": "schedule run", "schedule": schedule.pk},
+                lambda: _run(schedule, limited),
+            )
+    except _NotRun as refused:
+        return error(409, f"no job was made: {refused}")
+    return JsonResponse(job_json(request, job), status=201 if created else 200)
 
 
 def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
-    """A schedule as the API shows it."""
+    """A schedule as the API shows it; its environment by names only, every value masked.
+
+    Each field has its model name but ``host`` (the executor host's name, as a job's) and
+    ``environment_vars`` (``override_environment`` as an object, as a job's submit).
+    """
 
     def when(value: Any) -> str | None:
         return value.isoformat() if value else None
 
+    template = schedule.environment_template
     return {
         "id": schedule.pk,
         "name": schedule.name,
@@ -78,33 +137,58 @@ def schedule_json(schedule: JobSchedule) -> dict[str, Any]:
         "enabled": schedule.enabled,
         "overlap": schedule.overlap,
         "catchup": schedule.catchup,
-        "image": schedule.docker_image,
+        "job_name": schedule.job_name,
+        "docker_image": schedule.docker_image,
         "command": schedule.command,
         "host": schedule.docker_host.name if schedule.docker_host else None,
+        "memory_limit": schedule.memory_limit,
+        "cpu_limit": schedule.cpu_limit,
+        "timeout_seconds": schedule.timeout_seconds,
+        "environment_template": template.name if template else None,
+        "environment_vars": dict.fromkeys(parse_env_text(schedule.override_environment), MASK),
         "next_run_at": when(schedule.next_run_at),
         "last_run_at": when(schedule.last_run_at),
         "last_outcome": schedule.last_outcome,
+        "last_job": str(schedule.last_job_id) if schedule.last_job_id else None,
+        "created_at": when(schedule.created_at),
+        "updated_at": when(schedule.updated_at),
     }
 
 
-def _require(caller: ApiCaller, action: str, model: str) -> None:
-    user = caller.user
-    if user is not None and not user.has_perm(f"container_manager.{action}_{model}"):
-        things = {"jobschedule": "job schedules", "containerjob": "container jobs"}[model]
-        raise AuthError(403, f"this token's user may not {action} {things}")
+class _NotRun(Exception):
+    """A run now that made no job; the message says why."""
 
 
-def _check_types(payload: dict[str, Any]) -> None:
-    """Each field has its JSON type and bounds, or a 400 names it.
+def _visible(caller: ApiCaller) -> Any:
+    """The schedules the caller may see, with what ``schedule_json`` reads joined."""
+    rows = JobSchedule.objects.select_related("docker_host", "environment_template")
+    return owned_by(rows, caller.user, "owner")
+
+
+def _run(schedule: JobSchedule, limited: bool) -> Any:
+    """The job ``run_now`` made; ``_NotRun`` (rolling back what it did) when it made none."""
+    with transaction.atomic():
+        job = firing.run_now(schedule, limited)
+        if job is None:
+            raise _NotRun(schedule.last_outcome)
+    return job
+
+
+def _check_fields(payload: dict[str, Any]) -> None:
+    """Each field is writable and has its JSON type and bounds, or a 400 names it.
 
     The job fields are checked by the submit contract of ``create_job`` (``rules.contract``);
     ``catchup`` must be an integer from 0 to 100 (2.5, "2" or true are refused, not rounded).
     """
     errors = {}
     for name, value in payload.items():
-        if value is None and name in _NULLABLE:
+        if name in RENAMED:
+            problem = f"renamed {RENAMED[name]}"
+        elif name not in WRITABLE:
+            problem = "unknown field"
+        elif value is None and name in _NULLABLE:
             continue
-        if name in _CONTRACT:
+        elif name in _CONTRACT:
             problem = contract.BY_NAME[_CONTRACT[name]].error(value)
         elif name == "catchup":
             whole = isinstance(value, int) and not isinstance(value, bool)
@@ -112,53 +196,91 @@ def _check_types(payload: dict[str, Any]) -> None:
         elif name == "enabled":
             problem = None if isinstance(value, bool) else "must be true or false."
         else:
-            problem = None if isinstance(value, str) else f"wrong type {type(value).__name__}"
+            problem = TEXT.error(value)
         if problem:
             errors[name] = [f"{name}: {problem}"]
     if errors:
         raise ValidationError(errors)
 
 
-#: The create fields that are submit fields of a job, with the contract field each one is.
+#: The writable fields that are submit fields of a job, with the contract field each one is.
 _CONTRACT = {
-    "image": "docker_image", "command": "command", "job_name": "name",
-    "memory_limit": "memory_limit", "cpu_limit": "cpu_limit", "timeout_seconds": "timeout_seconds",
-    "host": "host", "environment_template": "environment_template",
+    **JOB_FIELDS,
+    "host": "host",
+    "environment_template": "environment_template",
     "environment_vars": "environment_vars",
-}  # fmt: skip
+}
 #: Fields that may be null (left empty).
 _NULLABLE = {"host", "environment_template", "environment_vars", "memory_limit", "cpu_limit"}
 
 
+def _model_values(payload: dict[str, Any], stored_environment: str = "") -> dict[str, Any]:
+    """The model fields a checked body sets: host and template found by name, variables as text.
+
+    A variable sent with the mask as its value (as ``schedule_json`` shows it) keeps its
+    stored value.
+    """
+    _check_fields(payload)
+    values = dict(payload)
+    if "host" in values:
+        host = values.pop("host")
+        values["docker_host"] = host_named(host) if host else None
+    if "environment_template" in values:
+        values["environment_template"] = _template(values["environment_template"])
+    if "environment_vars" in values:
+        variables = _unmasked(values.pop("environment_vars") or {}, stored_environment)
+        values["override_environment"] = format_env_text(variables)
+    return values
+
+
+def _unmasked(variables: dict[str, str], stored_text: str) -> dict[str, str]:
+    """``variables`` with each value left as the mask replaced by the stored value."""
+    stored = parse_env_text(stored_text)
+    lost = sorted(name for name, value in variables.items() if value == MASK and name not in stored)
+    if lost:
+        raise ValidationError(
+            {
+                "environment_vars": f"environment_vars: {', '.join(lost)[:200]} holds the mask "
+                f"{MASK} but has no stored value; send the whole value"
+            }
+        )
+    return {name: stored[name] if value == MASK else value for name, value in variables.items()}
+
+
+def _template(name: str | None) -> EnvironmentVariableTemplate | None:
+    if not name:
+        return None
+    template = EnvironmentVariableTemplate.objects.filter(name=name).first()
+    if template is None:
+        raise ValidationError(
+            {"environment_template": [f"environment_template: no template named {name!r}"]}
+        )
+    return template
+
+
 def _create(payload: dict[str, Any], owner: Any) -> JobSchedule:
-    unknown = sorted(set(payload) - CREATE_FIELDS)
-    if unknown:
-        raise ValidationError({name: [f"{name}: unknown field"] for name in unknown})
-    _check_types(payload)
-    fields = dict(payload)
-    fields["docker_image"] = fields.pop("image", "")
-    host = fields.pop("host", None)
-    fields["docker_host"] = host_named(host) if host else None
-    template = fields.pop("environment_template", None)
-    if template:
-        fields["environment_template"] = EnvironmentVariableTemplate.objects.filter(
-            name=str(template)
-        ).first()
-        if fields["environment_template"] is None:
-            raise ValidationError(
-                {"environment_template": [f"environment_template: no template named {template!r}"]}
-            )
-    environment = fields.pop("environment_vars", None) or {}
-    fields["override_environment"] = format_env_text(environment)
-    schedule = JobSchedule(owner=owner, **fields)
-    schedule.full_clean()
+    schedule = JobSchedule(owner=owner, **_model_values(payload))
+    checked(schedule)
+    _save(schedule)
+    return schedule
+
+
+def _update(schedule: JobSchedule, payload: dict[str, Any]) -> None:
+    """Set the fields ``payload`` names, check the whole schedule, write only those fields."""
+    values = _model_values(payload, schedule.override_environment)
+    for name, value in values.items():
+        setattr(schedule, name, value)
+    checked(schedule)
+    _save(schedule, update_fields=[*values, "updated_at"])
+
+
+def _save(schedule: JobSchedule, **options: Any) -> None:
     try:
         with transaction.atomic():
-            schedule.save()
+            schedule.save(**options)
     except IntegrityError:
         # The same owner saved the same name concurrently, after full_clean's check.
         clash = schedule.name_clash()
         if clash is None:
             raise
         raise ValidationError({"name": [clash]}) from None
-    return schedule
