@@ -70,7 +70,8 @@ def test_every_operation_has_a_camel_case_operation_id(document):
     assert jobs == {
         ("/jobs/", "get"): "listJobs", ("/jobs/", "post"): "submitJob",
         ("/jobs/{job_id}/", "get"): "getJob", ("/jobs/{job_id}/logs/", "get"): "getJobLogs",
-        ("/jobs/{job_id}/cancel/", "post"): "cancelJob", ("/jobs/{job_id}/retry/", "post"): "retryJob",
+        ("/jobs/{job_id}/cancel/", "post"): "cancelJob",
+        ("/jobs/{job_id}/retry/", "post"): "retryJob",
     }  # fmt: skip
     assert document["paths"]["/openapi.json"]["get"]["operationId"] == "getOpenApi"
 
