@@ -18,8 +18,10 @@ cd "$REPO"
 [ -x "$PY" ] || die "no interpreter at $PY; run infra/venv.sh first (or set CM_PYTHON)"
 docker info >/dev/null 2>&1 || die "no Docker engine reachable; run infra/docker-engine.sh first"
 
-# The backport goes in when the venv has it (Django 5.2); Django 6 has django.tasks.
-extras=()
+# The tests' settings are the functions project's, which needs its extra's distributions
+# (`functions` in pyproject.toml) in the image too. The backport goes in when the venv has it
+# (Django 5.2); Django 6 has django.tasks.
+extras=(--extra dj-database-url --extra whitenoise)
 if "$PY" -c 'import django, sys; sys.exit(django.VERSION >= (6, 0))' 2>/dev/null; then
     extras+=(--extra django-tasks)
 fi
