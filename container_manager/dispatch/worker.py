@@ -16,7 +16,8 @@ class WorkerBackend(LocalBackend):
     then on steps run on that process's threads, as with ``LocalBackend`` (same options).
     A process that never calls ``start()`` drops its sends: each send only says "look at
     job X now", and the row already says it. A new job is launched by the worker's next
-    sweep, within its ``--poll-interval`` (5 s) plus the sweep's 2 s grace.
+    pickup (``engine.pickup``), within its ``--pickup-interval`` (0.5 s); its sweep finds
+    whatever that misses.
     """
 
     def _send(

@@ -1,7 +1,8 @@
 """Run the job steps where no serverless queue does: a long-lived loop, or one pass for cron.
 
-The loop resumes the jobs in progress, then runs the local dispatch backend and sweeps;
-``--once`` runs one sweep's steps inline.
+The loop resumes the jobs in progress, then runs the local dispatch backend and sweeps; with the
+worker dispatch it also picks up new jobs between sweeps (``engine.pickup``). ``--once`` runs one
+sweep's steps inline.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from container_manager import dispatch
+from container_manager import clock, dispatch
 from container_manager.dispatch.local import LocalBackend
+from container_manager.dispatch.worker import WorkerBackend
 from container_manager.engine import sweep
+from container_manager.engine.pickup import Pickup
 from container_manager.events.docker import followed_hosts
 from container_manager.management._support import inline_dispatch, local_backend
 from container_manager.models import ExecutorHost
@@ -48,7 +52,7 @@ class Command(BaseCommand):
         self.stopping = threading.Event()
 
     def add_arguments(self, parser: CommandParser) -> None:
-        """``--once`` and ``--poll-interval``."""
+        """``--once``, ``--poll-interval`` and ``--pickup-interval``."""
         parser.add_argument(
             "--once",
             action="store_true",
@@ -61,16 +65,25 @@ class Command(BaseCommand):
             default=5.0,
             help="Seconds between sweeps while running continuously (default 5).",
         )
+        parser.add_argument(
+            "--pickup-interval",
+            type=float,
+            default=0.5,
+            help="With the worker dispatch, seconds between looks for new pending jobs that "
+            "no process announced (default 0.5; one indexed SELECT each).",
+        )
 
-    def handle(self, *args: Any, once: bool, poll_interval: float, **options: Any) -> None:
+    def handle(
+        self, *args: Any, once: bool, poll_interval: float, pickup_interval: float, **options: Any
+    ) -> None:
         """Run once or continuously."""
         verbosity = options["verbosity"]
         if once:
             self.run_once(verbosity)
             return
-        if poll_interval <= 0:
-            raise CommandError("--poll-interval must be positive")
-        self.run_continuously(poll_interval, verbosity)
+        if poll_interval <= 0 or pickup_interval <= 0:
+            raise CommandError("--poll-interval and --pickup-interval must be positive")
+        self.run_continuously(poll_interval, verbosity, pickup_interval)
 
     def stop(self, *_: Any) -> None:
         """End the loop after the current sweep; the SIGINT/SIGTERM handler."""
@@ -93,13 +106,20 @@ class Command(BaseCommand):
         if errors:
             raise CommandError(f"{errors} step(s) raised an error; see the log")
 
-    def run_continuously(self, poll_interval: float, verbosity: int) -> None:
-        """Start the local backend and sweep every ``poll_interval`` seconds until stopped."""
+    def run_continuously(
+        self, poll_interval: float, verbosity: int, pickup_interval: float = 0.5
+    ) -> None:
+        """Start the local backend and sweep every ``poll_interval`` seconds until stopped.
+
+        With the worker dispatch, in between, every ``pickup_interval`` seconds, new pending
+        jobs that no process announced get their launch (``engine.pickup``).
+        """
         backend = local_backend(
             "process_container_jobs runs jobs on local threads; serverless deployments "
             "do not need it (their queue runs the steps and their scheduler the sweep)"
         )
         previous = self._trap_signals()
+        pickup = Pickup(clock.now()) if isinstance(backend, WorkerBackend) else None
         try:
             backend.start()
             self.resume(backend)
@@ -108,9 +128,14 @@ class Command(BaseCommand):
                     f"processing jobs with {backend.workers} worker threads, sweeping every "
                     f"{poll_interval:g}s; stop with Ctrl-C or SIGTERM"
                 )
+            next_sweep = 0.0
             while not self.stopping.is_set():
-                self._sweep(verbosity)
-                self.stopping.wait(poll_interval)
+                if time.monotonic() >= next_sweep:
+                    self._sweep(verbosity)
+                    next_sweep = time.monotonic() + poll_interval
+                if pickup is not None:
+                    self._pick_up(backend, pickup)
+                self.stopping.wait(min(poll_interval, pickup_interval) if pickup else poll_interval)
         finally:
             # A second Ctrl-C during the close below then interrupts it as usual.
             for signum, handler in previous.items():
@@ -142,6 +167,13 @@ class Command(BaseCommand):
         if threading.current_thread() is not threading.main_thread():
             return {}
         return {signum: signal.signal(signum, self.stop) for signum in STOP_SIGNALS}
+
+    def _pick_up(self, backend: LocalBackend, pickup: Pickup) -> None:
+        close_old_connections()
+        try:
+            backend.send_many(pickup.due())
+        except Exception:  # noqa: BLE001 - e.g. the database is away: the next look tries again
+            logger.exception("looking for new jobs failed")
 
     def _sweep(self, verbosity: int) -> None:
         close_old_connections()
