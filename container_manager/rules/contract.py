@@ -191,7 +191,7 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
     django.core.exceptions.ValidationError: {'image': ['image: renamed docker_image.']}
     """
     errors = {
-        _shown(name): [f"{_shown(name)}: {RENAMED.get(name, 'unknown field')}."]
+        shown(name): [f"{shown(name)}: {RENAMED.get(name, 'unknown field')}."]
         for name in payload
         if name not in BY_NAME
     }
@@ -320,7 +320,7 @@ def _check_object(spec: Field, value: Any) -> str | None:
     for key, item in value.items():
         if not is_valid_name(key):
             return (
-                f"{_shown(key)!r} is not a valid variable name "
+                f"{shown(key)!r} is not a valid variable name "
                 "(letters, digits and _, not starting with a digit)."
             )
         if not isinstance(item, str):
@@ -393,7 +393,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     """A field name fit to be echoed: at most 40 characters, escapes for what is not text."""
     text = name if len(name) <= 40 else name[:40] + "…"
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
