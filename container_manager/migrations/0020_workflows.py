@@ -38,6 +38,11 @@ class Migration(migrations.Migration):
             name='workflow',
             field=models.ForeignKey(blank=True, db_index=False, editable=False, help_text='The workflow this job is a node of (Workflow.objects.submit).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='container_manager.workflow'),
         ),
+        migrations.AddField(
+            model_name='idempotencykey',
+            name='workflow',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='container_manager.workflow'),
+        ),
         migrations.AddConstraint(
             model_name='containerjob',
             constraint=models.UniqueConstraint(condition=models.Q(('workflow__isnull', False)), fields=('workflow', 'workflow_node'), name='cjob_workflow_node_unique'),

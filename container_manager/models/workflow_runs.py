@@ -11,27 +11,50 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from container_manager import dispatch
 from container_manager.conf import setting
-from container_manager.models import limits
+from container_manager.models import idempotency, limits
 from container_manager.models.hosts import ExecutorHost
 from container_manager.models.jobs import ContainerJob
 from container_manager.models.workflows import write_edges
 from container_manager.rules import status as st
 from container_manager.rules import workflow_spec
+from container_manager.rules.idempotency import check_key
 from container_manager.rules.workflow_spec import Node
 
 #: The statuses a workflow can have; the job statuses of the same names mean the same.
-STATUSES = (st.PENDING, st.RUNNING, st.COMPLETED, st.FAILED, st.CANCELLED)
+STATUSES = tuple(str(s) for s in (st.PENDING, st.RUNNING, st.COMPLETED, st.FAILED, st.CANCELLED))
+#: The prefix of the ``with_counts()`` annotations, one per job status.
+_COUNT = "nodes_"
 
 
-class WorkflowManager(models.Manager):
-    """``Workflow.objects``: the queries of Django plus ``submit``."""
+class WorkflowQuerySet(models.QuerySet):
+    """Queries over workflows; ``with_counts()`` loads each one's node counts in the same query."""
 
-    def submit(self, spec: Any, user: Any = None, *, limited: bool = False) -> Workflow:
+    def with_counts(self) -> WorkflowQuerySet:
+        """Each workflow with how many of its nodes are in each status (one GROUP BY)."""
+        return self.annotate(
+            **{
+                _COUNT + str(status): Count("jobs", filter=Q(jobs__status=status))
+                for status, _ in st.STATUS_CHOICES
+            }
+        )
+
+
+class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
+    """``Workflow.objects``: the queries of Django, ``with_counts`` and ``submit``."""
+
+    def submit(
+        self,
+        spec: Any,
+        user: Any = None,
+        *,
+        limited: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Workflow:
         """Check ``spec`` whole, then make the workflow and a job per node in one transaction.
 
         ``spec`` is ``{"name": ..., "nodes": {"<node>": {<submit fields>, "depends_on":
@@ -39,12 +62,23 @@ class WorkflowManager(models.Manager):
         (``rules.contract``: ``docker_image``, ``host``, ``array_size`` …), its ``depends_on``
         names other nodes. ``user`` owns the workflow and its jobs (``created_by``; None:
         trusted code). With ``limited`` the quotas of ``models.limits`` apply to all its rows.
+        With ``idempotency_key`` (as ``create_job``'s, ``models.idempotency``) a call repeating
+        an earlier one of ``user``'s scope returns the workflow it made (``replayed`` True).
 
         Raises ``ValidationError`` naming ``name``, ``nodes`` (count, a node name, a cycle with
         its nodes) or ``nodes.<node>.<field>``; nothing is stored then. Statements: those of
         ``create_job`` per node (its INSERT, a host chosen when none is named), plus a
         constant few (the workflow, the named hosts, the edges).
         """
+        if idempotency_key is not None:
+            workflow, created = idempotency.once(
+                idempotency.scope_of(user),
+                check_key(idempotency_key),
+                {"kind": "workflow", "spec": spec},
+                lambda: self.submit(spec, user, limited=limited),
+            )
+            workflow.replayed = not created
+            return workflow
         name, nodes = workflow_spec.check(spec, setting("WORKFLOW_MAX_NODES"))
         hosts = _hosts(nodes)
         if limited:
@@ -93,9 +127,18 @@ class Workflow(models.Model):
 
     @property
     def status(self) -> str:
-        """The nodes' statuses summed up (one aggregate query); ``status_of`` states the rule."""
-        counts = self.jobs.order_by().values_list("status").annotate(n=Count("pk"))
-        return status_of(dict(counts))
+        """The nodes' statuses summed up; ``status_of`` states the rule."""
+        return status_of(self.node_counts())
+
+    def node_counts(self) -> dict[str, int]:
+        """How many of its nodes are in each status: loaded by ``with_counts()``, else one query."""
+        loaded = {
+            str(status): getattr(self, _COUNT + str(status), None)
+            for status, _ in st.STATUS_CHOICES
+        }
+        if None not in loaded.values():
+            return loaded
+        return dict(self.jobs.order_by().values_list("status").annotate(n=Count("pk")))
 
     def cancel(self) -> bool:
         """Ask every node not finished to cancel; True when one was still live.
