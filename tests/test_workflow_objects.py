@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from container_manager.models import ContainerJob, JobDependency, Workflow
 from container_manager.models.owners import owned_by
@@ -234,3 +235,28 @@ def test_a_workflow_and_its_jobs_are_their_owners(mock_host):
     bob.user_permissions.add(Permission.objects.get(codename="view_all_jobs"))
     bob = User.objects.get(pk=bob.pk)
     assert list(owned_by(Workflow.objects.all(), bob)) == [workflow]
+
+
+def test_the_admin_lists_workflows_and_links_each_node_read_only(client, recording, mock_host):
+    admin_user = User.objects.create_superuser("root", password="pw")
+    client.force_login(admin_user)
+    workflow = Workflow.objects.submit(diamond(mock_host), user=admin_user)
+    Workflow.objects.submit(diamond(mock_host))
+    changelist = reverse("admin:container_manager_workflow_changelist")
+    with CaptureQueriesContext(connection) as two:
+        page = client.get(changelist)
+    assert page.status_code == 200 and page.content.count(b"etl") >= 2
+    for _ in range(3):
+        Workflow.objects.submit(diamond(mock_host))
+    with CaptureQueriesContext(connection) as five:
+        client.get(changelist)
+    assert len(five) == len(two)  # the statuses come with the rows: no query per row
+    assert b"pending" in page.content
+    change = client.get(reverse("admin:container_manager_workflow_change", args=[workflow.pk]))
+    assert change.status_code == 200
+    for name, job in jobs_of(workflow).items():
+        job_page = reverse("admin:container_manager_containerjob_change", args=[job.pk])
+        assert f'<td>{name}</td><td><a href="{job_page}">'.encode() in change.content
+    assert b"left, right" in change.content  # what join waits for
+    assert b'name="_save"' not in change.content  # read-only
+    assert client.get(reverse("admin:container_manager_workflow_add")).status_code == 403
