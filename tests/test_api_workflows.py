@@ -144,3 +144,14 @@ def test_an_idempotency_key_returns_the_first_workflow(client, api, mock_host):
     assert first.json()["id"] == again.json()["id"] and stored()[0] == 1
     other = call(client, "post", WORKFLOWS, api["alice"], spec(mock_host, name="x"), **key)
     assert other.status_code == 409 and stored()[0] == 1
+
+
+def test_a_users_token_is_held_to_its_quotas_for_every_row_of_the_document(
+    client, api, settings, mock_host
+):
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "QUOTA_ROWS_PER_REQUEST": 5}
+    body = spec(mock_host, array_size=3)  # extract 1 + transform 3 + 1 + load 1 = 6 rows
+    answer = call(client, "post", WORKFLOWS, api["alice"], body)
+    assert answer.status_code == 429 and answer.json()["quota"] == "rows_per_request"
+    assert stored() == (0, 0, 0)
+    assert call(client, "post", WORKFLOWS, api["service"], body).status_code == 201
