@@ -155,3 +155,15 @@ def test_a_users_token_is_held_to_its_quotas_for_every_row_of_the_document(
     assert answer.status_code == 429 and answer.json()["quota"] == "rows_per_request"
     assert stored() == (0, 0, 0)
     assert call(client, "post", WORKFLOWS, api["service"], body).status_code == 201
+
+
+def test_a_time_offset_postgresql_cannot_store_is_taken_as_utc(client, api, mock_host):
+    """Python reads offsets up to 23:59; PostgreSQL stores 15:59 at most (a 500 the fuzzer met)."""
+    body = spec(mock_host, run_after="2030-01-19T22:04:28-16:12")
+    answer = call(client, "post", WORKFLOWS, api["alice"], body)
+    assert answer.status_code == 201, answer.content
+    job = ContainerJob.objects.get(workflow_node="transform")
+    assert job.run_after.isoformat() == "2030-01-20T14:16:28+00:00"
+    late = spec(mock_host, run_after="9999-12-31T23:00:00-05:00")
+    answer = call(client, "post", WORKFLOWS, api["alice"], late)
+    assert answer.status_code == 400 and "out of range" in str(answer.json()["fields"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -360,7 +360,17 @@ _CHECKS = {
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO 8601 date-time with a UTC offset; ``ValueError`` saying what is wrong otherwise."""
+    """An ISO 8601 date-time with a UTC offset, in UTC; ``ValueError`` saying what is wrong if not.
+
+    In UTC because PostgreSQL refuses offsets beyond 15:59 that Python accepts (up to 23:59).
+
+    >>> parse_time("2030-01-19T22:04:28-16:12").isoformat()
+    '2030-01-20T14:16:28+00:00'
+    >>> parse_time("9999-12-31T23:00:00-05:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a real date-time (out of range in UTC).
+    """
     try:
         parsed = parse_datetime(value)
     except ValueError as exc:
@@ -369,7 +379,10 @@ def parse_time(value: str) -> datetime:
         raise ValueError("not an ISO 8601 date-time.")
     if parsed.tzinfo is None:
         raise ValueError("needs a UTC offset, e.g. 2030-01-01T00:00:00Z.")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("not a real date-time (out of range in UTC).") from None
 
 
 def _strings(value: Any) -> Iterator[str]:
