@@ -119,6 +119,8 @@ DEFAULTS: dict[str, Any] = {
     "QUOTA_SERVICE_TOKENS": False,
     # Largest array_size create_job accepts (at most 10,000).
     "ARRAY_MAX_SIZE": 10_000,
+    # Most nodes one workflow document may have (Workflow.objects.submit, POST api/workflows/).
+    "WORKFLOW_MAX_NODES": 1000,
     # Secret references (docs/secrets.md): what resolves a reference at launch on Docker,
     # Scaleway and the mock executor, a dotted path to a callable(SecretRef) -> str.
     "SECRET_RESOLVER": "container_manager.executors.secretresolver.resolve",

@@ -111,6 +111,21 @@ urlpatterns = [
         name="api-webhook-rotate",
     ),
     path(
+        "api/workflows/",
+        LazyView("container_manager.web.api.workflows.workflows_view"),
+        name="api-workflows",
+    ),
+    path(
+        "api/workflows/<str:workflow_id>/",
+        LazyView("container_manager.web.api.workflows.workflow_view"),
+        name="api-workflow",
+    ),
+    path(
+        "api/workflows/<str:workflow_id>/cancel/",
+        LazyView("container_manager.web.api.workflows.workflow_cancel_view"),
+        name="api-workflow-cancel",
+    ),
+    path(
         "api/openapi.json",
         LazyView("container_manager.web.api.jobs.openapi_view"),
         name="api-openapi",

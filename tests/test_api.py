@@ -55,6 +55,7 @@ def test_openapi_document_is_valid_and_served(client, document):
         "/jobs/{job_id}/retry/", "/openapi.json",
         "/schedules/", "/schedules/{schedule_id}/", "/schedules/{schedule_id}/run/",
         "/webhooks/", "/webhooks/{webhook_id}/", "/webhooks/{webhook_id}/rotate/",
+        "/workflows/", "/workflows/{workflow_id}/", "/workflows/{workflow_id}/cancel/",
     }  # fmt: skip
 
 
@@ -74,6 +75,12 @@ def test_every_operation_has_a_camel_case_operation_id(document):
         ("/jobs/{job_id}/retry/", "post"): "retryJob",
     }  # fmt: skip
     assert document["paths"]["/openapi.json"]["get"]["operationId"] == "getOpenApi"
+    flows = {(path, method): op_id for path, method, op_id in ids if path.startswith("/workflows")}
+    assert flows == {
+        ("/workflows/", "get"): "listWorkflows", ("/workflows/", "post"): "submitWorkflow",
+        ("/workflows/{workflow_id}/", "get"): "getWorkflow",
+        ("/workflows/{workflow_id}/cancel/", "post"): "cancelWorkflow",
+    }  # fmt: skip
 
 
 def test_a_submit_with_the_old_image_name_is_told_the_new_one(client, api, document, mock_host):
@@ -90,6 +97,7 @@ def test_every_documented_path_exists(client, api, document, mock_host):
     for path, operations in document["paths"].items():
         url = base + path.replace("{job_id}", str(job.pk))
         url = url.replace("{schedule_id}", "1").replace("{webhook_id}", "1")
+        url = url.replace("{workflow_id}", str(job.pk))
         for method in operations:
             response = getattr(client, method)(url, headers=BEARER, content_type="application/json")
             assert response.status_code != 404 or "no such API path" not in response.json()["error"]

@@ -78,6 +78,10 @@ def test_every_operation_survives_the_fuzzer(schema, mode):
         fuzz(operation, mode, statuses)
         seen[operation.label] = statuses
     assert all(code < 500 for statuses in seen.values() for code in statuses), seen
+    assert {
+        "GET /workflows/", "POST /workflows/", "GET /workflows/{workflow_id}/",
+        "POST /workflows/{workflow_id}/cancel/",
+    } <= set(seen)  # fmt: skip
     if mode is GenerationMode.POSITIVE:
         assert seen["POST /jobs/"][201] > 0, seen
         assert ContainerJob.objects.count() >= seen["POST /jobs/"][201]

@@ -3,4 +3,12 @@
 Importing this package registers every ModelAdmin with the default admin site.
 """
 
-from container_manager.admin import environments, hosts, jobs, schedules, tokens, webhooks  # noqa: F401 - registers them  # noqa: F401 - registers them
+from container_manager.admin import (  # noqa: F401 - registers them
+    environments,
+    hosts,
+    jobs,
+    schedules,
+    tokens,
+    webhooks,
+    workflow_runs,
+)

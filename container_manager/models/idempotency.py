@@ -27,7 +27,8 @@ class IdempotencyConflict(ValidationError):
 class IdempotencyKey(models.Model):
     """A key a caller sent with a submission, what the request was, and what it made.
 
-    Written in the transaction that makes the job (or schedule), so both exist or neither.
+    Written in the transaction that makes the job (or schedule, or workflow), so both exist or
+    neither.
     """
 
     scope = models.CharField(max_length=100, help_text="Whose key: 'user:<id>' or 'service'.")
@@ -42,6 +43,13 @@ class IdempotencyKey(models.Model):
     )
     schedule = models.ForeignKey(
         "container_manager.JobSchedule",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    workflow = models.ForeignKey(
+        "container_manager.Workflow",
         null=True,
         blank=True,
         on_delete=models.CASCADE,
@@ -92,7 +100,7 @@ def once(
             if found is not None:  # an expired key is replaced on its reuse
                 IdempotencyKey.objects.filter(pk=found.pk).delete()
             made = make()
-            field = "schedule" if made._meta.model_name == "jobschedule" else "job"
+            field = _FIELDS.get(made._meta.model_name, "job")
             IdempotencyKey.objects.create(
                 scope=scope, key=key, fingerprint=digest, created_at=now, **{field: made}
             )
@@ -113,8 +121,14 @@ def forget_expired(now: datetime, batch: int) -> int:
     return deleted
 
 
+#: The key's column of each kind of object a submission makes, by model name (a job: ``job``).
+_FIELDS = {"jobschedule": "schedule", "workflow": "workflow"}
+
+
 def _lookup(scope: str, key: str) -> IdempotencyKey | None:
-    rows = IdempotencyKey.objects.select_related("job__docker_host", "schedule__docker_host")
+    rows = IdempotencyKey.objects.select_related(
+        "job__docker_host", "schedule__docker_host", "workflow"
+    )
     return rows.filter(scope=scope, key=key).first()
 
 
@@ -126,4 +140,4 @@ def _replay(found: IdempotencyKey, digest: str) -> models.Model:
                 "within the window; send a new key for a new request."
             }
         )
-    return found.job if found.job_id is not None else found.schedule
+    return found.job or found.schedule or found.workflow

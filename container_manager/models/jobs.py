@@ -311,10 +311,28 @@ class ContainerJob(models.Model):
         editable=False,
         help_text="Some job waits for this one: its final move sends their launches.",
     )
+    workflow = models.ForeignKey(
+        "Workflow",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        db_index=False,  # the unique (workflow, workflow_node) index serves its lookups
+        related_name="jobs",
+        help_text="The workflow this job is a node of (Workflow.objects.submit).",
+    )
+    workflow_node = models.CharField(
+        max_length=63,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="The node's name in its workflow, unique there.",
+    )
 
     objects = JobManager()
 
-    #: Fields written only by the steps; ``save()`` of an existing job leaves them alone.
+    #: Fields written only by the steps (the workflow ones by its submit); ``save()`` of an
+    #: existing job leaves them alone.
     SYSTEM_FIELDS = frozenset(
         {
             "status", "execution_id", "exit_code", "started_at", "completed_at",
@@ -322,7 +340,7 @@ class ContainerJob(models.Model):
             "stderr_log", "docker_log", "clean_output", "attempt_count", "run_after",
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
             "stop_requested_at", "stop_reason", "waiting_for_host_since",
-            "estimated_cost", "cost_currency", "has_dependents",
+            "estimated_cost", "cost_currency", "has_dependents", "workflow", "workflow_node",
         }
     )  # fmt: skip
 
@@ -354,7 +372,12 @@ class ContainerJob(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["array_parent", "array_index"], name="cjob_array_index_unique"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["workflow", "workflow_node"],
+                name="cjob_workflow_node_unique",
+                condition=Q(workflow__isnull=False),
+            ),
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -236,7 +236,7 @@ def _saved_relations(job: models.Model) -> list[str]:
     """The foreign keys of ``job`` set to instances already saved: their rows exist."""
     return [
         name
-        for name in ("docker_host", "environment_template")
+        for name in ("docker_host", "environment_template", "workflow")
         if (related := getattr(job, name)) is not None and not related._state.adding
     ]
 

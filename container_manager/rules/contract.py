@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -191,7 +191,7 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
     django.core.exceptions.ValidationError: {'image': ['image: renamed docker_image.']}
     """
     errors = {
-        _shown(name): [f"{_shown(name)}: {RENAMED.get(name, 'unknown field')}."]
+        shown(name): [f"{shown(name)}: {RENAMED.get(name, 'unknown field')}."]
         for name in payload
         if name not in BY_NAME
     }
@@ -320,7 +320,7 @@ def _check_object(spec: Field, value: Any) -> str | None:
     for key, item in value.items():
         if not is_valid_name(key):
             return (
-                f"{_shown(key)!r} is not a valid variable name "
+                f"{shown(key)!r} is not a valid variable name "
                 "(letters, digits and _, not starting with a digit)."
             )
         if not isinstance(item, str):
@@ -360,7 +360,17 @@ _CHECKS = {
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO 8601 date-time with a UTC offset; ``ValueError`` saying what is wrong otherwise."""
+    """An ISO 8601 date-time with a UTC offset, in UTC; ``ValueError`` saying what is wrong if not.
+
+    In UTC because PostgreSQL refuses offsets beyond 15:59 that Python accepts (up to 23:59).
+
+    >>> parse_time("2030-01-19T22:04:28-16:12").isoformat()
+    '2030-01-20T14:16:28+00:00'
+    >>> parse_time("9999-12-31T23:00:00-05:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a real date-time (out of range in UTC).
+    """
     try:
         parsed = parse_datetime(value)
     except ValueError as exc:
@@ -369,7 +379,10 @@ def parse_time(value: str) -> datetime:
         raise ValueError("not an ISO 8601 date-time.")
     if parsed.tzinfo is None:
         raise ValueError("needs a UTC offset, e.g. 2030-01-01T00:00:00Z.")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("not a real date-time (out of range in UTC).") from None
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -393,7 +406,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     """A field name fit to be echoed: at most 40 characters, escapes for what is not text."""
     text = name if len(name) <= 40 else name[:40] + "…"
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")

@@ -12,7 +12,7 @@ from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.idempotency import MAX_KEY_LENGTH
 from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
-from container_manager.web import openapi_objects
+from container_manager.web import openapi_objects, openapi_workflows
 from container_manager.web.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
@@ -238,7 +238,8 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
             "title": "container_manager API",
             "version": "1",
             "description": (
-                "Submit container jobs, read their status and logs, cancel them. A user's "
+                "Submit container jobs and workflows of them, read their status and logs, "
+                "cancel them. A user's "
                 "token is held to quotas (requests per minute, rows per request, active "
                 "jobs): over one, a 429 with Retry-After. Error bodies are bounded."
             ),
@@ -263,6 +264,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 "JobPage": _JOB_PAGE,
                 "Error": _ERROR,
                 **openapi_objects.schemas(),
+                **openapi_workflows.schemas(),
             },
             "responses": {
                 "Error": {"description": "Refused or invalid", "content": _json("Error")},
@@ -359,6 +361,7 @@ def schema(server_url: str = "/cm/api") -> dict[str, Any]:
                 }
             },
             **openapi_objects.paths(_IDEMPOTENCY_KEY),
+            **openapi_workflows.paths(_IDEMPOTENCY_KEY),
         },
     }
 

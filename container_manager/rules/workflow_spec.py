@@ -1,0 +1,163 @@
+"""The rules of a workflow document: its name, its nodes' names and edges, each node's job fields.
+
+``Workflow.objects.submit`` checks a spec here before writing anything; the API reads the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from container_manager.rules import contract
+
+#: A node's name: a letter, then letters, digits, ``_`` or ``-``; 63 characters at most.
+NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+#: The keys of a workflow document.
+TOP_KEYS = ("name", "nodes")
+#: The key of a node naming the nodes it waits for (node names, not job ids).
+DEPENDS_ON = "depends_on"
+#: How many node names a cycle message shows at most.
+SHOWN_CYCLE = 10
+
+
+@dataclass(frozen=True)
+class Node:
+    """One checked node: its name, its job fields (as ``contract.from_json`` returns them) and
+    the nodes it waits for."""
+
+    name: str
+    fields: dict[str, Any]
+    depends_on: tuple[str, ...]
+
+
+def check(spec: Any, max_nodes: int) -> tuple[str, list[Node]]:
+    """The workflow's name and its nodes, dependencies before dependents; a ValidationError if bad.
+
+    Every error is a field named ``name``, ``nodes`` or ``nodes.<node>.<field>``, its message
+    starting with that name. Nothing here reads the database.
+
+    >>> name, nodes = check({"name": "etl", "nodes": {"b": {"docker_image": "x",
+    ...     "depends_on": ["a"]}, "a": {"docker_image": "x"}}}, 10)
+    >>> name, [node.name for node in nodes]
+    ('etl', ['a', 'b'])
+    >>> check({"nodes": {"a": {"docker_image": "x", "depends_on": ["a"]}}}, 10)
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ValidationError: {'nodes': ['nodes: a cycle: a -> a (each waits...']}
+    """
+    if not isinstance(spec, dict):
+        raise ValidationError("a workflow must be a JSON object with name and nodes")
+    shown = (contract.shown(str(key)) for key in spec)
+    errors = {key: [f"{key}: unknown field."] for key in shown if key not in TOP_KEYS}
+    name = spec.get("name", "")
+    problem = contract.BY_NAME["name"].error(name)
+    if problem:
+        errors["name"] = [f"name: {problem}"]
+    raw = spec.get("nodes")
+    problem = _nodes_error(raw, max_nodes)
+    if problem:
+        errors["nodes"] = [f"nodes: {problem}"]
+    if errors:
+        raise ValidationError(errors)
+    nodes = {}
+    for node_name, body in raw.items():
+        node, node_errors = _node(node_name, body, raw)
+        errors.update(node_errors)
+        nodes[node_name] = node
+    if errors:
+        raise ValidationError(errors)
+    return name, _ordered(nodes)
+
+
+def _nodes_error(raw: Any, max_nodes: int) -> str | None:
+    if not isinstance(raw, dict) or not raw:
+        return "must be an object of at least one node, name to job spec."
+    if len(raw) > max_nodes:
+        return f"at most {max_nodes} nodes (WORKFLOW_MAX_NODES), not {len(raw)}."
+    bad = [str(name) for name in raw if not isinstance(name, str) or not NODE_NAME.fullmatch(name)]
+    if bad:
+        return (
+            f"{contract.shown(bad[0])!r} is not a node name (a letter, then letters, digits, "
+            "_ or -; 63 characters at most)."
+        )
+    return None
+
+
+def _node(name: str, body: Any, nodes: dict[str, Any]) -> tuple[Node | None, dict[str, list[str]]]:
+    """The node ``name`` checked, or None and its errors, each named ``nodes.<name>.<field>``."""
+    prefix = f"nodes.{name}"
+    if not isinstance(body, dict):
+        return None, {prefix: [f"{prefix}: must be an object (a job spec)."]}
+    fields = {key: value for key, value in body.items() if key != DEPENDS_ON}
+    errors: dict[str, list[str]] = {}
+    depends_on = body.get(DEPENDS_ON, [])
+    if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+        errors[f"{prefix}.{DEPENDS_ON}"] = [f"{prefix}.{DEPENDS_ON}: must be a list of node names."]
+        depends_on = []
+    unknown = [d for d in depends_on if d not in nodes]
+    if unknown:
+        errors[f"{prefix}.{DEPENDS_ON}"] = [
+            f"{prefix}.{DEPENDS_ON}: no node {contract.shown(unknown[0])!r} in this workflow."
+        ]
+    if not isinstance(fields.get("docker_image"), str) or not fields["docker_image"].strip():
+        errors[f"{prefix}.docker_image"] = [f"{prefix}.docker_image: an image is required."]
+    try:
+        fields = contract.from_json(fields)
+    except ValidationError as exc:
+        errors.update(prefixed(exc, prefix))
+    if errors:
+        return None, errors
+    return Node(name, fields, tuple(dict.fromkeys(depends_on))), {}
+
+
+def prefixed(exc: ValidationError, prefix: str) -> dict[str, list[str]]:
+    """``exc``'s errors with each field and message renamed ``<prefix>.<field>``.
+
+    >>> prefixed(ValidationError({"cpu_limit": "cpu_limit: too big."}), "nodes.a")
+    {'nodes.a.cpu_limit': ['nodes.a.cpu_limit: too big.']}
+    """
+    if not hasattr(exc, "error_dict"):
+        return {prefix: [f"{prefix}: {message}" for message in exc.messages]}
+    renamed = {}
+    for field, messages in exc.message_dict.items():
+        name = f"{prefix}.{field}"
+        renamed[name] = [
+            f"{prefix}.{m}" if m.startswith(f"{field}: ") else f"{name}: {m}" for m in messages
+        ]
+    return renamed
+
+
+def _ordered(nodes: dict[str, Node]) -> list[Node]:
+    """The nodes, each after every node it waits for; a cycle is a ValidationError naming it."""
+    done: dict[str, None] = {}
+    state: dict[str, str] = {}
+    for start in nodes:
+        if start in state:
+            continue
+        # Depth first without recursion: a path of 1,000 nodes cannot exhaust the stack.
+        path, iterators = [start], [iter(nodes[start].depends_on)]
+        state[start] = "open"
+        while path:
+            upstream = next(iterators[-1], None)
+            if upstream is None:
+                state[path[-1]] = "done"
+                done[path.pop()] = None
+                iterators.pop()
+            elif state.get(upstream) == "open":
+                _cycle(path[path.index(upstream) :] + [upstream])
+            elif upstream not in state:
+                state[upstream] = "open"
+                path.append(upstream)
+                iterators.append(iter(nodes[upstream].depends_on))
+    return [nodes[name] for name in done]
+
+
+def _cycle(names: list[str]) -> None:
+    """Raise the error naming the nodes of a cycle, each waiting for the next."""
+    shown = names if len(names) <= SHOWN_CYCLE else [*names[:SHOWN_CYCLE], "…"]
+    raise ValidationError(
+        {"nodes": f"nodes: a cycle: {' -> '.join(shown)} (each waits for the next)."}
+    )
