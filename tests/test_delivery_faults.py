@@ -165,12 +165,14 @@ def test_crashed_launch_reconciled_by_its_hint_before_any_sweep(
     """
     reconcile = 3
     real_move = transitions.move
-    crashed_at = {}
+    crashed_at, reconciled_at = {}, {}
 
     def crash_once(job, old, new, **kwargs):
         if new == "running" and job.pk not in crashed_at:
             crashed_at[job.pk] = timezone.now()
             raise RuntimeError("injected: launcher died after the container started")
+        if new == "running":
+            reconciled_at.setdefault(job.pk, timezone.now())
         return real_move(job, old, new, **kwargs)
 
     monkeypatch.setattr(launching, "move", crash_once)
@@ -191,9 +193,12 @@ def test_crashed_launch_reconciled_by_its_hint_before_any_sweep(
     done = ContainerJob.objects.filter(pk__in=[j.pk for j in jobs])
     for job in done:
         assert (job.status, job.attempt_count, job.clean_output) == ("completed", 1, "once\n")
-        recorded = ContainerExecution.objects.get(job=job, attempt=1).accepted_at
         # Due `reconcile` seconds after the launch began, which was before the crash.
-        assert 0 < (recorded - crashed_at[job.pk]).total_seconds() <= reconcile + 5
+        assert 0 < (reconciled_at[job.pk] - crashed_at[job.pk]).total_seconds() <= reconcile + 5
+        # The attempt's "accepted" is the container's start (the harvest puts it there), which
+        # the crash came after.
+        accepted = ContainerExecution.objects.get(job=job, attempt=1).accepted_at
+        assert accepted <= crashed_at[job.pk]
     assert set(containers_per_job().values()) == {1}
     assert slots_held(keeping_host) == 0
     backend.close()

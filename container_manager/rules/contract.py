@@ -263,7 +263,7 @@ def _field_errors(values: dict[str, Any]) -> dict[str, list[str]]:
         if value is None or isinstance(value, datetime):
             continue
         if spec is None:
-            problem = _text_error(value) if isinstance(value, str) else None
+            problem = text_error(value) if isinstance(value, str) else None
         else:
             problem = spec.error(value)
         if problem:
@@ -271,7 +271,7 @@ def _field_errors(values: dict[str, Any]) -> dict[str, list[str]]:
     return errors
 
 
-def _text_error(value: Any) -> str | None:
+def text_error(value: Any) -> str | None:
     """Why a string cannot be stored in a text column, or None."""
     if "\x00" in value:
         return "contains a NUL character, which cannot be stored."
@@ -289,7 +289,7 @@ def _check_string(spec: Field, value: Any) -> str | None:
         return "must not be blank."
     if spec.max_length and len(value) > spec.max_length:
         return f"must be at most {spec.max_length} characters."
-    return _text_error(value)
+    return text_error(value)
 
 
 def _check_number(spec: Field, value: Any) -> str | None:
@@ -325,7 +325,7 @@ def _check_object(spec: Field, value: Any) -> str | None:
             )
         if not isinstance(item, str):
             return f"the value of {key} must be a string, not {_json_type(item)}."
-        problem = _text_error(item)
+        problem = text_error(item)
         if problem:
             return f"the value of {key} {problem}"
         problem = value_error(key, item)
@@ -338,7 +338,7 @@ def _check_array(spec: Field, value: Any) -> str | None:
     if not isinstance(value, list):
         return "must be an array."
     for text in _strings(value):
-        problem = _text_error(text)
+        problem = text_error(text)
         if problem:
             return problem
     return None

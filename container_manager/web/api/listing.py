@@ -18,7 +18,7 @@ from django.http import QueryDict
 
 from container_manager.models.labels import with_label
 from container_manager.rules import status as st
-from container_manager.rules.contract import parse_time
+from container_manager.rules.contract import parse_time, text_error
 from container_manager.rules.labels import parse_selector
 
 DEFAULT_LIMIT = 50
@@ -34,7 +34,8 @@ _SALT = "container_manager.api.jobs.cursor"
 def page(jobs: Any, query: QueryDict) -> tuple[list[Any], str | None]:
     """One page of the ``jobs`` queryset as ``query`` asks, and the cursor of the next or None.
 
-    Raises a ``ValidationError`` naming the parameter at fault (400). At most three
+    Raises a ``ValidationError`` naming the parameter at fault (400): unknown, not text a
+    database can compare (a NUL character, a lone surrogate), or not a valid value. At most three
     statements whatever the page's size: the page with its hosts (label filters are
     subqueries of it), and the two queries ``jobs`` prefetches.
     """
@@ -43,6 +44,10 @@ def page(jobs: Any, query: QueryDict) -> tuple[list[Any], str | None]:
         for name in query
         if name not in PARAMETERS
     }
+    for name, values in query.lists():
+        problem = next(filter(None, map(text_error, values)), None)
+        if problem and name not in errors:
+            errors[name] = [f"{name}: {problem}"]
     if errors:
         raise ValidationError(errors)
     limit = _limit(query.get("limit"))
