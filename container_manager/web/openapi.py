@@ -14,6 +14,8 @@ from container_manager.rules.idempotency import MAX_KEY_LENGTH
 from container_manager.rules.logtext import LIVE, MAX_OFFSET, NONE, OFFSET_PARAMETERS, STORED
 from container_manager.web import openapi_objects, openapi_workflows
 from container_manager.web.api.listing import DEFAULT_LIMIT, MAX_LIMIT
+from container_manager.web.openapi_refs import error_responses as _errors
+from container_manager.web.openapi_refs import json_content as _json
 
 _STATUSES = [value for value, _ in st.STATUS_CHOICES]
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -403,14 +405,3 @@ def _offset_parameters() -> list[dict[str, Any]]:
         }
         for name in OFFSET_PARAMETERS
     ]
-
-
-def _json(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {
-        code: {"$ref": f"#/components/responses/{'TooManyRequests' if code == '429' else 'Error'}"}
-        for code in codes
-    }

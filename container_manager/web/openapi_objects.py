@@ -10,6 +10,8 @@ from typing import Any
 from container_manager.models.webhooks import EVENTS
 from container_manager.rules import contract
 from container_manager.rules.secrets import MASK
+from container_manager.web.openapi_refs import error_responses as _errors
+from container_manager.web.openapi_refs import json_content as _json
 
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {**_TIME, "nullable": True}
@@ -251,14 +253,3 @@ def _id(name: str) -> dict[str, Any]:
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(name)}}
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {
-        code: {"$ref": f"#/components/responses/{'TooManyRequests' if code == '429' else 'Error'}"}
-        for code in codes
-    }

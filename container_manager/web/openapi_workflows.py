@@ -12,6 +12,8 @@ from container_manager.models.workflow_runs import STATUSES
 from container_manager.rules import contract
 from container_manager.rules import status as st
 from container_manager.rules.workflow_spec import NODE_NAME
+from container_manager.web.openapi_refs import error_responses as _errors
+from container_manager.web.openapi_refs import json_content as _json
 
 _NODE_NAME = {"type": "string", "pattern": f"^{NODE_NAME.pattern}$", "maxLength": 63}
 _LINK = {"type": "string"}
@@ -166,15 +168,4 @@ def _node_state() -> dict[str, Any]:
             "depends_on": {"type": "array", "items": {"type": "string"}},
             "links": {"type": "object", "required": ["job"], "properties": {"job": _LINK}},
         },
-    }
-
-
-def _json(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {
-        code: {"$ref": f"#/components/responses/{'TooManyRequests' if code == '429' else 'Error'}"}
-        for code in codes
     }
