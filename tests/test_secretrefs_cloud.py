@@ -4,6 +4,7 @@ revision declaring ``secrets``; Cloud Run (the fake) gets secret environment ref
 """
 
 import json
+import uuid
 
 import pytest
 
@@ -28,10 +29,11 @@ def aws_secrets(moto_url):
     """A Secrets Manager secret and an SSM parameter in moto holding VALUE; their ARNs."""
     import boto3
 
+    unique = uuid.uuid4().hex  # the moto server lives for the session: every call needs new names
     sm = boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION)
-    secret = sm.create_secret(Name=f"app/token-{id(sm)}", SecretString=VALUE)["ARN"]
+    secret = sm.create_secret(Name=f"app/token-{unique}", SecretString=VALUE)["ARN"]
     ssm = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION)
-    name = f"/app/db-{id(ssm)}"
+    name = f"/app/db-{unique}"
     ssm.put_parameter(Name=name, Value=VALUE, Type="SecureString")
     return secret, f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
 
