@@ -125,8 +125,10 @@ def _mark_brought(brought: list[ContainerJob], ids: dict[Any, uuid.UUID]) -> Non
 
 def _copy_edges(ids: dict[Any, uuid.UUID]) -> None:
     """Give each new job its original's dependencies, the retried ones replaced by their retries."""
-    edges = JobDependency.objects.filter(job_id__in=list(ids)).values_list("job_id", "depends_on")
-    write_edges([(ids[waiting], ids.get(dep, dep)) for waiting, dep in edges])
+    edges = JobDependency.objects.filter(job_id__in=list(ids)).values_list(
+        "job_id", "depends_on", "condition"
+    )
+    write_edges([(ids[waiting], ids.get(dep, dep), on) for waiting, dep, on in edges])
 
 
 def _mark(
