@@ -569,7 +569,7 @@ class ContainerJob(models.Model):
     @property
     def is_terminal_status(self) -> bool:
         """
-        True when the job reached a terminal status: completed, failed, timeout or cancelled.
+        True when the job reached a final status: completed, failed, timeout, cancelled, skipped.
 
         Terminal statuses never change. ``pending``, ``launching`` and
         ``running`` are not terminal.

@@ -80,7 +80,7 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status__in=st.LIVE)
 
     def terminal(self) -> JobQuerySet:
-        """Jobs that finished: completed, failed, timeout or cancelled."""
+        """Jobs that finished: completed, failed, timeout, cancelled or skipped."""
         return self.filter(status__in=st.TERMINAL)
 
 
