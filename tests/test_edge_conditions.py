@@ -10,12 +10,17 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from container_manager.engine import steps
+from container_manager.engine.retry import retry_job
 from container_manager.engine.transitions import release_dependents
 from container_manager.models import ContainerJob, JobDependency, Workflow
 from tests.support import SWEEP_STATEMENTS, row, submit, sweep_until_done
+from tests.test_api import conforms
+from tests.test_api_schedules import call
+from tests.test_api_workflows import WORKFLOWS, api, document, one, transport  # noqa: F401
 from tests.test_workflows import deliver_all, launches
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -233,3 +238,49 @@ def test_conditions_cost_no_statement_more(recording, mock_host, make_mock_host)
     later = timezone.now() + timedelta(seconds=60)
     submit(mock_host, depends_on=[(submit(mock_host), "always")])
     assert count(steps.sweep, later) == SWEEP_STATEMENTS
+
+
+# -- the JSON API ----------------------------------------------------------------
+
+
+def test_the_api_takes_edges(client, api, document, mock_host, transport):  # noqa: F811
+    """In a workflow document ({node, on}) and in a job submit ({job, on}); bad ones are 400s."""
+    body = handlers(mock_host, mock_host)
+    answer = call(client, "post", WORKFLOWS, api["alice"], body)
+    assert answer.status_code == 201, answer.content
+    assert conforms(document, "Workflow", answer.json())
+    shown = {n["name"]: n["depends_on"] for n in answer.json()["nodes"]}
+    assert shown["notify"] == [{"node": "work", "on": "failure"}] and shown["report"] == ["notify"]
+    deliver_all(transport)
+    read = call(client, "get", one(answer.json()["id"]), api["alice"]).json()
+    assert conforms(document, "Workflow", read) and read["status"] == "completed"
+    assert {n["name"]: n["status"] for n in read["nodes"]} == WHEN_WORK_SUCCEEDS
+    work = next(n["job"] for n in read["nodes"] if n["name"] == "work")
+    jobs = reverse("container_manager:api-jobs")
+    image = {"docker_image": "x", "command": "true", "host": mock_host.name}
+    submitted = call(
+        client, "post", jobs, api["alice"], {**image, "depends_on": [{"job": work, "on": "always"}]}
+    )
+    assert submitted.status_code == 201, submitted.content
+    edge = JobDependency.objects.get(job_id=submitted.json()["id"])
+    assert (str(edge.depends_on_id), edge.condition) == (work, "always")
+    bad = call(client, "post", jobs, api["alice"], {**image, "depends_on": [{"job": work}]})
+    assert bad.status_code == 400 and conforms(document, "Error", bad.json())
+    assert bad.json()["fields"]["depends_on"][0].startswith("depends_on: item 1: must be a job id")
+    body["nodes"]["notify"]["depends_on"] = [{"node": "work", "on": "sometimes"}]
+    refused = call(client, "post", WORKFLOWS, api["alice"], body)
+    assert refused.status_code == 400
+    assert list(refused.json()["fields"]) == ["nodes.notify.depends_on"]
+
+
+def test_a_retry_keeps_the_conditions_of_its_edges(recording, mock_host):
+    done = submit(mock_host)
+    handler = submit(mock_host, depends_on=[(done, "failure")])
+    deliver_all(recording)
+    assert row(handler).status == "cancelled"
+    again = retry_job(row(handler), None)
+    assert list(JobDependency.objects.filter(job=again).values_list("depends_on", "condition")) == [
+        (done.pk, "failure")
+    ]
+    deliver_all(recording)
+    assert row(again).status == "cancelled"  # the same edge still cannot fire
