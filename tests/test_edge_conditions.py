@@ -176,7 +176,7 @@ def test_the_sweep_settles_the_children_of_a_skipped_array(recording, mock_host,
     shards = nodes(workflow)["shards"]
     ContainerJob.objects.filter(array_parent=shards).update(status="pending", completed_at=None)
     sent = steps.sweep(now=timezone.now() + timedelta(seconds=60))
-    assert sent["settle"] == 3
+    assert sent["settle"] == 3  # the third query: children of a skipped array
     deliver_all(recording)
     children = ContainerJob.objects.filter(array_parent=shards)
     assert set(children.values_list("status", flat=True)) == {"cancelled"}

@@ -25,4 +25,8 @@ class Migration(migrations.Migration):
             name='status',
             field=models.CharField(choices=[('pending', 'Pending'), ('launching', 'Launching'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed'), ('timeout', 'Timeout'), ('cancelled', 'Cancelled'), ('skipped', 'Skipped')], default='pending', help_text='Current status. pending -> launching -> running -> completed/failed/timeout; cancelled from any live status; skipped from pending (a workflow node whose edges cannot fire). Terminal statuses never change.', max_length=20),
         ),
+        migrations.AddIndex(
+            model_name='jobdependency',
+            index=models.Index(condition=models.Q(('condition', 'success'), _negated=True), fields=['depends_on', 'job'], name='cjobdep_conditional_idx'),
+        ),
     ]

@@ -60,7 +60,16 @@ class JobDependency(models.Model):
             models.UniqueConstraint(fields=["job", "depends_on"], name="cjobdep_unique"),
             models.CheckConstraint(condition=~Q(job=F("depends_on")), name="cjobdep_not_self"),
         ]
-        indexes = [models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx")]
+        indexes = [
+            models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx"),
+            # The sweep's doomed jobs (``engine.workflows.doomed``) read the few edges that
+            # have a condition from here, not every edge of every completed job.
+            models.Index(
+                fields=["depends_on", "job"],
+                condition=~Q(condition="success"),
+                name="cjobdep_conditional_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} after {self.depends_on_id}"
