@@ -284,3 +284,18 @@ def test_a_retry_keeps_the_conditions_of_its_edges(recording, mock_host):
     ]
     deliver_all(recording)
     assert row(again).status == "cancelled"  # the same edge still cannot fire
+
+
+def test_a_retry_of_a_failed_node_brings_back_the_nodes_it_skipped(
+    recording, mock_host, make_mock_host
+):
+    workflow = Workflow.objects.submit(handlers(make_mock_host(exit_code=3), mock_host))
+    spec = {"nodes": {"work": node(make_mock_host(exit_code=3)), "after": node(mock_host, "work")}}
+    chain = Workflow.objects.submit(spec)
+    deliver_all(recording)
+    assert statuses(chain) == {"work": "failed", "after": "skipped"}
+    again = retry_job(nodes(chain)["work"], None)
+    [after] = again.brought_back
+    assert after.status == "pending" and list(after.depends_on.all()) == [again]
+    # The handlers that ran (completed) stay as they are.
+    assert retry_job(nodes(workflow)["work"], None).brought_back == []
