@@ -299,3 +299,17 @@ def test_a_retry_of_a_failed_node_brings_back_the_nodes_it_skipped(
     assert after.status == "pending" and list(after.depends_on.all()) == [again]
     # The handlers that ran (completed) stay as they are.
     assert retry_job(nodes(workflow)["work"], None).brought_back == []
+
+
+def test_a_cancelled_workflow_ends_its_nodes_cancelled_not_skipped(recording, mock_host):
+    spec = {"nodes": {"a": node(mock_host), "b": node(mock_host, "a"), "c": node(mock_host, "b")}}
+    workflow = Workflow.objects.submit(spec)
+    recording.take()
+    workflow.cancel()
+    messages = recording.take()  # the cancels; the launches first, as releases may come
+    assert [steps.launch(nodes(workflow)[name].pk) for name in "abc"] == ["cancelled"] * 3
+    for step, job_id, _ in messages:
+        steps.run_step(step, job_id)
+    deliver_all(recording)
+    assert statuses(workflow) == dict.fromkeys("abc", "cancelled")
+    assert workflow.status == "cancelled"

@@ -169,10 +169,14 @@ def _blocking(job: ContainerJob) -> list[dict[str, Any]]:
 
 
 def _doom(job: ContainerJob, dependency: dict[str, Any]) -> str:
-    """End ``job`` as its dead edge dooms it: ``skipped`` in a workflow, else ``cancelled``."""
+    """End ``job`` as its dead edge dooms it: ``skipped`` in a workflow, else ``cancelled``.
+
+    A job whose cancel was asked for (a cancelled workflow) ends ``cancelled`` either way.
+    """
     name = f" ({dependency['name']})" if dependency["name"] else ""
     edge = "" if dependency["on"] == st.SUCCESS else f"; the edge fires on {dependency['on']}"
-    final = st.SKIPPED if job.workflow_id is not None else st.CANCELLED
+    skips = job.workflow_id is not None and job.cancel_requested_at is None
+    final = st.SKIPPED if skips else st.CANCELLED
     moved = move(
         job, st.PENDING, final, guard={"attempt_count": job.attempt_count},
         completed_at=timezone.now(),
