@@ -1,14 +1,17 @@
 """Helpers the tests share: submit a job the way callers do, read its row as stored now, race."""
 
 import threading
+from datetime import timedelta
 
 from django.db import connections
+from django.utils import timezone
 
+from container_manager.engine import steps
 from container_manager.models import ContainerJob
 
-#: A sweep's statements: 8 that find due work, then BEGIN, one DELETE each of expired
-#: idempotency keys and past request counts, COMMIT.
-SWEEP_STATEMENTS = 12
+#: A sweep's statements: 10 that find due work (3 of them the jobs to settle), then BEGIN, one
+#: DELETE each of expired idempotency keys and past request counts, COMMIT.
+SWEEP_STATEMENTS = 14
 
 
 def submit(host, **kwargs):
@@ -40,3 +43,16 @@ def race(work, threads):
         worker.start()
     for worker in workers:
         worker.join()
+
+
+def sweep_until_done(recording, rounds=40):
+    """Lose every message the steps send; sweep a minute later each round until no job is live."""
+    later = timezone.now()
+    for _ in range(rounds):
+        recording.take()
+        later += timedelta(seconds=60)
+        steps.sweep(now=later)
+        for step, job_id, _ in recording.take():
+            steps.run_step(step, job_id)
+        if not ContainerJob.objects.live().exists():
+            return

@@ -20,7 +20,7 @@ from container_manager.models import (
     ExecutorHost,
     JobDependency,
 )
-from tests.support import SWEEP_STATEMENTS, row, submit
+from tests.support import SWEEP_STATEMENTS, row, submit, sweep_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -339,15 +339,7 @@ def test_lost_messages_are_recovered_by_the_sweep(recording, make_mock_host, moc
     doomed = submit(mock_host, depends_on=[bad])
     after_doomed = submit(mock_host, depends_on=[doomed])
     jobs = [a, b, parent, merge, bad, doomed, after_doomed]
-    later = timezone.now()
-    for _ in range(40):
-        recording.take()  # every message the steps send is lost
-        later += timedelta(seconds=60)
-        steps.sweep(now=later)
-        for step, job_id, _ in recording.take():
-            steps.run_step(step, job_id)
-        if not ContainerJob.objects.live().exists():
-            break
+    sweep_until_done(recording)
     statuses = [row(j).status for j in jobs]
     assert statuses == ["completed"] * 4 + ["failed", "cancelled", "cancelled"]
     assert all(launches(j) <= 1 for j in ContainerJob.objects.all())

@@ -14,7 +14,7 @@ from typing import Any
 from container_manager.cli.client import ApiError, Client, Unreachable
 
 #: The statuses a job never leaves.
-FINAL = frozenset({"completed", "failed", "timeout", "cancelled"})
+FINAL = frozenset({"completed", "failed", "timeout", "cancelled", "skipped"})
 #: Exit codes of jobs that ended without their own: as ``timeout(1)`` and a shell's Ctrl-C.
 TIMEOUT_EXIT, CANCELLED_EXIT = 124, 130
 #: Answers worth asking again after a wait, and how many in a row before giving up.
@@ -30,17 +30,17 @@ def exit_code(job: dict[str, Any]) -> int:
     """The exit status ``cm`` ends with for a finished job, as a shell would see it.
 
     A completed job's exit code (0); a failed one's, or 1 when it has none in 1..255;
-    a timed-out one 124; a cancelled one 130.
+    a timed-out one 124; a cancelled or skipped one (it never ran) 130.
 
     >>> [exit_code({"status": s, "exit_code": c}) for s, c in
     ...  [("completed", 0), ("failed", 3), ("failed", None), ("failed", 0), ("timeout", 137),
-    ...   ("cancelled", 137), ("completed", None)]]
-    [0, 3, 1, 1, 124, 130, 0]
+    ...   ("cancelled", 137), ("completed", None), ("skipped", None)]]
+    [0, 3, 1, 1, 124, 130, 0, 130]
     """
     status, code = job["status"], job.get("exit_code")
     if status == "timeout":
         return TIMEOUT_EXIT
-    if status == "cancelled":
+    if status in ("cancelled", "skipped"):
         return CANCELLED_EXIT
     if status == "failed":
         return code if isinstance(code, int) and 0 < code <= 255 else 1

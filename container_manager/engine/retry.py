@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: Statuses a job may be retried from (as a new job).
 RETRYABLE = frozenset({st.FAILED, st.TIMEOUT, st.CANCELLED})
+#: Statuses of a dependent that a dependency's end took down (without a request, before a start).
+TAKEN_DOWN = frozenset({st.CANCELLED, st.SKIPPED})
 #: The ``executor_metadata`` key of a retry naming its original, and of the original naming it.
 RETRY_OF = "retry_of"
 RETRIED_AS = "retried_as"
@@ -47,7 +49,8 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
       for; one that ended badly cancels it again), ``executor_metadata["retry_of"]``,
       ``created_by`` = ``user``, and ``job``'s host while it is active (else one is chosen);
     - each job cancelled because of ``job``, down the chain (a pending job cancelled by a
-      dependency that ended badly: no cancel request, never started, not retried yet) comes
+      dependency that ended badly, or a workflow node skipped: no cancel request, never
+      started, not retried yet) comes
       back the same way, with its own owner, as a new pending job that waits for the new jobs
       in place of those they retry and keeps its other dependencies; each is marked too;
     - an array parent comes back as a new parent of the same ``array_size`` whose children are
@@ -118,15 +121,17 @@ def _claim(job: ContainerJob, new_id: uuid.UUID) -> None:
 
 def _mark_brought(brought: list[ContainerJob], ids: dict[Any, uuid.UUID]) -> None:
     """Mark the dependents brought back as retried; raise if one was retried meanwhile."""
-    marked = _mark({dependent.pk: ids[dependent.pk] for dependent in brought}, {st.CANCELLED})
+    marked = _mark({dependent.pk: ids[dependent.pk] for dependent in brought}, TAKEN_DOWN)
     if marked != len(brought):
         raise ValidationError({"status": "status: a dependent was retried meanwhile; retry again"})
 
 
 def _copy_edges(ids: dict[Any, uuid.UUID]) -> None:
     """Give each new job its original's dependencies, the retried ones replaced by their retries."""
-    edges = JobDependency.objects.filter(job_id__in=list(ids)).values_list("job_id", "depends_on")
-    write_edges([(ids[waiting], ids.get(dep, dep)) for waiting, dep in edges])
+    edges = JobDependency.objects.filter(job_id__in=list(ids)).values_list(
+        "job_id", "depends_on", "condition"
+    )
+    write_edges([(ids[waiting], ids.get(dep, dep), on) for waiting, dep, on in edges])
 
 
 def _mark(
@@ -170,7 +175,7 @@ def _mark(
 
 
 def _cancelled_because_of(job: ContainerJob) -> list[ContainerJob]:
-    """The jobs cancelled because ``job`` ended badly, transitively: one SELECT per level.
+    """The jobs cancelled or skipped because ``job`` ended badly, transitively: a SELECT a level.
 
     Locked on PostgreSQL (``FOR UPDATE`` re-checks a row another retry marked meanwhile).
     """
@@ -179,7 +184,7 @@ def _cancelled_because_of(job: ContainerJob) -> list[ContainerJob]:
     while level:
         waiting = JobDependency.objects.filter(depends_on_id__in=level).values("job_id")
         doomed = ContainerJob.objects.filter(
-            pk__in=waiting, status=st.CANCELLED, cancel_requested_at__isnull=True,
+            pk__in=waiting, status__in=TAKEN_DOWN, cancel_requested_at__isnull=True,
             started_at__isnull=True, **{f"executor_metadata__{RETRIED_AS}__isnull": True},
         ).select_related("docker_host").select_for_update(of=("self",))  # fmt: skip
         fresh = [row for row in doomed if row.pk not in found and row.pk != job.pk]

@@ -27,9 +27,10 @@ SWEEP_GRACE_SECONDS = 2
 def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
-    Pending jobs that are due, whose dependencies completed and whose host has a
-    free slot; pending jobs whose dependency ended badly (their launch cancels
-    them); launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
+    Pending jobs that are due, whose dependency edges all fired and whose host has a
+    free slot; pending jobs with an edge that can no longer fire, or whose array was
+    skipped (their launch skips or cancels them; ``workflows.doomed``, three queries);
+    launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
     reconcile or take over, see ``steps.launch``); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
     requests; webhook deliveries whose attempt is due. Then it fires the
@@ -58,8 +59,8 @@ def sweep(now: Any = None) -> dict[str, int]:
     }
     sent = {}
     messages = []
-    for kind, queryset in due.items():
-        ids = list(queryset.values_list("pk", flat=True)[:batch])
+    for kind, queries in due.items():
+        ids = _ids(queries if isinstance(queries, tuple) else (queries,), batch)
         step = "launch" if kind in ("relaunch", "settle") else kind
         messages.extend((step, job_id, 0) for job_id in ids)
         sent[kind] = len(ids)
@@ -91,6 +92,12 @@ def resuming() -> list[tuple[str, str, float]]:
     """A ``resume`` now for every launching job: what a worker sends at its start."""
     launching = ContainerJob.objects.filter(status=st.LAUNCHING)
     return [("resume", str(pk), 0.0) for pk in launching.values_list("pk", flat=True)]
+
+
+def _ids(queries: tuple[Any, ...], batch: int) -> list[Any]:
+    """The ids of the jobs of ``queries``, each read once, at most ``batch``: one statement each."""
+    ids = {pk: None for queryset in queries for pk in queryset.values_list("pk", flat=True)[:batch]}
+    return list(ids)[:batch]
 
 
 def _launchable(settled: Any, batch: int) -> Any:

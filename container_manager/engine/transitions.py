@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -553,11 +553,17 @@ def job_moved(job: ContainerJob, new: str) -> None:
 def release_dependents(job_id: Any, status: str) -> int:
     """Send ``launch`` to the pending jobs waiting for ``job_id`` that it made ready or doomed.
 
-    Returns how many were sent. The launch step decides: start, wait, or cancel.
+    Ready: this job's edge fired on ``status`` and no other edge is left to fire. Doomed: its
+    edge cannot fire on ``status`` (``rules.status.edge_fires``). One SELECT; returns how many
+    were sent. The launch step decides from the rows: start, wait, or skip (cancel).
     """
-    waiting = ContainerJob.objects.filter(dependency_links__depends_on_id=job_id, status=st.PENDING)
-    if status == st.COMPLETED:
-        waiting = waiting.filter(~Exists(unfinished_dependencies()))
+    dead = [c for c in st.EDGE_CONDITIONS if st.edge_fires(c, status) is False]
+    ready = ~Exists(unfinished_dependencies())
+    waiting = ContainerJob.objects.filter(
+        Q(dependency_links__depends_on_id=job_id)
+        & (Q(dependency_links__condition__in=dead) | ready if dead else ready),
+        status=st.PENDING,
+    )
     return send_launches(waiting)
 
 

@@ -10,18 +10,16 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists
 from django.utils import timezone
 
 from container_manager import dispatch
 from container_manager.engine.transitions import move, send_launches
 from container_manager.models import ContainerJob, HostSlot, JobDependency
 from container_manager.models.manager import unfinished_dependencies
-from container_manager.models.workflows import link, resolve_dependencies
+from container_manager.models.workflows import dead_edges, fired_edges, link, resolve_dependencies
 from container_manager.rules import status as st
 
-#: A dependency ending in one of these dooms the jobs that wait for it.
-DOOMING = frozenset({st.FAILED, st.TIMEOUT, st.CANCELLED})
 #: Environment variables a child's container gets on each platform, besides ``CM_ARRAY_*``.
 PLATFORM_INDEX_VARIABLES = {"fargate": "AWS_BATCH_JOB_ARRAY_INDEX"}
 
@@ -29,8 +27,9 @@ PLATFORM_INDEX_VARIABLES = {"fargate": "AWS_BATCH_JOB_ARRAY_INDEX"}
 def add_dependencies(job: ContainerJob, depends_on: Iterable[Any]) -> None:
     """Make a pending job wait for more jobs; a cycle or an unknown id is a ValidationError.
 
-    Each must be a job that ``job``'s submitter (``created_by``) may view; one they may not
-    is refused like an unknown id.
+    Items as ``create_job``'s ``depends_on``: a job or id, or a pair ``(job or id,
+    condition)``. Each must be a job that ``job``'s submitter (``created_by``) may view; one
+    they may not is refused like an unknown id.
 
     Nothing is stored when it is refused. Meant for jobs that cannot launch yet
     (waiting for other jobs, or ``run_after`` later): a launch already past its
@@ -41,9 +40,10 @@ def add_dependencies(job: ContainerJob, depends_on: Iterable[Any]) -> None:
     jobs = resolve_dependencies(depends_on, job.created_by)
     with transaction.atomic():
         link(job, jobs, check_cycles=True)
-        doomed = next((dep for dep in jobs if dep.status in DOOMING), None)
+        doomed = next(((d, c) for d, c in jobs if st.edge_fires(c, d.status) is False), None)
         if doomed and not job.is_array_parent:
-            _doom(job, {"pk": doomed.pk, "name": doomed.name, "status": doomed.status})
+            dep, condition = doomed
+            _doom(job, {"pk": dep.pk, "name": dep.name, "status": dep.status, "on": condition})
     if jobs:
         dispatch.send_on_commit("launch", job.pk)
 
@@ -70,16 +70,21 @@ def annotations() -> dict[str, Exists]:
 def launch_gate(job: ContainerJob) -> str | None:
     """What stops a pending job from launching now, as the launch step's answer; None if nothing.
 
-    A job whose dependency ended failed, timeout or cancelled is moved to cancelled.
-    An array parent never launches: it starts its children (or has them cancelled).
-    A job loaded with ``annotations()`` that has no unfinished dependency costs no query.
+    A job with an edge that can no longer fire (its dependency ended in a status the edge's
+    condition does not fire on) ends ``skipped`` in a workflow, ``cancelled`` outside one.
+    An array parent never launches: it starts its children (or has them cancelled; a doomed
+    workflow node's parent ends ``skipped`` first). A job loaded with ``annotations()`` that
+    has no edge left to fire costs no query.
     """
     blocking = _blocking(job) if getattr(job, "has_unfinished_dependencies", True) else []
-    doomed = next((dep for dep in blocking if dep["status"] in DOOMING), None)
+    dead = (dep for dep in blocking if st.edge_fires(dep["on"], dep["status"]) is False)
+    doomed = next(dead, None)
     if job.is_array_parent:
         if job.cancel_requested_at:
             return cancel_array(job)
         if doomed:
+            if job.workflow_id is not None:
+                _doom(job, doomed)
             send_launches(job.array_children.filter(status=st.PENDING))
             return "cancelling-children"
         if blocking:
@@ -101,12 +106,28 @@ def cancel_array(parent: ContainerJob) -> str:
     return "cancelling-children"
 
 
-def doomed(settled: Any) -> Any:
-    """Pending jobs with a dependency that ended badly before ``settled``: one indexed query."""
-    bad = JobDependency.objects.filter(
-        job_id=OuterRef("pk"), depends_on__status__in=DOOMING, depends_on__updated_at__lte=settled
+def doomed(settled: Any) -> tuple[Any, ...]:
+    """Pending jobs to settle, as three queries: each an indexed semi-join of few rows.
+
+    Counting only what ended before ``settled``: jobs with a ``success`` edge from a job that
+    ended other than completed (the query before edge conditions); jobs with an edge of
+    another condition that can no longer fire (``dead_edges``, read through
+    ``cjobdep_conditional_idx``: no row unless conditions are used); the children of a
+    skipped array (cancelled by their own launches). One query with an OR of the three
+    would read every pending job instead.
+    """
+    ended = JobDependency.objects.filter(depends_on__updated_at__lte=settled)
+    plain = ended.filter(
+        condition=st.SUCCESS, depends_on__status__in=sorted(st.TERMINAL - {st.COMPLETED})
     )
-    return ContainerJob.objects.filter(Exists(bad), status=st.PENDING).order_by("created_at")
+    conditional = ended.exclude(condition=st.SUCCESS).filter(dead_edges())
+    skipped = ContainerJob.objects.filter(status=st.SKIPPED, updated_at__lte=settled)
+    pending = ContainerJob.objects.filter(status=st.PENDING).order_by("created_at")
+    return (
+        pending.filter(pk__in=plain.values("job_id")),
+        pending.filter(pk__in=conditional.values("job_id")),
+        pending.filter(array_parent_id__in=skipped.values("pk")),
+    )
 
 
 def status_counts(parent: ContainerJob) -> dict[str, int]:
@@ -135,23 +156,33 @@ def api_fields(job: ContainerJob) -> dict[str, Any]:
 
 
 def _blocking(job: ContainerJob) -> list[dict[str, Any]]:
+    """The edges of the job (and of its array parent) that have not fired: one SELECT."""
     owners = [pk for pk in (job.pk, job.array_parent_id) if pk is not None]
-    return list(
-        ContainerJob.objects.filter(dependent_links__job_id__in=owners)
-        .exclude(status=st.COMPLETED)
-        .order_by("completed_at")
-        .values("pk", "name", "status")
+    edges = (
+        JobDependency.objects.filter(job_id__in=owners)
+        .exclude(fired_edges())
+        .order_by("depends_on__completed_at")
+        .values_list("depends_on_id", "depends_on__name", "depends_on__status", "condition")
     )
+    keys = ("pk", "name", "status", "on")
+    return [dict(zip(keys, edge, strict=True)) for edge in edges]
 
 
 def _doom(job: ContainerJob, dependency: dict[str, Any]) -> str:
+    """End ``job`` as its dead edge dooms it: ``skipped`` in a workflow, else ``cancelled``.
+
+    A job whose cancel was asked for (a cancelled workflow) ends ``cancelled`` either way.
+    """
     name = f" ({dependency['name']})" if dependency["name"] else ""
+    edge = "" if dependency["on"] == st.SUCCESS else f"; the edge fires on {dependency['on']}"
+    skips = job.workflow_id is not None and job.cancel_requested_at is None
+    final = st.SKIPPED if skips else st.CANCELLED
     moved = move(
-        job, st.PENDING, st.CANCELLED, guard={"attempt_count": job.attempt_count},
+        job, st.PENDING, final, guard={"attempt_count": job.attempt_count},
         completed_at=timezone.now(),
-        last_error=f"dependency {dependency['pk']}{name} ended {dependency['status']}",
+        last_error=f"dependency {dependency['pk']}{name} ended {dependency['status']}{edge}",
     )  # fmt: skip
-    return st.CANCELLED if moved else "taken"
+    return str(final) if moved else "taken"
 
 
 def _start_children(parent: ContainerJob) -> None:

@@ -121,7 +121,8 @@ class ContainerJob(models.Model):
         default=st.PENDING,
         help_text=(
             "Current status. pending -> launching -> running -> completed/failed/timeout; "
-            "cancelled from any live status. Terminal statuses never change."
+            "cancelled from any live status; skipped from pending (a workflow node whose "
+            "edges cannot fire). Terminal statuses never change."
         ),
     )
     description = models.TextField(blank=True, default="", help_text="What the job does.")
@@ -568,7 +569,7 @@ class ContainerJob(models.Model):
     @property
     def is_terminal_status(self) -> bool:
         """
-        True when the job reached a terminal status: completed, failed, timeout or cancelled.
+        True when the job reached a final status: completed, failed, timeout, cancelled, skipped.
 
         Terminal statuses never change. ``pending``, ``launching`` and
         ``running`` are not terminal.

@@ -26,10 +26,10 @@ LAUNCH_ORDER = ("-priority", "created_at")
 
 
 def unfinished_dependencies() -> Any:
-    """Dependencies of the outer job row (or of its array parent) that have not completed."""
+    """Edges of the outer job row (or of its array parent) that have not fired (``fired_edges``)."""
     return JobDependency.objects.filter(
         Q(job_id=OuterRef("pk")) | Q(job_id=OuterRef("array_parent_id"))
-    ).exclude(depends_on__status=st.COMPLETED)
+    ).exclude(workflows.fired_edges())
 
 
 class JobQuerySet(models.QuerySet):
@@ -80,7 +80,7 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status__in=st.LIVE)
 
     def terminal(self) -> JobQuerySet:
-        """Jobs that finished: completed, failed, timeout or cancelled."""
+        """Jobs that finished: completed, failed, timeout, cancelled or skipped."""
         return self.filter(status__in=st.TERMINAL)
 
 
@@ -124,8 +124,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 shown by the API and the admin, filtered on by both, and given to
                 Docker (container labels) and Fargate (task tags)
             depends_on: jobs (or ids) that must complete first, each one that
-                ``created_by`` may view (``models.owners``; None sees every job); see
-                ``container_manager.engine.workflows``
+                ``created_by`` may view (``models.owners``; None sees every job); a pair
+                ``(job or id, "failure" | "always" | "success")`` waits for that end
+                instead; see ``container_manager.engine.workflows``
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
             idempotency_key: 1 to 255 printable ASCII characters; a call

@@ -60,7 +60,8 @@ class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
         ``spec`` is ``{"name": ..., "nodes": {"<node>": {<submit fields>, "depends_on":
         ["<node>", ...]}, ...}}``: each node's fields are those of the JSON API's submit
         (``rules.contract``: ``docker_image``, ``host``, ``array_size`` …), its ``depends_on``
-        names other nodes. ``user`` owns the workflow and its jobs (``created_by``; None:
+        names other nodes, each a name or ``{"node": "<node>", "on": "failure" | "always"}``.
+        ``user`` owns the workflow and its jobs (``created_by``; None:
         trusted code). With ``limited`` the quotas of ``models.limits`` apply to all its rows.
         With ``idempotency_key`` (as ``create_job``'s, ``models.idempotency``) a call repeating
         an earlier one of ``user``'s scope returns the workflow it made (``replayed`` True).
@@ -88,7 +89,7 @@ class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
         with transaction.atomic(using=self.db):
             workflow = self.create(name=name, created_by=user, spec=spec)
             made = {node.name: _create_node(workflow, node, hosts, user) for node in nodes}
-            write_edges([(made[n.name], made[d]) for n in nodes for d in n.depends_on])
+            write_edges([(made[n.name], made[d], on) for n in nodes for d, on in n.edges()])
         return workflow
 
 
@@ -165,8 +166,10 @@ class Workflow(models.Model):
 def status_of(counts: dict[str, int]) -> str:
     """A workflow's status from how many of its nodes are in each status.
 
-    Every node pending: pending. Any node pending, launching or running: running. All
-    completed: completed. Else failed when a node failed or timed out, otherwise cancelled.
+    Every node pending: pending. Any node pending, launching or running: running. Every node
+    completed or skipped: completed (a node skipped because its edges did not fire is not a
+    failure). Else failed when a node failed or timed out (even if a ``failure`` handler ran),
+    otherwise cancelled.
 
     >>> status_of({"pending": 3}), status_of({"completed": 1, "pending": 2})
     ('pending', 'running')
@@ -174,6 +177,10 @@ def status_of(counts: dict[str, int]) -> str:
     ('completed', 'failed')
     >>> status_of({"completed": 2, "cancelled": 1})
     'cancelled'
+    >>> status_of({"completed": 2, "skipped": 1})
+    'completed'
+    >>> status_of({"failed": 1, "completed": 1, "skipped": 1})
+    'failed'
     """
     counts = {str(status): n for status, n in counts.items() if n}
     total = sum(counts.values())
@@ -181,7 +188,7 @@ def status_of(counts: dict[str, int]) -> str:
         return str(st.PENDING)
     if any(status in st.LIVE for status in counts):
         return str(st.RUNNING)
-    if counts.get(st.COMPLETED, 0) == total:
+    if counts.get(st.COMPLETED, 0) + counts.get(st.SKIPPED, 0) == total:
         return str(st.COMPLETED)
     return str(st.FAILED if counts.keys() & {st.FAILED, st.TIMEOUT} else st.CANCELLED)
 

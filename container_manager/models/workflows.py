@@ -22,12 +22,15 @@ from container_manager.rules import status as st
 
 class JobDependency(models.Model):
     """
-    An edge of a workflow: ``job`` launches only once ``depends_on`` has completed.
+    An edge of a workflow: ``job`` launches only once ``depends_on`` has ended as its
+    ``condition`` asks (``rules.status.edge_fires``): completed (``success``, the default),
+    failed or timed out (``failure``), or in any final status (``always``).
 
     Written by ``create_job(depends_on=...)`` through ``container_manager.engine.workflows``,
     which refuses unknown jobs, jobs the submitter may not view, and cycles. When
-    ``depends_on`` ends failed, timeout or cancelled, ``job`` ends cancelled. Deleting
-    either job deletes the edge.
+    ``depends_on`` ends in a status on which the edge cannot fire, ``job`` ends ``skipped``
+    (a workflow node) or ``cancelled`` (a job outside a workflow). Deleting either job
+    deletes the edge.
     """
 
     job = models.ForeignKey(
@@ -42,6 +45,13 @@ class JobDependency(models.Model):
         related_name="dependent_links",
         help_text="The job it waits for.",
     )
+    condition = models.CharField(
+        max_length=7,
+        choices=[(c, c) for c in st.EDGE_CONDITIONS],
+        default=st.SUCCESS,
+        help_text="On which end of the job it waits for the edge fires: success, failure "
+        "(failed or timed out) or always.",
+    )
 
     class Meta:
         verbose_name = "job dependency"
@@ -50,7 +60,16 @@ class JobDependency(models.Model):
             models.UniqueConstraint(fields=["job", "depends_on"], name="cjobdep_unique"),
             models.CheckConstraint(condition=~Q(job=F("depends_on")), name="cjobdep_not_self"),
         ]
-        indexes = [models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx")]
+        indexes = [
+            models.Index(fields=["depends_on", "job"], name="cjobdep_reverse_idx"),
+            # The sweep's doomed jobs (``engine.workflows.doomed``) read the few edges that
+            # have a condition from here, not every edge of every completed job.
+            models.Index(
+                fields=["depends_on", "job"],
+                condition=~Q(condition="success"),
+                name="cjobdep_conditional_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} after {self.depends_on_id}"
@@ -100,10 +119,24 @@ _COUNTED = tuple(str(status) for status in (st.COMPLETED, st.FAILED, st.TIMEOUT,
 _RERUN_COLUMNS = ("array_index", "array_parent", "status")
 
 
+def fired_edges() -> Q:
+    """Edges (rows of ``JobDependency``) whose dependency ended as their condition asks."""
+    return _edges_where(lambda condition: st.FIRES_ON[condition])
+
+
+def dead_edges() -> Q:
+    """Edges whose dependency ended in a status on which they never fire: their job is doomed."""
+    return _edges_where(lambda condition: st.TERMINAL - st.FIRES_ON[condition])
+
+
 def resolve_dependencies(
     depends_on: Iterable[Any] | None, viewer: Any = None
-) -> list[models.Model]:
-    """The jobs that ``depends_on`` names (jobs or ids) and ``viewer`` may see, each once.
+) -> list[tuple[models.Model, str]]:
+    """The jobs ``depends_on`` names that ``viewer`` may see, each once, with its edge's condition.
+
+    Each item is a job or an id (the edge fires on ``success``), or a pair ``(job or id,
+    condition)`` with a condition of ``rules.status.EDGE_CONDITIONS``; a job named twice keeps
+    its last condition.
 
     ``viewer`` is the submitter (``models.owners``; None: trusted code sees every job). A job
     the viewer may not see is refused exactly like an unknown id (one SELECT of the jobs,
@@ -121,9 +154,10 @@ def resolve_dependencies(
         return []
     if isinstance(depends_on, str | bytes | _jobs()) or not isinstance(depends_on, Iterable):
         raise ValidationError({"depends_on": "depends_on: must be a list of jobs or job ids."})
-    wanted: dict[uuid.UUID, None] = {}
+    wanted: dict[uuid.UUID, str] = {}
     for item in depends_on:
-        wanted[_job_id(item)] = None
+        item, condition = _edge(item)
+        wanted[_job_id(item)] = condition
     if not wanted:
         return []
     visible = owned_by(_jobs().objects.filter(pk__in=list(wanted)), viewer)
@@ -131,7 +165,7 @@ def resolve_dependencies(
     missing = [str(pk) for pk in wanted if pk not in found]
     if missing:
         raise ValidationError({"depends_on": f"depends_on: no job {_some(missing)}."})
-    return [found[pk] for pk in wanted]
+    return [(found[pk], condition) for pk, condition in wanted.items()]
 
 
 def check_array_size(array_size: Any) -> int | None:
@@ -154,7 +188,7 @@ def check_array_size(array_size: Any) -> int | None:
     return array_size
 
 
-def submitted(job: models.Model, depends_on: list[models.Model]) -> None:
+def submitted(job: models.Model, depends_on: list[tuple[models.Model, str]]) -> None:
     """Write a new job's dependency edges and, for an array, its counts and children.
 
     Runs in ``create_job``'s transaction, after the job's row is saved. A job whose
@@ -211,36 +245,41 @@ def insert_children(parent: models.Model, rerun_of: Any = None) -> int:
         return cursor.rowcount
 
 
-def link(job: models.Model, depends_on: list[models.Model], check_cycles: bool) -> None:
-    """Write the edges that make ``job`` wait for ``depends_on``; a cycle is a ValidationError.
+def link(job: models.Model, depends_on: list[tuple[models.Model, str]], check_cycles: bool) -> None:
+    """Write the edges that make ``job`` wait for ``depends_on`` (jobs with their conditions).
 
-    A dependency that already ended badly dooms ``job``: its launch step cancels it.
+    A cycle is a ValidationError. A dependency that already ended where its edge cannot fire
+    dooms ``job``: its launch step skips or cancels it.
     """
     if not depends_on:
         return
-    ids = {dep.pk for dep in depends_on}
+    ids = {dep.pk for dep, _ in depends_on}
     if job.pk in ids or (check_cycles and _reaches(ids, job.pk)):
         raise ValidationError(
             {"depends_on": f"depends_on: job {job.pk} would wait for itself (a cycle)."}
         )
-    write_edges([(job.pk, dep.pk) for dep in depends_on])
+    write_edges([(job.pk, dep.pk, condition) for dep, condition in depends_on])
 
 
-def write_edges(pairs: list[tuple[Any, Any]]) -> None:
-    """Write the edges ``(job id, depends_on id)`` and flag each dependency as waited for.
+def write_edges(edges: list[tuple[Any, ...]]) -> None:
+    """Write the edges ``(job id, depends_on id[, condition])``; flag each dependency as waited for.
 
-    Two statements whatever the number of edges (SQLite splits a long INSERT by its parameter
-    limit); nothing is checked: the caller knows the jobs exist and make no cycle.
+    An edge without a condition fires on ``success``. Two statements whatever the number of
+    edges (SQLite splits a long INSERT by its parameter limit); nothing is checked: the
+    caller knows the jobs exist, the conditions are valid and there is no cycle.
     """
-    if not pairs:
+    if not edges:
         return
     JobDependency.objects.bulk_create(
-        [JobDependency(job_id=job, depends_on_id=dep) for job, dep in pairs],
+        [
+            JobDependency(job_id=job, depends_on_id=dep, condition=rest[0] if rest else st.SUCCESS)
+            for job, dep, *rest in edges
+        ],
         ignore_conflicts=True,
     )
     # On the dependencies' rows, so a final move in flight and this transaction serialise:
     # either the move sees the flag (``transitions.move``) or this job's launch sees it ended.
-    targets = {dep for _, dep in pairs}
+    targets = {dep for _, dep, *_ in edges}
     _jobs().objects.filter(pk__in=targets, has_dependents=False).update(has_dependents=True)
 
 
@@ -282,9 +321,36 @@ def final_status(counts: ArrayCounts) -> str:
     return st.FAILED if counts.failed + counts.timeout else st.CANCELLED
 
 
+def _edges_where(statuses: Any) -> Q:
+    """Edges whose dependency is in ``statuses(condition)`` of their condition: a fixed OR."""
+    q = Q()
+    for condition in st.EDGE_CONDITIONS:
+        wanted = sorted(str(status) for status in statuses(condition))
+        q |= Q(condition=condition, depends_on__status__in=wanted)
+    return q
+
+
 def _jobs() -> type[models.Model]:
     """``ContainerJob``, which this module's rows point at (imported above it, not here)."""
     return JobDependency._meta.get_field("job").related_model
+
+
+def _edge(item: Any) -> tuple[Any, str]:
+    """A ``depends_on`` item as (job or id, condition): a bare job or id fires on success.
+
+    >>> _edge(("x", "always")), _edge("x")
+    (('x', 'always'), ('x', 'success'))
+    """
+    if not isinstance(item, tuple):
+        return item, st.SUCCESS
+    if len(item) != 2 or item[1] not in st.EDGE_CONDITIONS:
+        raise ValidationError(
+            {
+                "depends_on": "depends_on: a pair must be (job or id, condition), the condition "
+                f"one of {', '.join(st.EDGE_CONDITIONS)}."
+            }
+        )
+    return item
 
 
 def _job_id(item: Any) -> uuid.UUID:

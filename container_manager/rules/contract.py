@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
 from container_manager.rules import labels as job_labels
+from container_manager.rules import status as st
 from container_manager.rules.envtext import is_valid_name
 from container_manager.rules.secretrefs import value_error
 
@@ -134,8 +135,24 @@ FIELDS: tuple[Field, ...] = (
         "depends_on",
         "array",
         "Ids of jobs that must complete first; if one ends failed, timeout or cancelled, "
-        "this job ends cancelled.",
-        extra={"items": {"type": "string", "format": "uuid"}},
+        "this job ends cancelled. {job, on} waits instead for on = failure (failed or timed "
+        "out) or always (any end); if the job ends otherwise, this one ends cancelled.",
+        extra={
+            "items": {
+                "oneOf": [
+                    {"type": "string", "format": "uuid"},
+                    {
+                        "type": "object",
+                        "required": ["job", "on"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "job": {"type": "string", "format": "uuid"},
+                            "on": {"type": "string", "enum": list(st.EDGE_CONDITIONS)},
+                        },
+                    },
+                ]
+            }
+        },
     ),  # fmt: skip
     Field(
         "array_size",
@@ -179,7 +196,9 @@ def json_schema() -> dict[str, Any]:
 def from_json(payload: dict[str, Any]) -> dict[str, Any]:
     """Check a decoded JSON submit; return it with ``run_after`` as a datetime.
 
-    Raises ``ValidationError`` naming every field at fault (unknown ones included).
+    Raises ``ValidationError`` naming every field at fault (unknown ones included). A
+    ``depends_on`` item ``{"job": <id>, "on": <condition>}`` becomes the pair ``(id, condition)``
+    that ``create_job`` takes.
 
     >>> from_json({"docker_image": "x", "timeout_seconds": 1.5})
     Traceback (most recent call last):
@@ -196,9 +215,14 @@ def from_json(payload: dict[str, Any]) -> dict[str, Any]:
         if name not in BY_NAME
     }
     errors.update(_field_errors(payload))
+    edges, problem = _edges(payload.get("depends_on"))
+    if problem and "depends_on" not in errors:
+        errors["depends_on"] = [f"depends_on: {problem}"]
     if errors:
         raise ValidationError(errors)
     values = dict(payload)
+    if edges is not None:
+        values["depends_on"] = edges
     if values.get("run_after") is not None:
         values["run_after"] = parse_time(values["run_after"])
     return values
@@ -383,6 +407,28 @@ def parse_time(value: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:
         raise ValueError("not a real date-time (out of range in UTC).") from None
+
+
+def _edges(value: Any) -> tuple[list[Any] | None, str | None]:
+    """A JSON ``depends_on`` with each ``{job, on}`` object as a pair; or None and the problem.
+
+    >>> _edges(["a", {"job": "b", "on": "always"}])
+    (['a', ('b', 'always')], None)
+    >>> _edges([{"job": "b", "on": "later"}])[1]
+    'item 1: must be a job id or {"job": <id>, "on": "success" | "failure" | "always"}.'
+    """
+    if not isinstance(value, list):
+        return None, None
+    edges: list[Any] = []
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            edges.append(item)
+            continue
+        if set(item) != {"job", "on"} or item["on"] not in st.EDGE_CONDITIONS:
+            shape = " | ".join(f'"{c}"' for c in st.EDGE_CONDITIONS)
+            return None, f'item {number}: must be a job id or {{"job": <id>, "on": {shape}}}.'
+        edges.append((item["job"], item["on"]))
+    return edges, None
 
 
 def _strings(value: Any) -> Iterator[str]:

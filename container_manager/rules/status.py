@@ -17,6 +17,8 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     TIMEOUT = "timeout", "Timeout"
     CANCELLED = "cancelled", "Cancelled"
+    #: A workflow node whose dependency edges can no longer all fire; it never ran.
+    SKIPPED = "skipped", "Skipped"
 
 
 PENDING = JobStatus.PENDING
@@ -26,16 +28,18 @@ COMPLETED = JobStatus.COMPLETED
 FAILED = JobStatus.FAILED
 TIMEOUT = JobStatus.TIMEOUT
 CANCELLED = JobStatus.CANCELLED
+SKIPPED = JobStatus.SKIPPED
 
 STATUS_CHOICES = JobStatus.choices
 
-TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED})
+TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED, SKIPPED})
 LIVE = frozenset({PENDING, LAUNCHING, RUNNING})
 #: Statuses in which a job holds one of its host's ``max_concurrent_jobs`` slots.
 HOLDS_SLOT = frozenset({LAUNCHING, RUNNING})
 
 MOVES: dict[str, frozenset[str]] = {
-    PENDING: frozenset({LAUNCHING, FAILED, CANCELLED}),
+    # pending -> skipped: a workflow node whose edges can no longer all fire.
+    PENDING: frozenset({LAUNCHING, FAILED, CANCELLED, SKIPPED}),
     # launching -> launching: the sweep takes over a launch whose lease expired.
     # launching -> pending: a retryable launch error, tried again later.
     LAUNCHING: frozenset({LAUNCHING, RUNNING, PENDING, FAILED, CANCELLED}),
@@ -44,9 +48,39 @@ MOVES: dict[str, frozenset[str]] = {
 
 #: An array parent's status follows its children: it never launches nor holds a slot.
 ARRAY_PARENT_MOVES: dict[str, frozenset[str]] = {
-    PENDING: frozenset({RUNNING, FAILED, CANCELLED}),
+    PENDING: frozenset({RUNNING, FAILED, CANCELLED, SKIPPED}),
     RUNNING: frozenset({COMPLETED, FAILED, CANCELLED}),
 }
+
+#: When a dependency edge fires: on its job's success (the default), failure, or any end.
+SUCCESS = "success"
+FAILURE = "failure"
+ALWAYS = "always"
+EDGE_CONDITIONS = (SUCCESS, FAILURE, ALWAYS)
+#: The final statuses of a dependency on which an edge of each condition fires.
+FIRES_ON: dict[str, frozenset[str]] = {
+    SUCCESS: frozenset({COMPLETED}),
+    FAILURE: frozenset({FAILED, TIMEOUT}),
+    ALWAYS: TERMINAL,
+}
+
+
+def edge_fires(condition: str, status: str) -> bool | None:
+    """Whether an edge of ``condition`` fires on a dependency in ``status``; None while it may.
+
+    True: it fired. False: the dependency ended in a status on which the edge never fires,
+    so the job waiting on it is doomed. None: the dependency has not ended.
+
+    >>> edge_fires("success", "completed"), edge_fires("failure", "completed")
+    (True, False)
+    >>> edge_fires("failure", "timeout"), edge_fires("always", "skipped")
+    (True, True)
+    >>> print(edge_fires("always", "running"))
+    None
+    """
+    if status not in TERMINAL:
+        return None
+    return status in FIRES_ON[condition]
 
 
 class InvalidTransition(ValidationError):

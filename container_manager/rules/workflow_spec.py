@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from container_manager.rules import contract
+from container_manager.rules import status as st
 
 #: A node's name: a letter, then letters, digits, ``_`` or ``-``; 63 characters at most.
 NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
@@ -19,18 +20,26 @@ NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 TOP_KEYS = ("name", "nodes")
 #: The key of a node naming the nodes it waits for (node names, not job ids).
 DEPENDS_ON = "depends_on"
+#: The keys of a ``depends_on`` item written as an object: ``{"node": "a", "on": "failure"}``.
+EDGE_KEYS = ("node", "on")
 #: How many node names a cycle message shows at most.
 SHOWN_CYCLE = 10
 
 
 @dataclass(frozen=True)
 class Node:
-    """One checked node: its name, its job fields (as ``contract.from_json`` returns them) and
-    the nodes it waits for."""
+    """One checked node: its name, its job fields (as ``contract.from_json`` returns them), the
+    nodes it waits for and, for each of them, the condition of its edge (``success`` …)."""
 
     name: str
     fields: dict[str, Any]
     depends_on: tuple[str, ...]
+    conditions: tuple[str, ...] = ()
+
+    def edges(self) -> list[tuple[str, str]]:
+        """``(node waited for, condition)`` for each node it waits for."""
+        conditions = self.conditions or (st.SUCCESS,) * len(self.depends_on)
+        return list(zip(self.depends_on, conditions, strict=True))
 
 
 def check(spec: Any, max_nodes: int) -> tuple[str, list[Node]]:
@@ -93,10 +102,10 @@ def _node(name: str, body: Any, nodes: dict[str, Any]) -> tuple[Node | None, dic
         return None, {prefix: [f"{prefix}: must be an object (a job spec)."]}
     fields = {key: value for key, value in body.items() if key != DEPENDS_ON}
     errors: dict[str, list[str]] = {}
-    depends_on = body.get(DEPENDS_ON, [])
-    if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
-        errors[f"{prefix}.{DEPENDS_ON}"] = [f"{prefix}.{DEPENDS_ON}: must be a list of node names."]
-        depends_on = []
+    edges, problem = _edges(body.get(DEPENDS_ON, []))
+    if problem:
+        errors[f"{prefix}.{DEPENDS_ON}"] = [f"{prefix}.{DEPENDS_ON}: {problem}"]
+    depends_on = list(edges)
     unknown = [d for d in depends_on if d not in nodes]
     if unknown:
         errors[f"{prefix}.{DEPENDS_ON}"] = [
@@ -110,7 +119,36 @@ def _node(name: str, body: Any, nodes: dict[str, Any]) -> tuple[Node | None, dic
         errors.update(prefixed(exc, prefix))
     if errors:
         return None, errors
-    return Node(name, fields, tuple(dict.fromkeys(depends_on))), {}
+    return Node(name, fields, tuple(edges), tuple(edges.values())), {}
+
+
+def _edges(raw: Any) -> tuple[dict[str, str], str | None]:
+    """A node's ``depends_on`` as node name to edge condition, or an empty dict and the problem.
+
+    An item is a node name (the edge fires on ``success``) or ``{"node": <name>, "on":
+    "success" | "failure" | "always"}``; a node named twice keeps its last condition.
+
+    >>> _edges(["a", {"node": "b", "on": "failure"}])
+    ({'a': 'success', 'b': 'failure'}, None)
+    >>> _edges([{"node": "b", "on": "never"}])[1]
+    "item 1: 'on' must be one of success, failure, always."
+    """
+    if not isinstance(raw, list):
+        return {}, "must be a list of node names or {node, on} objects."
+    edges: dict[str, str] = {}
+    for number, item in enumerate(raw, 1):
+        if isinstance(item, str):
+            edges[item] = st.SUCCESS
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("node"), str):
+            return {}, f"item {number}: must be a node name or an object with a node name."
+        if set(item) - set(EDGE_KEYS):
+            return {}, f"item {number}: only the keys {' and '.join(EDGE_KEYS)}."
+        condition = item.get("on", st.SUCCESS)
+        if condition not in st.EDGE_CONDITIONS:
+            return {}, f"item {number}: 'on' must be one of {', '.join(st.EDGE_CONDITIONS)}."
+        edges[item["node"]] = condition
+    return edges, None
 
 
 def prefixed(exc: ValidationError, prefix: str) -> dict[str, list[str]]:

@@ -24,11 +24,13 @@ STATUS_MAP = {
     st.FAILED: TaskResultStatus.FAILED,
     st.TIMEOUT: TaskResultStatus.FAILED,
     st.CANCELLED: TaskResultStatus.FAILED,
+    st.SKIPPED: TaskResultStatus.FAILED,
 }
 #: How much of the end of stderr an error without a traceback of its own carries.
 STDERR_TAIL_CHARS = 4000
 
-_REASONS = {st.TIMEOUT: TaskTimedOut, st.CANCELLED: TaskCancelled}
+#: A skipped job never ran, as a cancelled one: its task was cancelled.
+_REASONS = {st.TIMEOUT: TaskTimedOut, st.CANCELLED: TaskCancelled, st.SKIPPED: TaskCancelled}
 
 
 def payload_of(job: ContainerJob) -> dict[str, Any] | None:

@@ -17,6 +17,21 @@ from container_manager.web.openapi_refs import json_content as _json
 
 _NODE_NAME = {"type": "string", "pattern": f"^{NODE_NAME.pattern}$", "maxLength": 63}
 _LINK = {"type": "string"}
+#: A ``depends_on`` item: a node name (fires on success) or ``{"node": …, "on": …}``.
+_EDGE = {
+    "oneOf": [
+        _NODE_NAME,
+        {
+            "type": "object",
+            "required": ["node"],
+            "additionalProperties": False,
+            "properties": {
+                "node": _NODE_NAME,
+                "on": {"type": "string", "enum": list(st.EDGE_CONDITIONS), "default": st.SUCCESS},
+            },
+        },
+    ]
+}
 
 
 def schemas() -> dict[str, Any]:
@@ -26,9 +41,10 @@ def schemas() -> dict[str, Any]:
         **node["properties"],
         "depends_on": {
             "type": "array",
-            "items": _NODE_NAME,
-            "description": "Names of nodes of this workflow that must complete first; if one "
-            "ends failed, timeout or cancelled, this node ends cancelled.",
+            "items": _EDGE,
+            "description": "Nodes of this workflow to wait for: a name waits for its success "
+            "(completed); {node, on} for on = failure (failed or timed out) or always (any "
+            "end). When an edge can no longer fire, this node ends skipped, and so on down.",
         },
     }
     node["description"] = (
@@ -42,8 +58,8 @@ def schemas() -> dict[str, Any]:
             "type": "string",
             "enum": list(STATUSES),
             "description": "Every node pending: pending; any pending, launching or running: "
-            "running; all completed: completed; else failed if a node failed or timed out, "
-            "otherwise cancelled.",
+            "running; all completed or skipped: completed; else failed if a node failed or "
+            "timed out, otherwise cancelled.",
         },
         "node_count": {"type": "integer", "minimum": 0},
         "created_at": {"type": "string", "format": "date-time"},
@@ -165,7 +181,7 @@ def _node_state() -> dict[str, Any]:
             "name": {"type": "string"},
             "job": {"type": "string", "format": "uuid", "description": "The node's job id."},
             "status": {"type": "string", "enum": [value for value, _ in st.STATUS_CHOICES]},
-            "depends_on": {"type": "array", "items": {"type": "string"}},
+            "depends_on": {"type": "array", "items": _EDGE, "description": "As submitted."},
             "links": {"type": "object", "required": ["job"], "properties": {"job": _LINK}},
         },
     }
