@@ -106,9 +106,28 @@ def test_a_job_outside_a_workflow_gives_its_result_under_its_name(
     assert environment[f"CM_INPUT_{str(anonymous.pk).upper().replace('-', '_')}"] == "7"
 
 
-def test_a_result_larger_than_the_setting_fails_its_producer(
-    recording, settings, make_mock_host
+def test_each_child_of_a_dependent_array_gets_the_input(recording, make_mock_host, launched):
+    producer = submit(make_mock_host(stdout='{"shards": 2}'), name="plan", returns_result=True)
+    parent = submit(make_mock_host(), array_size=2, depends_on=[producer])
+    deliver_all(recording)
+    children = list(parent.array_children.all())
+    assert [launched[str(c.pk)]["CM_INPUT_PLAN"] for c in children] == ['{"shards": 2}'] * 2
+
+
+def test_two_dependencies_giving_one_variable_fail_the_dependent_at_launch(
+    recording, make_mock_host
 ):
+    first = submit(make_mock_host(stdout="1"), name="load rows", returns_result=True)
+    second = submit(make_mock_host(stdout="2"), name="load-rows", returns_result=True)
+    consumer = submit(make_mock_host(), depends_on=[first, second])
+    deliver_all(recording)
+    assert (row(consumer).status, row(consumer).last_error) == (
+        "failed",
+        "launch failed: inputs: two dependencies give CM_INPUT_LOAD_ROWS; name them apart",
+    )
+
+
+def test_a_result_larger_than_the_setting_fails_its_producer(recording, settings, make_mock_host):
     recording = limits(settings, WORKFLOW_OUTPUT_MAX_BYTES=10)
     producer = submit(make_mock_host(stdout='{"rows": 12345}'), returns_result=True)
     consumer = submit(make_mock_host(), depends_on=[producer])
@@ -123,9 +142,7 @@ def test_a_result_larger_than_the_setting_fails_its_producer(
     assert row(consumer).status == "cancelled"
 
 
-def test_no_json_last_line_fails_the_producer_and_skips_its_dependent(
-    recording, make_mock_host
-):
+def test_no_json_last_line_fails_the_producer_and_skips_its_dependent(recording, make_mock_host):
     hosts = (make_mock_host(stdout='{"rows": 3}\ndone\n'), make_mock_host(), make_mock_host())
     workflow = Workflow.objects.submit(chain(hosts))
     deliver_all(recording)
@@ -135,9 +152,7 @@ def test_no_json_last_line_fails_the_producer_and_skips_its_dependent(
     assert workflow.status == "failed"
 
 
-def test_a_job_without_returns_result_keeps_no_result_whatever_it_prints(
-    recording, make_mock_host
-):
+def test_a_job_without_returns_result_keeps_no_result_whatever_it_prints(recording, make_mock_host):
     job = submit(make_mock_host(stdout='{"rows": 3}'))
     deliver_all(recording)
     assert (row(job).status, row(job).result) == ("completed", None)
@@ -220,12 +235,10 @@ def test_the_workflow_answer_and_the_admin_show_each_result(
         "c": None,
     }
     block = outcome_block(nodes_of(workflow)["a"], True, "-")
-    assert '<code>{&quot;rows&quot;: 3}</code>' in block
+    assert "<code>{&quot;rows&quot;: 3}</code>" in block
 
 
-def test_a_result_rides_in_the_final_move_and_inputs_cost_one_select(
-    recording, make_mock_host
-):
+def test_a_result_rides_in_the_final_move_and_inputs_cost_one_select(recording, make_mock_host):
     """A producer's launch and check are a plain job's statements; a dependent's launch reads
     the results once more, in one SELECT."""
     producer = submit(make_mock_host(stdout='{"rows": 3}'), returns_result=True)

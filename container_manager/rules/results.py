@@ -58,7 +58,7 @@ def input_environment(results: list[tuple[str, str]], max_bytes: int) -> tuple[d
     >>> input_environment([("a", "1"), ("b", "[2]")], 100)
     ({'CM_INPUT_A': '1', 'CM_INPUT_B': '[2]'}, '')
     >>> input_environment([("a", "1"), ("b", "[2]")], 20)[1]
-    'inputs: 24 bytes (CM_INPUT_A 11, CM_INPUT_B 13), more than WORKFLOW_INPUTS_MAX_BYTES (20)'
+    'inputs: 26 bytes (CM_INPUT_A 12, CM_INPUT_B 14), more than WORKFLOW_INPUTS_MAX_BYTES (20)'
     """
     environment: dict[str, str] = {}
     for key, value in results:
