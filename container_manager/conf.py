@@ -121,6 +121,11 @@ DEFAULTS: dict[str, Any] = {
     "ARRAY_MAX_SIZE": 10_000,
     # Most nodes one workflow document may have (Workflow.objects.submit, POST api/workflows/).
     "WORKFLOW_MAX_NODES": 1000,
+    # Largest result (the last stdout line, JSON) a job with returns_result may store, in bytes.
+    "WORKFLOW_OUTPUT_MAX_BYTES": 4096,
+    # Most bytes of CM_INPUT_* variables (names and values) one job gets from its dependencies;
+    # below Fargate's 8,192-character container overrides, with room for the job's own.
+    "WORKFLOW_INPUTS_MAX_BYTES": 6144,
     # Secret references (docs/secrets.md): what resolves a reference at launch on Docker,
     # Scaleway and the mock executor, a dotted path to a callable(SecretRef) -> str.
     "SECRET_RESOLVER": "container_manager.executors.secretresolver.resolve",

@@ -1,5 +1,5 @@
-"""The job page's answer first: the outcome (status, final reason, exception, exit code, duration,
-cost), the retry note, what happened instead of a launch, and the labelled attempt timeline.
+"""The job page's answer first: the outcome (status, final reason, result, exception, exit code,
+duration, cost), the retry note, what happened instead of a launch, the labelled attempt timeline.
 
 Every fragment is built with ``format_html``: stored text is always escaped.
 """
@@ -30,7 +30,8 @@ NOT_RETRYABLE = {
 
 
 def outcome_block(job: Any, may_retry: bool, links: SafeString | str) -> SafeString:
-    """The answer to "what happened": facts in one row, the final reason, the exception, retry.
+    """The answer to "what happened": facts in one row, the final reason, the result (a job with
+    ``returns_result``), the exception, retry.
 
     ``may_retry`` is whether the viewer may retry jobs; ``links`` the "retry of / retried
     as" links ("-" when there are none).
@@ -53,6 +54,9 @@ def outcome_block(job: Any, may_retry: bool, links: SafeString | str) -> SafeStr
         parts.append(
             format_html('<p class="cm-reason"><strong>{}:</strong> {}</p>', label, job.last_error)
         )
+    if job.result is not None:
+        result = '<p class="cm-result"><strong>result:</strong> <code>{}</code></p>'
+        parts.append(format_html(result, job.result))
     raised = task_exception(job)
     if raised is not None:
         parts.append(_exception_block(*raised))

@@ -24,7 +24,7 @@ from container_manager.cli.output import cell, fields, print_json, table
 SHOWN = (
     "id", "name", "status", "exit_code", "last_error", "docker_image", "command", "host",
     "labels", "attempts", "created_at", "started_at", "completed_at", "duration_seconds",
-    "estimated_cost", "cost_currency", "depends_on", "array",
+    "estimated_cost", "cost_currency", "depends_on", "array", "result",
 )  # fmt: skip
 #: The columns of ``cm ls``.
 COLUMNS = (

@@ -10,14 +10,16 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from container_manager import dispatch
+from container_manager.conf import setting
 from container_manager.engine.transitions import move, send_launches
 from container_manager.models import ContainerJob, HostSlot, JobDependency
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.workflows import dead_edges, fired_edges, link, resolve_dependencies
+from container_manager.rules import results
 from container_manager.rules import status as st
 
 #: Environment variables a child's container gets on each platform, besides ``CM_ARRAY_*``.
@@ -62,9 +64,57 @@ def array_environment(job: ContainerJob) -> dict[str, str]:
     return environment
 
 
+def input_environment(job: ContainerJob) -> tuple[dict[str, str], str]:
+    """``CM_INPUT_<NODE>`` for each job that ``job`` (or its array parent) depends on that
+    stored a result, read from the rows at each launch; or ``{}`` and why they cannot be given.
+
+    ``<NODE>`` is the dependency's node name, else its job name, else its id
+    (``rules.results.input_variable``). More than ``WORKFLOW_INPUTS_MAX_BYTES`` is refused,
+    never cut. A job loaded with ``annotations()`` none of whose dependencies has a result
+    costs no query.
+    """
+    if not getattr(job, "has_inputs", True):
+        return {}, ""
+    owners = [pk for pk in (job.pk, job.array_parent_id) if pk is not None]
+    rows = (
+        JobDependency.objects.filter(job_id__in=owners, depends_on__result__isnull=False)
+        .order_by("depends_on__created_at")
+        .values_list(
+            "depends_on__workflow_node", "depends_on__name", "depends_on_id", "depends_on__result"
+        )
+    )
+    pairs = [(node or name or str(pk), value) for node, name, pk, value in rows]
+    return results.input_environment(pairs, setting("WORKFLOW_INPUTS_MAX_BYTES"))
+
+
+def produced(job: ContainerJob, status: str) -> tuple[str, dict[str, Any]]:
+    """The final status of a job that ended as ``status``, and the result fields its final move
+    writes: none without ``returns_result``; its ``result`` when it completed with a JSON last
+    line within ``WORKFLOW_OUTPUT_MAX_BYTES``; ``failed`` and a ``last_error`` naming the rule
+    when it completed without one.
+    """
+    if not job.returns_result:
+        return status, {}
+    if status != st.COMPLETED:
+        return status, {"result": None}
+    value, problem = results.read_result(job.clean_output, setting("WORKFLOW_OUTPUT_MAX_BYTES"))
+    if problem:
+        return str(st.FAILED), {"result": None, "last_error": problem}
+    return status, {"result": value}
+
+
 def annotations() -> dict[str, Exists]:
-    """For the steps' job SELECT: whether the job (or its array parent) waits for any job."""
-    return {"has_unfinished_dependencies": Exists(unfinished_dependencies())}
+    """For the steps' job SELECT: whether the job (or its array parent) waits for any job, and
+    whether a job it depends on has a result (``input_environment``)."""
+    return {
+        "has_unfinished_dependencies": Exists(unfinished_dependencies()),
+        "has_inputs": Exists(
+            JobDependency.objects.filter(
+                Q(job_id=OuterRef("pk")) | Q(job_id=OuterRef("array_parent_id")),
+                depends_on__result__isnull=False,
+            )
+        ),
+    }
 
 
 def launch_gate(job: ContainerJob) -> str | None:

@@ -216,6 +216,17 @@ class ContainerJob(models.Model):
     clean_output = models.TextField(
         blank=True, default="", help_text="Standard output without timestamps."
     )
+    returns_result = models.BooleanField(
+        default=False,
+        help_text="The last line of its stdout is its result, JSON, given to the jobs that "
+        "depend on it as CM_INPUT_<NODE>; without one it ends failed (docs/workflows.md).",
+    )
+    result = models.TextField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Its result as JSON text, stored when a job with returns_result completes.",
+    )
     labels = models.JSONField(
         default=dict,
         blank=True,
@@ -342,6 +353,7 @@ class ContainerJob(models.Model):
             "next_check_at", "lease_expires_at", "last_error", "cancel_requested_at",
             "stop_requested_at", "stop_reason", "waiting_for_host_since",
             "estimated_cost", "cost_currency", "has_dependents", "workflow", "workflow_node",
+            "result",
         }
     )  # fmt: skip
 

@@ -129,6 +129,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 instead; see ``container_manager.engine.workflows``
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
+            returns_result: the last non-empty line of its stdout, JSON, is stored as
+                its ``result`` and given to its dependents as ``CM_INPUT_<NODE>``; a run
+                without one fails (``rules.results``); not with ``array_size``
             idempotency_key: 1 to 255 printable ASCII characters; a call
                 with the key ``created_by``'s scope already used within
                 ``IDEMPOTENCY_WINDOW_SECONDS`` returns the job that call made
@@ -172,6 +175,10 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             kwargs.pop("depends_on", None), kwargs.get("created_by")
         )
         array_size = workflows.check_array_size(kwargs.pop("array_size", None))
+        if array_size and kwargs.get("returns_result"):
+            raise ValidationError(
+                {"returns_result": "returns_result: an array has no result; submit it without."}
+            )
         if kwargs.get("labels") is None:
             kwargs.pop("labels", None)
         contract.check_arguments(

@@ -30,9 +30,9 @@ NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 @dataclass(frozen=True)
 class Field:
-    """One submit field: its JSON type (``string``, ``integer``, ``number``, ``date-time``,
-    ``object``, ``array`` or ``labels``, an object of ``rules.labels``), bounds, and one line
-    of documentation."""
+    """One submit field: its JSON type (``string``, ``integer``, ``number``, ``boolean``,
+    ``date-time``, ``object``, ``array`` or ``labels``, an object of ``rules.labels``), bounds,
+    and one line of documentation."""
 
     name: str
     kind: str
@@ -172,6 +172,13 @@ FIELDS: tuple[Field, ...] = (
             "maxProperties": job_labels.MAX_LABELS,
             "additionalProperties": {"type": "string", "maxLength": job_labels.MAX_VALUE_LENGTH},
         },
+    ),  # fmt: skip
+    Field(
+        "returns_result",
+        "boolean",
+        "The last non-empty line of its stdout is its result: JSON of at most "
+        "WORKFLOW_OUTPUT_MAX_BYTES, shown as result and given to each job that depends on it "
+        "as CM_INPUT_<NODE>; a completed run without one ends failed. Not on an array.",
     ),  # fmt: skip
 )
 BY_NAME = {f.name: f for f in FIELDS}
@@ -372,7 +379,12 @@ def _check_labels(spec: Field, value: Any) -> str | None:
     return job_labels.labels_error(value)
 
 
+def _check_boolean(spec: Field, value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, not {_json_type(value)}."
+
+
 _CHECKS = {
+    "boolean": _check_boolean,
     "labels": _check_labels,
     "string": _check_string,
     "integer": _check_number,

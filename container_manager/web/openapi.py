@@ -67,6 +67,12 @@ _JOB = {
             "additionalProperties": {"type": "string"},
         },
         "exit_code": {"type": "integer", "nullable": True},
+        "returns_result": {"type": "boolean", "description": "Submitted with returns_result."},
+        "result": {
+            "nullable": True,
+            "description": "The JSON value of its stdout's last line, stored when a job with "
+            "returns_result completed; null otherwise.",
+        },
         "attempts": {"type": "integer", "minimum": 0},
         "last_error": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},

@@ -182,6 +182,7 @@ def _node_state() -> dict[str, Any]:
             "job": {"type": "string", "format": "uuid", "description": "The node's job id."},
             "status": {"type": "string", "enum": [value for value, _ in st.STATUS_CHOICES]},
             "depends_on": {"type": "array", "items": _EDGE, "description": "As submitted."},
+            "result": {"nullable": True, "description": "Its job's result (returns_result)."},
             "links": {"type": "object", "required": ["job"], "properties": {"job": _LINK}},
         },
     }

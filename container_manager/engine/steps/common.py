@@ -25,15 +25,24 @@ from container_manager.rules.logtext import strip_timestamps
 def build_launch_request(job: ContainerJob) -> LaunchRequest:
     """What the executor gets to start the job's current attempt: the one place it is built.
 
-    Raises ``ExecutorError`` (not retryable) when the command cannot be parsed.
+    Raises ``ExecutorError`` (not retryable) when the command cannot be parsed, or when the
+    results of the jobs it depends on exceed ``WORKFLOW_INPUTS_MAX_BYTES``. Those results are
+    variables of this request only (``workflows.input_environment``), never of the job's row.
     """
+    inputs, problem = workflows.input_environment(job)
+    if problem:
+        raise ExecutorError(problem, retryable=False)
     return LaunchRequest(
         job_id=str(job.id),
         attempt=job.attempt_count,
         launch_key=ex.launch_key(job.id, job.attempt_count),
         image=job.docker_image,
         command=tuple(ex.parse_command(job.command) or ()) or None,
-        environment={**job.get_all_environment_variables(), **workflows.array_environment(job)},
+        environment={
+            **job.get_all_environment_variables(),
+            **workflows.array_environment(job),
+            **inputs,
+        },
         memory_limit_mb=job.memory_limit,
         cpu_limit=job.cpu_limit,
         networks=tuple(

@@ -11,7 +11,7 @@ from typing import Any
 
 from container_manager import clock
 from container_manager.conf import setting
-from container_manager.engine import cost, timings
+from container_manager.engine import cost, timings, workflows
 from container_manager.engine.steps.common import check_failed, fail_running, load, result_fields
 from container_manager.engine.transitions import move
 from container_manager.executors import base as ex
@@ -88,6 +88,8 @@ def _finish(
 
     The move is guarded by the ``stop_reason`` this step read: if a stop was asked meanwhile
     (so the exit code may be the stop's own 137), the row's reason wins and the move is redone.
+    A job with ``returns_result`` stores its result in that same move, or ends failed without
+    one (``workflows.produced``).
     """
     accepted = job.started_at  # the launch step's stamp, before the platform's start time
     fields = result_fields(job, result) if result is not None else {}
@@ -110,11 +112,13 @@ def _finish(
     }
     for _ in range(2):
         status = job.stop_reason or intended or (st.COMPLETED if job.exit_code == 0 else st.FAILED)
-        last_error = final_reason(job, status, result)
+        status, outputs = workflows.produced(job, status)
+        last_error = outputs.pop("last_error", None) or final_reason(job, status, result)
         moved = move(
             job, st.RUNNING, status,
             guard={"attempt_count": job.attempt_count, "stop_reason": job.stop_reason},
             clean_output=job.clean_output, started_at=job.started_at, completed_at=completed_at,
+            **outputs,
             next_check_at=None, last_error=last_error, waiting_for_host_since=None, **results,
             **logs, **cost.fields(job, completed_at),
             execution={**results, "status": status, "finished_at": completed_at,

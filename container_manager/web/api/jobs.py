@@ -23,7 +23,7 @@ from container_manager.executors.exceptions import ExecutorError
 from container_manager.models import ContainerExecution, ContainerJob, ExecutorHost
 from container_manager.models.idempotency import IdempotencyConflict
 from container_manager.models.limits import QuotaExceeded
-from container_manager.rules import contract
+from container_manager.rules import contract, results
 from container_manager.rules.idempotency import check_key
 from container_manager.rules.logtext import read_offsets
 from container_manager.web import errors, openapi, quotas
@@ -251,6 +251,8 @@ def _job_json(request: HttpRequest, job: ContainerJob) -> dict[str, Any]:
         "host": job.docker_host.name,
         "labels": job.labels,
         "exit_code": job.exit_code,
+        "returns_result": job.returns_result,
+        "result": results.as_value(job.result),
         "attempts": job.attempt_count,
         "last_error": job.last_error,
         "created_at": job.created_at.isoformat(),

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from container_manager.models import Workflow
 from container_manager.models.workflow_runs import status_of
+from container_manager.rules import results
 from container_manager.web import quotas
 from container_manager.web.api.jobs import _require, api_view, idempotency_key, json_object
 from container_manager.web.api.rows import not_found
@@ -67,8 +68,8 @@ def workflow_cancel_view(request: HttpRequest, caller: ApiCaller, workflow_id: s
 
 def workflow_json(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
     """``workflow`` as ``GET api/workflows/{id}/`` shows it: one query for its nodes."""
-    jobs = workflow.jobs.order_by("created_at").values_list("pk", "workflow_node", "status")
-    rows = list(jobs)
+    jobs = workflow.jobs.order_by("created_at")
+    rows = list(jobs.values_list("pk", "workflow_node", "status", "result"))
     spec_nodes = (workflow.spec or {}).get("nodes", {})
     nodes = [
         {
@@ -76,11 +77,12 @@ def workflow_json(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
             "job": str(pk),
             "status": status,
             "depends_on": spec_nodes.get(name, {}).get("depends_on", []),
+            "result": results.as_value(result),
             "links": {"job": _link(request, "api-job", pk)},
         }
-        for pk, name, status in rows
+        for pk, name, status, result in rows
     ]
-    counts = Counter(status for _, _, status in rows)
+    counts = Counter(status for _, _, status, _ in rows)
     return {**_summary(request, workflow, counts), "nodes": nodes}
 
 
