@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import setup_django, write_result  # noqa: E402
+from _common import fresh_mock_host, fresh_sqlite_url, setup_django, write_result  # noqa: E402
 
 #: Statements counted so far: the submits' (this thread) and the steps' (every worker thread).
 _statements = {"submit": 0, "steps": 0}
@@ -80,7 +79,7 @@ def main() -> None:
     parser.add_argument("--stage2", choices=sorted(STAGE2), default="fan-out")
     parser.add_argument("--label", default="", help="suffix of the result file")
     args = parser.parse_args()
-    url = args.database_url if args.db == "postgres" else _fresh_sqlite_url()
+    url = args.database_url if args.db == "postgres" else fresh_sqlite_url("cm-workflows-")
     setup_django(url, args.workers, sweep_interval=0)
     from django.core.management import call_command
 
@@ -105,7 +104,8 @@ def measure(shape: str, n: int, stage2: str) -> dict[str, Any]:
     from container_manager import dispatch
     from container_manager.models import ContainerJob, Workflow
 
-    host = _fresh_host(n + 2)
+    Workflow.objects.all().delete()
+    host = fresh_mock_host(n + 2)
     document, singles = STAGE2[stage2]
     backend = dispatch.get_backend()
     backend.wait_idle(timeout=60)
@@ -187,25 +187,6 @@ def _counter(kind: str) -> Callable[..., Any]:
         return execute(sql, params, many, context)
 
     return count
-
-
-def _fresh_host(slots: int) -> Any:
-    from container_manager.models import ContainerJob, ExecutorHost, Workflow
-
-    Workflow.objects.all().delete()
-    ContainerJob.objects.all().delete()
-    ExecutorHost.objects.all().delete()
-    return ExecutorHost.objects.create(
-        name="bench-mock",
-        executor_type="mock",
-        connection_string="mock://",
-        executor_config={"duration": 0},
-        max_concurrent_jobs=slots,
-    )
-
-
-def _fresh_sqlite_url() -> str:
-    return f"sqlite:///{tempfile.mkdtemp(prefix='cm-workflows-')}/bench.sqlite3"
 
 
 if __name__ == "__main__":
