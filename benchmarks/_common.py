@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,26 @@ def setup_django_migrated(database_url: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+
+
+def fresh_mock_host(slots: int) -> Any:
+    """Delete every job and host, then make one mock host (``duration: 0``) of ``slots`` slots."""
+    from container_manager.models import ContainerJob, ExecutorHost
+
+    ContainerJob.objects.all().delete()
+    ExecutorHost.objects.all().delete()
+    return ExecutorHost.objects.create(
+        name="bench-mock",
+        executor_type="mock",
+        connection_string="mock://",
+        executor_config={"duration": 0},
+        max_concurrent_jobs=slots,
+    )
+
+
+def fresh_sqlite_url(prefix: str) -> str:
+    """The URL of a new SQLite file in a new temporary directory named ``prefix`` and more."""
+    return f"sqlite:///{tempfile.mkdtemp(prefix=prefix)}/bench.sqlite3"
 
 
 def copy_rows(model: Any, template: Any, special: dict[str, str], count: int) -> None:

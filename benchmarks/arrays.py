@@ -11,13 +11,12 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import setup_django, write_result  # noqa: E402
+from _common import fresh_mock_host, fresh_sqlite_url, setup_django, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["array", "separate"])
     parser.add_argument("--label", default="", help="suffix of the result file")
     args = parser.parse_args()
-    url = args.database_url if args.db == "postgres" else _fresh_sqlite_url()
+    url = args.database_url if args.db == "postgres" else fresh_sqlite_url("cm-arrays-")
     setup_django(url, args.workers, sweep_interval=args.sweep_interval)
     from django.core.management import call_command
 
@@ -65,7 +64,7 @@ def submit_only(size: int) -> dict[str, Any]:
 
     from container_manager.models import ContainerJob
 
-    host = _fresh_host(1)
+    host = fresh_mock_host(1)
     queries = [0]
 
     def count(execute, sql, params, many, context):
@@ -120,7 +119,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
     from container_manager import dispatch
     from container_manager.models import ContainerJob
 
-    host = _fresh_host(slots)
+    host = fresh_mock_host(slots)
     backend = dispatch.get_backend()
     queries = [0]
 
@@ -169,24 +168,6 @@ def _spread(jobs: Any, began_at: float) -> dict[str, float]:
         name: round(ends[int(fraction * (len(ends) - 1))], 2)
         for name, fraction in (("p50", 0.5), ("p90", 0.9), ("max", 1.0))
     }
-
-
-def _fresh_host(slots: int) -> Any:
-    from container_manager.models import ContainerJob, ExecutorHost
-
-    ContainerJob.objects.all().delete()
-    ExecutorHost.objects.all().delete()
-    return ExecutorHost.objects.create(
-        name="bench-mock",
-        executor_type="mock",
-        connection_string="mock://",
-        executor_config={"duration": 0},
-        max_concurrent_jobs=slots,
-    )
-
-
-def _fresh_sqlite_url() -> str:
-    return f"sqlite:///{tempfile.mkdtemp(prefix='cm-arrays-')}/bench.sqlite3"
 
 
 if __name__ == "__main__":

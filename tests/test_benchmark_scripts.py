@@ -7,7 +7,7 @@ together as their documentation says.
 import pytest
 from django.db import connection
 
-from benchmarks import pg_floor, render, tasks_db
+from benchmarks import pg_floor, render, tasks_db, workflows
 
 
 def test_threaded_floor_row_does_not_repeat_the_sequential_latency():
@@ -82,3 +82,44 @@ def test_floor_runs_every_job_once_from_two_connections(postgres_only):
             worker.connection.close()
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {pg_floor.TABLE}")
+
+
+def _shape(shape, number, submit, done, per_node):
+    return {
+        "shape": shape, "round": number, "submit_seconds": submit,
+        "seconds_until_all_done": done, "statements_per_node": per_node,
+        "submit_statements": 11 if shape == "workflow" else 4005, "load": [1.0, 1.0],
+    }  # fmt: skip
+
+
+def test_workflow_benchmark_compares_the_shapes_round_by_round():
+    runs = [
+        _shape("workflow", 0, 0.1, 10, 6), _shape("single", 0, 30, 20, 9),
+        _shape("single", 1, 40, 30, 9), _shape("workflow", 1, 0.2, 10, 6),
+        _shape("workflow", 2, 0.4, 20, 7), _shape("single", 2, 20, 20, 10),
+    ]  # fmt: skip
+
+    summary = workflows.summarise(runs)
+
+    assert summary["workflow"]["submit_seconds_median"] == 0.2
+    assert summary["single"]["submit_statements"] == [4005]
+    assert summary["submit_seconds_single_over_workflow"]["per_round"] == [300, 200, 50]
+    assert summary["submit_seconds_single_over_workflow"]["median"] == 200
+    assert summary["seconds_until_all_done_single_over_workflow"]["median"] == 2
+
+
+@pytest.mark.django_db
+def test_workflow_benchmark_builds_the_same_three_stages_both_ways(mock_host):
+    from container_manager.models import ContainerJob, JobDependency, Workflow
+
+    document, singles = workflows.STAGE2["fan-out"]
+    workflow = Workflow.objects.submit(document(mock_host.name, 3))
+    middle = workflow.jobs.get(workflow_node="middle")
+    assert middle.array_children.count() == 3
+    assert set(workflow.jobs.get(workflow_node="last").depends_on.all()) == {middle}
+    ContainerJob.objects.all().delete()
+
+    singles(mock_host, 3)
+
+    assert ContainerJob.objects.count() == 5
+    assert JobDependency.objects.count() == 3 + 3
