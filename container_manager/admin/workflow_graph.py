@@ -1,6 +1,7 @@
 """A workflow's graph for its admin page: a layered layout computed here and drawn as inline SVG.
 
 Three statements whatever the size (nodes, edges, the arrays' children by status); no script.
+The SVG is built as text, every value that is not one of our numbers through ``html.escape``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from django.db.models import Count
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from container_manager.admin._display import format_duration
 from container_manager.models import ContainerJob, JobDependency
@@ -186,22 +187,23 @@ def draw(nodes: list[GraphNode], edges: list[tuple[str, str, str]], title: str) 
     at = _places(order(layer, [(a, b) for a, b, _ in edges]))
     width = max((x for x, _ in at.values()), default=MARGIN) + BOX_W + MARGIN
     height = max((y for _, y in at.values()), default=MARGIN) + BOX_H + MARGIN
-    markers = format_html_join(
-        "",
-        '<marker id="cm-arrow-{}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{}"/>'
-        "</marker>",
-        ((condition, colour) for condition, (colour, _) in EDGE_STYLES.items()),
+    markers = "".join(
+        f'<marker id="cm-arrow-{condition}" viewBox="0 0 10 10" refX="10" refY="5" '
+        f'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
+        for condition, (colour, _) in EDGE_STYLES.items()
     )
-    arrows = format_html_join("", "{}", ((_edge(at[a], at[b], on),) for a, b, on in edges))
-    boxes = format_html_join("", "{}", ((_box(node, *at[node.name]),) for node in nodes))
-    return format_html(
-        '<div class="cm-graph"><svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" '
-        'viewBox="0 0 {} {}" role="group" aria-labelledby="cm-graph-title" '
-        'font-family="system-ui, sans-serif"><title id="cm-graph-title">{}</title>'
-        "<defs>{}</defs><g>{}</g><g>{}</g></svg></div>",
-        width, height, width, height, title, markers, arrows, boxes,
-    )  # fmt: skip
+    arrows = "".join(_edge(at[a], at[b], on) for a, b, on in edges)
+    boxes = "".join(_box(node, *at[node.name]) for node in nodes)
+    # Built as text for speed (format_html per attribute was 0.4 s at 1,000 nodes); every
+    # value that is not a number of ours goes through html.escape.
+    return mark_safe(
+        f'<div class="cm-graph"><svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="group" '
+        'aria-labelledby="cm-graph-title" font-family="system-ui, sans-serif">'
+        f'<title id="cm-graph-title">{escape(title)}</title><defs>{markers}</defs>'
+        f"<g>{arrows}</g><g>{boxes}</g></svg></div>"
+    )
 
 
 def span(started: datetime | None, completed: datetime | None, now: datetime) -> str:
@@ -267,59 +269,57 @@ def _places(columns: list[list[str]]) -> dict[str, tuple[int, int]]:
     return at
 
 
-def _edge(start: tuple[int, int], end: tuple[int, int], condition: str) -> SafeString:
+def _edge(start: tuple[int, int], end: tuple[int, int], condition: str) -> str:
     """A curve from the dependency's right side to the dependent's left, labelled unless success."""
     x1, y1 = start[0] + BOX_W, start[1] + BOX_H // 2
     x2, y2 = end[0], end[1] + BOX_H // 2
     bend = GAP_X // 2
     colour, dash = EDGE_STYLES[condition]
-    path = format_html(
-        '<path d="M{},{} C{},{} {},{} {},{}" fill="none" stroke="{}" stroke-width="1.5" '
-        'stroke-dasharray="{}" marker-end="url(#cm-arrow-{})"><title>on {}</title></path>',
-        x1, y1, x1 + bend, y1, x2 - bend, y2, x2, y2, colour, dash or "none", condition, condition,
-    )  # fmt: skip
+    on = escape(condition)
+    path = (
+        f'<path d="M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}" fill="none" '
+        f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash or "none"}" '
+        f'marker-end="url(#cm-arrow-{on})"><title>on {on}</title></path>'
+    )
     if condition == st.SUCCESS:
         return path
     label = "on failure" if condition == st.FAILURE else "always"
-    return format_html(
-        '{}<text x="{}" y="{}" text-anchor="middle" font-size="11" font-weight="600" fill="{}" '
-        'stroke="#ffffff" stroke-width="3" paint-order="stroke">{}</text>',
-        path, x2 - GAP_X // 2, y2 - 5, colour, label,
-    )  # fmt: skip
+    return (
+        f'{path}<text x="{x2 - GAP_X // 2}" y="{y2 - 5}" text-anchor="middle" font-size="11" '
+        f'font-weight="600" fill="{colour}" stroke="#ffffff" stroke-width="3" '
+        f'paint-order="stroke">{label}</text>'
+    )
 
 
-def _box(node: GraphNode, x: int, y: int) -> SafeString:
+def _box(node: GraphNode, x: int, y: int) -> str:
     """A node's box, a link to its job: its name, status (symbol and word), time, array bar."""
     fill, border, ink, symbol = STYLES.get(node.status, STYLES[st.PENDING])
-    name = node.name if len(node.name) <= NAME_CHARS else node.name[: NAME_CHARS - 1] + "\u2026"
-    status = f"{symbol} {node.status}"
-    third, bar = time_words(node.status, node.duration), ""
+    short = node.name if len(node.name) <= NAME_CHARS else node.name[: NAME_CHARS - 1] + "\u2026"
+    status, third, bar = escape(node.status), escape(time_words(node.status, node.duration)), ""
+    line = f"{symbol} {status}"
     if node.children is not None:
-        status += f" \u00b7 {node.duration}" if node.duration else ""
-        third = array_text(node.children, node.size)
+        line += f" \u00b7 {escape(node.duration)}" if node.duration else ""
+        third = escape(array_text(node.children, node.size))
         bar = _bar(node.children, node.size, x + 8, y + BOX_H - 14)
-    return format_html(
-        '<a href="{}" class="cm-node cm-node-{}" aria-label="{}: {}, {}"><title>{}: {}, {}</title>'
-        '<rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="{}" stroke="{}" '
-        'stroke-width="{}"/>'
-        '<text x="{}" y="{}" font-size="13" font-weight="700" fill="#212121">{}</text>'
-        '<text x="{}" y="{}" font-size="12" font-weight="600" fill="{}">{}</text>'
-        '<text x="{}" y="{}" font-size="11" fill="#424242">{}</text>{}</a>',
-        node.url, node.status, node.name, node.status, third, node.name, node.status, third,
-        x, y, BOX_W, BOX_H, fill, border, 2 if node.status in st.LIVE else 1.5,
-        x + 8, y + 18, name, x + 8, y + 36, ink, status, x + 8, y + 52, third, bar,
-    )  # fmt: skip
+    said = f"{escape(node.name)}: {status}, {third}"
+    return (
+        f'<a href="{escape(node.url)}" class="cm-node cm-node-{status}" aria-label="{said}">'
+        f'<title>{said}</title><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" '
+        f'fill="{fill}" stroke="{border}" stroke-width="{2 if node.status in st.LIVE else 1.5}"/>'
+        f'<text x="{x + 8}" y="{y + 18}" font-size="13" font-weight="700" fill="#212121">'
+        f'{escape(short)}</text><text x="{x + 8}" y="{y + 36}" font-size="12" '
+        f'font-weight="600" fill="{ink}">{line}</text><text x="{x + 8}" y="{y + 52}" '
+        f'font-size="11" fill="#424242">{third}</text>{bar}</a>'
+    )
 
 
-def _bar(children: dict[str, int], size: int, x: int, y: int) -> SafeString:
+def _bar(children: dict[str, int], size: int, x: int, y: int) -> str:
     """The array's progress: completed, failed and running children as parts of ``size``."""
-    width, parts, left = BOX_W - 16, [], x
+    width = BOX_W - 16
+    parts, left = [f'<rect x="{x}" y="{y}" width="{width}" height="6" fill="#e0e0e0"/>'], x
     for group, colour in BAR:
         share = round(width * sum(children.get(s, 0) for s in group) / max(size, 1))
         if share:
-            parts.append((left, y, share, colour))
+            parts.append(f'<rect x="{left}" y="{y}" width="{share}" height="6" fill="{colour}"/>')
             left += share
-    segments = format_html_join("", '<rect x="{}" y="{}" width="{}" height="6" fill="{}"/>', parts)
-    return format_html(
-        '<rect x="{}" y="{}" width="{}" height="6" fill="#e0e0e0"/>{}', x, y, width, segments
-    )
+    return "".join(parts)
