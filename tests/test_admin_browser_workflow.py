@@ -42,6 +42,7 @@ def test_the_workflow_page_draws_its_graph_with_live_states(
     assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
     assert page.evaluate(CLIPPED_JS) == []
     shot("workflow-graph")
+    page.locator(".cm-graph-module").screenshot(path=str(shot.folder / "workflow-graph-only.png"))
 
     page.click(".cm-graph a.cm-node-failed")
     page.wait_for_url(f"**/containerjob/{jobs_of(workflow)['transform'].pk}/change/")
