@@ -100,6 +100,12 @@ def test_a_chain_of_a_thousand_nodes_needs_no_recursion_and_keeps_its_order():
     assert svg.count("marker-end=") == 999 and svg.count('<a href="/job/') == 1000
 
 
+def test_an_edge_passing_behind_a_column_is_fainter_than_edges_between_neighbours():
+    edges = [(a, b, "success") for a, b in [*DIAMOND, ("start", "join")]]
+    svg = graph.draw(boxes(["join", "left", "right", "start"]), edges, "diamond")
+    assert svg.count("marker-end=") == 5 and svg.count('stroke-opacity="0.35"') == 1
+
+
 def test_a_wide_layer_wraps_so_the_drawing_stays_at_most_rows_boxes_tall():
     names = [f"leaf{i:04d}" for i in range(999)]
     edges = [("root", name, "success") for name in names]

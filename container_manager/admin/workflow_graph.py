@@ -47,13 +47,13 @@ EDGE_STYLES = {
     st.FAILURE: ("#b71c1c", "6 4"),
     st.ALWAYS: ("#6a1b9a", "2 3"),
 }
-_PLACEHOLDER = uuid.UUID(int=0)
 #: The array progress bar's segments: children in these statuses, in this colour.
 BAR = (
     ((st.COMPLETED,), "#43a047"),
     ((st.FAILED, st.TIMEOUT), "#e53935"),
     ((st.LAUNCHING, st.RUNNING), "#42a5f5"),
 )
+_PLACEHOLDER = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -276,9 +276,12 @@ def _edge(start: tuple[int, int], end: tuple[int, int], condition: str) -> str:
     bend = GAP_X // 2
     colour, dash = EDGE_STYLES[condition]
     on = escape(condition)
+    # An edge that passes behind a column of boxes (a skipped layer, a wrapped one) is fainter,
+    # so the boxes it passes stay readable and the edges between neighbours stand out.
+    faint = ' stroke-opacity="0.35"' if x2 - x1 > GAP_X else ""
     path = (
         f'<path d="M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}" fill="none" '
-        f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash or "none"}" '
+        f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash or "none"}"{faint} '
         f'marker-end="url(#cm-arrow-{on})"><title>on {on}</title></path>'
     )
     if condition == st.SUCCESS:
