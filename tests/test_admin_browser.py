@@ -75,6 +75,8 @@ def browser_page(request, live_server, monkeypatch):
         def shot(name):
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
+        shot.folder = out
+
         shot("01-admin-index")
         try:
             yield page, shot

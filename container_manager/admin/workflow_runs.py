@@ -1,4 +1,5 @@
-"""Admin of workflows submitted as one object: read-only, each node a link to its job's page.
+"""Admin of workflows submitted as one object: read-only, each node a link to its job's page,
+and the page draws the workflow's graph with live states (``admin.workflow_graph``).
 
 The list computes every row's status in its own query (``Workflow.objects.with_counts``).
 """
@@ -13,6 +14,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from container_manager import clock
+from container_manager.admin import workflow_graph
 from container_manager.admin._display import status_badge
 from container_manager.models import Workflow
 
@@ -29,6 +32,9 @@ class WorkflowAdmin(admin.ModelAdmin):
     )  # fmt: skip
     fields = readonly_fields
 
+    class Media:
+        css = {"all": ("container_manager/admin/admin.css",)}
+
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).with_counts()
 
@@ -41,6 +47,12 @@ class WorkflowAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
+        """The page draws the workflow's graph above its fields (``admin.workflow_graph``)."""
+        if kwargs.get("obj") is not None:
+            context.update(workflow_graph.page_context(kwargs["obj"], clock.now()))
+        return super().render_change_form(request, context, *args, **kwargs)
+
     @admin.display(description="status")
     def workflow_status(self, workflow: Workflow) -> str:
         return workflow.status
@@ -52,7 +64,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description="nodes")
     def nodes(self, workflow: Workflow) -> SafeString | str:
         """Each node: its name, a link to its job, its status badge and what it waits for."""
-        jobs = list(workflow.jobs.order_by("created_at").only("pk", "workflow_node", "status"))
+        columns = ("pk", "workflow", "workflow_node", "status")  # workflow: no query per row
+        jobs = list(workflow.jobs.order_by("created_at").only(*columns))
         if not jobs:
             return "-"
         spec = (workflow.spec or {}).get("nodes", {})
@@ -65,7 +78,7 @@ class WorkflowAdmin(admin.ModelAdmin):
                     reverse("admin:container_manager_containerjob_change", args=[job.pk]),
                     str(job.pk)[:8],
                     status_badge(job),
-                    ", ".join(spec.get(job.workflow_node, {}).get("depends_on", [])) or "-",
+                    _waits_for(spec.get(job.workflow_node, {}).get("depends_on", [])),
                 )
                 for job in jobs
             ),
@@ -75,3 +88,11 @@ class WorkflowAdmin(admin.ModelAdmin):
             "</tr></thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+def _waits_for(items: list[Any]) -> str:
+    """A node's ``depends_on`` in words: ``a, b (on failure)``; an edge on success is a name."""
+    words = [
+        item if isinstance(item, str) else f"{item['node']} (on {item['on']})" for item in items
+    ]
+    return ", ".join(words) or "-"
