@@ -9,6 +9,8 @@ import uuid
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from container_manager import dispatch
@@ -26,6 +28,11 @@ from tests.test_retry import set_exit_code
 from tests.test_workflows import deliver_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+#: A resume's statements: the transaction, the lock, the nodes, the skipped nodes' edges, two
+#: UPDATEs, the new jobs, their edges (a SELECT, an INSERT, an UPDATE), the resume row, the
+#: clear of a cancel request, the workflow read again.
+STATEMENTS = 14
 
 
 def node(host, *after, **fields):
@@ -373,3 +380,32 @@ def test_the_admin_button_needs_the_permission_to_retry_jobs(client, diamond):
     assert button.encode() not in client.get(page).content
     assert client.post(button).status_code == 403
     assert WorkflowResume.objects.count() == 0
+
+
+def fan(host, flaky, width):
+    """``work`` fails on ``flaky``; ``width`` nodes wait for it."""
+    after = {f"n{i}": node(host, "work") for i in range(width)}
+    return {"nodes": {"work": node(flaky), **after}}
+
+
+def test_the_statements_of_a_resume_do_not_grow_with_the_nodes_rerun(
+    recording, mock_host, make_mock_host
+):
+    flaky = make_mock_host(name="flaky", exit_code=3)
+    small, wide = (Workflow.objects.submit(fan(mock_host, flaky, n)) for n in (1, 8))
+    deliver_all(recording)
+    counts = []
+    for workflow in (small, wide):
+        with CaptureQueriesContext(connection) as statements:
+            retry_workflow(workflow)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= STATEMENTS, [q["sql"][:60] for q in statements.captured_queries]
+
+
+def test_a_nodes_job_page_offers_no_retry_and_points_to_the_workflow(admin_client, diamond):
+    failed = nodes(diamond)["b"]
+    page = reverse("admin:container_manager_containerjob_change", args=[failed.pk])
+    content = admin_client.get(page).content.decode()
+    assert reverse("admin:container_manager_containerjob_retry", args=[failed.pk]) not in content
+    assert "This job is node &#x27;b&#x27; of a workflow: resume the workflow" in content
