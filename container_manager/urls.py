@@ -126,6 +126,11 @@ urlpatterns = [
         name="api-workflow-cancel",
     ),
     path(
+        "api/workflows/<str:workflow_id>/retry/",
+        LazyView("container_manager.web.api.workflows.workflow_retry_view"),
+        name="api-workflow-retry",
+    ),
+    path(
         "api/openapi.json",
         LazyView("container_manager.web.api.jobs.openapi_view"),
         name="api-openapi",

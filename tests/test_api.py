@@ -56,6 +56,7 @@ def test_openapi_document_is_valid_and_served(client, document):
         "/schedules/", "/schedules/{schedule_id}/", "/schedules/{schedule_id}/run/",
         "/webhooks/", "/webhooks/{webhook_id}/", "/webhooks/{webhook_id}/rotate/",
         "/workflows/", "/workflows/{workflow_id}/", "/workflows/{workflow_id}/cancel/",
+        "/workflows/{workflow_id}/retry/",
     }  # fmt: skip
 
 
@@ -80,6 +81,7 @@ def test_every_operation_has_a_camel_case_operation_id(document):
         ("/workflows/", "get"): "listWorkflows", ("/workflows/", "post"): "submitWorkflow",
         ("/workflows/{workflow_id}/", "get"): "getWorkflow",
         ("/workflows/{workflow_id}/cancel/", "post"): "cancelWorkflow",
+        ("/workflows/{workflow_id}/retry/", "post"): "retryWorkflow",
     }  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from container_manager.engine import steps
-from container_manager.engine.retry import retry_job
+from container_manager.engine.retry import retry_job, retry_workflow
 from container_manager.engine.transitions import release_dependents
 from container_manager.models import ContainerJob, JobDependency, Workflow
 from tests.support import SWEEP_STATEMENTS, row, submit, sweep_until_done
@@ -294,11 +294,12 @@ def test_a_retry_of_a_failed_node_brings_back_the_nodes_it_skipped(
     chain = Workflow.objects.submit(spec)
     deliver_all(recording)
     assert statuses(chain) == {"work": "failed", "after": "skipped"}
-    again = retry_job(nodes(chain)["work"], None)
-    [after] = again.brought_back
+    # A node is re-run by its workflow's retry (issue 29, item 5), no longer by retry_job.
+    assert retry_workflow(chain).node_names == ["work", "after"]
+    again, after = nodes(chain)["work"], nodes(chain)["after"]
     assert after.status == "pending" and list(after.depends_on.all()) == [again]
     # The handlers that ran (completed) stay as they are.
-    assert retry_job(nodes(workflow)["work"], None).brought_back == []
+    assert retry_workflow(workflow).node_names == ["work"]
 
 
 def test_a_cancelled_workflow_ends_its_nodes_cancelled_not_skipped(recording, mock_host):

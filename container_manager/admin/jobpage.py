@@ -79,6 +79,11 @@ def retry_note(job: Any, may_retry: bool) -> str:
     if job.status in NOT_RETRYABLE:
         why = NOT_RETRYABLE[job.status]
         return f"Retry is offered once the job has failed, timed out or been cancelled: {why}."
+    if job.workflow_id is not None:
+        return (
+            f"This job is node {job.workflow_node!r} of a workflow: resume the workflow (its "
+            "page's Resume button) to re-run it with the nodes after it."
+        )
     if not may_retry:
         return "You may view this job but not retry it."
     return (

@@ -314,7 +314,9 @@ class ContainerJobAdmin(WorkflowDisplayMixin, admin.ModelAdmin):
         may_act = super().has_change_permission(request)
         context.update(
             cm_can_cancel=bool(obj and may_act and obj.status in st.LIVE),
-            cm_can_retry=bool(obj and may_act and obj.status in RETRYABLE),
+            cm_can_retry=bool(
+                obj and may_act and obj.status in RETRYABLE and obj.workflow_id is None
+            ),
         )
         if obj is not None:
             context["cm_outcome"] = jobpage.outcome_block(obj, may_act, self.retry_links(obj))

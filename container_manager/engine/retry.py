@@ -1,4 +1,5 @@
-"""Retry: run a job that ended badly again, as new jobs, with the dependents its end cancelled.
+"""Retry: run a job that ended badly again, as new jobs, with the dependents its end cancelled;
+resume a workflow: re-run its nodes that ended badly and the nodes after them.
 
 A finished job never changes status, so its retry is a new job, linked both ways in
 ``executor_metadata``; the mark on the original is a compare-and-set, so a job is retried once.
@@ -15,7 +16,15 @@ from django.db import connections, transaction
 from django.db.models import Count
 
 from container_manager import dispatch
-from container_manager.models import ArrayCounts, ContainerJob, ExecutorHost, JobDependency, limits
+from container_manager.models import (
+    ArrayCounts,
+    ContainerJob,
+    ExecutorHost,
+    JobDependency,
+    Workflow,
+    WorkflowResume,
+    limits,
+)
 from container_manager.models.labels import save_labels
 from container_manager.models.workflows import insert_children, write_edges
 from container_manager.rules import status as st
@@ -66,9 +75,18 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
 
     Raises:
         ValidationError: on ``status`` (not failed, timed out or cancelled; already retried,
-            naming the retry), ``array_parent`` (a child of an array) or ``docker_host`` (no
-            active host for a job whose host is inactive); nothing is written.
+            naming the retry), ``workflow`` (a node of a workflow: ``retry_workflow`` re-runs
+            it), ``array_parent`` (a child of an array) or ``docker_host`` (no active host for
+            a job whose host is inactive); nothing is written.
     """
+    if job.workflow_id is not None:
+        raise ValidationError(
+            {
+                "workflow": f"workflow: job {job.pk} is node {job.workflow_node!r} of workflow "
+                f"{job.workflow_id}; retry the workflow: it re-runs this node and the nodes after "
+                "it that did not complete"
+            }
+        )
     if job.array_parent_id is not None:
         raise ValidationError(
             {
@@ -83,17 +101,9 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
         brought = _cancelled_because_of(job)
         ids = {job.pk: new_id, **{dependent.pk: uuid.uuid4() for dependent in brought}}
         _mark_brought(brought, ids)
-        originals = [job, *brought]
-        arrays = _completed_children(originals)
-        if limited:
-            _check_quotas(user, originals, arrays)
-        new_jobs = _copies(originals, ids, getattr(user, "pk", None))
-        ContainerJob.objects.bulk_create(new_jobs)
-        _copy_edges(ids)
-        _rerun_arrays(arrays, {new.pk: new for new in new_jobs}, ids)
-        for new in new_jobs:
-            save_labels(new)
-        dispatch.send_many_on_commit([("launch", new.pk, 0) for new in new_jobs])
+        new_jobs = _submit_copies(
+            [job, *brought], ids, user, limited=limited, creator=getattr(user, "pk", None)
+        )
     logger.info(
         "job %s retried as job %s by user %s (%d cancelled dependents brought back)",
         job.pk, new_id, getattr(user, "pk", None), len(brought),
@@ -101,6 +111,144 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
     retry = new_jobs[0]
     retry.brought_back = new_jobs[1:]
     return retry
+
+
+def retry_workflow(
+    workflow: Workflow, user: Any = None, *, limited: bool = False
+) -> WorkflowResume:
+    """Resume ``workflow``: re-run its nodes that ended badly and the nodes they skipped.
+
+    All in one transaction, or nothing. Under a lock on the workflow's row (PostgreSQL), one
+    SELECT reads every node; from that one reading:
+
+    - a node still ``pending``, ``launching`` or ``running`` refuses the resume (resume once
+      every node has ended, or cancel the workflow first): a node that ends while the resume
+      runs was read live, so it is never re-run behind its own back;
+    - the nodes re-run are those that ended ``failed``, ``timeout`` or ``cancelled``, and,
+      down the chain, each ``skipped`` node that waits for a node re-run. A completed node is
+      kept with its job and results, even one downstream (a failure handler that ran), and so
+      is a node skipped because its branch was not taken (its edge from a kept node);
+    - each re-run node's old job leaves the workflow (``workflow`` NULL, ``retried_as`` naming
+      the new one: one guarded UPDATE each, the compare-and-set that makes a resume happen
+      once); its new job, made as ``retry_job`` makes one (same request, edges with their
+      conditions, an array re-running only the children that did not complete, the owner of
+      the old job), becomes the node of the same name;
+    - a ``WorkflowResume`` row records ``user``, the time and each node with its old and new
+      job; the workflow's ``cancel_requested_at`` is cleared.
+
+    ``limited`` holds the new rows to ``user``'s quotas, as ``retry_job``. Returns the resume.
+
+    Raises:
+        ValidationError: on ``status`` (a live node, naming it; no node to re-run; resumed
+            meanwhile) or ``docker_host`` (as ``retry_job``); nothing is written.
+    """
+    with transaction.atomic():
+        if not Workflow.objects.select_for_update().filter(pk=workflow.pk).exists():
+            raise ValidationError({"workflow": f"workflow: {workflow.pk} no longer exists"})
+        nodes = list(
+            ContainerJob.objects.filter(workflow=workflow)
+            .select_related("docker_host")
+            .order_by("created_at", "pk")
+        )
+        rerun = _nodes_to_rerun(workflow, nodes)
+        ids = {old.pk: uuid.uuid4() for old in rerun}
+        _detach(workflow, ids)
+        creator = rerun[0].created_by_id
+        made = _submit_copies(rerun, ids, user, limited=limited, creator=creator, workflow=workflow)
+        resume = WorkflowResume.objects.create(
+            workflow=workflow,
+            user=user,
+            count=len(made),
+            nodes=[
+                {"node": old.workflow_node, "job": str(old.pk), "retry": str(new.pk)}
+                for old, new in zip(rerun, made, strict=True)
+            ],
+        )
+        Workflow.objects.filter(pk=workflow.pk, cancel_requested_at__isnull=False).update(
+            cancel_requested_at=None
+        )
+    workflow.refresh_from_db(fields=["cancel_requested_at"])
+    logger.info(
+        "workflow %s resumed by user %s: %d node(s) re-run (%s)",
+        workflow.pk, getattr(user, "pk", None), len(made), ", ".join(resume.node_names),
+    )  # fmt: skip
+    return resume
+
+
+def _nodes_to_rerun(workflow: Workflow, nodes: list[ContainerJob]) -> list[ContainerJob]:
+    """The nodes a resume re-runs, read once; raise when a node is live or none is to re-run."""
+    live = sorted(node.workflow_node for node in nodes if node.status in st.LIVE)
+    if live:
+        raise ValidationError(
+            {
+                "status": f"status: workflow {workflow.pk} has nodes not ended ("
+                f"{', '.join(live)}); resume it once they have ended, or cancel it first"
+            }
+        )
+    chosen = {node.pk for node in nodes if node.status in RETRYABLE}
+    if not chosen:
+        raise ValidationError(
+            {
+                "status": f"status: workflow {workflow.pk} has no node that failed, timed out "
+                "or was cancelled: nothing to re-run"
+            }
+        )
+    skipped = {node.pk for node in nodes if node.status == st.SKIPPED}
+    edges = JobDependency.objects.filter(job_id__in=skipped).values_list("job_id", "depends_on")
+    waits_for: dict[Any, set[Any]] = {}
+    for waiting, dependency in edges:
+        waits_for.setdefault(waiting, set()).add(dependency)
+    grown = True
+    while grown:
+        more = {pk for pk in skipped - chosen if waits_for.get(pk, set()) & chosen}
+        chosen |= more
+        grown = bool(more)
+    return [node for node in nodes if node.pk in chosen]
+
+
+def _detach(workflow: Workflow, ids: dict[Any, uuid.UUID]) -> None:
+    """Take the re-run nodes' old jobs out of ``workflow`` and mark them; raise if one moved."""
+    ended = RETRYABLE | TAKEN_DOWN
+    detached = ContainerJob.objects.filter(
+        pk__in=list(ids), workflow=workflow, status__in=ended
+    ).update(workflow=None)
+    if detached != len(ids) or _mark(ids, ended) != len(ids):
+        raise ValidationError(
+            {
+                "status": f"status: a node of workflow {workflow.pk} was resumed or retried "
+                "meanwhile; read the workflow again"
+            }
+        )
+
+
+def _submit_copies(
+    originals: list[ContainerJob],
+    ids: dict[Any, uuid.UUID],
+    user: Any,
+    *,
+    limited: bool,
+    creator: Any,
+    workflow: Any = None,
+) -> list[ContainerJob]:
+    """Make the new jobs of ``originals`` (ids from ``ids``), their edges, children and labels.
+
+    The first is made by ``creator``, the others keep their owners; with ``workflow`` each
+    becomes the workflow's node of its original's name. Sends their launches on commit.
+    """
+    arrays = _completed_children(originals)
+    if limited:
+        _check_quotas(user, originals, arrays)
+    new_jobs = _copies(originals, ids, creator)
+    if workflow is not None:
+        for old, new in zip(originals, new_jobs, strict=True):
+            new.workflow_id, new.workflow_node = workflow.pk, old.workflow_node
+    ContainerJob.objects.bulk_create(new_jobs)
+    _copy_edges(ids)
+    _rerun_arrays(arrays, {new.pk: new for new in new_jobs}, ids)
+    for new in new_jobs:
+        save_labels(new)
+    dispatch.send_many_on_commit([("launch", new.pk, 0) for new in new_jobs])
+    return new_jobs
 
 
 def _claim(job: ContainerJob, new_id: uuid.UUID) -> None:

@@ -16,6 +16,7 @@ from container_manager.models.schedules import JobSchedule
 from container_manager.models.tallies import JobTally
 from container_manager.models.tokens import ApiToken, UsedSignature
 from container_manager.models.webhooks import WebhookDelivery, WebhookEndpoint
+from container_manager.models.workflow_resumes import WorkflowResume
 from container_manager.models.workflow_runs import Workflow
 from container_manager.models.workflows import ArrayCounts, JobDependency
 
@@ -40,6 +41,7 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "Workflow",
+    "WorkflowResume",
     "default_max_attempts",
     "executor_choices",
 ]

@@ -66,8 +66,8 @@ def schemas() -> dict[str, Any]:
         "cancel_requested_at": {"type": "string", "format": "date-time", "nullable": True},
         "links": {
             "type": "object",
-            "required": ["self", "cancel"],
-            "properties": {"self": _LINK, "cancel": _LINK},
+            "required": ["self", "cancel", "retry"],
+            "properties": {"self": _LINK, "cancel": _LINK, "retry": _LINK},
         },
     }
     return {
@@ -91,10 +91,11 @@ def schemas() -> dict[str, Any]:
         "WorkflowSummary": {"type": "object", "required": list(summary), "properties": summary},
         "Workflow": {
             "type": "object",
-            "required": [*summary, "nodes"],
+            "required": [*summary, "nodes", "resumes"],
             "properties": {
                 **summary,
                 "nodes": {"type": "array", "items": _node_state()},
+                "resumes": {"type": "array", "items": _resume()},
             },
         },
         "WorkflowList": {
@@ -112,7 +113,7 @@ def schemas() -> dict[str, Any]:
 
 
 def paths(idempotency_key: dict[str, Any]) -> dict[str, Any]:
-    """The workflow operations: submitWorkflow, listWorkflows, getWorkflow, cancelWorkflow."""
+    """The workflow operations: submit, list, get, cancel and retry (resume) a workflow."""
     workflow_id = {
         "name": "workflow_id",
         "in": "path",
@@ -169,6 +170,44 @@ def paths(idempotency_key: dict[str, Any]) -> dict[str, Any]:
                     **_errors("401", "403", "404", "409", "413", "429"),
                 },
             }
+        },
+        "/workflows/{workflow_id}/retry/": {
+            "post": {
+                "operationId": "retryWorkflow",
+                "summary": "Resume a workflow: re-run the nodes that ended badly and after them",
+                "description": "Re-runs the nodes that failed, timed out or were cancelled, "
+                "and the skipped nodes after them, as new jobs that become those nodes; "
+                "completed nodes are kept. 409 while a node has not ended, or when no node "
+                "is to re-run. Needs the add permission on container jobs.",
+                "parameters": [workflow_id],
+                "responses": {
+                    "201": {"description": "Resumed", "content": _json("Workflow")},
+                    **_errors("401", "403", "404", "409", "413", "429"),
+                },
+            }
+        },
+    }
+
+
+def _resume() -> dict[str, Any]:
+    entry = {
+        "type": "object",
+        "required": ["node", "job", "retry"],
+        "properties": {
+            "node": {"type": "string"},
+            "job": {"type": "string", "format": "uuid", "description": "The node's old job."},
+            "retry": {"type": "string", "format": "uuid", "description": "Its new job."},
+        },
+    }
+    return {
+        "type": "object",
+        "description": "One resume (retryWorkflow), oldest first.",
+        "required": ["at", "by", "count", "nodes"],
+        "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "by": {"type": "string", "nullable": True, "description": "Who resumed it."},
+            "count": {"type": "integer", "minimum": 1},
+            "nodes": {"type": "array", "items": entry},
         },
     }
 

@@ -1,4 +1,5 @@
-"""The JSON API of workflows: submit one document, list them, read one with its nodes, cancel it.
+"""The JSON API of workflows: submit one document, list them, read one with its nodes, cancel it,
+resume it.
 
 The rules are ``Workflow.objects.submit``'s and ``rules.workflow_spec``'s; the permissions are
 those of container jobs, and another user's workflow answers like an unknown id.
@@ -10,9 +11,11 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
+from container_manager.engine.retry import retry_workflow
 from container_manager.models import Workflow
 from container_manager.models.workflow_runs import status_of
 from container_manager.rules import results
@@ -66,8 +69,27 @@ def workflow_cancel_view(request: HttpRequest, caller: ApiCaller, workflow_id: s
     return JsonResponse(workflow_json(request, workflow), status=202)
 
 
+@api_view("POST")
+def workflow_retry_view(request: HttpRequest, caller: ApiCaller, workflow_id: str) -> JsonResponse:
+    """Resume the workflow (``engine.retry.retry_workflow``): 201 with the workflow.
+
+    Needs the ``add`` permission on container jobs, as a job's retry. A workflow the caller may
+    not see answers 404 like an unknown id; one with a node not ended, or with nothing to
+    re-run, a 409 saying so. A user's token is held to its quotas (429).
+    """
+    _require(caller, "add")
+    workflow = _visible(caller, workflow_id)
+    if workflow is None:
+        return not_found("workflow", workflow_id)
+    try:
+        retry_workflow(workflow, caller.user, limited=quotas.applies(caller))
+    except ValidationError as exc:
+        return error(409, "; ".join(exc.messages), fields=exc.message_dict)
+    return JsonResponse(workflow_json(request, workflow), status=201)
+
+
 def workflow_json(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
-    """``workflow`` as ``GET api/workflows/{id}/`` shows it: one query for its nodes."""
+    """``workflow`` as ``GET api/workflows/{id}/`` shows it: a query for nodes, one for resumes."""
     jobs = workflow.jobs.order_by("created_at")
     rows = list(jobs.values_list("pk", "workflow_node", "status", "result"))
     spec_nodes = (workflow.spec or {}).get("nodes", {})
@@ -83,7 +105,7 @@ def workflow_json(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
         for pk, name, status, result in rows
     ]
     counts = Counter(status for _, _, status, _ in rows)
-    return {**_summary(request, workflow, counts), "nodes": nodes}
+    return {**_summary(request, workflow, counts), "nodes": nodes, "resumes": _resumes(workflow)}
 
 
 def _summary(request: HttpRequest, workflow: Workflow, counts: dict[str, int]) -> dict[str, Any]:
@@ -98,8 +120,21 @@ def _summary(request: HttpRequest, workflow: Workflow, counts: dict[str, int]) -
         "links": {
             "self": _link(request, "api-workflow", workflow.pk),
             "cancel": _link(request, "api-workflow-cancel", workflow.pk),
+            "retry": _link(request, "api-workflow-retry", workflow.pk),
         },
     }
+
+
+def _resumes(workflow: Workflow) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": resume.at.isoformat(),
+            "by": resume.user.get_username() if resume.user else None,
+            "count": resume.count,
+            "nodes": resume.nodes,
+        }
+        for resume in workflow.resumes.select_related("user")
+    ]
 
 
 def _visible(caller: ApiCaller, text: str) -> Workflow | None:
