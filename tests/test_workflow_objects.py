@@ -260,3 +260,13 @@ def test_the_admin_lists_workflows_and_links_each_node_read_only(client, recordi
     assert b"left, right" in change.content  # what join waits for
     assert b'name="_save"' not in change.content  # read-only
     assert client.get(reverse("admin:container_manager_workflow_add")).status_code == 403
+
+
+def test_the_workflow_row_keeps_no_environment_value(recording, mock_host):
+    spec = diamond(mock_host, environment_vars={"TOKEN": "s3cr3t-Value", "MODE": "fast"})
+    workflow = Workflow.objects.submit(spec)
+    kept = Workflow.objects.get(pk=workflow.pk).spec
+    assert kept["nodes"]["join"]["environment_vars"] == {"TOKEN": "********", "MODE": "********"}
+    assert "s3cr3t-Value" not in str(kept)
+    assert spec["nodes"]["join"]["environment_vars"]["TOKEN"] == "s3cr3t-Value"  # not mutated
+    assert "s3cr3t-Value" in jobs_of(workflow)["join"].override_environment  # the job runs with it

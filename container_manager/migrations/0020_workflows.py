@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('name', models.CharField(blank=True, default='', max_length=200)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('spec', models.JSONField(help_text='The document as submitted.')),
+                ('spec', models.JSONField(help_text='The document as submitted, environment values masked (the jobs hold them).')),
                 ('cancel_requested_at', models.DateTimeField(blank=True, help_text='When a cancel of the whole workflow was asked for.', null=True)),
                 ('created_by', models.ForeignKey(blank=True, help_text='Who submitted the workflow; its jobs are theirs too.', null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
             ],

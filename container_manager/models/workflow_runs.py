@@ -87,7 +87,7 @@ class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
             rows = sum(limits.rows_of(node.fields.get("array_size")) for node in nodes)
             limits.check_submission(active if user is not None else None, rows)
         with transaction.atomic(using=self.db):
-            workflow = self.create(name=name, created_by=user, spec=spec)
+            workflow = self.create(name=name, created_by=user, spec=workflow_spec.stored(spec))
             made = {node.name: _create_node(workflow, node, hosts, user) for node in nodes}
             write_edges([(made[n.name], made[d], on) for n in nodes for d, on in n.edges()])
         return workflow
@@ -112,7 +112,9 @@ class Workflow(models.Model):
         help_text="Who submitted the workflow; its jobs are theirs too.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    spec = models.JSONField(help_text="The document as submitted.")
+    spec = models.JSONField(
+        help_text="The document as submitted, environment values masked (the jobs hold them)."
+    )
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When a cancel of the whole workflow was asked for."
     )

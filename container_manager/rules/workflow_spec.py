@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from container_manager.rules import contract
+from container_manager.rules.secrets import MASK
 from container_manager.rules import status as st
 
 #: A node's name: a letter, then letters, digits, ``_`` or ``-``; 63 characters at most.
@@ -199,3 +200,22 @@ def _cycle(names: list[str]) -> None:
     raise ValidationError(
         {"nodes": f"nodes: a cycle: {' -> '.join(shown)} (each waits for the next)."}
     )
+
+
+def stored(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` as the workflow row keeps it: each node's environment values masked.
+
+    The values live on the node's job, masked wherever it is shown; the workflow keeps the
+    names only, so its document is never a second copy of a secret.
+
+    >>> stored({"name": "w", "nodes": {"a": {"docker_image": "x",
+    ...     "environment_vars": {"TOKEN": "s3cret"}}}})["nodes"]["a"]["environment_vars"]
+    {'TOKEN': '********'}
+    """
+    nodes = {}
+    for name, body in spec["nodes"].items():
+        variables = body.get("environment_vars")
+        if isinstance(variables, dict):
+            body = {**body, "environment_vars": dict.fromkeys(variables, MASK)}
+        nodes[name] = body
+    return {**spec, "nodes": nodes}
