@@ -12,8 +12,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from container_manager.rules import contract
-from container_manager.rules.secrets import MASK
 from container_manager.rules import status as st
+from container_manager.rules.secrets import MASK
 
 #: A node's name: a letter, then letters, digits, ``_`` or ``-``; 63 characters at most.
 NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
