@@ -102,6 +102,18 @@ _JOB = {
                 "size": {"type": "integer", "minimum": 2},
                 "index": {"type": "integer", "minimum": 0, "nullable": True},
                 "parent": {"type": "string", "format": "uuid", "nullable": True},
+                "max_parallel": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "nullable": True,
+                    "description": "Most children launching or running at once; null: no limit.",
+                },
+                "tolerated_failures": {
+                    "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+                    "nullable": True,
+                    "description": "Children that may fail or time out (a count or a percent "
+                    "such as '10%') before the array fails; null: any failure fails it.",
+                },
                 "counts": {
                     "type": "object",
                     "additionalProperties": {"type": "integer", "minimum": 0},
