@@ -42,6 +42,15 @@ def start(recording, parent):
     return [job_id for step, job_id, _ in recording.take() if step == "launch"]
 
 
+def array_running(recording, host, size, running, **limits):
+    """An array on ``host`` whose first ``running`` children are launched: (parent, children)."""
+    parent = submit(host, array_size=size, **limits)
+    kids = children(parent)
+    start(recording, parent)
+    assert [steps.launch(kid.pk) for kid in kids[:running]] == ["launched"] * running
+    return parent, kids
+
+
 def launched_next(recording):
     """The jobs sent ``launch`` since the last take, in order."""
     return [job_id for step, job_id, _ in recording.take() if step == "launch"]
@@ -98,9 +107,7 @@ def test_a_child_beyond_max_parallel_waits_pending_without_a_slot(recording, mak
     recording.take()
     end(kids[0])
     # The child leaving its slot sends launch to the next pending child by index.
-    assert [(s, j) for s, j, _ in recording.take() if s == "launch"] == [
-        ("launch", str(kids[2].pk))
-    ]
+    assert launched_next(recording) == [str(kids[2].pk)]
     assert steps.launch(kids[2].pk) == "launched"
     assert steps.launch(kids[3].pk) == "waiting-for-array"
     assert busy(parent) == 2
@@ -125,17 +132,12 @@ def test_the_sweep_starts_the_next_child_when_the_hand_over_message_is_lost(
     recording, make_mock_host
 ):
     host = make_mock_host(duration=3600, max_concurrent_jobs=10)
-    parent = submit(host, array_size=4, max_parallel=2)
-    kids = children(parent)
-    start(recording, parent)
-    assert [steps.launch(kid.pk) for kid in kids[:2]] == ["launched", "launched"]
+    parent, kids = array_running(recording, host, 4, 2, max_parallel=2)
     end(kids[0])
     recording.take()  # the launch of child 2 is lost
     later = timezone.now() + timedelta(seconds=60)
     assert steps.sweep(now=later)["launch"] == 1
-    assert [(s, j) for s, j, _ in recording.take() if s == "launch"] == [
-        ("launch", str(kids[2].pk))
-    ]
+    assert launched_next(recording) == [str(kids[2].pk)]
     assert steps.launch(kids[2].pk) == "launched"
     recording.take()
     assert steps.sweep(now=later + timedelta(seconds=60))["launch"] == 0  # no room: none sent
@@ -160,11 +162,7 @@ def test_one_failure_too_many_fails_the_array_at_once_and_cancels_the_rest(
     recording, make_mock_host
 ):
     host = make_mock_host(duration=3600, max_concurrent_jobs=10)
-    parent = submit(host, array_size=6, tolerated_failures=1)
-    kids = children(parent)
-    start(recording, parent)
-    for kid in kids[:4]:
-        assert steps.launch(kid.pk) == "launched"
+    parent, kids = array_running(recording, host, 6, 4, tolerated_failures=1)
     end(kids[0], st.FAILED)
     assert row(parent).status == "running"  # one failure is tolerated
     recording.take()
@@ -189,11 +187,7 @@ def test_the_sweep_cancels_the_rest_when_the_failed_arrays_cancel_is_lost(
     recording, make_mock_host
 ):
     host = make_mock_host(duration=3600, max_concurrent_jobs=10)
-    parent = submit(host, array_size=4, tolerated_failures="25%")
-    kids = children(parent)
-    start(recording, parent)
-    for kid in kids[:2]:
-        steps.launch(kid.pk)
+    parent, kids = array_running(recording, host, 4, 2, tolerated_failures="25%")
     end(kids[0], st.FAILED)
     end(kids[1], st.FAILED)
     assert row(parent).status == "failed"
@@ -225,11 +219,7 @@ def test_within_tolerated_failures_the_array_completes_and_says_how_many_failed(
 
 def test_a_count_of_tolerated_failures_is_kept_to_the_end(recording, make_mock_host):
     host = make_mock_host(duration=3600, max_concurrent_jobs=10)
-    parent = submit(host, array_size=3, tolerated_failures=1)
-    kids = children(parent)
-    start(recording, parent)
-    for kid in kids:
-        steps.launch(kid.pk)
+    parent, kids = array_running(recording, host, 3, 3, tolerated_failures=1)
     end(kids[0])
     end(kids[1], st.FAILED)
     end(kids[2])
@@ -241,11 +231,7 @@ def test_without_tolerated_failures_a_failure_still_fails_the_array_after_all_en
     recording, make_mock_host
 ):
     host = make_mock_host(duration=3600, max_concurrent_jobs=10)
-    parent = submit(host, array_size=3)
-    kids = children(parent)
-    start(recording, parent)
-    for kid in kids:
-        steps.launch(kid.pk)
+    parent, kids = array_running(recording, host, 3, 3)
     end(kids[0], st.FAILED)
     assert row(parent).status == "running"
     end(kids[1])
