@@ -19,7 +19,7 @@ from container_manager.engine.retry import retry_job
 from container_manager.models import ArrayCounts, ContainerJob, ExecutorHost, Workflow
 from container_manager.rules import status as st
 from tests.support import race, row, submit
-from tests.test_api import BEARER
+from tests.test_api import BEARER, conforms
 from tests.test_api import submit as api_submit
 from tests.test_workflows import deliver_all, launches
 
@@ -287,6 +287,11 @@ def test_the_api_takes_the_limits_and_says_which_is_wrong(client, settings, reco
     document = client.get(reverse("container_manager:api-openapi")).json()
     properties = document["components"]["schemas"]["JobSubmit"]["properties"]
     assert {"max_parallel", "tolerated_failures"} <= set(properties)
+    assert conforms(document, "Job", made.json())
+    counted = api_submit(client, **base, tolerated_failures=1)
+    assert counted.json()["array"]["tolerated_failures"] == 1
+    assert conforms(document, "Job", counted.json())
+    assert conforms(document, "JobSubmit", {**base, "tolerated_failures": "2.5%"})
 
 
 def test_a_workflow_node_takes_the_limits_and_a_bad_one_names_the_node(recording, mock_host):

@@ -109,8 +109,11 @@ _JOB = {
                     "description": "Most children launching or running at once; null: no limit.",
                 },
                 "tolerated_failures": {
-                    "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
-                    "nullable": True,
+                    # null is an unset limit: nullable in one branch, so oneOf holds.
+                    "oneOf": [
+                        {"type": "integer", "minimum": 0, "nullable": True},
+                        {"type": "string", "pattern": "%$"},
+                    ],
                     "description": "Children that may fail or time out (a count or a percent "
                     "such as '10%') before the array fails; null: any failure fails it.",
                 },
