@@ -80,7 +80,7 @@ def limits_note(parent: ContainerJob) -> SafeString:
             f"tolerates {parent.tolerated_failures} failed ({allowed} of {parent.array_size})"
         )
     if not parts:
-        return format_html("")
+        return SafeString("")
     return format_html('<p class="cm-quiet cm-array-limits">{}</p>', "; ".join(parts))
 
 
