@@ -214,7 +214,10 @@ def test_submit_an_array_and_a_job_that_waits_for_it(client, api, document, mock
     assert conforms(document, "Job", status)
     assert (status["array"]["counts"]["pending"], status["array"]["counts"]["completed"]) == (2, 1)
     child_json = client.get(reverse("container_manager:api-job", args=[child.pk]), headers=BEARER)
-    assert child_json.json()["array"] == {"size": 3, "index": 1, "parent": parent["id"]}
+    assert child_json.json()["array"] == {
+        "size": 3, "index": 1, "parent": parent["id"], "max_parallel": None,
+        "tolerated_failures": None,
+    }  # fmt: skip
     listing = client.get(reverse("container_manager:api-jobs"), headers=BEARER).json()["jobs"]
     assert {j["id"]: j["depends_on"] for j in listing}[merge.json()["id"]] == [parent["id"]]
 

@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString
 
 from container_manager.admin.jobpage import children_url
 from container_manager.models import ContainerJob
+from container_manager.rules import array_limits
 
 #: At most this many children are drawn as cells; the rest are in the filtered job list.
 GRID_CELLS = 1000
@@ -55,12 +56,32 @@ def grid(parent: ContainerJob, counts: dict[str, int]) -> SafeString:
             shown, children_url(parent.pk), sum(counts.values()),
         )  # fmt: skip
     return format_html(
-        '<div class="cm-array"><ul class="cm-counts cm-array-counts">{}</ul>'
+        '<div class="cm-array">{}<ul class="cm-counts cm-array-counts">{}</ul>'
         '<div class="cm-grid" aria-label="children by index">{}</div>{}</div>',
+        limits_note(parent),
         chips,
         cells,
         more,
     )
+
+
+def limits_note(parent: ContainerJob) -> SafeString:
+    """The array's ``max_parallel`` and ``tolerated_failures`` in words; empty if it has neither.
+
+    >>> str(limits_note(ContainerJob(array_size=10, max_parallel=3, tolerated_failures="10%")))
+    '<p class="cm-quiet cm-array-limits">at most 3 children at once; tolerates 10% failed (1 of 10)</p>'
+    """  # noqa: E501
+    parts = []
+    if parent.max_parallel is not None:
+        parts.append(f"at most {parent.max_parallel} children at once")
+    allowed = array_limits.allowed_failures(parent.tolerated_failures, parent.array_size or 0)
+    if allowed is not None:
+        parts.append(
+            f"tolerates {parent.tolerated_failures} failed ({allowed} of {parent.array_size})"
+        )
+    if not parts:
+        return SafeString("")
+    return format_html('<p class="cm-quiet cm-array-limits">{}</p>', "; ".join(parts))
 
 
 def filtered_note(request: HttpRequest) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from container_manager import clock, dispatch
 from container_manager.conf import setting
@@ -28,12 +28,14 @@ def sweep(now: Any = None) -> dict[str, int]:
     """Find every job with work due, from the rows alone, and send its step again.
 
     Pending jobs that are due, whose dependency edges all fired and whose host has a
-    free slot; pending jobs with an edge that can no longer fire, or whose array was
+    free slot (a child of an array with ``max_parallel`` if its array has room too,
+    ``_array_room``); pending jobs with an edge that can no longer fire, or whose array was
     skipped (their launch skips or cancels them; ``workflows.doomed``, three queries);
     launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
     reconcile or take over, see ``steps.launch``); running jobs whose check is
     due (timeouts included, as a check is always due by the deadline); cancel
-    requests; webhook deliveries whose attempt is due. Then it fires the
+    requests, and arrays that failed early with live children not yet asked to cancel
+    (``_failed_early``); webhook deliveries whose attempt is due. Then it fires the
     schedules that are due (``firing.fire_due``) and deletes a batch of expired
     idempotency keys and of past request counts (one DELETE each, in one
     transaction). A fixed number of indexed queries, whatever the table size,
@@ -44,7 +46,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     batch = setting("SWEEP_BATCH_SIZE")
     jobs = ContainerJob.objects
     due = {
-        "launch": _launchable(settled, batch),
+        "launch": (_launchable(settled, batch), _array_room(settled)),
         "settle": workflows.doomed(settled),
         # Most overdue first: when more is due than one batch, the oldest goes now.
         "relaunch": jobs.filter(
@@ -53,9 +55,9 @@ def sweep(now: Any = None) -> dict[str, int]:
         "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by(
             "next_check_at"
         ),
-        "cancel": jobs.filter(cancel_requested_at__lte=settled, status__in=st.LIVE).order_by(
-            "cancel_requested_at"
-        ),
+        "cancel": jobs.filter(
+            Q(status__in=st.LIVE) | _failed_early(), cancel_requested_at__lte=settled
+        ).order_by("cancel_requested_at"),
     }
     sent = {}
     messages = []
@@ -114,10 +116,51 @@ def _launchable(settled: Any, batch: int) -> Any:
     return (
         ContainerJob.objects.launchable(settled)
         .exclude(fresh)
-        .filter(docker_host_id__in=list(free))
+        .filter(docker_host_id__in=list(free), max_parallel__isnull=True)
         .annotate(place=place, free=room)
         .filter(place__lte=F("free"))
     )
+
+
+def _array_room(settled: Any) -> Any:
+    """Due pending children of arrays with ``max_parallel``, as many per array as it has room.
+
+    The first by index, up to ``max_parallel`` less the children launching or running: what a
+    lost message from a child leaving its slot (``transitions._next_in_array``) would have
+    started. Their launches check the host's slots and the array's room again.
+    """
+    busy = (
+        ContainerJob.objects.filter(
+            array_parent_id=OuterRef("array_parent_id"), status__in=sorted(st.HOLDS_SLOT)
+        )
+        .order_by()
+        .values("array_parent_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    place = Window(RowNumber(), partition_by=[F("array_parent_id")], order_by="array_index")
+    fresh = Q(run_after__isnull=True, created_at__gt=settled)
+    return (
+        ContainerJob.objects.launchable(settled)
+        .exclude(fresh)
+        .filter(max_parallel__isnull=False, array_parent__isnull=False)
+        .annotate(place=place, busy=Coalesce(Subquery(busy), 0))
+        .filter(place__lte=F("max_parallel") - F("busy"))
+    )
+
+
+def _failed_early() -> Q:
+    """Array parents that failed beyond ``tolerated_failures`` with live children not asked to
+    cancel: their ``cancel`` step (``transitions._fail_early``) was lost.
+
+    An OR of the cancel requests' query, which reads the jobs with a cancel request
+    (``cjob_cancel_requested_idx``): one probe of ``cjob_array_parent_status_idx`` per
+    failed array among them, no statement of its own.
+    """
+    unasked = ContainerJob.objects.filter(
+        array_parent_id=OuterRef("pk"), status__in=sorted(st.LIVE), cancel_requested_at=None
+    )
+    return Q(Exists(unasked), status=st.FAILED, array_parent__isnull=True, array_size__isnull=False)
 
 
 def _reconcile_margin() -> timedelta:

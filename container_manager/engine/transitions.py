@@ -24,12 +24,17 @@ from container_manager.models import (
 )
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.tallies import TALLIED_COLUMNS, tally_sql
-from container_manager.models.workflows import count_child, final_status
+from container_manager.models.workflows import array_has_room, count_child, final_status
+from container_manager.rules import array_limits
 from container_manager.rules import status as st
 
 
 class HostFull(Exception):
     """The host had no free slot (or is inactive); the job stays pending."""
+
+
+class ArrayFull(Exception):
+    """The job's array has ``max_parallel`` children launching or running; it stays pending."""
 
 
 class _Taken(Exception):
@@ -85,6 +90,8 @@ def move(
             JobTally.objects.record(job.pk)  # once: only the caller whose move changed the row
         _apply(job, new, fields)  # before the outbox: an event's body shows the written values
         job_moved(job, new)
+        if frees_slot and job.max_parallel is not None:
+            _next_in_array(job)
         outbox.write(job, new)
     _announce(job, {"status", *fields})
     return True
@@ -187,7 +194,9 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     """Move pending -> launching as a new attempt, taking a free slot row of the job's host.
 
     Returns False when another caller already moved the job. Raises
-    ``HostFull`` when the host is inactive or has no free slot (nothing is changed).
+    ``HostFull`` when the host is inactive or has no free slot, ``ArrayFull`` when the job is
+    a child of an array with ``max_parallel`` children already launching or running
+    (``array_has_room``, in the same transaction; nothing is changed either way).
     Writes the attempt's ``ContainerExecution`` (``_insert_attempt``). On PostgreSQL this
     is one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
     so launches on one host do not wait for each other.
@@ -195,9 +204,13 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     attempt = job.attempt_count + 1
     now = clock.now()
     connection = connections[ContainerJob.objects.db]
+    limited = job.max_parallel is not None and job.array_parent_id is not None
     if connection.vendor == "postgresql":
         try:
-            _begin_launch_postgresql(connection, job, lease_expires_at, now)
+            with transaction.atomic() if limited else nullcontext():
+                _begin_launch_postgresql(connection, job, lease_expires_at, now)
+                if limited and not array_has_room(job):
+                    raise ArrayFull(job.array_parent_id)  # undoes the move and the slot
         except _Taken:
             return False
     else:
@@ -221,6 +234,8 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
                 # Raising inside the atomic block undoes the job's move: it stays pending.
                 raise HostFull(job.docker_host_id)
             _write_attempt(job.pk, job.docker_host_id, now)
+            if limited and not array_has_room(job):
+                raise ArrayFull(job.array_parent_id)
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
@@ -327,11 +342,16 @@ def _send_start(job_id: Any) -> None:
 
 
 def _waiting(host_id: int, leaving_id: Any, now: Any) -> Any:
-    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first."""
+    """The jobs that may take the slot ``leaving_id`` frees on ``host_id``, best first.
+
+    Not a child of an array with ``max_parallel``: only its own launch checks the array's room.
+    """
     fits = HostSlot.objects.filter(
         job_id=leaving_id, number__lt=OuterRef("docker_host__max_concurrent_jobs")
     )
-    return ContainerJob.objects.launchable(now).filter(Exists(fits), docker_host_id=host_id)
+    return ContainerJob.objects.launchable(now).filter(
+        Exists(fits), docker_host_id=host_id, max_parallel__isnull=True
+    )
 
 
 def _full(host_id: int, leaving_id: Any, now: Any) -> Any:
@@ -610,9 +630,13 @@ def _remember_started(parent_id: Any) -> None:
 
 def _count_child(child: ContainerJob, status: str) -> None:
     # The row lock this update takes serializes finishing children: the one whose
-    # increment completes the sum is the only one that sees it complete.
+    # increment completes the sum is the only one that sees it complete, and the first
+    # whose failure is one more than ``tolerated_failures`` allow is the first to see that.
     counts = count_child(child.array_parent_id, status)
-    if counts.finished < child.array_size:
+    allowed = array_limits.allowed_failures(child.tolerated_failures, child.array_size)
+    failures = counts.failed + counts.timeout
+    too_many = allowed is not None and failures > allowed
+    if counts.finished < child.array_size and not too_many:
         return
     parent = ContainerJob.objects.get(pk=child.array_parent_id)
     if parent.status in st.TERMINAL:
@@ -621,8 +645,43 @@ def _count_child(child: ContainerJob, status: str) -> None:
         f"{counts.completed} completed, {counts.failed} failed, "
         f"{counts.timeout} timed out, {counts.cancelled} cancelled"
     )
-    final = final_status(counts)
+    if allowed is not None:
+        summary += f"; {failures} of {child.array_size} failed or timed out, "
+        summary += f"tolerated_failures {child.tolerated_failures} allows {allowed}"
+    final, now = final_status(counts, allowed), timezone.now()
+    if counts.finished < child.array_size:
+        _fail_early(parent, summary, now)
+        return
     move(
-        parent, parent.status, final, completed_at=timezone.now(),
-        last_error="" if final == st.COMPLETED else f"array children: {summary}",
+        parent, parent.status, final, completed_at=now,
+        last_error=f"array children: {summary}" if final != st.COMPLETED or failures else "",
     )  # fmt: skip
+
+
+def _fail_early(parent: ContainerJob, summary: str, now: Any) -> None:
+    """More children failed than the array tolerates: it fails now, and the rest are cancelled.
+
+    The parent's move records a cancel request on it; its ``cancel`` step (sent on commit,
+    re-sent by the sweep if lost) asks the live children to cancel in a transaction of its
+    own: here, in a child's final move holding the counts row, updating its siblings' rows
+    could deadlock with their own final moves.
+    """
+    moved = move(
+        parent, parent.status, st.FAILED, completed_at=now, cancel_requested_at=now,
+        last_error=f"array children: {summary} (failed before all ended; the rest cancelled)",
+    )  # fmt: skip
+    if moved:
+        dispatch.send_on_commit("cancel", parent.pk)
+
+
+def _next_in_array(child: ContainerJob) -> None:
+    """A child of an array with ``max_parallel`` left its slot: send launch to the next one.
+
+    The first due pending child by index that has no cancel request. Its launch checks the array's
+    room; if this message is lost, the sweep finds the child from the rows.
+    """
+    due = Q(run_after__isnull=True) | Q(run_after__lte=clock.now())
+    siblings = ContainerJob.objects.filter(
+        due, array_parent_id=child.array_parent_id, status=st.PENDING, cancel_requested_at=None
+    )
+    send_launches(siblings.order_by("array_index")[:1])

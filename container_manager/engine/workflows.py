@@ -19,7 +19,7 @@ from container_manager.engine.transitions import move, send_launches
 from container_manager.models import ContainerJob, HostSlot, JobDependency
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.workflows import dead_edges, fired_edges, link, resolve_dependencies
-from container_manager.rules import results
+from container_manager.rules import array_limits, results
 from container_manager.rules import status as st
 
 #: Environment variables a child's container gets on each platform, besides ``CM_ARRAY_*``.
@@ -147,7 +147,11 @@ def launch_gate(job: ContainerJob) -> str | None:
 
 
 def cancel_array(parent: ContainerJob) -> str:
-    """Ask every live child of an array to cancel; the parent ends when the last child does."""
+    """Ask every live child of an array to cancel; the parent ends when the last child does.
+
+    Also for a parent that failed with more failed children than ``tolerated_failures``
+    allow: it ended at once, its cancel request asks the rest to cancel.
+    """
     now = timezone.now()
     live = parent.array_children.filter(status__in=st.LIVE)
     live.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=now, updated_at=now)
@@ -196,6 +200,8 @@ def api_fields(job: ContainerJob) -> dict[str, Any]:
             "size": job.array_size,
             "index": job.array_index,
             "parent": str(job.array_parent_id) if job.array_parent_id else None,
+            "max_parallel": job.max_parallel,
+            "tolerated_failures": array_limits.shown(job.tolerated_failures),
         }
         if job.is_array_parent:
             array["counts"] = status_counts(job)
@@ -236,7 +242,12 @@ def _doom(job: ContainerJob, dependency: dict[str, Any]) -> str:
 
 
 def _start_children(parent: ContainerJob) -> None:
-    """Send launch to as many pending children as the host has free slots; kicks do the rest."""
+    """Send launch to as many pending children as the host has free slots; kicks do the rest.
+
+    No more than ``max_parallel``: each child leaving its slot sends launch to the next.
+    """
     free = HostSlot.objects.free(parent.docker_host_id).count()
+    if parent.max_parallel is not None:
+        free = min(free, parent.max_parallel)
     children = parent.array_children.filter(status=st.PENDING).order_by("array_index")
     send_launches(children[:free])

@@ -318,6 +318,20 @@ class ContainerJob(models.Model):
         editable=False,
         help_text="Children in the array (set on the parent and on each child).",
     )
+    max_parallel = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="An array's most children launching or running at once (copied to each child).",
+    )
+    tolerated_failures = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="An array's children that may fail or time out before it fails: a count or "
+        "a percent ('10%'); blank: any failure fails it once all ended.",
+    )
     has_dependents = models.BooleanField(
         default=False,
         editable=False,

@@ -16,7 +16,7 @@ from container_manager.models.environments import EnvironmentVariableTemplate
 from container_manager.models.hosts import ExecutorHost
 from container_manager.models.labels import save_labels
 from container_manager.models.workflows import JobDependency
-from container_manager.rules import contract
+from container_manager.rules import array_limits, contract
 from container_manager.rules import status as st
 from container_manager.rules.envtext import format_env_text, parse_env_text
 from container_manager.rules.idempotency import check_key
@@ -132,6 +132,11 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             returns_result: the last non-empty line of its stdout, JSON, is stored as
                 its ``result`` and given to its dependents as ``CM_INPUT_<NODE>``; a run
                 without one fails (``rules.results``); not with ``array_size``
+            max_parallel: with ``array_size``, at most this many children launching or
+                running at once (1 to ``array_size``); the others wait pending
+            tolerated_failures: with ``array_size``, how many children may fail or time
+                out (a count, or a percent such as ``"10%"``) before the array fails at
+                once and the rest are cancelled; see ``rules.array_limits``
             idempotency_key: 1 to 255 printable ASCII characters; a call
                 with the key ``created_by``'s scope already used within
                 ``IDEMPOTENCY_WINDOW_SECONDS`` returns the job that call made
@@ -179,6 +184,9 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             raise ValidationError(
                 {"returns_result": "returns_result: an array has no result; submit it without."}
             )
+        max_parallel, tolerated = array_limits.check(
+            array_size, kwargs.pop("max_parallel", None), kwargs.pop("tolerated_failures", None)
+        )
         if kwargs.get("labels") is None:
             kwargs.pop("labels", None)
         contract.check_arguments(
@@ -206,6 +214,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             override_environment=override_text,
             docker_host=docker_host,
             array_size=array_size,
+            max_parallel=max_parallel,
+            tolerated_failures=tolerated,
             **kwargs,
         )
         # Skipped checks that would each cost a SELECT: the host and the template are saved

@@ -309,16 +309,41 @@ def count_child(parent_id: Any, status: str) -> ArrayCounts:
     return ArrayCounts(parent_id=parent_id, **dict(zip(_COUNTED, values, strict=True)))
 
 
-def final_status(counts: ArrayCounts) -> str:
+def final_status(counts: ArrayCounts, allowed: int | None = None) -> str:
     """The parent's status once every child ended: completed, failed or cancelled.
+
+    ``allowed`` is how many children may fail or time out (``rules.array_limits``; None: none
+    may). Within it, the failures do not fail the parent.
 
     >>> cases = [{"completed": 3}, {"completed": 2, "timeout": 1}, {"completed": 1, "cancelled": 2}]
     >>> [str(final_status(ArrayCounts(**counts))) for counts in cases]
     ['completed', 'failed', 'cancelled']
+    >>> str(final_status(ArrayCounts(completed=2, failed=1), allowed=1))
+    'completed'
     """
     if counts.finished == counts.completed:
         return st.COMPLETED
-    return st.FAILED if counts.failed + counts.timeout else st.CANCELLED
+    failures = counts.failed + counts.timeout
+    if failures and (allowed is None or failures > allowed):
+        return st.FAILED
+    return st.CANCELLED if counts.cancelled else st.COMPLETED
+
+
+def array_has_room(child: models.Model) -> bool:
+    """Whether the array of ``child``, just moved to launching, has at most ``max_parallel`` so.
+
+    Run in the launch's transaction after the child's move: locks the array's counts row
+    (``SELECT … FOR UPDATE``; SQLite's write lock is already held) and then counts the
+    children launching or running in a statement of its own, whose snapshot is taken after
+    the lock: the launches of one array are serialised, each sees the ones before it
+    committed. Every final move locks the counts row after its child's row, as this does,
+    so the two cannot deadlock. Children leave the count by their own moves: nothing is
+    given back, and nothing can drift.
+    """
+    parent = child.array_parent_id
+    list(ArrayCounts.objects.select_for_update().filter(pk=parent).values_list("pk"))
+    busy = _jobs().objects.filter(array_parent_id=parent, status__in=sorted(st.HOLDS_SLOT))
+    return busy.count() <= child.max_parallel
 
 
 def _edges_where(statuses: Any) -> Q:

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
+from container_manager.rules import array_limits
 from container_manager.rules import labels as job_labels
 from container_manager.rules import status as st
 from container_manager.rules.envtext import is_valid_name
@@ -59,7 +60,8 @@ class Field:
     def schema(self) -> dict[str, Any]:
         """The field as an OpenAPI 3.0 schema."""
         kind = {"date-time": "string", "labels": "object"}.get(self.kind, self.kind)
-        out: dict[str, Any] = {"type": kind}
+        # A tolerance is one of two types: its ``extra`` says which.
+        out: dict[str, Any] = {} if kind == "tolerance" else {"type": kind}
         if self.kind == "date-time":
             out["format"] = "date-time"
         if self.kind == "string":
@@ -90,6 +92,9 @@ _NETWORK = {
         },
     },
 }
+
+#: JSON Schema pattern of a percent from 0% to 100%.
+_PERCENT = "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$"
 
 _MODEL_CHECKED_IMAGE = {"minLength": 1, "maxLength": 500, "pattern": NOT_BLANK}
 
@@ -161,6 +166,27 @@ FIELDS: tuple[Field, ...] = (
         "children whose containers get CM_ARRAY_INDEX and CM_ARRAY_SIZE.",
         minimum=2,
         maximum="ARRAY_MAX_SIZE",
+    ),  # fmt: skip
+    Field(
+        "max_parallel",
+        "integer",
+        "With array_size: at most this many children launching or running at once (1 to "
+        "array_size); the others wait pending, holding no slot.",
+        minimum=1,
+        maximum="ARRAY_MAX_SIZE",
+    ),  # fmt: skip
+    Field(
+        "tolerated_failures",
+        "tolerance",
+        "With array_size: how many children may fail or time out, a count or a percent of "
+        'array_size ("10%"); one more fails the array at once and cancels the rest. '
+        "Omitted: any failure fails the array once every child ended.",
+        extra={
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": _PERCENT, "maxLength": 8},
+            ]
+        },
     ),  # fmt: skip
     Field(
         "labels",
@@ -383,8 +409,13 @@ def _check_boolean(spec: Field, value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, not {_json_type(value)}."
 
 
+def _check_tolerance(spec: Field, value: Any) -> str | None:
+    return array_limits.tolerance_error(value)
+
+
 _CHECKS = {
     "boolean": _check_boolean,
+    "tolerance": _check_tolerance,
     "labels": _check_labels,
     "string": _check_string,
     "integer": _check_number,

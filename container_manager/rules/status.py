@@ -48,7 +48,8 @@ MOVES: dict[str, frozenset[str]] = {
 
 #: An array parent's status follows its children: it never launches nor holds a slot.
 ARRAY_PARENT_MOVES: dict[str, frozenset[str]] = {
-    PENDING: frozenset({RUNNING, FAILED, CANCELLED, SKIPPED}),
+    # pending -> completed: every child failed at its launch, within ``tolerated_failures``.
+    PENDING: frozenset({RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED}),
     RUNNING: frozenset({COMPLETED, FAILED, CANCELLED}),
 }
 

@@ -108,6 +108,21 @@ _JOB = {
                 "size": {"type": "integer", "minimum": 2},
                 "index": {"type": "integer", "minimum": 0, "nullable": True},
                 "parent": {"type": "string", "format": "uuid", "nullable": True},
+                "max_parallel": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "nullable": True,
+                    "description": "Most children launching or running at once; null: no limit.",
+                },
+                "tolerated_failures": {
+                    # null is an unset limit: nullable in one branch, so oneOf holds.
+                    "oneOf": [
+                        {"type": "integer", "minimum": 0, "nullable": True},
+                        {"type": "string", "pattern": "%$"},
+                    ],
+                    "description": "Children that may fail or time out (a count or a percent "
+                    "such as '10%') before the array fails; null: any failure fails it.",
+                },
                 "counts": {
                     "type": "object",
                     "additionalProperties": {"type": "integer", "minimum": 0},

@@ -17,7 +17,8 @@ def cancel(job_id: Any) -> str:
     job = load(job_id)
     if job is None or not job.cancel_requested_at:
         return "nothing-to-do"
-    if job.is_array_parent and job.status in st.LIVE:
+    if job.is_array_parent and job.status in (*st.LIVE, st.FAILED):
+        # A failed parent with a cancel request failed early: its live children are cancelled.
         return workflows.cancel_array(job)
     if job.status == st.PENDING:
         return cancel_pending(job)

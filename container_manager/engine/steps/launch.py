@@ -21,7 +21,7 @@ from container_manager.engine.steps.common import (
     unreachable_delay,
     unreachable_message,
 )
-from container_manager.engine.transitions import HostFull, begin_launch, move
+from container_manager.engine.transitions import ArrayFull, HostFull, begin_launch, move
 from container_manager.executors.exceptions import ExecutorConnectionError, ExecutorError
 from container_manager.executors.factory import ExecutorFactory
 from container_manager.models import ContainerJob
@@ -61,6 +61,8 @@ def launch(job_id: Any, *, quiet: bool = False) -> str:
                 return "taken"
         except HostFull:
             return "waiting-for-slot"
+        except ArrayFull:  # a child ending, or the sweep, sends it again
+            return "waiting-for-array"
     elif job.status == st.LAUNCHING:
         if job.lease_expires_at and job.lease_expires_at > now:
             waiting = _reconcile(job, now, quiet)
