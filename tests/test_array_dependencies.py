@@ -93,6 +93,23 @@ def test_n_to_n_child_runs_before_the_other_children_of_its_dependency(recording
     assert (row(a).status, row(b).status) == ("completed", "completed")
 
 
+def test_a_plain_dependency_of_an_n_to_n_array_holds_every_child(recording, mock_host):
+    gate = submit(mock_host, name="gate")
+    a = submit(mock_host, name="a", array_size=2)
+    b = submit(mock_host, name="b", array_size=2, depends_on=[gate, n_to_n(a)])
+    assert list(JobDependency.objects.filter(job=b).values_list("depends_on", flat=True)) == [
+        gate.pk
+    ]
+    held = {str(gate.pk)}
+    kept = deliver_holding(recording, held)
+    assert statuses(a) == ["completed", "completed"] and statuses(b) == ["pending", "pending"]
+    for step, job_id, delay in kept:
+        recording.send(step, job_id, delay)
+    deliver_all(recording)
+    assert row(b).status == "completed"
+    assert min(k.started_at for k in children(b)) >= row(gate).completed_at
+
+
 def test_n_to_n_with_a_condition_fires_per_child(recording, mock_host, make_mock_host):
     a = submit(mock_host, name="a", array_size=3)
     fail_child(a, 1, make_mock_host(exit_code=1))
@@ -244,7 +261,7 @@ def test_an_n_to_n_edge_is_not_added_later(recording, mock_host):
 
 
 def test_a_cycle_through_n_to_n_edges_is_refused(recording, mock_host):
-    a = submit(mock_host, array_size=3, run_after=None)
+    a = submit(mock_host, array_size=3)
     b = submit(mock_host, array_size=3, depends_on=[n_to_n(a)])
     with pytest.raises(ValidationError, match="a cycle"):
         add_dependencies(a, [b])
