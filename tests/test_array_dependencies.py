@@ -392,3 +392,17 @@ def test_retrying_a_sequential_array_keeps_its_chain(recording, mock_host, make_
     assert [k.status for k in kids] == ["completed"] * 3
     assert sorted(kids, key=lambda k: k.started_at) == kids
     assert row(again).status == "completed"
+
+
+def test_an_n_to_n_dependency_that_ended_before_the_submit(recording, mock_host, make_mock_host):
+    """The doomed child is launched (and cancelled) by its parent's start, beyond the free slots."""
+    a = submit(mock_host, name="a", array_size=4)
+    fail_child(a, 2, make_mock_host(exit_code=1))
+    deliver_all(recording)
+    assert statuses(a) == ["completed", "completed", "failed", "completed"]
+    b = submit(
+        make_mock_host(max_concurrent_jobs=1), name="b", array_size=4, depends_on=[n_to_n(a)]
+    )
+    deliver_all(recording)
+    assert statuses(b) == ["completed", "completed", "cancelled", "completed"]
+    assert row(b).status == "cancelled"
