@@ -133,7 +133,8 @@ def _edges(raw: Any) -> tuple[dict[str, str], str | None]:
     """A node's ``depends_on`` as node name to edge condition, or an empty dict and the problem.
 
     An item is a node name (the edge fires on ``success``) or ``{"node": <name>, "on":
-    "success" | "failure" | "always"}``; a node named twice keeps its last condition.
+    "success" | "failure" | "always"}``, with ``"type": "n_to_n"`` between arrays (read by
+    ``_n_to_n``); a node named twice keeps its last condition.
 
     >>> _edges(["a", {"node": "b", "on": "failure"}])
     ({'a': 'success', 'b': 'failure'}, None)
