@@ -64,8 +64,9 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
       whose child an ``n_to_n`` edge to ``job`` (or to one brought back) took down comes back.
 
     Statements: one SELECT per level of dependents plus a fixed number, however many jobs come
-    back (one INSERT of the new jobs, one of their edges, one INSERT … SELECT per array; a
-    labelled job adds its label rows, ``models.labels``).
+    back (one INSERT of the new jobs, one of their edges, two INSERT … SELECT per array, its
+    children and their edges, and one UPDATE for all arrays; a labelled job adds its label
+    rows, ``models.labels``).
     ``limited`` holds the new rows to ``user``'s quotas (``models.limits``), as the JSON API
     does for a user's token. Returns the new job; its ``brought_back`` lists the dependents'.
 
