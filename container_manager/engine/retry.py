@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from container_manager import dispatch
 from container_manager.models import (
@@ -26,7 +26,7 @@ from container_manager.models import (
     limits,
 )
 from container_manager.models.labels import save_labels
-from container_manager.models.workflows import insert_children, write_edges
+from container_manager.models.workflows import copy_child_edges, insert_children, write_edges
 from container_manager.rules import status as st
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 RETRYABLE = frozenset({st.FAILED, st.TIMEOUT, st.CANCELLED})
 #: Statuses of a dependent that a dependency's end took down (without a request, before a start).
 TAKEN_DOWN = frozenset({st.CANCELLED, st.SKIPPED})
+#: Statuses of the dependents a retry brings back: taken down, or an ``n_to_n`` array that ended.
+_BROUGHT = TAKEN_DOWN | RETRYABLE
 #: The ``executor_metadata`` key of a retry naming its original, and of the original naming it.
 RETRY_OF = "retry_of"
 RETRIED_AS = "retried_as"
@@ -66,10 +68,14 @@ def retry_job(job: ContainerJob, user: Any = None, *, limited: bool = False) -> 
       only the indexes that did not complete (same ``array_index``, so ``CM_ARRAY_INDEX``); its
       counts start with the children that completed, so it ends, and releases its dependents,
       when the re-run children have ended. A child alone is refused: retry its array.
+      A re-run child keeps its own edges (``n_to_n``, ``sequential``), each to the re-run of
+      its dependency when that comes back in the same retry (``copy_child_edges``); an array
+      whose child an ``n_to_n`` edge to ``job`` (or to one brought back) took down comes back.
 
     Statements: one SELECT per level of dependents plus a fixed number, however many jobs come
-    back (one INSERT of the new jobs, one of their edges, one INSERT … SELECT per array; a
-    labelled job adds its label rows, ``models.labels``).
+    back (one INSERT of the new jobs, one of their edges, two INSERT … SELECT per array, its
+    children and their edges, and one UPDATE for all arrays; a labelled job adds its label
+    rows, ``models.labels``).
     ``limited`` holds the new rows to ``user``'s quotas (``models.limits``), as the JSON API
     does for a user's token. Returns the new job; its ``brought_back`` lists the dependents'.
 
@@ -245,6 +251,7 @@ def _submit_copies(
     ContainerJob.objects.bulk_create(new_jobs)
     _copy_edges(ids)
     _rerun_arrays(arrays, {new.pk: new for new in new_jobs}, ids)
+    copy_child_edges({old: ids[old] for old in arrays})
     for new in new_jobs:
         save_labels(new)
     dispatch.send_many_on_commit([("launch", new.pk, 0) for new in new_jobs])
@@ -269,7 +276,7 @@ def _claim(job: ContainerJob, new_id: uuid.UUID) -> None:
 
 def _mark_brought(brought: list[ContainerJob], ids: dict[Any, uuid.UUID]) -> None:
     """Mark the dependents brought back as retried; raise if one was retried meanwhile."""
-    marked = _mark({dependent.pk: ids[dependent.pk] for dependent in brought}, TAKEN_DOWN)
+    marked = _mark({dependent.pk: ids[dependent.pk] for dependent in brought}, _BROUGHT)
     if marked != len(brought):
         raise ValidationError({"status": "status: a dependent was retried meanwhile; retry again"})
 
@@ -325,15 +332,24 @@ def _mark(
 def _cancelled_because_of(job: ContainerJob) -> list[ContainerJob]:
     """The jobs cancelled or skipped because ``job`` ended badly, transitively: a SELECT a level.
 
+    Besides the jobs that wait for one of a level, an array that ended (not completed) with a
+    child taken down by an ``n_to_n`` edge to a child of an array of the level comes back
+    (re-running its children that did not complete).
     Locked on PostgreSQL (``FOR UPDATE`` re-checks a row another retry marked meanwhile).
     """
     found: dict[Any, ContainerJob] = {}
     level = {job.pk}
     while level:
         waiting = JobDependency.objects.filter(depends_on_id__in=level).values("job_id")
+        children = ContainerJob.objects.filter(
+            dependency_links__depends_on__array_parent_id__in=level, status__in=TAKEN_DOWN,
+            cancel_requested_at__isnull=True, started_at__isnull=True,
+        ).values("array_parent_id")  # fmt: skip
         doomed = ContainerJob.objects.filter(
-            pk__in=waiting, status__in=TAKEN_DOWN, cancel_requested_at__isnull=True,
-            started_at__isnull=True, **{f"executor_metadata__{RETRIED_AS}__isnull": True},
+            Q(pk__in=waiting, status__in=TAKEN_DOWN, started_at__isnull=True)
+            | Q(pk__in=children, status__in=RETRYABLE),
+            cancel_requested_at__isnull=True,
+            **{f"executor_metadata__{RETRIED_AS}__isnull": True},
         ).select_related("docker_host").select_for_update(of=("self",))  # fmt: skip
         fresh = [row for row in doomed if row.pk not in found and row.pk != job.pk]
         found.update((row.pk, row) for row in fresh)

@@ -245,9 +245,15 @@ def _start_children(parent: ContainerJob) -> None:
     """Send launch to as many pending children as the host has free slots; kicks do the rest.
 
     No more than ``max_parallel``: each child leaving its slot sends launch to the next.
+    Also to each pending child already doomed by an edge of its own (``n_to_n`` to a child
+    that ended before this array was submitted), which no kick would launch: one SELECT.
     """
     free = HostSlot.objects.free(parent.docker_host_id).count()
     if parent.max_parallel is not None:
         free = min(free, parent.max_parallel)
     children = parent.array_children.filter(status=st.PENDING).order_by("array_index")
-    send_launches(children[:free])
+    started = list(children[:free].values_list("pk", flat=True))
+    dead = JobDependency.objects.filter(dead_edges(), job__array_parent_id=parent.pk)
+    doomed = children.filter(pk__in=dead.values("job_id")).exclude(pk__in=started)
+    ids = [*started, *doomed.values_list("pk", flat=True)]
+    dispatch.send_many_on_commit([("launch", pk, 0) for pk in ids])

@@ -126,7 +126,10 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             depends_on: jobs (or ids) that must complete first, each one that
                 ``created_by`` may view (``models.owners``; None sees every job); a pair
                 ``(job or id, "failure" | "always" | "success")`` waits for that end
-                instead; see ``container_manager.engine.workflows``
+                instead; see ``container_manager.engine.workflows``. An object
+                ``{"job": <array>, "on": <condition>, "type": "n_to_n"}`` makes each
+                child ``i`` of this array wait for child ``i`` of that one (of the same size)
+                instead of the whole array
             array_size: make an array job: the returned parent runs no
                 container and has ``array_size`` children (``array_children``)
             returns_result: the last non-empty line of its stdout, JSON, is stored as
@@ -137,6 +140,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             tolerated_failures: with ``array_size``, how many children may fail or time
                 out (a count, or a percent such as ``"10%"``) before the array fails at
                 once and the rest are cancelled; see ``rules.array_limits``
+            array_order: ``"sequential"`` runs the children one after another, child
+                ``i`` once child ``i - 1`` completed; ``"parallel"`` (the default) side by side
             idempotency_key: 1 to 255 printable ASCII characters; a call
                 with the key ``created_by``'s scope already used within
                 ``IDEMPOTENCY_WINDOW_SECONDS`` returns the job that call made
@@ -176,9 +181,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                 "environment_vars": environment_vars, "docker_host": docker_host, **kwargs,
             }  # fmt: skip
             return self._create_guarded(arguments, idempotency_key, limited)
-        depends_on = workflows.resolve_dependencies(
-            kwargs.pop("depends_on", None), kwargs.get("created_by")
-        )
+        plain, n_to_n = workflows.split_types(kwargs.pop("depends_on", None))
+        depends_on = workflows.resolve_dependencies(plain, kwargs.get("created_by"))
         array_size = workflows.check_array_size(kwargs.pop("array_size", None))
         if array_size and kwargs.get("returns_result"):
             raise ValidationError(
@@ -187,6 +191,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         max_parallel, tolerated = array_limits.check(
             array_size, kwargs.pop("max_parallel", None), kwargs.pop("tolerated_failures", None)
         )
+        per_child = workflows.resolve_n_to_n(n_to_n, kwargs.get("created_by"), array_size)
+        order = workflows.check_array_order(kwargs.pop("array_order", None), array_size)
         if kwargs.get("labels") is None:
             kwargs.pop("labels", None)
         contract.check_arguments(
@@ -224,7 +230,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         if depends_on or array_size or job.labels:
             with transaction.atomic(using=self.db):
                 job.save(using=self.db)
-                workflows.submitted(job, depends_on)
+                workflows.submitted(job, depends_on, per_child, order)
                 save_labels(job)
         else:
             job.save(using=self.db)  # one INSERT: no transaction of its own is needed

@@ -19,7 +19,7 @@ from container_manager.conf import setting
 from container_manager.models import idempotency, limits
 from container_manager.models.hosts import ExecutorHost
 from container_manager.models.jobs import ContainerJob
-from container_manager.models.workflows import write_edges
+from container_manager.models.workflows import link_children, write_edges
 from container_manager.rules import status as st
 from container_manager.rules import workflow_spec
 from container_manager.rules.idempotency import check_key
@@ -60,7 +60,8 @@ class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
         ``spec`` is ``{"name": ..., "nodes": {"<node>": {<submit fields>, "depends_on":
         ["<node>", ...]}, ...}}``: each node's fields are those of the JSON API's submit
         (``rules.contract``: ``docker_image``, ``host``, ``array_size`` …), its ``depends_on``
-        names other nodes, each a name or ``{"node": "<node>", "on": "failure" | "always"}``.
+        names other nodes, each a name or ``{"node": "<node>", "on": "failure" | "always"}``
+        (``"type": "n_to_n"`` between arrays: child ``i`` waits for child ``i``).
         ``user`` owns the workflow and its jobs (``created_by``; None:
         trusted code). With ``limited`` the quotas of ``models.limits`` apply to all its rows.
         With ``idempotency_key`` (as ``create_job``'s, ``models.idempotency``) a call repeating
@@ -89,7 +90,7 @@ class WorkflowManager(models.Manager.from_queryset(WorkflowQuerySet)):
         with transaction.atomic(using=self.db):
             workflow = self.create(name=name, created_by=user, spec=workflow_spec.stored(spec))
             made = {node.name: _create_node(workflow, node, hosts, user) for node in nodes}
-            write_edges([(made[n.name], made[d], on) for n in nodes for d, on in n.edges()])
+            _write_edges(nodes, made)
         return workflow
 
 
@@ -209,6 +210,15 @@ def _hosts(nodes: list[Node]) -> dict[str, ExecutorHost]:
     if errors:
         raise ValidationError(errors)
     return found
+
+
+def _write_edges(nodes: list[Node], made: dict[str, uuid.UUID]) -> None:
+    """The nodes' edges between their jobs: one INSERT for all, two statements per n_to_n edge."""
+    edges = [(node, upstream, on) for node in nodes for upstream, on in node.edges()]
+    write_edges([(made[n.name], made[d], on) for n, d, on in edges if d not in n.n_to_n])
+    for node, upstream, on in edges:
+        if upstream in node.n_to_n:
+            link_children(made[node.name], made[upstream], on)
 
 
 def _create_node(

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from container_manager.conf import setting
-from container_manager.rules import array_limits
+from container_manager.rules import array_edges, array_limits
 from container_manager.rules import labels as job_labels
 from container_manager.rules import status as st
 from container_manager.rules.envtext import is_valid_name
@@ -141,7 +141,8 @@ FIELDS: tuple[Field, ...] = (
         "array",
         "Ids of jobs that must complete first; if one ends failed, timeout or cancelled, "
         "this job ends cancelled. {job, on} waits instead for on = failure (failed or timed "
-        "out) or always (any end); if the job ends otherwise, this one ends cancelled.",
+        "out) or always (any end); if the job ends otherwise, this one ends cancelled. "
+        "{job, type: n_to_n} between arrays of one size: child i waits only for child i.",
         extra={
             "items": {
                 "oneOf": [
@@ -153,6 +154,20 @@ FIELDS: tuple[Field, ...] = (
                         "properties": {
                             "job": {"type": "string", "format": "uuid"},
                             "on": {"type": "string", "enum": list(st.EDGE_CONDITIONS)},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["job", "type"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "job": {"type": "string", "format": "uuid"},
+                            "on": {
+                                "type": "string",
+                                "enum": list(st.EDGE_CONDITIONS),
+                                "default": st.SUCCESS,
+                            },
+                            "type": {"type": "string", "enum": list(array_edges.EDGE_TYPES)},
                         },
                     },
                 ]
@@ -187,6 +202,13 @@ FIELDS: tuple[Field, ...] = (
                 {"type": "string", "pattern": _PERCENT, "maxLength": 8},
             ]
         },
+    ),  # fmt: skip
+    Field(
+        "array_order",
+        "string",
+        "With array_size: sequential runs child i once child i - 1 completed (one that does "
+        "not complete cancels the rest); parallel (the default) runs them side by side.",
+        extra={"enum": list(array_edges.ARRAY_ORDERS)},
     ),  # fmt: skip
     Field(
         "labels",
@@ -455,8 +477,10 @@ def parse_time(value: str) -> datetime:
 def _edges(value: Any) -> tuple[list[Any] | None, str | None]:
     """A JSON ``depends_on`` with each ``{job, on}`` object as a pair; or None and the problem.
 
-    >>> _edges(["a", {"job": "b", "on": "always"}])
-    (['a', ('b', 'always')], None)
+    An object with a ``type`` (``{"job": …, "on": …, "type": "n_to_n"}``) stays an object.
+
+    >>> _edges(["a", {"job": "b", "on": "always"}, {"job": "c", "type": "n_to_n"}])
+    (['a', ('b', 'always'), {'job': 'c', 'type': 'n_to_n'}], None)
     >>> _edges([{"job": "b", "on": "later"}])[1]
     'item 1: must be a job id or {"job": <id>, "on": "success" | "failure" | "always"}.'
     """
@@ -466,6 +490,12 @@ def _edges(value: Any) -> tuple[list[Any] | None, str | None]:
     for number, item in enumerate(value, 1):
         if not isinstance(item, dict):
             edges.append(item)
+            continue
+        if "type" in item:
+            problem = array_edges.typed_item_error(item)
+            if problem:
+                return None, f"item {number}: {problem}"
+            edges.append(dict(item))
             continue
         if set(item) != {"job", "on"} or item["on"] not in st.EDGE_CONDITIONS:
             shape = " | ".join(f'"{c}"' for c in st.EDGE_CONDITIONS)

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from container_manager.rules import contract
+from container_manager.rules import array_edges, contract
 from container_manager.rules import status as st
 from container_manager.rules.secrets import MASK
 
@@ -21,7 +21,8 @@ NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 TOP_KEYS = ("name", "nodes")
 #: The key of a node naming the nodes it waits for (node names, not job ids).
 DEPENDS_ON = "depends_on"
-#: The keys of a ``depends_on`` item written as an object: ``{"node": "a", "on": "failure"}``.
+#: The keys of a ``depends_on`` item written as an object: ``{"node": "a", "on": "failure"}``
+#: (and, between arrays, ``"type": "n_to_n"``: ``rules.array_edges``).
 EDGE_KEYS = ("node", "on")
 #: How many node names a cycle message shows at most.
 SHOWN_CYCLE = 10
@@ -36,6 +37,8 @@ class Node:
     fields: dict[str, Any]
     depends_on: tuple[str, ...]
     conditions: tuple[str, ...] = ()
+    #: The ``n_to_n`` edges' nodes: this array's child ``i`` waits for child ``i`` of each.
+    n_to_n: frozenset[str] = frozenset()
 
     def edges(self) -> list[tuple[str, str]]:
         """``(node waited for, condition)`` for each node it waits for."""
@@ -112,6 +115,10 @@ def _node(name: str, body: Any, nodes: dict[str, Any]) -> tuple[Node | None, dic
         errors[f"{prefix}.{DEPENDS_ON}"] = [
             f"{prefix}.{DEPENDS_ON}: no node {contract.shown(unknown[0])!r} in this workflow."
         ]
+    n_to_n = frozenset() if problem or unknown else _n_to_n(body.get(DEPENDS_ON, []))
+    problem = _n_to_n_error(body, n_to_n, nodes)
+    if problem:
+        errors[f"{prefix}.{DEPENDS_ON}"] = [f"{prefix}.{DEPENDS_ON}: {problem}"]
     if not isinstance(fields.get("docker_image"), str) or not fields["docker_image"].strip():
         errors[f"{prefix}.docker_image"] = [f"{prefix}.docker_image: an image is required."]
     try:
@@ -120,14 +127,15 @@ def _node(name: str, body: Any, nodes: dict[str, Any]) -> tuple[Node | None, dic
         errors.update(prefixed(exc, prefix))
     if errors:
         return None, errors
-    return Node(name, fields, tuple(edges), tuple(edges.values())), {}
+    return Node(name, fields, tuple(edges), tuple(edges.values()), n_to_n), {}
 
 
 def _edges(raw: Any) -> tuple[dict[str, str], str | None]:
     """A node's ``depends_on`` as node name to edge condition, or an empty dict and the problem.
 
     An item is a node name (the edge fires on ``success``) or ``{"node": <name>, "on":
-    "success" | "failure" | "always"}``; a node named twice keeps its last condition.
+    "success" | "failure" | "always"}``, with ``"type": "n_to_n"`` between arrays (read by
+    ``_n_to_n``); a node named twice keeps its last condition.
 
     >>> _edges(["a", {"node": "b", "on": "failure"}])
     ({'a': 'success', 'b': 'failure'}, None)
@@ -143,13 +151,39 @@ def _edges(raw: Any) -> tuple[dict[str, str], str | None]:
             continue
         if not isinstance(item, dict) or not isinstance(item.get("node"), str):
             return {}, f"item {number}: must be a node name or an object with a node name."
-        if set(item) - set(EDGE_KEYS):
-            return {}, f"item {number}: only the keys {' and '.join(EDGE_KEYS)}."
+        if set(item) - {*EDGE_KEYS, "type"}:
+            return {}, f"item {number}: only the keys {' and '.join(EDGE_KEYS)} (and type)."
         condition = item.get("on", st.SUCCESS)
         if condition not in st.EDGE_CONDITIONS:
             return {}, f"item {number}: 'on' must be one of {', '.join(st.EDGE_CONDITIONS)}."
+        if "type" in item and array_edges.edge_type_error(item["type"]):
+            return {}, f"item {number}: {array_edges.edge_type_error(item['type'])}"
         edges[item["node"]] = condition
     return edges, None
+
+
+def _n_to_n(raw: list[Any]) -> frozenset[str]:
+    """The nodes a checked ``depends_on`` waits for ``n_to_n`` (a node named twice: its last item).
+
+    >>> sorted(_n_to_n(["a", {"node": "b", "type": "n_to_n"}, {"node": "a", "type": "n_to_n"}]))
+    ['a', 'b']
+    """
+    kinds = {}
+    for item in raw:
+        name = item if isinstance(item, str) else item["node"]
+        kinds[name] = None if isinstance(item, str) else item.get("type")
+    return frozenset(name for name, kind in kinds.items() if kind == array_edges.N_TO_N)
+
+
+def _n_to_n_error(body: dict[str, Any], n_to_n: frozenset[str], nodes: dict) -> str | None:
+    """Why this node cannot wait ``n_to_n`` for one of ``n_to_n``: not arrays of one size."""
+    for name in sorted(n_to_n):
+        size, other = body.get("array_size"), nodes[name]
+        dependency = other.get("array_size") if isinstance(other, dict) else None
+        problem = array_edges.n_to_n_error(size, dependency, f"node {name!r}")
+        if problem:
+            return problem
+    return None
 
 
 def prefixed(exc: ValidationError, prefix: str) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from container_manager.conf import setting
 from container_manager.models.workflow_runs import STATUSES
-from container_manager.rules import contract
+from container_manager.rules import array_edges, contract
 from container_manager.rules import status as st
 from container_manager.rules.workflow_spec import NODE_NAME
 from container_manager.web.openapi_refs import error_responses as _errors
@@ -28,6 +28,12 @@ _EDGE = {
             "properties": {
                 "node": _NODE_NAME,
                 "on": {"type": "string", "enum": list(st.EDGE_CONDITIONS), "default": st.SUCCESS},
+                "type": {
+                    "type": "string",
+                    "enum": list(array_edges.EDGE_TYPES),
+                    "description": "n_to_n, between array nodes of one size: child i waits "
+                    "only for child i.",
+                },
             },
         },
     ]
