@@ -2,7 +2,9 @@
 
 Mock executor (``duration: 0``), one host with a slot per job, local dispatch (``--workers``
 threads, sweep timer off: no message is lost). Stage 1 is one node; stage 2 ``--n`` jobs that
-depend on it; stage 3 one fan-in node depending on stage 2. Two shapes of the same work:
+depend on it; stage 3 one fan-in node depending on stage 2 (``--stage2 n-to-n``: stage 1 is an
+array of ``--n`` too, and child i of stage 2 waits for child i of stage 1). Two shapes of the
+same work:
 
 - ``workflow``: ``Workflow.objects.submit`` of three nodes, stage 2 an array node of ``--n``;
 - ``single``: 1 + n + 1 ``create_job`` calls with ``depends_on`` (stage 2 n plain jobs, the
@@ -11,9 +13,9 @@ depend on it; stage 3 one fan-in node depending on stage 2. Two shapes of the sa
 Per round both shapes run, their order alternated; each is timed from its submit's start:
 submit seconds, seconds until no job is live, and the statements of the whole run (the
 submit's and every step's, counted in each worker thread) over the nodes that ran a
-container. ``--stage2`` chooses stage 2's dependency (``STAGE2``: only ``fan-out`` exists on
-this checkout; an ``N_TO_N`` stage is one more entry there). Medians with the 1-minute load
-average go to ``results/workflows_<db><label>.json``.
+container. ``--stage2`` chooses stage 2's dependency (``STAGE2``: ``fan-out`` or
+``n-to-n``). Medians with the 1-minute load average go to
+``results/workflows_<db><label>.json``.
 """
 
 from __future__ import annotations
@@ -62,9 +64,40 @@ def fan_out_singles(host: Any, n: int) -> None:
     submit(depends_on=middle)
 
 
+def n_to_n_document(host: str, n: int) -> dict[str, Any]:
+    """Stage 1 an array of ``n``; stage 2 an array of ``n``, child i waiting for child i."""
+    job = {"docker_image": "x", "command": "true", "host": host}
+    return {
+        "name": "bench-3-stage-n-to-n",
+        "nodes": {
+            "first": {**job, "array_size": n},
+            "middle": {
+                **job,
+                "array_size": n,
+                "depends_on": [{"node": "first", "type": "n_to_n"}],
+            },
+            "last": {**job, "depends_on": ["middle"]},
+        },
+    }
+
+
+def n_to_n_singles(host: Any, n: int) -> None:
+    """The same from single calls: ``n`` jobs, ``n`` each waiting for its own, the fan-in."""
+    from container_manager.models import ContainerJob
+
+    def submit(**kwargs: Any) -> Any:
+        job = {"image": "x", "command": "true", "docker_host": host}
+        return ContainerJob.objects.create_job(**job, **kwargs)
+
+    first = [submit() for _ in range(n)]
+    middle = [submit(depends_on=[job]) for job in first]
+    submit(depends_on=middle)
+
+
 #: Stage 2's dependency: the workflow document and the single-call submit that build it.
 STAGE2: dict[str, tuple[Callable[[str, int], dict[str, Any]], Callable[[Any, int], None]]] = {
     "fan-out": (fan_out_document, fan_out_singles),
+    "n-to-n": (n_to_n_document, n_to_n_singles),
 }
 
 
@@ -105,7 +138,7 @@ def measure(shape: str, n: int, stage2: str) -> dict[str, Any]:
     from container_manager.models import ContainerJob, Workflow
 
     Workflow.objects.all().delete()
-    host = fresh_mock_host(n + 2)
+    host = fresh_mock_host(2 * n + 2)
     document, singles = STAGE2[stage2]
     backend = dispatch.get_backend()
     backend.wait_idle(timeout=60)
