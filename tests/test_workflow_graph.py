@@ -204,3 +204,25 @@ def test_the_page_costs_the_same_statements_for_3_and_60_nodes(
             graph.load(workflow, NOW)
         counts.append((len(page), len(drawn)))
     assert counts[0] == counts[1] and counts[0][1] == 3  # nodes, edges, array children
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_n_to_n_edge_is_drawn_child_by_child_and_long_counts_fit_their_box(mock_host):
+    host = mock_host.name
+    first = node(host=host, array_size=1000)
+    middle = node(host=host, array_size=1000, depends_on=[{"node": "first", "type": "n_to_n"}])
+    spec = {
+        "nodes": {"first": first, "middle": middle, "last": node(host=host, depends_on=["middle"])}
+    }
+    workflow = Workflow.objects.submit(spec)
+    nodes, edges = graph.load(workflow, NOW)
+    # The parents are not linked (children are), yet the graph shows the stage order.
+    assert ("first", "middle", "success n_to_n") in edges
+    assert graph.layers([n.name for n in nodes], [(a, b) for a, b, _ in edges]) == {
+        "first": 0, "middle": 1, "last": 2,
+    }  # fmt: skip
+    svg = graph.draw(nodes, edges, "stages")
+    assert ">n_to_n</text>" in svg
+    assert (
+        'textLength="168" lengthAdjust="spacingAndGlyphs">0 ok, 0 failed, 0 running of 1000' in svg
+    )

@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from container_manager.admin._display import format_duration
 from container_manager.models import ContainerJob, JobDependency
+from container_manager.rules import array_edges
 from container_manager.rules import status as st
 
 #: While the workflow is live its page reloads this often, so the graph shows live states.
@@ -30,6 +31,10 @@ ROWS = 8
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 184, 72, 72, 14, 12
 #: Characters of a node's name drawn in its box; the whole name is in the box's title.
 NAME_CHARS = 22
+#: Characters of the third line that fit a box at its font; a longer line is squeezed in.
+LINE_CHARS = 30
+#: The label of an edge on which each child waits for the child of the same index.
+CHILD_BY_CHILD = "n_to_n"
 #: Fill, border and text colour, and a symbol, per status: the status is also written out.
 STYLES = {
     st.PENDING: ("#e8eaf6", "#303f9f", "#303f9f", "\u2026"),
@@ -84,7 +89,9 @@ def load(workflow: Any, now: datetime) -> tuple[list[GraphNode], list[tuple[str,
     """The workflow's nodes and its edges ``(dependency, dependent, condition)`` by node name.
 
     Three statements whatever the number of nodes: the nodes' jobs, the edges between them,
-    and (only when there is an array) its children counted by parent and status.
+    and (only when there is an array) its children counted by parent and status. The
+    ``n_to_n`` edges between arrays, whose rows join their children, come from the
+    workflow's document (``child_edges``).
     """
     rows = list(
         workflow.jobs.filter(array_parent__isnull=True)
@@ -99,6 +106,7 @@ def load(workflow: Any, now: datetime) -> tuple[list[GraphNode], list[tuple[str,
         .values_list("job_id", "depends_on_id", "condition")
         if job in names and dep in names
     ]
+    edges += child_edges(workflow.spec or {}, set(names.values()))
     arrays = [pk for pk, *_, size in rows if size is not None]
     counts: dict[Any, dict[str, int]] = defaultdict(dict)
     if arrays:
@@ -120,6 +128,27 @@ def load(workflow: Any, now: datetime) -> tuple[list[GraphNode], list[tuple[str,
         for pk, name, status, started, completed, size in rows
     ]
     return nodes, edges
+
+
+def child_edges(spec: dict[str, Any], names: set[str]) -> list[tuple[str, str, str]]:
+    """The ``n_to_n`` edges between array nodes, from the workflow's document (no query).
+
+    Their rows join child to child (``rules.array_edges``), so the nodes' own edges miss them;
+    drawn as ``(dependency, dependent, "<condition> n_to_n")``.
+
+    >>> child_edges({"nodes": {"b": {"depends_on": [{"node": "a", "type": "n_to_n"}]}}},
+    ...     {"a", "b"})
+    [('a', 'b', 'success n_to_n')]
+    """
+    found = []
+    for name, body in spec.get("nodes", {}).items():
+        items = body.get("depends_on", []) if isinstance(body, dict) else []
+        for item in items:
+            per_child = isinstance(item, dict) and item.get("type") == array_edges.N_TO_N
+            if per_child and name in names and item.get("node") in names:
+                kind = f"{item.get('on', st.SUCCESS)} {array_edges.N_TO_N}"
+                found.append((item["node"], name, kind))
+    return found
 
 
 def layers(names: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, int]:
@@ -274,6 +303,7 @@ def _edge(start: tuple[int, int], end: tuple[int, int], condition: str) -> str:
     x1, y1 = start[0] + BOX_W, start[1] + BOX_H // 2
     x2, y2 = end[0], end[1] + BOX_H // 2
     bend = GAP_X // 2
+    condition, _, kind = condition.partition(" ")
     colour, dash = EDGE_STYLES[condition]
     on = escape(condition)
     # An edge that passes behind a column of boxes (a skipped layer, a wrapped one) is fainter,
@@ -284,13 +314,15 @@ def _edge(start: tuple[int, int], end: tuple[int, int], condition: str) -> str:
         f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash or "none"}"{faint} '
         f'marker-end="url(#cm-arrow-{on})"><title>on {on}</title></path>'
     )
-    if condition == st.SUCCESS:
-        return path
-    label = "on failure" if condition == st.FAILURE else "always"
-    return (
-        f'{path}<text x="{x2 - GAP_X // 2}" y="{y2 - 5}" text-anchor="middle" font-size="11" '
-        f'font-weight="600" fill="{colour}" stroke="#ffffff" stroke-width="3" '
-        f'paint-order="stroke">{label}</text>'
+    words = [CHILD_BY_CHILD] if kind else []
+    if condition != st.SUCCESS:
+        words.append("on failure" if condition == st.FAILURE else "always")
+    # One line per label above the arrow's end, the last nearest to it.
+    return path + "".join(
+        f'<text x="{x2 - GAP_X // 2}" y="{y2 - 5 - 12 * (len(words) - 1 - i)}" '
+        f'text-anchor="middle" font-size="11" font-weight="600" fill="{colour}" '
+        f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{label}</text>'
+        for i, label in enumerate(words)
     )
 
 
@@ -312,8 +344,15 @@ def _box(node: GraphNode, x: int, y: int) -> str:
         f'<text x="{x + 8}" y="{y + 18}" font-size="13" font-weight="700" fill="#212121">'
         f'{escape(short)}</text><text x="{x + 8}" y="{y + 36}" font-size="12" '
         f'font-weight="600" fill="{ink}">{line}</text><text x="{x + 8}" y="{y + 52}" '
-        f'font-size="11" fill="#424242">{third}</text>{bar}</a>'
+        f'font-size="11" fill="#424242"{_fitted(third)}>{third}</text>{bar}</a>'
     )
+
+
+def _fitted(text: str) -> str:
+    """The attributes that squeeze a line too long for a box (4-digit counts) into its width."""
+    if len(text) <= LINE_CHARS:
+        return ""
+    return f' textLength="{BOX_W - 16}" lengthAdjust="spacingAndGlyphs"'
 
 
 def _bar(children: dict[str, int], size: int, x: int, y: int) -> str:
