@@ -151,11 +151,10 @@ def test_sequential_children_run_one_after_another_in_index_order(recording, moc
     assert [k.has_dependents for k in children(parent)] == [True] * 4 + [False]
     [(step, job_id, _)] = recording.take()
     assert steps.run_step(step, job_id) == "array-parent"
-    first = recording.take()
-    answers = {job: steps.run_step(step, job) for step, job, _ in first}
+    # Only child 0 is sent: each other child is sent by its edge's release, not to wait.
+    [(step, job_id, _)] = recording.take()
     kids = children(parent)
-    assert answers[str(kids[0].pk)] == "launched"
-    assert {answers[str(k.pk)] for k in kids[1:]} == {"waiting-for-dependencies"}
+    assert job_id == str(kids[0].pk) and steps.run_step(step, job_id) == "launched"
     deliver_all(recording)
     kids = children(parent)
     assert [k.status for k in kids] == ["completed"] * 5
@@ -406,3 +405,20 @@ def test_an_n_to_n_dependency_that_ended_before_the_submit(recording, mock_host,
     deliver_all(recording)
     assert statuses(b) == ["completed", "completed", "cancelled", "completed"]
     assert row(b).status == "cancelled"
+
+
+def test_an_n_to_n_array_starts_no_child_whose_own_dependency_has_not_ended(recording, mock_host):
+    a = submit(mock_host, name="a", array_size=4)
+    b = submit(mock_host, name="b", array_size=4, depends_on=[n_to_n(a)])
+    parents = [job for _, job, _ in recording.take()]
+    assert sorted(parents) == sorted([str(a.pk), str(b.pk)])
+    for job in parents:
+        assert steps.run_step("launch", job) == "array-parent"
+    sent = recording.take()
+    # A's children are sent; B's wait for their A child's release, which sends each.
+    assert {job for _, job, _ in sent} == {str(child.pk) for child in children(a)}
+    for step, job, delay in sent:
+        recording.send(step, job, delay)
+    answers = deliver_all(recording)
+    assert "waiting-for-dependencies" not in {answer for _, _, answer in answers}
+    assert statuses(b) == ["completed"] * 4

@@ -242,7 +242,7 @@ def _doom(job: ContainerJob, dependency: dict[str, Any]) -> str:
 
 
 def _start_children(parent: ContainerJob) -> None:
-    """Send launch to as many pending children as the host has free slots; kicks do the rest.
+    """Send launch to as many ready pending children as the host has free slots; kicks do the rest.
 
     No more than ``max_parallel``: each child leaving its slot sends launch to the next.
     Also to each pending child already doomed by an edge of its own (``n_to_n`` to a child
@@ -252,7 +252,11 @@ def _start_children(parent: ContainerJob) -> None:
     if parent.max_parallel is not None:
         free = min(free, parent.max_parallel)
     children = parent.array_children.filter(status=st.PENDING).order_by("array_index")
-    started = list(children[:free].values_list("pk", flat=True))
+    # A child with an edge of its own left to fire (``n_to_n``, ``sequential``) is launched
+    # by that edge's release, not here: a launch now would only answer that it waits.
+    own = JobDependency.objects.filter(job_id=OuterRef("pk")).exclude(fired_edges())
+    ready = children.exclude(Exists(own))
+    started = list(ready[:free].values_list("pk", flat=True))
     dead = JobDependency.objects.filter(dead_edges(), job__array_parent_id=parent.pk)
     doomed = children.filter(pk__in=dead.values("job_id")).exclude(pk__in=started)
     ids = [*started, *doomed.values_list("pk", flat=True)]

@@ -63,8 +63,9 @@ RACE_WAIT_SECONDS = 10.0
 #: Seconds ``request_stop`` reads the engine's answer to its stop call before going on (the
 #: call only answers once the container has stopped; the engine carries the stop on anyway).
 STOP_ANSWER_WAIT = 0.01
-# How long a harvest waits for the engine to record ``OOMKilled`` on an exit 137 under a limit.
-OOM_SETTLE_SECONDS = 1.0
+# How long a harvest waits for the engine to record ``OOMKilled`` on an exit 137 under a limit
+# (only such a harvest waits; a busy engine took more than a second to record it).
+OOM_SETTLE_SECONDS = 5.0
 
 _STATUS_MAP = {
     "running": RUNNING,
