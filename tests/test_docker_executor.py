@@ -83,6 +83,7 @@ def make_job(command: str, *, env: dict[str, str] | None = None, **overrides) ->
         "cpu_usage_percent": None,
         "last_error": "",
         "labels": {},
+        "has_inputs": False,  # as the steps load it (``annotations()``): no dependency result
     }
     values.update(overrides)
     return SimpleNamespace(**values)

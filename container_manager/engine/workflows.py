@@ -75,7 +75,7 @@ def input_environment(job: ContainerJob) -> tuple[dict[str, str], str]:
     """
     if not getattr(job, "has_inputs", True):
         return {}, ""
-    owners = [pk for pk in (job.pk, job.array_parent_id) if pk is not None]
+    owners = [pk for pk in (job.id, job.array_parent_id) if pk is not None]
     rows = (
         JobDependency.objects.filter(job_id__in=owners, depends_on__result__isnull=False)
         .order_by("depends_on__created_at")
