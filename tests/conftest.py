@@ -215,11 +215,23 @@ def docker_host(docker_ready, db):
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark ``postgres`` every test that asks for ``postgres_only``, before ``-m`` selects.
+
+    So CI's SQLite pass (``-m "not postgres"``) deselects it even when its mark was forgotten.
+    """
+    for item in items:
+        if "postgres_only" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def postgres_only(db):
     """Skip (fail in CI) unless the test database is PostgreSQL.
 
-    CI's SQLite pass deselects these tests with ``-m "not postgres"``.
+    CI's SQLite pass deselects these tests with ``-m "not postgres"`` (each is marked
+    ``postgres`` at collection, by ``pytest_collection_modifyitems``).
     """
     if connection.vendor != "postgresql":
         missing_service("needs PostgreSQL: run with DATABASE_URL=postgres://... (CI does)")
