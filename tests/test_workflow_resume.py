@@ -373,6 +373,15 @@ def test_the_admin_button_resumes_and_the_page_lists_the_resumes(admin_client, d
     assert "has nodes not ended (b, d)" in refused and WorkflowResume.objects.count() == 1
 
 
+def test_the_admin_offers_no_resume_while_a_node_is_live(admin_client, diamond):
+    page = reverse("admin:container_manager_workflow_change", args=[diamond.pk])
+    button = reverse("admin:container_manager_workflow_retry", args=[diamond.pk])
+    assert diamond.jobs.filter(workflow_node="c").update(status="running") == 1
+    assert button.encode() not in admin_client.get(page).content  # b failed, but c is live
+    assert diamond.jobs.filter(workflow_node="c").update(status="completed") == 1
+    assert button.encode() in admin_client.get(page).content
+
+
 def test_the_admin_button_needs_the_permission_to_retry_jobs(client, diamond):
     client.force_login(user_with("viewer", "view_workflow", "view_containerjob", is_staff=True))
     page = reverse("admin:container_manager_workflow_change", args=[diamond.pk])

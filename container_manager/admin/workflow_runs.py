@@ -22,6 +22,7 @@ from container_manager.admin import workflow_graph
 from container_manager.admin._display import status_badge
 from container_manager.engine.retry import RETRYABLE, retry_workflow
 from container_manager.models import Workflow
+from container_manager.rules import status as st
 
 #: The permission a resume needs, as a job's retry in the job admin.
 RESUME_PERMISSION = "container_manager.change_containerjob"
@@ -62,11 +63,13 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any):
         """The page: the graph above the fields (``admin.workflow_graph``), and the "Resume"
-        button when a node ended badly and the user may retry."""
+        button once every node has ended, one of them badly, if the user may retry (a resume
+        of a live workflow is refused)."""
         workflow = kwargs.get("obj")
         context["cm_can_resume"] = bool(
             workflow is not None
             and request.user.has_perm(RESUME_PERMISSION)
+            and workflow.status not in st.LIVE
             and workflow.jobs.filter(status__in=RETRYABLE).exists()
         )
         if workflow is not None:
