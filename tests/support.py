@@ -9,10 +9,10 @@ from django.utils import timezone
 from container_manager.engine import steps
 from container_manager.models import ContainerJob
 
-#: A sweep's statements: 11 that find due work (3 of them the jobs to settle, 1 the children of
-#: arrays with max_parallel), then BEGIN, one
+#: A sweep's statements: 12 that find due work (3 of them the jobs to settle, 1 the children of
+#: arrays with max_parallel, 1 the live arrays whose children all ended), then BEGIN, one
 #: DELETE each of expired idempotency keys and past request counts, COMMIT.
-SWEEP_STATEMENTS = 15
+SWEEP_STATEMENTS = 16
 
 
 def submit(host, **kwargs):

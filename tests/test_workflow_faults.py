@@ -1,7 +1,7 @@
 """Workflows with edge conditions under faults, on PostgreSQL: every node ends as its rules say.
 
 Worker processes (``tests.workflow_fault_worker``) SIGKILL themselves at seeded points of
-releases, skips and final moves while two of them run and sweep; all messages of a
+releases, skips, final moves and arrays' ends while two of them run and sweep; all messages of a
 workflow lost while two sweepers run at once. Each node ends in the status its edges give,
 each container is launched once, each release and skip happens once.
 """
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 REPOSITORY = Path(__file__).resolve().parent.parent
 ARRAY = 12
 #: Kill points of the workers, one per worker started, in this order (then workers that live).
-KILLS = ["release", "skip", "final", "release", "skip", "final"]
+KILLS = ["release", "skip", "final", "array_end", "release", "skip", "final", "array_end"]
 
 
 def node(host, *depends_on, **fields):
@@ -210,7 +210,7 @@ def _two_sweepers(now):
 
 
 def _kinds(pool, killed):
-    """The kinds of kill point (``release``, ``skip``, ``final``) that killed a worker so far."""
+    """The kinds of kill point (``release``, ``skip``, ``final``…) that killed a worker so far."""
     return {pool.plans[pid].partition(":")[0] for pid in killed}
 
 

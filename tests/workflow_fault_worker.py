@@ -1,11 +1,14 @@
-"""A ``process_container_jobs`` worker that SIGKILLs itself at a chosen release, skip or final move.
+"""A ``process_container_jobs`` worker that SIGKILLs itself at a chosen point of a workflow's steps.
 
 Started by tests/test_workflow_faults.py as ``python -m tests.workflow_fault_worker`` with the
 test database in ``DATABASE_URL``. ``CM_FAULT_KILL`` is ``<point>:<n>``: the process kills
 itself at the ``n``-th time it reaches ``point`` (empty: never):
 
-- ``final``: inside a final move's transaction, before it commits (the move is rolled back);
+- ``final``: in a final move, after its writes: before its transaction commits when it has one
+  (the move is rolled back), after the commit when it is one statement (PostgreSQL);
 - ``release``: after a final move committed, before its dependents are sent ``launch``;
+- ``array_end``: after the final move that counted an array's last child committed, before
+  the array's parent is ended (the sweep's ``check`` of the parent ends it);
 - ``skip``: in the launch step, before a node whose edge cannot fire is moved to ``skipped``.
 
 The mock executor's launches are written to the file ``CM_FAULT_LEDGER`` (job id, launch
@@ -78,6 +81,15 @@ def install_kill_point(point: str, nth: int) -> None:
             return real_release(job_id, status)
 
         transitions.release_dependents = release_dependents
+    elif point == "array_end":
+        real_end = transitions._end_array
+
+        def end_array(parent_id: Any, member: Any, counts: Any) -> bool:
+            if counts.finished >= member.array_size:  # the last child, its count committed
+                reached()
+            return real_end(parent_id, member, counts)
+
+        transitions._end_array = end_array
     elif point == "skip":
         real_doom = workflows._doom
 

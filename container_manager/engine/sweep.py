@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce, RowNumber
 from container_manager import clock, dispatch
 from container_manager.conf import setting
 from container_manager.engine import delivery, firing, workflows
-from container_manager.models import ContainerJob, HostSlot, idempotency, limits
+from container_manager.models import ArrayCounts, ContainerJob, HostSlot, idempotency, limits
 from container_manager.models.manager import LAUNCH_ORDER
 from container_manager.rules import status as st
 from container_manager.telemetry import counters
@@ -33,7 +33,8 @@ def sweep(now: Any = None) -> dict[str, int]:
     skipped (their launch skips or cancels them; ``workflows.doomed``, three queries);
     launches not recorded ``LAUNCH_RECONCILE_SECONDS`` after they began (to
     reconcile or take over, see ``steps.launch``); running jobs whose check is
-    due (timeouts included, as a check is always due by the deadline); cancel
+    due (timeouts included, as a check is always due by the deadline), and array parents
+    whose children all ended while they are still live (``_ended_arrays``); cancel
     requests, and arrays that failed early with live children not yet asked to cancel
     (``_failed_early``); webhook deliveries whose attempt is due. Then it fires the
     schedules that are due (``firing.fire_due``) and deletes a batch of expired
@@ -52,8 +53,9 @@ def sweep(now: Any = None) -> dict[str, int]:
         "relaunch": jobs.filter(
             status=st.LAUNCHING, lease_expires_at__lte=now + _reconcile_margin()
         ).order_by("lease_expires_at"),
-        "check": jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by(
-            "next_check_at"
+        "check": (
+            jobs.filter(status=st.RUNNING, next_check_at__lte=settled).order_by("next_check_at"),
+            _ended_arrays(),
         ),
         "cancel": jobs.filter(
             Q(status__in=st.LIVE) | _failed_early(), cancel_requested_at__lte=settled
@@ -167,3 +169,25 @@ def _reconcile_margin() -> timedelta:
     """How long before its lease expires a launch is due for reconciling."""
     lease, reconcile = setting("LAUNCH_LEASE_SECONDS"), setting("LAUNCH_RECONCILE_SECONDS")
     return timedelta(seconds=max(0.0, float(lease) - float(reconcile)))
+
+
+def _ended_arrays() -> Any:
+    """Live array parents whose counts say every child ended: their check ends them.
+
+    The child whose final move completes the counts ends its parent right after that move
+    (``transitions._end_array``); a worker that died in between leaves the parent live.
+    Read through the partial index of live array parents (``cjob_array_status_idx``), one
+    probe of the counts row each.
+    """
+    ended = F("completed") + F("failed") + F("timeout") + F("cancelled")
+    complete = (
+        ArrayCounts.objects.filter(pk=OuterRef("pk"))
+        .alias(ended=ended)
+        .filter(ended__gte=OuterRef("array_size"))
+    )
+    return ContainerJob.objects.filter(
+        Exists(complete),
+        status__in=sorted(st.LIVE),
+        array_size__isnull=False,
+        array_parent__isnull=True,
+    )

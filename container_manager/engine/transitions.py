@@ -24,7 +24,14 @@ from container_manager.models import (
 )
 from container_manager.models.manager import unfinished_dependencies
 from container_manager.models.tallies import TALLIED_COLUMNS, tally_sql
-from container_manager.models.workflows import array_has_room, count_child, final_status
+from container_manager.models.workflows import (
+    ArrayCounts,
+    array_has_room,
+    count_child,
+    count_sql,
+    counts_of,
+    final_status,
+)
 from container_manager.rules import array_limits
 from container_manager.rules import status as st
 
@@ -57,15 +64,18 @@ def move(
     ``ContainerExecution`` in the same transaction. Leaving launching/running
     hands the host slot to the next waiting job or frees it (``hand_over``) in
     that transaction too, so counts never drift; an array's counts and a job's
-    dependents follow the move there too (``job_moved``), and a final move adds the
+    dependents follow the move there too (``job_moved``), a child's final move adds one to
+    its array's counts (``count_sql``) and, once committed, ends the array if that was the
+    last child (``_end_array``), and a final move adds the
     job to the metrics' tallies (``JobTally.objects.record``, one statement). A move that
     makes a webhook event writes its delivery rows in that transaction too (``outbox.write``),
     so a crash after the commit cannot lose them.
 
-    On PostgreSQL the job's UPDATE, the attempt's, the hand-over and a final move's tally
-    are one statement (``_write``); a move with no array parent to count and no webhook
-    event to write then runs without a transaction of its own (BEGIN and COMMIT would
-    triple its cost). On SQLite they are one statement each, in a transaction when more
+    On PostgreSQL the job's UPDATE, the attempt's, the hand-over, a final move's tally and
+    an array child's count are one statement (``_write``); a move with no array parent to
+    start and no webhook event to write then runs without a transaction of its own (BEGIN
+    and COMMIT would triple its cost), so the counts row is locked only while that
+    statement runs. On SQLite they are one statement each, in a transaction when more
     than one.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
@@ -80,7 +90,8 @@ def move(
     ):
         alone = False
     with nullcontext() if alone else transaction.atomic():
-        moved, handed = _write(connection, job, conditions, values, execution, frees_slot, now)
+        written = _write(connection, job, conditions, values, execution, frees_slot, now)
+        moved, handed, counts = written
         if moved is None:
             return False
         job.has_dependents = moved
@@ -94,6 +105,8 @@ def move(
             _next_in_array(job)
         outbox.write(job, new)
     _announce(job, {"status", *fields})
+    if counts is not None:
+        _end_array(job.array_parent_id, job, counts)
     return True
 
 
@@ -120,21 +133,27 @@ def _write(
     execution: dict[str, Any] | None,
     frees_slot: bool,
     now: Any,
-) -> tuple[bool | None, Any]:
+) -> tuple[bool | None, Any, ArrayCounts | None]:
     """The move's writes: ``values`` where ``conditions`` hold, the attempt's, the hand-over.
 
-    Returns the row's ``has_dependents`` (None if the row was not moved) and the id of
-    the job the slot was handed to or that is to be sent its launch (``hand_over``).
-    On PostgreSQL one statement: ``moved``, the attempt's ``attempt`` and the hand-over's.
+    Returns the row's ``has_dependents`` (None if the row was not moved), the id of
+    the job the slot was handed to or that is to be sent its launch (``hand_over``), and
+    for an array child's final move its array's counts after this one (else None).
+    On PostgreSQL one statement: ``moved``, the attempt's ``attempt``, the hand-over's and
+    the count's ``counted``.
     """
     final = values["status"] in st.TERMINAL
+    counted = final and job.array_parent_id is not None
     update = statements.update(
         connection, ContainerJob, tuple(values), statements.shape(conditions),
         returning=", ".join(["id", _RETURNING, *(TALLIED_COLUMNS if final else ())]),
     )  # fmt: skip
     params = statements.params(connection, ContainerJob, values, conditions)
     if connection.vendor != "postgresql":
-        return _write_portable(connection, job, (update, params), execution, frees_slot, now)
+        return _write_portable(
+            connection, job, (update, params), execution, frees_slot, now,
+            values["status"] if counted else None,
+        )  # fmt: skip
     parts = [f"moved AS ({update})"]
     if final:  # the metrics' tallies, from the row as moved (``JobTally``)
         tallied, _ = tally_sql(connection, JobTally, "TRUE", [], 1, rows="moved")
@@ -152,11 +171,24 @@ def _write(
         ctes, cte_params, handed = _hand_over_ctes(connection, job.docker_host_id, job.pk, now)
         parts.append(ctes)
         params += cte_params
-    sql = f"WITH {', '.join(parts)} SELECT (SELECT {_RETURNING} FROM moved), {handed}"
+    counts = ""
+    if counted:
+        also = "EXISTS (SELECT 1 FROM moved)"
+        parts.append(f"counted AS ({count_sql(connection, values['status'], also)})")
+        params.append(ArrayCounts._meta.pk.get_db_prep_value(job.array_parent_id, connection))
+        counts = ", " + ", ".join(f"(SELECT {c} FROM counted)" for c in _counted_columns())
+    sql = f"WITH {', '.join(parts)} SELECT (SELECT {_RETURNING} FROM moved), {handed}{counts}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        flag, handed_id = cursor.fetchone()
-    return flag, (handed_id if flag is not None else None)
+        flag, handed_id, *array = cursor.fetchone()
+    if flag is None:
+        return None, None, None
+    return flag, handed_id, counts_of(job.array_parent_id, array) if counted else None
+
+
+def _counted_columns() -> list[str]:
+    """The counts ``count_sql`` returns, as the ``counted`` CTE's columns."""
+    return [f.column for f in ArrayCounts._meta.concrete_fields if not f.primary_key]
 
 
 def _write_portable(
@@ -166,13 +198,17 @@ def _write_portable(
     execution: dict[str, Any] | None,
     frees_slot: bool,
     now: Any,
-) -> tuple[bool | None, Any]:
-    """``_write`` as one statement per table, inside the caller's transaction."""
+    counted: str | None,
+) -> tuple[bool | None, Any, ArrayCounts | None]:
+    """``_write`` as one statement per table, inside the caller's transaction.
+
+    ``counted`` is the final status to add to the job's array's counts, or None.
+    """
     with connection.cursor() as cursor:
         cursor.execute(*update)
         row = cursor.fetchone()
     if row is None:
-        return None, None
+        return None, None, None
     handed = hand_over(connection, job.docker_host_id, job.pk, now) if frees_slot else None
     if execution is not None:
         attempt = statements.update(
@@ -182,7 +218,8 @@ def _write_portable(
         params = statements.params(connection, ContainerExecution, execution, where)
         with connection.cursor() as cursor:
             cursor.execute(attempt, params)
-    return bool(row[1]), handed
+    counts = count_child(job.array_parent_id, counted) if counted else None
+    return bool(row[1]), handed, counts
 
 
 def _column(connection: Any, name: str) -> str:
@@ -555,17 +592,14 @@ def _write_attempt(job_id: Any, host_id: int, now: Any) -> None:
 def job_moved(job: ContainerJob, new: str) -> None:
     """Carry a move over to the array and the dependents; runs inside the move's transaction.
 
-    A child's first run marks its parent running; a child's final move adds one to
-    the parent's counts, and the last one moves the parent. A final move sends
+    A child's first run marks its parent running (a child's final move is counted by the
+    move's own writes, ``_write``, and ends the array after them). A final move sends
     ``launch`` to the dependents that became ready or doomed, after the commit (so
     two dependencies finishing at once cannot both miss the other's move), if the
     row says any job waits for this one (``has_dependents``, which ``move`` re-reads).
     """
-    if job.array_parent_id is not None:
-        if new == st.RUNNING:
-            _parent_running(job.array_parent_id)
-        elif new in st.TERMINAL:
-            _count_child(job, new)
+    if job.array_parent_id is not None and new == st.RUNNING:
+        _parent_running(job.array_parent_id)
     if new in st.TERMINAL and job.has_dependents:
         transaction.on_commit(lambda: release_dependents(job.pk, new))
 
@@ -601,16 +635,16 @@ _STARTED_MAX = 10_000
 
 
 def _moves_array(job: ContainerJob, new: str) -> bool:
-    """Whether a child's move to ``new`` also writes its array's rows (``job_moved``).
+    """Whether a child's move to ``new`` also writes its parent's row (``job_moved``).
 
-    A final move counts the child; a move to running starts the parent, unless this
-    process has seen the parent started (``_started_parents``).
+    A move to running starts the parent, unless this process has seen the parent started
+    (``_started_parents``). A final move's count is part of its own statement (``_write``).
     """
-    if job.array_parent_id is None:
-        return False
-    if new == st.RUNNING:
-        return job.array_parent_id not in _started_parents
-    return new in st.TERMINAL
+    return (
+        job.array_parent_id is not None
+        and new == st.RUNNING
+        and job.array_parent_id not in _started_parents
+    )
 
 
 def _parent_running(parent_id: Any) -> None:
@@ -628,43 +662,59 @@ def _remember_started(parent_id: Any) -> None:
     _started_parents.add(parent_id)
 
 
-def _count_child(child: ContainerJob, status: str) -> None:
-    # The row lock this update takes serializes finishing children: the one whose
-    # increment completes the sum is the only one that sees it complete, and the first
-    # whose failure is one more than ``tolerated_failures`` allow is the first to see that.
-    counts = count_child(child.array_parent_id, status)
-    allowed = array_limits.allowed_failures(child.tolerated_failures, child.array_size)
+def end_array(parent: ContainerJob) -> str:
+    """The ``check`` step of an array parent: end it if its counts say its children did.
+
+    What the last child's final move does right after its commit (``_end_array``), read
+    from the counts row instead: the sweep sends it for a live parent whose counts are
+    complete, in case that child's step was lost after the commit.
+    """
+    counts = ArrayCounts.objects.filter(pk=parent.pk).first()
+    if counts is None or parent.status in st.TERMINAL:
+        return "nothing-to-do"
+    return "array-ended" if _end_array(parent.pk, parent, counts) else "array-live"
+
+
+def _end_array(parent_id: Any, member: ContainerJob, counts: ArrayCounts) -> bool:
+    """Move the array ``parent_id`` to its final status if ``counts`` say it has ended.
+
+    Ended: every child counted, or more failed than ``tolerated_failures`` allow
+    (``member``, the parent or a child, carries the array's size and limit). Run after the
+    child's counted move, not in it: the counts row stays locked only for the count. Only
+    the move whose count completed the sum sees it complete; a duplicate (the sweep's
+    ``end_array``) loses the parent's compare-and-set. Returns whether it moved the parent.
+    """
+    allowed = array_limits.allowed_failures(member.tolerated_failures, member.array_size)
     failures = counts.failed + counts.timeout
     too_many = allowed is not None and failures > allowed
-    if counts.finished < child.array_size and not too_many:
-        return
-    parent = ContainerJob.objects.get(pk=child.array_parent_id)
+    if counts.finished < member.array_size and not too_many:
+        return False
+    parent = ContainerJob.objects.get(pk=parent_id)
     if parent.status in st.TERMINAL:
-        return
+        return False
     summary = (
         f"{counts.completed} completed, {counts.failed} failed, "
         f"{counts.timeout} timed out, {counts.cancelled} cancelled"
     )
     if allowed is not None:
-        summary += f"; {failures} of {child.array_size} failed or timed out, "
-        summary += f"tolerated_failures {child.tolerated_failures} allows {allowed}"
+        summary += f"; {failures} of {member.array_size} failed or timed out, "
+        summary += f"tolerated_failures {member.tolerated_failures} allows {allowed}"
     final, now = final_status(counts, allowed), timezone.now()
-    if counts.finished < child.array_size:
-        _fail_early(parent, summary, now)
-        return
-    move(
+    if counts.finished < member.array_size:
+        return _fail_early(parent, summary, now)
+    return move(
         parent, parent.status, final, completed_at=now,
         last_error=f"array children: {summary}" if final != st.COMPLETED or failures else "",
     )  # fmt: skip
 
 
-def _fail_early(parent: ContainerJob, summary: str, now: Any) -> None:
+def _fail_early(parent: ContainerJob, summary: str, now: Any) -> bool:
     """More children failed than the array tolerates: it fails now, and the rest are cancelled.
 
     The parent's move records a cancel request on it; its ``cancel`` step (sent on commit,
     re-sent by the sweep if lost) asks the live children to cancel in a transaction of its
-    own: here, in a child's final move holding the counts row, updating its siblings' rows
-    could deadlock with their own final moves.
+    own: updating the siblings' rows here, after a child's final move and perhaps inside a
+    caller's transaction, could deadlock with their own final moves.
     """
     moved = move(
         parent, parent.status, st.FAILED, completed_at=now, cancel_requested_at=now,
@@ -672,6 +722,7 @@ def _fail_early(parent: ContainerJob, summary: str, now: Any) -> None:
     )  # fmt: skip
     if moved:
         dispatch.send_on_commit("cancel", parent.pk)
+    return moved
 
 
 def _next_in_array(child: ContainerJob) -> None:

@@ -392,6 +392,12 @@ class ContainerJob(models.Model):
                 condition=Q(cancel_requested_at__isnull=False),
             ),
             models.Index(fields=["array_parent", "status"], name="cjob_array_parent_status_idx"),
+            # Array parents by status: the sweep's live parents whose children all ended.
+            models.Index(
+                fields=["status"],
+                name="cjob_array_status_idx",
+                condition=Q(array_size__isnull=False, array_parent__isnull=True),
+            ),
             # The admin's list order (``-created_at``, then ``-pk``), whole and by host.
             models.Index(fields=["-created_at", "-id"], name="cjob_list_idx"),
             models.Index(fields=["docker_host", "-created_at", "-id"], name="cjob_host_list_idx"),

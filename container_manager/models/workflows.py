@@ -81,9 +81,10 @@ class ArrayCounts(models.Model):
     """
     How many children of an array job have ended, by final status.
 
-    Incremented with ``F()`` in the same transaction as each child's final move, so
-    the count is exact under concurrent finishes; the move that makes the sum equal
-    the array's size also moves the parent to its final status.
+    Incremented by each child's final move, in that move's statement (PostgreSQL) or
+    transaction (SQLite), so the count is exact under concurrent finishes; the child whose
+    move makes the sum equal the array's size then moves the parent to its final status
+    (and the sweep does, from this row, if that child's step was lost).
     """
 
     parent = models.OneToOneField(
@@ -427,30 +428,45 @@ def write_edges(edges: list[tuple[Any, ...]]) -> None:
     _jobs().objects.filter(pk__in=targets, has_dependents=False).update(has_dependents=True)
 
 
-def count_child(parent_id: Any, status: str) -> ArrayCounts:
-    """Add one to the ``status`` count of the array ``parent_id``; the counts after it.
+def count_sql(connection: Any, status: str, also: str = "") -> str:
+    """``UPDATE … RETURNING`` adding one to the ``status`` count of the array ``%s``.
 
-    One ``UPDATE … RETURNING`` (PostgreSQL, SQLite 3.35+): the increment and the read are one
-    statement under the row lock it takes, so of concurrent final moves exactly one sees the
-    sum complete. Runs in the child's final move's transaction.
+    Returns the four counts after the increment (``_COUNTED`` order). The increment and the
+    read are one statement under the row lock it takes, so of concurrent final moves exactly
+    one sees the sum complete. ``also`` is one more condition in SQL (the final move's
+    ``EXISTS (SELECT 1 FROM moved)`` when it is a CTE of that move).
     """
     if str(status) not in _COUNTED:
         raise ValueError(f"status: an array counts {', '.join(_COUNTED)}, not {status!r}")
-    connection = connections[ArrayCounts.objects.db]
     quote = connection.ops.quote_name
     column = quote(str(status))
     table, pk = quote(ArrayCounts._meta.db_table), quote(ArrayCounts._meta.pk.column)
-    key = ArrayCounts._meta.pk.get_db_prep_value(parent_id, connection)
-    sql = (
-        f"UPDATE {table} SET {column} = {column} + 1 WHERE {pk} = %s "
+    condition = f"{pk} = %s AND {also}" if also else f"{pk} = %s"
+    return (
+        f"UPDATE {table} SET {column} = {column} + 1 WHERE {condition} "
         f"RETURNING {', '.join(quote(name) for name in _COUNTED)}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [key])
-        values = cursor.fetchone()
-    if values is None:
+
+
+def counts_of(parent_id: Any, values: Any) -> ArrayCounts:
+    """The counts of array ``parent_id`` from a row of ``count_sql``'s ``RETURNING``."""
+    if values is None or values[0] is None:
         raise ArrayCounts.DoesNotExist(f"array {parent_id} has no counts row")
     return ArrayCounts(parent_id=parent_id, **dict(zip(_COUNTED, values, strict=True)))
+
+
+def count_child(parent_id: Any, status: str) -> ArrayCounts:
+    """Add one to the ``status`` count of the array ``parent_id``; the counts after it.
+
+    ``count_sql`` on its own: the portable path, in the child's final move's transaction
+    (PostgreSQL runs the same statement as a CTE of the move, ``transitions._write``).
+    """
+    connection = connections[ArrayCounts.objects.db]
+    key = ArrayCounts._meta.pk.get_db_prep_value(parent_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(count_sql(connection, status), [key])
+        values = cursor.fetchone()
+    return counts_of(parent_id, values)
 
 
 def final_status(counts: ArrayCounts, allowed: int | None = None) -> str:

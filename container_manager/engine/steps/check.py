@@ -13,6 +13,7 @@ from container_manager.conf import setting
 from container_manager.engine import flow
 from container_manager.engine.steps.common import check_failed, host_answered, load, schedule_check
 from container_manager.engine.steps.harvest import settle
+from container_manager.engine.transitions import end_array
 from container_manager.executors import base as ex
 from container_manager.executors.exceptions import ExecutorError
 from container_manager.executors.factory import ExecutorFactory
@@ -33,9 +34,14 @@ KILL_BACKSTOP_MARGIN = 1.0
 
 
 def check(job_id: Any) -> str:
-    """Look at a running job: finish it if it exited, timed out or was cancelled; else re-check."""
+    """Look at a running job: finish it if it exited, timed out or was cancelled; else re-check.
+
+    An array parent runs nothing: its check ends it if its children did (``end_array``).
+    """
     job = load(job_id)
-    if job is None or job.status != st.RUNNING or job.is_array_parent:
+    if job is not None and job.is_array_parent:
+        return end_array(job)  # sent by the sweep when its counts say every child ended
+    if job is None or job.status != st.RUNNING:
         return "nothing-to-do"
     executor = ExecutorFactory().get_executor(job)
     now = clock.now()
