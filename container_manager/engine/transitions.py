@@ -256,15 +256,10 @@ def _begin_launch_sqlite(
         "lease_expires_at": lease_expires_at, "execution_id": "", "updated_at": now,
     }  # fmt: skip
     conditions = {"id": job.pk, "status": st.PENDING, "attempt_count": job.attempt_count}
-    jobs, hosts, slots = _tables(connection)
-    room = (
-        f"EXISTS (SELECT 1 FROM {slots} s JOIN {hosts} h ON h.id = s.host_id "
-        f"WHERE s.host_id = {jobs}.docker_host_id AND h.is_active AND s.job_id IS NULL "
-        "AND s.number < h.max_concurrent_jobs)"
-    )
     update = statements.update(
-        connection, ContainerJob, tuple(values), statements.shape(conditions), also=room
-    )
+        connection, ContainerJob, tuple(values), statements.shape(conditions),
+        also=statements.built(("claim room", connection.vendor), lambda: _room_sql(connection)),
+    )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(update, statements.params(connection, ContainerJob, values, conditions))
         if cursor.rowcount == 1:
@@ -272,6 +267,16 @@ def _begin_launch_sqlite(
     if ContainerJob.objects.filter(**conditions).exists():
         raise HostFull(job.docker_host_id)
     raise _Taken(job.pk)
+
+
+def _room_sql(connection: Any) -> str:
+    """Whether the job's host is active and has a free slot: the trigger's rule for a slot."""
+    jobs, hosts, slots = _tables(connection)
+    return (
+        f"EXISTS (SELECT 1 FROM {slots} s JOIN {hosts} h ON h.id = s.host_id "
+        f"WHERE s.host_id = {jobs}.docker_host_id AND h.is_active AND s.job_id IS NULL "
+        "AND s.number < h.max_concurrent_jobs)"
+    )
 
 
 def _tables(connection: Any) -> tuple[str, str, str]:
