@@ -76,7 +76,8 @@ def move(
     start and no webhook event to write then runs without a transaction of its own (BEGIN
     and COMMIT would triple its cost), so the counts row is locked only while that
     statement runs. On SQLite they are one statement each, in a transaction when more
-    than one.
+    than one; the move to running's attempt copy is written by a trigger on the job's
+    UPDATE (``_copied_by_trigger``), so that move is one statement there too.
     """
     st.check_move(old, new, array_parent=job.is_array_parent)
     now = clock.now()
@@ -84,6 +85,8 @@ def move(
     values = {"status": new, "updated_at": now, **fields}
     conditions = {"id": job.pk, "status": old, **(guard or {})}
     connection = connections[ContainerJob.objects.db]
+    if _copied_by_trigger(connection, (old, new), execution, fields):
+        execution = None
     alone = not _moves_array(job, new) and not outbox.may_write(job, new)
     if connection.vendor != "postgresql" and (
         frees_slot or execution is not None or new in st.TERMINAL
@@ -108,6 +111,21 @@ def move(
     if counts is not None:
         _end_array(job.array_parent_id, job, counts)
     return True
+
+
+def _copied_by_trigger(
+    connection: Any, step: tuple[str, str], execution: dict[str, Any] | None, fields: dict[str, Any]
+) -> bool:
+    """Whether SQLite's trigger on the move to running writes ``execution`` with the job's UPDATE.
+
+    The trigger (``models.sqlite_triggers``) copies the job's new
+    ``execution_id`` and ``started_at`` onto the attempt's row, running, with no error, as the
+    launch step asks (``steps.launch``); any other attempt write is made by the move itself.
+    """
+    if connection.vendor != "sqlite" or step != (st.LAUNCHING, st.RUNNING):
+        return False
+    copied = {"execution_id": fields.get("execution_id"), "accepted_at": fields.get("started_at")}
+    return execution == {"status": st.RUNNING, **copied, "error": ""}
 
 
 def _apply(job: ContainerJob, new: str, fields: dict[str, Any]) -> None:
@@ -234,45 +252,23 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     ``HostFull`` when the host is inactive or has no free slot, ``ArrayFull`` when the job is
     a child of an array with ``max_parallel`` children already launching or running
     (``array_has_room``, in the same transaction; nothing is changed either way).
-    Writes the attempt's ``ContainerExecution`` (``_insert_attempt``). On PostgreSQL this
-    is one statement (``_begin_launch_postgresql``) that locks only the slot row it takes,
-    so launches on one host do not wait for each other.
+    Writes the attempt's ``ContainerExecution`` (``_insert_attempt``). This is one
+    statement: on PostgreSQL (``_begin_launch_postgresql``) it locks only the slot row it
+    takes, so launches on one host do not wait for each other; on SQLite
+    (``_begin_launch_sqlite``) the claim's trigger takes the slot and writes the attempt.
     """
     attempt = job.attempt_count + 1
     now = clock.now()
     connection = connections[ContainerJob.objects.db]
     limited = job.max_parallel is not None and job.array_parent_id is not None
-    if connection.vendor == "postgresql":
-        try:
-            with transaction.atomic() if limited else nullcontext():
-                _begin_launch_postgresql(connection, job, lease_expires_at, now)
-                if limited and not array_has_room(job):
-                    raise ArrayFull(job.array_parent_id)  # undoes the move and the slot
-        except _Taken:
-            return False
-    else:
-        values = {
-            "status": st.LAUNCHING, "attempt_count": attempt,
-            "lease_expires_at": lease_expires_at, "execution_id": "", "updated_at": now,
-        }  # fmt: skip
-        conditions = {"id": job.pk, "status": st.PENDING, "attempt_count": job.attempt_count}
-        update = statements.update(
-            connection, ContainerJob, tuple(values), statements.shape(conditions)
-        )
-        params = statements.params(connection, ContainerJob, values, conditions)
-        key = ContainerJob._meta.pk.get_db_prep_value(job.pk, connection)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(update, params)
-            if cursor.rowcount != 1:
-                return False
-            # SQLite's write lock, taken by the update above, serialises the claims.
-            cursor.execute(_first_free_sql(connection), [key, job.docker_host_id])
-            if cursor.rowcount != 1:
-                # Raising inside the atomic block undoes the job's move: it stays pending.
-                raise HostFull(job.docker_host_id)
-            _write_attempt(job.pk, job.docker_host_id, now)
+    claim = _begin_launch_postgresql if connection.vendor == "postgresql" else _begin_launch_sqlite
+    try:
+        with transaction.atomic() if limited else nullcontext():
+            claim(connection, job, lease_expires_at, now)
             if limited and not array_has_room(job):
-                raise ArrayFull(job.array_parent_id)
+                raise ArrayFull(job.array_parent_id)  # undoes the move, the slot and the attempt
+    except _Taken:
+        return False
     job.status = job._loaded_status = st.LAUNCHING
     job.attempt_count = attempt
     job.lease_expires_at = lease_expires_at
@@ -281,18 +277,43 @@ def begin_launch(job: ContainerJob, lease_expires_at: Any) -> bool:
     return True
 
 
-def _first_free_sql(connection: Any) -> str:
-    """Give job ``%s`` the first free slot of host ``%s`` if the host is active (SQLite)."""
+def _begin_launch_sqlite(
+    connection: Any, job: ContainerJob, lease_expires_at: Any, now: Any
+) -> None:
+    """``begin_launch`` in one UPDATE; returns when moved, raises ``HostFull`` or ``_Taken``.
 
-    def build() -> str:
-        _, hosts, slots = _tables(connection)
-        return (
-            f"UPDATE {slots} SET job_id = %s WHERE id = (SELECT s.id FROM {slots} s "
-            f"JOIN {hosts} h ON h.id = s.host_id WHERE s.host_id = %s AND h.is_active "
-            "AND s.job_id IS NULL AND s.number < h.max_concurrent_jobs ORDER BY s.number LIMIT 1)"
-        )
+    The job moves only if its host is active and has a free slot; the claim's trigger
+    (``models.sqlite_triggers``) then gives it the first free slot and writes
+    the attempt's row, in the same statement. One statement needs no BEGIN: SQLite's write
+    lock, taken when it starts, serialises the claims. Only when nothing moved, one SELECT
+    tells a full host from a job another caller moved first.
+    """
+    values = {
+        "status": st.LAUNCHING, "attempt_count": job.attempt_count + 1,
+        "lease_expires_at": lease_expires_at, "execution_id": "", "updated_at": now,
+    }  # fmt: skip
+    conditions = {"id": job.pk, "status": st.PENDING, "attempt_count": job.attempt_count}
+    update = statements.update(
+        connection, ContainerJob, tuple(values), statements.shape(conditions),
+        also=statements.built(("claim room", connection.vendor), lambda: _room_sql(connection)),
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(update, statements.params(connection, ContainerJob, values, conditions))
+        if cursor.rowcount == 1:
+            return
+    if ContainerJob.objects.filter(**conditions).exists():
+        raise HostFull(job.docker_host_id)
+    raise _Taken(job.pk)
 
-    return statements.built(("first free slot", connection.vendor), build)
+
+def _room_sql(connection: Any) -> str:
+    """Whether the job's host is active and has a free slot: the trigger's rule for a slot."""
+    jobs, hosts, slots = _tables(connection)
+    return (
+        f"EXISTS (SELECT 1 FROM {slots} s JOIN {hosts} h ON h.id = s.host_id "
+        f"WHERE s.host_id = {jobs}.docker_host_id AND h.is_active AND s.job_id IS NULL "
+        "AND s.number < h.max_concurrent_jobs)"
+    )
 
 
 def _tables(connection: Any) -> tuple[str, str, str]:
@@ -433,8 +454,9 @@ def hand_over(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
     sent its launch (the ``start`` step, sent by ``move``), or None.
 
     Here, under SQLite's write lock: the slot is freed in one statement if no job waits
-    on a full host; else the job is selected, claimed, passed the slot and its attempt
-    written, or the slot freed.
+    on a full host; else the job is selected, claimed (the claim's trigger writes its
+    attempt's row and, the host being full, takes no slot) and passed the slot, or the
+    slot freed.
     """
     hint, hint_params = statements.compiled(
         "hand-over hint", connection, _hint, host_id, leaving_id, now
@@ -465,9 +487,8 @@ def hand_over(connection: Any, host_id: int, leaving_id: Any, now: Any) -> Any:
         claimed = ContainerJob.objects.filter(
             pk=job_id, status=st.PENDING, attempt_count=attempt
         ).update(**_claim_fields(now))
-        if claimed:
+        if claimed:  # its trigger wrote its attempt's row and, the host being full, no slot
             HostSlot.objects.filter(job_id=leaving_id).update(job_id=job_id)
-            _write_attempt(job_id, host_id, now)
             return job_id
         job_id = None
     held = HostSlot.objects.filter(job_id=leaving_id)
@@ -543,13 +564,14 @@ def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]
     """The attempt's ``ContainerExecution``, written fresh for each row of the CTE ``source``.
 
     The one rule for attempt rows, on every path that claims an attempt (``begin_launch``,
-    ``hand_over``) on both databases: the claim of attempt N inserts its row, or, if
+    the hand-over): the claim of attempt N inserts its row, or, if
     attempt N already has one, overwrites every column of it (``ON CONFLICT DO UPDATE``).
     A row is already there when the attempt did not start a container and the job went
     back to pending under the same number (``steps._host_unreachable``), so a later claim
     of it never collides. ``source`` returns the job's ``id`` and its new
     ``attempt_count``; every other column gets the model field's default, so the
-    statement follows the model.
+    statement follows the model. On SQLite the claim's trigger writes the same row
+    (``models.sqlite_triggers.attempt_row``, made from the model too).
     """
     connection = connections[ContainerExecution.objects.db]
     column = {f.name: connection.ops.quote_name(f.column) for f in ContainerExecution._meta.fields}
@@ -576,17 +598,6 @@ def _insert_attempt(source: str, host_id: int, now: Any) -> tuple[str, list[Any]
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {fresh}"
     )
     return sql, params
-
-
-def _write_attempt(job_id: Any, host_id: int, now: Any) -> None:
-    """``_insert_attempt`` for one job just claimed, read from its row: the SQLite paths."""
-    connection = connections[ContainerExecution.objects.db]
-    jobs = connection.ops.quote_name(ContainerJob._meta.db_table)
-    key = ContainerJob._meta.pk.get_db_prep_value(job_id, connection)
-    insert, params = _insert_attempt("claimed", host_id, now)
-    sql = f"WITH claimed AS (SELECT id, attempt_count FROM {jobs} WHERE id = %s) {insert}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [key, *params])
 
 
 def job_moved(job: ContainerJob, new: str) -> None:
