@@ -28,6 +28,8 @@ DISPATCH_BACKENDS = {
 CLOUD_DISPATCH_BACKENDS = frozenset({"cloudtasks", "sqs"})
 #: Database hosts that mean "this machine".
 LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+#: Runs of one statement on a connection before psycopg prepares it (direct connections only).
+PREPARE_THRESHOLD = 5
 #: The port PgBouncer listens on by default: a DATABASE_URL with it is taken as pooled.
 PGBOUNCER_PORT = 6432
 #: The key local development runs with; a system check refuses it whenever DEBUG is off.
@@ -170,7 +172,11 @@ def transaction_pooled(database: dict[str, Any]) -> bool:
 def postgres_options(pooled: bool) -> dict[str, Any]:
     """Connection OPTIONS for PostgreSQL, directly or through a transaction pooler.
 
-    Direct, the session starts in UTC (``options``), so Django sends no ``SET TIME ZONE``. A
+    Direct, the session starts in UTC (``options``), so Django sends no ``SET TIME ZONE``, and
+    statements are bound on the server and prepared once a connection has run them
+    ``PREPARE_THRESHOLD`` times (psycopg's own default; Django turns preparing off unless
+    asked): the engine's hot statements are fixed text, and planning them took most of the
+    database's time per job (``docs/configuration.md``, "Prepared statements"). A
     pooler refuses that startup parameter (PgBouncer: "unsupported startup parameter") and
     hands each transaction to any server connection, so psycopg must not prepare statements
     (a statement prepared on one server connection is unknown on the next). The server's own
@@ -179,7 +185,11 @@ def postgres_options(pooled: bool) -> dict[str, Any]:
     """
     if pooled:
         return {"prepare_threshold": None}
-    return {"options": "-c TimeZone=UTC"}
+    return {
+        "options": "-c TimeZone=UTC",
+        "server_side_binding": True,
+        "prepare_threshold": PREPARE_THRESHOLD,
+    }
 
 
 def _static_storage(kind: str, debug: bool) -> dict[str, Any]:

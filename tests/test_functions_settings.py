@@ -204,7 +204,8 @@ def test_an_admin_request_loads_neither_the_api_views_nor_the_steps(tmp_path):
 
 def test_behind_a_transaction_pooler_no_session_state_is_kept_on_the_connection():
     """PgBouncer's port, or CM_DB_POOLER=transaction (RDS Proxy on 5432): no startup options
-    (PgBouncer refuses them), no prepared statements, no server-side cursors."""
+    (PgBouncer refuses them), no prepared statements, no server-side cursors; directly, the
+    statements are bound on the server and prepared."""
     for env in (
         {"DATABASE_URL": "postgres://u:p@127.0.0.1:6432/x"},
         {"DATABASE_URL": "postgres://u:p@proxy:5432/x", "CM_DB_POOLER": "transaction"},
@@ -213,7 +214,9 @@ def test_behind_a_transaction_pooler_no_session_state_is_kept_on_the_connection(
         assert db["OPTIONS"] == {"prepare_threshold": None}, env
         assert db["DISABLE_SERVER_SIDE_CURSORS"] is True, env
     direct = load(DATABASE_URL="postgres://u:p@127.0.0.1:6432/x", CM_DB_POOLER="none")["DB"]
-    assert direct["OPTIONS"] == {"options": "-c TimeZone=UTC"}
+    assert direct["OPTIONS"] == {
+        "options": "-c TimeZone=UTC", "server_side_binding": True, "prepare_threshold": 5
+    }  # fmt: skip
     assert direct["DISABLE_SERVER_SIDE_CURSORS"] is False
     assert "CM_DB_POOLER must be 'transaction' or 'none'" in load(CM_DB_POOLER="session")
 
