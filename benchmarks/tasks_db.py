@@ -52,6 +52,12 @@ THEIR_PYTHON = HERE / ".venv-tasks" / "bin" / "python"
 SERVER = "postgres://container_manager:container_manager@127.0.0.1:5432"
 THEIR_TABLE = "django_tasks_database_dbtaskresult"
 MODES = ("submit", "queued")
+#: django-tasks-db's connection OPTIONS: Django's default (nothing prepared, parameters bound
+#: on the client), or what functions/settings.py gives ours on a direct connection.
+THEIR_OPTIONS = {
+    "default": {},
+    "prepared": {"server_side_binding": True, "prepare_threshold": 5},
+}
 SIDES = ("ours", "theirs", "floor")
 
 
@@ -66,6 +72,10 @@ def main() -> None:
     parser.add_argument("--floor-n", type=int, default=200, help="jobs per run of the floor")
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--name", default="tasks_db_compare", help="result file's name")
+    parser.add_argument(
+        "--their-options", choices=sorted(THEIR_OPTIONS), default="default",
+        help="django-tasks-db's connection OPTIONS: Django's default, or ours (prepared)",
+    )  # fmt: skip
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     urls = {side: f"{args.server}/cm_bench_{side}" for side in SIDES}
@@ -94,6 +104,7 @@ def main() -> None:
         args.name,
         {"n": args.n, "k": args.k, "rounds": args.rounds, "our_local_workers": args.workers,
          "floor_n": args.floor_n, "sides": args.sides, "their_interval_s": 0.1,
+         "their_options": THEIR_OPTIONS[args.their_options],
          "package": "django-tasks-db", "version": _their_version() if "theirs" in args.sides
          else None, "loaded": True, "medians": _medians(runs, args.sides), "runs": runs},
     )  # fmt: skip
@@ -106,6 +117,7 @@ class _Pool:
         self.side, self.k = side, k
         python = str(THEIR_PYTHON) if side == "theirs" else sys.executable
         command = [python, __file__, "--server", args.server, "--workers", str(args.workers)]
+        command += ["--their-options", args.their_options]
         self.children = [
             subprocess.Popen(
                 [*command, "--child", side],
@@ -330,7 +342,7 @@ class _Theirs:
     """One of their worker processes: a ``db_worker`` ``Worker`` in a thread, no-op tasks."""
 
     def __init__(self, url: str, args: argparse.Namespace):
-        _setup_theirs(url)
+        _setup_theirs(url, args.their_options)
         from django_tasks_db.models import DBTaskResult
 
         DBTaskResult.objects.exists()  # the connection, opened before the clock starts
@@ -367,7 +379,7 @@ class _Theirs:
             noop.enqueue()
 
 
-def _setup_theirs(url: str) -> None:
+def _setup_theirs(url: str, options: str = "default") -> None:
     import tempfile
 
     project = Path(tempfile.mkdtemp(prefix="cm-tasks-db-"))
@@ -381,7 +393,7 @@ INSTALLED_APPS = ["django_tasks", "django_tasks_db"]
 DATABASES = {{"default": {{
     "ENGINE": "django.db.backends.postgresql", "NAME": {parsed.path.lstrip("/")!r},
     "USER": {parsed.username!r}, "PASSWORD": {parsed.password!r}, "HOST": {parsed.hostname!r},
-    "PORT": {parsed.port or 5432}, "CONN_MAX_AGE": 600,
+    "PORT": {parsed.port or 5432}, "CONN_MAX_AGE": 600, "OPTIONS": {THEIR_OPTIONS[options]!r},
 }}}}
 TASKS = {{"default": {{"BACKEND": "django_tasks_db.DatabaseBackend"}}}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
