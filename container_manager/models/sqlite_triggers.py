@@ -51,16 +51,25 @@ def after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
 
 
 def install(raw: Any) -> None:
-    """Make both triggers on the sqlite3 connection ``raw`` if the job table exists."""
+    """Make the triggers missing on the sqlite3 connection ``raw``, if the job table exists.
+
+    One read when nothing is missing: a connection that only reads takes no write lock.
+    """
     from container_manager.models import ContainerJob
 
-    found = raw.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-        [ContainerJob._meta.db_table],
-    ).fetchone()
-    if found:
-        raw.execute(claim_sql())
-        raw.execute(running_sql())
+    found = {
+        name
+        for (name,) in raw.execute(
+            "SELECT name FROM sqlite_master WHERE (type = 'table' AND name = ?) "
+            "OR (type = 'trigger' AND name IN (?, ?))",
+            [ContainerJob._meta.db_table, CLAIM, RUNNING],
+        )
+    }
+    if ContainerJob._meta.db_table not in found:
+        return
+    for name, sql in ((CLAIM, claim_sql), (RUNNING, running_sql)):
+        if name not in found:
+            raw.execute(sql())
 
 
 def claim_sql() -> str:
