@@ -108,6 +108,26 @@ def fresh_mock_host(slots: int) -> Any:
     )
 
 
+def server_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this machine's ``postgres`` processes.
+
+    Read from ``/proc``: the local PostgreSQL server's backends, WAL writer and autovacuum.
+    A backend that exits between two readings takes its share with it, so compare readings
+    taken while the measured connections are open.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if comm.startswith("postgres"):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def fresh_sqlite_url(prefix: str) -> str:
     """The URL of a new SQLite file in a new temporary directory named ``prefix`` and more."""
     return f"sqlite:///{tempfile.mkdtemp(prefix=prefix)}/bench.sqlite3"

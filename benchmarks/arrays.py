@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_mock_host, fresh_sqlite_url, setup_django, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    fresh_mock_host,
+    fresh_sqlite_url,
+    server_cpu_seconds,
+    setup_django,
+    write_result,
+)
 
 
 def main() -> None:
@@ -128,7 +134,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         return execute(sql, params, many, context)
 
     load = os.getloadavg()[0]
-    cpu_before = time.process_time()
+    cpu_before, server_before = time.process_time(), server_cpu_seconds()
     began, began_at = time.perf_counter(), time.time()
     with connection.execute_wrapper(count):
         if shape == "array":
@@ -141,6 +147,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         backend.wait_idle(timeout=1)
     done = time.perf_counter() - began
     cpu = time.process_time() - cpu_before
+    server_cpu = server_cpu_seconds() - server_before
     # Separate jobs only, so that the baseline runs on code without arrays too.
     jobs = ContainerJob.objects.filter(status="completed")
     if shape == "array":
@@ -153,6 +160,7 @@ def measure(shape: str, n: int, slots: int) -> dict[str, Any]:
         "submit_queries": queries[0],
         "seconds_until_all_done": round(done, 3),
         "cpu_seconds": round(cpu, 2),
+        "server_cpu_seconds": round(server_cpu, 2),
         "completed": jobs.count(),
         "done_after_submit_s": _spread(jobs, began_at),
         "load": [round(load, 1), round(os.getloadavg()[0], 1)],
