@@ -225,7 +225,7 @@ def test_cancel_leaves_finished_nodes_alone(recording, mock_host):
     assert workflow.status == "cancelled"
 
 
-def test_a_workflow_and_its_jobs_are_their_owners(mock_host):
+def test_a_workflow_and_its_jobs_are_their_owners(recording, mock_host):
     alice = User.objects.create_user("alice")
     bob = User.objects.create_user("bob")
     workflow = Workflow.objects.submit(diamond(mock_host), user=alice)
